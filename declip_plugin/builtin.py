@@ -1,0 +1,35 @@
+"""The built-in plugin: this package's detectors, dataset adapters and metrics.
+
+Registered through the same hooks as any external plugin (entry point ``declip`` of group
+``deepfakebench``).
+"""
+from .hookspecs import hookimpl
+
+
+@hookimpl
+def deepfakebench_register_detectors(register):
+    from .detectors.declip import DeCLIPDetector
+
+    register("declip", DeCLIPDetector)
+
+
+@hookimpl
+def deepfakebench_register_datasets(register):
+    from .data.autosplice import AutoSpliceAdapter
+    from .data.deepfakebench_json import DeepfakeBenchJsonAdapter
+    from .data.dolos import DolosAdapter
+    from .data.folder import FolderAdapter
+
+    register("dolos", DolosAdapter)
+    register("autosplice", AutoSpliceAdapter)
+    register("folder", FolderAdapter)
+    register("deepfakebench_json", DeepfakeBenchJsonAdapter)
+
+
+@hookimpl
+def deepfakebench_register_metrics(register):
+    from .metrics.detection import DetectionMetrics
+    from .metrics.localization import LocalizationMetrics
+
+    register("detection", DetectionMetrics)
+    register("localization", LocalizationMetrics)

@@ -1,0 +1,40 @@
+"""Detectors, and ``build_detector``: the one way to make one from a config."""
+import logging
+
+import torch
+
+from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def build_detector(config, weights_path=None, device=None):
+    """A detector from a config dict, a YAML path or a bundled config name.
+
+    The class comes from the detector registry (``model_name``); ``weights_path`` loads a
+    checkpoint through the detector's ``load_weights``. When the checkpoint carries the backbone,
+    the configured ``pretrained`` weights are not fetched at all.
+    """
+    from ..config import load_detector_config
+    from ..plugins import get_registry
+
+    if not isinstance(config, dict):
+        config = load_detector_config(config)
+    config = dict(config)
+    name = config.get("model_name")
+    if not name:
+        raise ConfigError("the detector config has no 'model_name' (e.g. model_name: declip)")
+    cls = get_registry("detectors").get(name)
+    ckpt = None
+    if weights_path is not None:
+        from ..checkpoints import read_detector_checkpoint
+
+        ckpt = read_detector_checkpoint(weights_path)
+        if hasattr(cls, "config_for_checkpoint"):
+            config = cls.config_for_checkpoint(config, ckpt)
+    detector = cls(config)
+    if ckpt is not None:
+        detector.load_weights(ckpt)
+    if device is not None:
+        detector = detector.to(torch.device(device))
+    return detector

@@ -1,0 +1,233 @@
+"""DeCLIP: frozen CLIP features decoded into a manipulation mask (Smeu et al., WACV 2025).
+
+``pred_dict``: ``mask`` (B,1,256,256) logits; ``cls`` (B,2) = [-z/2, z/2] so that
+softmax(cls)[:, 1] == sigmoid(z) == ``prob``, where z is the image-level logit (the mean of the
+mask logits, as the official detection model); ``feat`` (B,C) pooled backbone features.
+"""
+import dataclasses
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones import build_backbone, normalize_backbone_name
+from ..checkpoints import DetectorCheckpoint, read_detector_checkpoint
+from ..decoders import OUTPUT_SIZE, build_decoder
+from ..errors import CheckpointError, ConfigError
+from .base import AbstractDetector
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class DeCLIPConfig:
+    """The detector keys of a DeCLIP YAML, with the official release's defaults."""
+
+    backbone: str = "ViT-L/14"
+    pretrained: object = "openai"
+    feature_layer: object = None  # None: the last layer (layer23 for ViT-L/14, layer4 for RN50)
+    decoder_type: str = "conv-20"
+    fully_supervised: bool = False
+    fix_backbone: bool = False
+    resolution: int = 224
+    init_gain: float = 0.02
+    score_reduction: str = "mean"  # image-level logit from the mask logits: mean (official) | max
+
+    @classmethod
+    def from_dict(cls, config):
+        config = dict(config)
+        if "arch" in config and "backbone" not in config:
+            config["backbone"] = config["arch"]
+        if "backbone" in config and not isinstance(config["backbone"], str):
+            raise ConfigError(f"backbone must be a string such as 'ViT-L/14', got {config['backbone']!r}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        cfg = cls(**{k: config[k] for k in fields if k in config and (config[k] is not None or k == "feature_layer")})
+        cfg.backbone = normalize_backbone_name(cfg.backbone)
+        if cfg.score_reduction not in ("mean", "max"):
+            raise ConfigError(f"score_reduction {cfg.score_reduction!r}: use mean or max")
+        return cfg
+
+
+def mask_to_nchw(mask):
+    """A ground-truth mask as (B,1,H,W) float: accepts (B,1,H,W), (B,H,W) and (B,H,W,1)."""
+    if mask.dim() == 3:
+        return mask.unsqueeze(1).float()
+    if mask.dim() == 4 and mask.shape[1] != 1 and mask.shape[-1] == 1:
+        return mask.permute(0, 3, 1, 2).float()
+    if mask.dim() == 4 and mask.shape[1] == 1:
+        return mask.float()
+    raise ConfigError(f"mask of shape {tuple(mask.shape)}: expected (B,1,H,W), (B,H,W) or (B,H,W,1)")
+
+
+class DeCLIPDetector(AbstractDetector):
+    """``model_name: declip``."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.cfg = DeCLIPConfig.from_dict(self.config)
+        self.backbone = self.build_backbone(self.config)
+        self.decoder = build_decoder(self.cfg.decoder_type, self.backbone, self.cfg.init_gain)
+        self.loss_func = self.build_loss(self.config)
+        if self.cfg.fix_backbone:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+        elif self.backbone.name != "xceptionnet":
+            logger.warning("fix_backbone is false: the %s backbone is trained too (the paper trains the decoder "
+                           "only; set fix_backbone: true for that)", self.backbone.name)
+
+    # --- DeepfakeBench contract ---------------------------------------------------------------
+    def build_backbone(self, config):
+        return build_backbone(self.cfg.backbone, self.cfg.feature_layer, self.cfg.pretrained, self.cfg.resolution)
+
+    def build_loss(self, config):
+        return nn.BCEWithLogitsLoss()
+
+    @property
+    def backbone_frozen(self):
+        return self.cfg.fix_backbone
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()  # a frozen backbone keeps its BatchNorm statistics
+        return self
+
+    def features(self, data_dict):
+        feats = data_dict.get("features")
+        if feats is not None:  # precomputed (feature cache)
+            return feats
+        image = data_dict["image"]
+        if self.backbone_frozen:
+            with torch.no_grad():
+                return self.backbone(image)
+        return self.backbone(image)
+
+    def classifier(self, features):
+        return self.decoder(features)
+
+    def image_logit(self, mask_logits):
+        flat = mask_logits.float().flatten(1)
+        return flat.mean(dim=1) if self.cfg.score_reduction == "mean" else flat.max(dim=1).values
+
+    def forward(self, data_dict, inference=False):
+        feats = self.features(data_dict)
+        mask = self.classifier(feats)
+        z = self.image_logit(mask)
+        pooled = self.backbone.pooled(feats.detach())
+        return {"cls": torch.stack([-z / 2, z / 2], dim=1), "prob": torch.sigmoid(z), "feat": pooled.float(),
+                "mask": mask}
+
+    def get_losses(self, data_dict, pred_dict):
+        if self.cfg.fully_supervised:
+            gt = data_dict.get("mask")
+            if gt is None:
+                raise ConfigError("fully_supervised: true needs ground-truth masks in the batch (data_dict['mask'] "
+                                  "is None); use a dataset with masks or set fully_supervised: false")
+            gt = mask_to_nchw(gt).to(pred_dict["mask"].device)
+            logits = pred_dict["mask"].float()
+            if logits.shape[-2:] != gt.shape[-2:]:
+                logits = F.interpolate(logits, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+            loss = self.loss_func(logits, (gt > 0.5).float())
+        else:
+            z = self.image_logit(pred_dict["mask"])
+            loss = self.loss_func(z, data_dict["label"].float().to(z.device))
+        return {"overall": loss}
+
+    @torch.no_grad()
+    def get_train_metrics(self, data_dict, pred_dict):
+        from ..metrics.detection import DetectionMetrics
+        from ..metrics.localization import LocalizationMetrics
+
+        det = DetectionMetrics()
+        det.update(pred_dict["prob"].detach().float(), data_dict["label"])
+        out = {k: v for k, v in det.compute().items() if k in ("acc", "auc", "eer", "ap")}
+        if self.cfg.fully_supervised and data_dict.get("mask") is not None:
+            loc = LocalizationMetrics()
+            loc.update(pred_dict["mask"].detach().float(), mask_to_nchw(data_dict["mask"]), data_dict["label"])
+            out["iou"] = loc.compute()["iou"]
+        return out
+
+    # --- weights ------------------------------------------------------------------------------
+    def backbone_needs_saving(self):
+        """Whether a checkpoint must carry the backbone to reproduce this model on its own."""
+        pre = self.backbone.pretrained
+        sources = pre.values() if isinstance(pre, dict) else [pre]
+        return not self.backbone_frozen or any(str(s).lower() == "none" for s in sources)
+
+    def describe(self):
+        return {"model_name": "declip", "backbone": self.cfg.backbone, "feature_layer": f"layer{self.backbone.layer}"
+                if self.backbone.name != "xceptionnet" else "block2", "decoder_type": self.cfg.decoder_type,
+                "pretrained": self.backbone.pretrained, "fully_supervised": self.cfg.fully_supervised,
+                "resolution": self.cfg.resolution, "output_size": OUTPUT_SIZE}
+
+    @classmethod
+    def config_for_checkpoint(cls, config, ckpt):
+        """Skip fetching pretrained weights the checkpoint replaces anyway."""
+        if ckpt.has_backbone:
+            config = dict(config, pretrained="none")
+        return config
+
+    def load_weights(self, path_or_ckpt):
+        """Load our, the official or a plain checkpoint; every decoder key must match."""
+        ckpt = path_or_ckpt if isinstance(path_or_ckpt, DetectorCheckpoint) else read_detector_checkpoint(path_or_ckpt)
+        self._check_meta(ckpt)
+        decoder_state = ckpt.section("decoder.")
+        expected = self.decoder.state_dict()
+        missing = sorted(set(expected) - set(decoder_state))
+        unexpected = sorted(set(decoder_state) - set(expected))
+        others = sorted(k for k in ckpt.state if not k.startswith(("decoder.", "backbone.")))
+        if missing or unexpected or others:
+            parts = []
+            if missing:
+                parts.append(f"missing decoder keys {missing}")
+            if unexpected:
+                parts.append(f"unexpected decoder keys {unexpected}")
+            if others:
+                parts.append(f"keys that belong to no part of the detector {others[:10]}")
+            raise CheckpointError(f"checkpoint {ckpt.path} ({ckpt.format} format) does not fit decoder "
+                                  f"{self.cfg.decoder_type} on {self.cfg.backbone}: " + "; ".join(parts))
+        bad = [f"{k}: expected {tuple(v.shape)}, got {tuple(decoder_state[k].shape)}" for k, v in expected.items()
+               if tuple(v.shape) != tuple(decoder_state[k].shape)]
+        if bad:
+            raise CheckpointError(f"checkpoint {ckpt.path}: decoder shape mismatch: {bad[:8]}")
+        with torch.no_grad():
+            for k, v in expected.items():
+                v.copy_(decoder_state[k])
+        if ckpt.has_backbone:
+            self._load_backbone(ckpt)
+        return self
+
+    def _check_meta(self, ckpt):
+        meta = ckpt.meta
+        if meta.get("decoder_type") and meta["decoder_type"] != self.cfg.decoder_type:
+            raise CheckpointError(f"checkpoint {ckpt.path} was trained with decoder_type {meta['decoder_type']!r}, "
+                                  f"the config says {self.cfg.decoder_type!r}: set decoder_type: {meta['decoder_type']}")
+        layer = meta.get("feature_layer")
+        if layer and self.backbone.name != "xceptionnet" and str(layer) != f"layer{self.backbone.layer}":
+            raise CheckpointError(f"checkpoint {ckpt.path} was trained on feature_layer {layer!r}, the config says "
+                                  f"layer{self.backbone.layer}: set feature_layer: {layer}")
+        bb = meta.get("backbone") or meta.get("arch")
+        if bb and normalize_backbone_name(bb) != self.cfg.backbone:
+            raise CheckpointError(f"checkpoint {ckpt.path} was trained on backbone {bb!r}, the config says "
+                                  f"{self.cfg.backbone!r}")
+
+    def _load_backbone(self, ckpt):
+        from ..backbones.weights import load_module_weights
+
+        state = ckpt.section("backbone.")
+        bb = self.backbone
+        if hasattr(bb, "load_openai_state_dict") and not hasattr(bb, "vit"):
+            bb.load_openai_state_dict(state, source=ckpt.path)
+        else:  # fusion / xceptionnet: our own module layout
+            load_module_weights(bb, state, ckpt.path, what=f"backbone {bb.name}",
+                                droppable=_fusion_droppable(bb))
+        if not isinstance(bb.pretrained, dict):
+            bb.pretrained = f"checkpoint:{ckpt.path}"
+            bb.cache_key = f"{bb.cache_key}|{bb.pretrained}"
+
+
+def _fusion_droppable(bb):
+    if not hasattr(bb, "vit"):
+        return ()
+    return tuple("vit.visual." + p for p in bb.vit.dropped_prefixes) + tuple("rn.visual." + p for p in bb.rn.dropped_prefixes)

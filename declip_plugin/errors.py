@@ -1,0 +1,24 @@
+"""Errors meant for the user: the CLI prints their message as one line (no traceback unless --debug)."""
+
+
+class DeclipError(Exception):
+    """A problem with the user's input (config, file, name) that they can fix."""
+
+
+class ConfigError(DeclipError, ValueError):
+    """An invalid key, type or value in a YAML config."""
+
+
+class DataError(DeclipError):
+    """A bad image, mask or dataset layout."""
+
+
+class CheckpointError(DeclipError):
+    """A checkpoint that cannot be read or does not fit the configured model."""
+
+
+class RegistryError(DeclipError, KeyError):
+    """An unknown or duplicate name in a registry."""
+
+    def __str__(self):  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,38 @@
+"""Hook specifications of the ``deepfakebench`` plugin project.
+
+A plugin is a module (or object) with ``@hookimpl`` functions, exposed through an entry point
+in group ``deepfakebench``::
+
+    [options.entry_points]
+    deepfakebench =
+        mydetector = my_package.plugin
+
+    # my_package/plugin.py
+    from declip_plugin.hookspecs import hookimpl
+
+    @hookimpl
+    def deepfakebench_register_detectors(register):
+        register("my_detector", MyDetector)
+"""
+import pluggy
+
+PROJECT = "deepfakebench"
+ENTRY_POINT_GROUP = "deepfakebench"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def deepfakebench_register_detectors(register):
+    """Register detector classes: ``register(model_name, cls)``; ``cls(config)`` builds one."""
+
+
+@hookspec
+def deepfakebench_register_datasets(register):
+    """Register dataset adapters: ``register(adapter_name, cls)``; see declip_plugin.data."""
+
+
+@hookspec
+def deepfakebench_register_metrics(register):
+    """Register metric accumulators: ``register(name, cls)`` with ``update(...)`` / ``compute()``."""

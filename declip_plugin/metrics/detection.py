@@ -1,0 +1,436 @@
+"""Image-level (detection) metrics, computed with torch on the device of the predictions.
+
+One implementation serves every host (the embedded engine and a real DeepfakeBench): scores are
+accumulated batch by batch with :meth:`DetectionMetrics.update`, accumulators from several
+processes are combined with :meth:`DetectionMetrics.merge` (or through the plain-python
+:meth:`DetectionMetrics.state` / :meth:`DetectionMetrics.from_state`, which suit
+``torch.distributed.all_gather_object``), and :meth:`DetectionMetrics.compute` returns the
+DeepfakeBench keys ``acc``, ``auc``, ``eer``, ``ap`` and ``video_auc`` plus ``acc_best``, ``n``,
+``n_real`` and ``n_fake``.
+
+Definitions (all match DeepfakeBench ``training/metrics/utils.py::get_test_metrics``, which uses
+scikit-learn; scikit-learn itself is not needed at run time):
+
+* ``acc``: fraction of samples with ``(prob > 0.5) == label`` (strict ``>``, as DeepfakeBench),
+  on a 0-1 scale.
+* ``auc``: area under the ROC curve, ties counted as one half (equal to
+  ``sklearn.metrics.roc_auc_score``).
+* ``ap``: average precision, the step-wise (non-interpolated) area under the precision-recall
+  curve (equal to ``sklearn.metrics.average_precision_score``).
+* ``eer``: DeepfakeBench's definition, reproduced exactly: on ``sklearn.metrics.roc_curve`` (with
+  its default ``drop_intermediate=True`` and the extra ``(0, 0)`` point), take the first point
+  minimising ``|fnr - fpr|`` (``fnr = 1 - tpr``) and report ``fpr`` there. It is not the mean
+  ``(fpr + fnr) / 2`` nor an interpolated crossing.
+* ``acc_best``: the best accuracy over every threshold (``fake if prob >= t`` for every distinct
+  score ``t``, plus "everything real"), whatever the order of real and fake samples.
+* ``video_auc``: AUC over per-video mean scores; a video's label is ``int(mean frame label)``
+  as in DeepfakeBench. Only reported when video ids were given and at least one video has more
+  than one frame (else ``None``). Videos are grouped by the id given to :meth:`update`;
+  :func:`video_ids_from_paths` returns the full parent directory of each frame path
+  (DeepfakeBench keys on the parent folder's *name* only, which merges same-named videos from
+  different folders, e.g. FF++ ``Deepfakes/000_003`` and ``Face2Face/000_003``).
+
+With a single class present, ``auc``, ``eer``, ``ap``, ``acc_best`` (and ``video_auc`` where it
+applies) are ``float('nan')`` and a warning is logged.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DetectionMetrics",
+    "video_ids_from_paths",
+    "accuracy",
+    "roc_curve",
+    "roc_auc",
+    "average_precision",
+    "eer",
+    "best_threshold",
+    "best_threshold_accuracy",
+    "Ranking",
+]
+
+_STATE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# tensor helpers
+# ----------------------------------------------------------------------------------------------
+def _work_device(device: torch.device) -> torch.device:
+    """The device to compute on: the data's own, except MPS (no float64) -> CPU."""
+    device = torch.device(device)
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def _to_tensor(x: Any, device: Optional[torch.device] = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        t = torch.as_tensor(x)
+    if device is not None:
+        t = t.to(device)
+    return t
+
+
+def _scores_labels_1d(scores: Any, labels: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+    s = _to_tensor(scores)
+    s = s.to(_work_device(s.device)).reshape(-1)
+    if not torch.is_floating_point(s):
+        s = s.double()
+    y = _to_tensor(labels, s.device).reshape(-1)
+    if y.numel() != s.numel():
+        raise ValueError(f"scores ({s.numel()}) and labels ({y.numel()}) differ in length")
+    return s, ((y >= 0.5) if torch.is_floating_point(y) else (y > 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# ranking core (rows of scores; shared with the localization metrics)
+# ----------------------------------------------------------------------------------------------
+class Ranking:
+    """Each row of ``scores`` (R, P) sorted in decreasing order, with its tie groups.
+
+    Every ranking metric here is a function of the partitions ``{score >= t}`` for ``t`` a
+    distinct score of the row; tie groups are handled exactly (elements with equal scores are
+    never separated). ``end[r, k]`` / ``start[r, k]`` are the positions (in sorted order) of the
+    last / first element of the tie group of sorted element ``k``; ``last`` flags the last
+    element of each group. One sort serves every metric of the row.
+    """
+
+    def __init__(self, scores: torch.Tensor):
+        if scores.ndim != 2:
+            raise ValueError(f"Ranking expects (R, P) scores, got shape {tuple(scores.shape)}")
+        self.sorted_scores, self.order = torch.sort(scores, dim=1, descending=True)
+        s = self.sorted_scores
+        R, P = s.shape
+        self.n = P
+        last = torch.ones_like(s, dtype=torch.bool)
+        last[:, :-1] = s[:, :-1] != s[:, 1:]
+        self.last = last
+        self._idx = torch.arange(P, device=s.device).expand(R, P)
+        # last element of my group: the smallest "last" position at or after me
+        cand = torch.where(last, self._idx, P)
+        self.end = torch.flip(torch.cummin(torch.flip(cand, [1]), dim=1).values, [1])
+        self._start: Optional[torch.Tensor] = None
+
+    @property
+    def start(self) -> torch.Tensor:
+        if self._start is None:  # first element of my group: largest "first" position <= me
+            first = torch.ones_like(self.last)
+            first[:, 1:] = self.last[:, :-1]
+            self._start = torch.cummax(torch.where(first, self._idx, 0), dim=1).values
+        return self._start
+
+    def _sorted_counts(self, flags: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Boolean ``flags`` in sorted order and their running count (int64)."""
+        w = flags.bool().gather(1, self.order)
+        return w, torch.cumsum(w, dim=1, dtype=torch.int64)
+
+    def ap_auc(self, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-row (average precision, ROC AUC) of boolean ``labels``: AP as sklearn's
+        ``average_precision_score`` (NaN without positives), AUC with ties counted one half as
+        ``roc_auc_score`` (NaN for a one-class row)."""
+        pos_s, tp = self._sorted_counts(labels)
+        n_pos = tp[:, -1].double()
+        n_neg = self.n - n_pos
+        tp_end = tp.gather(1, self.end)
+        # AP = sum over positives of the precision at their group's threshold / #positives
+        prec = tp_end.double() / (self.end + 1).double()
+        ap = torch.where(pos_s, prec, 0.0).sum(1) / n_pos.clamp_min(1)
+        ap = torch.where(n_pos > 0, ap, math.nan)
+        # AUC: per positive, #negatives scored lower + 0.5 * #negatives tied with it
+        start = self.start
+        fp_end = (self.end + 1 - tp_end).double()
+        tp_before = tp.gather(1, start) - pos_s.gather(1, start).to(torch.int64)
+        fp_before = (start - tp_before).double()
+        wins = n_neg[:, None] - 0.5 * (fp_end + fp_before)
+        auc = torch.where(pos_s, wins, 0.0).sum(1) / (n_pos * n_neg).clamp_min(1)
+        auc = torch.where((n_pos > 0) & (n_neg > 0), auc, math.nan)
+        return ap, auc
+
+    def average_precision(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.ap_auc(labels)[0]
+
+    def roc_auc(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.ap_auc(labels)[1]
+
+    def best_f1(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """Per-row best F1 over all thresholds, counting only pixels flagged ``pos`` or ``neg``
+        (pixels in neither are ignored). Includes the empty prediction (F1 0) and the full one.
+        NaN for a row with no ``pos`` pixel."""
+        pos = pos.bool()
+        _, tp = self._sorted_counts(pos)
+        _, fp = self._sorted_counts(neg.bool() & ~pos)
+        n_pos = tp[:, -1:].double()
+        tpd = tp.double()
+        f1 = 2.0 * tpd / (tpd + fp.double() + n_pos).clamp_min(1e-300)
+        best = torch.where(self.last, f1, 0.0).max(dim=1).values
+        return torch.where(n_pos[:, 0] > 0, best, math.nan)
+
+    def best_accuracy(self, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-row (best accuracy, threshold) for the rule ``positive if score >= threshold``;
+        threshold ``inf`` when predicting everything negative is best."""
+        _, tp = self._sorted_counts(labels)
+        fp = self._idx + 1 - tp
+        n_neg = fp[:, -1:]
+        correct = torch.where(self.last, tp + (n_neg - fp), -1)
+        best, arg = correct.max(dim=1)
+        thr = self.sorted_scores.gather(1, arg[:, None])[:, 0].double()
+        all_neg = n_neg[:, 0] > best  # predicting nothing positive is strictly better
+        best = torch.where(all_neg, n_neg[:, 0], best)
+        thr = torch.where(all_neg, math.inf, thr)
+        return best.double() / max(self.n, 1), thr
+
+
+# ----------------------------------------------------------------------------------------------
+# pure functions on 1-D scores / labels
+# ----------------------------------------------------------------------------------------------
+def accuracy(scores: Any, labels: Any, threshold: float = 0.5) -> float:
+    """Fraction of ``(score > threshold) == label`` (strict ``>`` as DeepfakeBench)."""
+    s, y = _scores_labels_1d(scores, labels)
+    if s.numel() == 0:
+        return math.nan
+    return float(((s > threshold) == y).double().mean())
+
+
+def roc_curve(scores: Any, labels: Any, drop_intermediate: bool = True
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(fpr, tpr, thresholds)`` as ``sklearn.metrics.roc_curve`` (same points, same order)."""
+    s, y = _scores_labels_1d(scores, labels)
+    order = torch.argsort(s, descending=True)
+    s, y = s[order], y[order].to(torch.int64)
+    if s.numel() == 0:
+        raise ValueError("roc_curve needs at least one sample")
+    distinct = torch.nonzero(s[1:] != s[:-1]).reshape(-1)
+    thr_idx = torch.cat([distinct, distinct.new_tensor([s.numel() - 1])])
+    tps = torch.cumsum(y, 0)[thr_idx]
+    fps = 1 + thr_idx - tps
+    thresholds = s[thr_idx].double()
+    if drop_intermediate and fps.numel() > 2:
+        def bends(c: torch.Tensor) -> torch.Tensor:  # np.diff(c, 2) != 0
+            return (c[2:] - 2 * c[1:-1] + c[:-2]) != 0
+
+        corner = bends(fps) | bends(tps)
+        keep = torch.cat([corner.new_ones(1), corner, corner.new_ones(1)])
+        fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
+    zero = fps.new_zeros(1)
+    fps, tps = torch.cat([zero, fps]).double(), torch.cat([zero, tps]).double()
+    thresholds = torch.cat([thresholds.new_tensor([math.inf]), thresholds])
+    fpr = fps / fps[-1] if fps[-1] > 0 else torch.full_like(fps, math.nan)
+    tpr = tps / tps[-1] if tps[-1] > 0 else torch.full_like(tps, math.nan)
+    return fpr, tpr, thresholds
+
+
+def roc_auc(scores: Any, labels: Any) -> float:
+    """ROC AUC (ties counted one half), equal to ``sklearn.metrics.roc_auc_score``; NaN if one
+    class is missing."""
+    s, y = _scores_labels_1d(scores, labels)
+    if s.numel() == 0:
+        return math.nan
+    return float(Ranking(s[None]).roc_auc(y[None])[0])
+
+
+def average_precision(scores: Any, labels: Any) -> float:
+    """Average precision, equal to ``sklearn.metrics.average_precision_score``; NaN without
+    positives."""
+    s, y = _scores_labels_1d(scores, labels)
+    if s.numel() == 0:
+        return math.nan
+    return float(Ranking(s[None]).average_precision(y[None])[0])
+
+
+def eer(scores: Any, labels: Any) -> float:
+    """Equal error rate as DeepfakeBench: ``fpr`` at the first ROC point (sklearn ``roc_curve``
+    with ``drop_intermediate=True``) minimising ``|fnr - fpr|``; NaN if one class is missing."""
+    s, y = _scores_labels_1d(scores, labels)
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == y.numel():
+        return math.nan
+    fpr, tpr, _ = roc_curve(s, y)
+    fnr = 1 - tpr
+    i = torch.argmin(torch.abs(fnr - fpr))  # first minimum, like np.nanargmin
+    return float(fpr[i])
+
+
+def best_threshold(scores: Any, labels: Any) -> Tuple[float, float]:
+    """``(threshold, accuracy)`` maximising accuracy of ``fake if score >= threshold`` over every
+    distinct score (and ``inf``: everything real). Order of the samples is irrelevant."""
+    s, y = _scores_labels_1d(scores, labels)
+    if s.numel() == 0:
+        return math.nan, math.nan
+    acc, thr = Ranking(s[None]).best_accuracy(y[None])
+    return float(thr[0]), float(acc[0])
+
+
+def best_threshold_accuracy(scores: Any, labels: Any) -> float:
+    """The accuracy at the best threshold (see :func:`best_threshold`)."""
+    return best_threshold(scores, labels)[1]
+
+
+def video_ids_from_paths(paths: Sequence[Optional[str]]) -> List[Optional[str]]:
+    """The parent folder of each frame path (``/`` or ``\\`` separators), ``None`` for a path
+    without a folder or a ``None`` path (such a sample forms a group of its own)."""
+    out: List[Optional[str]] = []
+    for p in paths:
+        if p is None:
+            out.append(None)
+            continue
+        q = str(p).replace("\\", "/").rstrip("/")
+        out.append(q.rsplit("/", 1)[0] if "/" in q else None)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# accumulator
+# ----------------------------------------------------------------------------------------------
+class DetectionMetrics:
+    """Accumulates image-level fake probabilities and labels; see the module docstring."""
+
+    def __init__(self, threshold: float = 0.5):
+        self.threshold = float(threshold)
+        self.reset()
+
+    def reset(self) -> None:
+        self._probs: List[torch.Tensor] = []
+        self._labels: List[torch.Tensor] = []
+        self._videos: List[Optional[str]] = []
+        self._has_video = False
+        self._n = 0
+        self._warned_range = False
+
+    def __len__(self) -> int:
+        return self._n
+
+    # -- accumulation --------------------------------------------------------------------------
+    def update(self, prob: Any, label: Any,
+               video: Optional[Sequence[Optional[str]]] = None) -> None:
+        """Add a batch: ``prob`` (B,) fake probabilities in [0, 1], ``label`` (B,) 0/1 (any
+        positive integer counts as fake, as DeepfakeBench; float labels at 0.5), ``video`` an
+        optional group id per sample."""
+        p = _to_tensor(prob)
+        p = p.reshape(-1).float()
+        y = _to_tensor(label, p.device).reshape(-1)
+        if y.numel() != p.numel():
+            raise ValueError(f"prob has {p.numel()} values but label has {y.numel()}")
+        y = ((y >= 0.5) if torch.is_floating_point(y) else (y > 0)).to(torch.int64)
+        if video is not None:
+            video = list(video)
+            if len(video) != p.numel():
+                raise ValueError(f"prob has {p.numel()} values but video has {len(video)} ids")
+        if not self._warned_range and p.numel() and bool(((p < 0) | (p > 1)).any()):
+            logger.warning("DetectionMetrics.update: probabilities outside [0, 1] "
+                           "(were logits passed?)")
+            self._warned_range = True
+        self._append(p, y, video)
+
+    def _append(self, p: torch.Tensor, y: torch.Tensor,
+                video: Optional[List[Optional[str]]]) -> None:
+        if video is not None:
+            self._has_video = True
+            self._videos.extend(None if v is None else str(v) for v in video)
+        else:
+            self._videos.extend([None] * p.numel())
+        self._probs.append(p)
+        self._labels.append(y)
+        self._n += p.numel()
+
+    def merge(self, other: "DetectionMetrics") -> "DetectionMetrics":
+        """Append ``other``'s samples (after this accumulator's); returns ``self``."""
+        if other.threshold != self.threshold:
+            raise ValueError("cannot merge DetectionMetrics with different thresholds")
+        for p, y in zip(other._probs, other._labels):
+            self._probs.append(p)
+            self._labels.append(y)
+        self._videos.extend(other._videos)
+        self._has_video = self._has_video or other._has_video
+        self._n += other._n
+        return self
+
+    def state(self) -> Dict[str, Any]:
+        """Plain python (CPU) objects, e.g. for ``torch.distributed.all_gather_object``."""
+        p, y = self._gathered(torch.device("cpu"))
+        return {
+            "version": _STATE_VERSION,
+            "threshold": self.threshold,
+            "probs": p.tolist(),
+            "labels": y.tolist(),
+            "videos": list(self._videos) if self._has_video else None,
+        }
+
+    @classmethod
+    def from_state(cls, state: Dict[str, Any]) -> "DetectionMetrics":
+        m = cls(threshold=state.get("threshold", 0.5))
+        probs = torch.tensor(state["probs"], dtype=torch.float32)
+        labels = torch.tensor(state["labels"], dtype=torch.int64)
+        if probs.numel():
+            m._append(probs, labels, state.get("videos"))
+        return m
+
+    # -- results ---------------------------------------------------------------------------------
+    def _gathered(self, device: Optional[torch.device] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if not self._probs:
+            dev = device or torch.device("cpu")
+            return torch.zeros(0, device=dev), torch.zeros(0, dtype=torch.int64, device=dev)
+        dev = _work_device(device or self._probs[0].device)
+        p = torch.cat([t.to(dev) for t in self._probs])
+        y = torch.cat([t.to(dev) for t in self._labels])
+        return p, y
+
+    def compute(self) -> Dict[str, Any]:
+        p, y = self._gathered()
+        n = int(p.numel())
+        n_fake = int(y.sum()) if n else 0
+        n_real = n - n_fake
+        nan = math.nan
+        out: Dict[str, Any] = {
+            "acc": float(((p > self.threshold).to(torch.int64) == y).double().mean()) if n else nan,
+            "auc": nan, "eer": nan, "ap": nan, "acc_best": nan, "video_auc": None,
+            "n": n, "n_real": n_real, "n_fake": n_fake,
+        }
+        two_classes = n_real > 0 and n_fake > 0
+        if not two_classes:
+            logger.warning("DetectionMetrics: %d real and %d fake samples; auc, eer, ap and "
+                           "acc_best are undefined (NaN)", n_real, n_fake)
+        else:
+            rank = Ranking(p[None].double())
+            yb = y[None].bool()
+            ap, auc = rank.ap_auc(yb)
+            out["auc"], out["ap"] = float(auc[0]), float(ap[0])
+            out["acc_best"] = float(rank.best_accuracy(yb)[0][0])
+            out["eer"] = eer(p, y)
+        out["video_auc"] = self._video_auc(p, y)
+        return out
+
+    def _video_auc(self, p: torch.Tensor, y: torch.Tensor) -> Optional[float]:
+        if not self._has_video or p.numel() == 0:
+            return None
+        index: Dict[str, int] = {}
+        gid = [-1 if v is None else index.setdefault(v, len(index)) for v in self._videos]
+        nxt = len(index)
+        for i, gi in enumerate(gid):  # a sample without a video id is a group of its own
+            if gi < 0:
+                gid[i] = nxt
+                nxt += 1
+        g = torch.tensor(gid, dtype=torch.int64, device=p.device)
+        G = nxt
+        counts = torch.zeros(G, dtype=torch.float64, device=p.device).index_add_(
+            0, g, torch.ones_like(p, dtype=torch.float64))
+        if not bool((counts > 1).any()):
+            return None
+        sums = torch.zeros(G, dtype=torch.float64, device=p.device).index_add_(0, g, p.double())
+        lab = torch.zeros(G, dtype=torch.float64, device=p.device).index_add_(0, g, y.double())
+        vp = sums / counts
+        vy = torch.floor(lab / counts)  # int(label_sum / n) as DeepfakeBench
+        if bool(((lab > 0) & (lab < counts)).any()):
+            logger.warning("DetectionMetrics: some videos mix real and fake frames; such a video "
+                           "counts as real (DeepfakeBench's int(mean label))")
+        n_fake = int(vy.sum())
+        if n_fake == 0 or n_fake == G:
+            logger.warning("DetectionMetrics: video-level labels are one class; video_auc is NaN")
+            return math.nan
+        return float(Ranking(vp[None]).roc_auc(vy[None].bool())[0])
