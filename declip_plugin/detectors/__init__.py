@@ -27,9 +27,9 @@ def build_detector(config, weights_path=None, device=None):
     cls = get_registry("detectors").get(name)
     ckpt = None
     if weights_path is not None:
-        from ..checkpoints import read_detector_checkpoint
+        from ..checkpoints import DetectorCheckpoint, read_detector_checkpoint
 
-        ckpt = read_detector_checkpoint(weights_path)
+        ckpt = weights_path if isinstance(weights_path, DetectorCheckpoint) else read_detector_checkpoint(weights_path)
         if hasattr(cls, "config_for_checkpoint"):
             config = cls.config_for_checkpoint(config, ckpt)
     detector = cls(config)

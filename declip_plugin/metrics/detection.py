@@ -31,7 +31,7 @@ scikit-learn; scikit-learn itself is not needed at run time):
   different folders, e.g. FF++ ``Deepfakes/000_003`` and ``Face2Face/000_003``).
 
 With a single class present, ``auc``, ``eer``, ``ap``, ``acc_best`` (and ``video_auc`` where it
-applies) are ``float('nan')`` and a warning is logged.
+applies) are ``float('nan')`` and the case is logged (info: a localization test set of fakes only is normal).
 """
 from __future__ import annotations
 
@@ -394,7 +394,7 @@ class DetectionMetrics:
         }
         two_classes = n_real > 0 and n_fake > 0
         if not two_classes:
-            logger.warning("DetectionMetrics: %d real and %d fake samples; auc, eer, ap and "
+            logger.info("DetectionMetrics: %d real and %d fake samples; auc, eer, ap and "
                            "acc_best are undefined (NaN)", n_real, n_fake)
         else:
             rank = Ranking(p[None].double())

@@ -1,0 +1,187 @@
+"""The ``declip`` command (also ``python -m declip_plugin``).
+
+Errors meant for the user end with a one-line cause and exit status 2; ``--debug`` shows the
+traceback instead.
+"""
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .errors import DeclipError
+
+logger = logging.getLogger("declip_plugin.cli")
+
+
+def _add_common(p):
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (YAML value; dotted keys for nested ones, e.g. optimizer.adam.lr=1e-4)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--data_root", help="root of the dataset folders named in configs/dataset (default: "
+                                       "$DECLIP_DATA_ROOT or ./datasets)")
+
+
+def _overrides(args, **extra):
+    from .config import parse_overrides
+
+    out = parse_overrides(args.opt)
+    for key in ("device", "data_root", "log_dir"):
+        if getattr(args, key, None):
+            out[key] = getattr(args, key)
+    for k, v in extra.items():
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def cmd_train(args):
+    from .engine.run import train
+
+    overrides = _overrides(args, train_dataset=args.train_dataset, test_dataset=args.test_dataset,
+                           save_ckpt=False if args.no_save_ckpt else None, task_target=args.task_target)
+    if args.resume and (args.train_dataset or args.test_dataset or args.opt):
+        raise DeclipError("--resume continues a run with its own config.yaml; drop the other dataset/--opt flags")
+    run_dir = train(args.detector_path, overrides, resume=args.resume, weights_path=args.weights_path)
+    _print_results(run_dir)
+    return 0
+
+
+def cmd_test(args):
+    from .engine.run import test
+
+    run_dir = test(args.detector_path, args.weights_path, _overrides(args, test_dataset=args.test_dataset))
+    _print_results(run_dir)
+    return 0
+
+
+def _print_results(run_dir):
+    from .leaderboard import collect, render
+
+    print(f"\nrun directory: {run_dir}")
+    if os.path.isdir(os.path.join(run_dir, "test")):
+        print(render(collect([run_dir])))
+
+
+def cmd_predict(args):
+    from .engine.predict import predict
+
+    records, errors = predict(args.images, args.weights_path, args.detector_path, args.out, args.threshold,
+                              _overrides(args))
+    for r in records:
+        print(f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']}), "
+              f"{100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}")
+    for e in errors:
+        print(f"error: {e['error']}", file=sys.stderr)
+    print(f"summary: {os.path.join(args.out, 'predictions.json')}")
+    return 1 if errors else 0
+
+
+def cmd_make_demo_data(args):
+    from .data.demo import make_demo_data
+
+    summary = make_demo_data(args.out, seed=args.seed, size=args.size)
+    print(f"demo data written to {args.out}: {summary}")
+    return 0
+
+
+def cmd_leaderboard(args):
+    from .leaderboard import collect, render
+
+    text = render(collect(args.runs), fmt=args.format, metrics=args.metrics.split(",") if args.metrics else None,
+                  in_domain=args.in_domain.split(",") if args.in_domain else None)
+    if args.out:
+        from .engine.rundir import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        print(f"leaderboard written to {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_datasets(args):
+    from .data import dataset_spec, list_datasets
+
+    for name in list_datasets():
+        spec = dataset_spec(name)
+        print(f"{name:28s} adapter={spec.get('adapter')} root={spec.get('root')}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
+    parser.add_argument("--version", action="version", version=f"declip-plugin {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a detector (DeepfakeBench's training/train.py flags)")
+    p.add_argument("--detector_path", required=True, help="detector YAML, or a bundled name (declip, declip_demo, ...)")
+    p.add_argument("--train_dataset", nargs="+")
+    p.add_argument("--test_dataset", nargs="+")
+    p.add_argument("--weights_path", help="initial weights (ours, official DeCLIP or a plain state dict)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
+    p.add_argument("--no-save_ckpt", dest="no_save_ckpt", action="store_true")
+    p.add_argument("--no-save_feat", dest="no_save_feat", action="store_true", help="accepted for DeepfakeBench parity")
+    p.add_argument("--task_target", default=None, help="accepted for DeepfakeBench parity")
+    p.add_argument("--log_dir", help="where run directories go (default: the config's log_dir)")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("test", help="evaluate a checkpoint (DeepfakeBench's training/test.py flags)")
+    p.add_argument("--detector_path", required=True)
+    p.add_argument("--test_dataset", nargs="+")
+    p.add_argument("--weights_path", required=True)
+    p.add_argument("--log_dir")
+    _add_common(p)
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("predict", help="masks and scores for single images")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--weights_path", required=True, help="our checkpoint or an official DeCLIP one")
+    p.add_argument("--detector_path", help="detector YAML (default: read from the checkpoint)")
+    p.add_argument("--out", default="predictions")
+    p.add_argument("--threshold", type=float, default=0.5)
+    _add_common(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("make-demo-data", help="write the procedural demo dataset (Dolos layout)")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256)
+    p.set_defaults(func=cmd_make_demo_data)
+
+    p = sub.add_parser("leaderboard", help="compare runs (ours and DeepfakeBench's) in one table")
+    p.add_argument("runs", nargs="+", help="run directories or log folders that contain them")
+    p.add_argument("--format", choices=["md", "csv"], default="md")
+    p.add_argument("--out")
+    p.add_argument("--metrics", help="comma-separated metric names (default: those present)")
+    p.add_argument("--in-domain", dest="in_domain", help="comma-separated in-domain datasets (overrides run.json)")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if not args.debug:
+        logging.getLogger("PIL").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except DeclipError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

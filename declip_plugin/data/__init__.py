@@ -1,0 +1,84 @@
+"""Datasets for DeCLIP: adapters (dolos, autosplice, folder, deepfakebench_json), transforms,
+the demo-data generator and the catalog of named datasets (configs/dataset/*.yaml).
+
+    from declip_plugin.data import build_dataset, collate_fn
+    ds = build_dataset("dolos-lama", "train", config)
+    loader = DataLoader(ds, batch_size=64, collate_fn=collate_fn)
+"""
+import logging
+
+from ..errors import ConfigError, DataError
+from ..registry import closest
+from .base import ManipulationDataset, collate_fn, data_root, normalize_split
+from .catalog import dataset_spec, list_datasets
+
+logger = logging.getLogger(__name__)
+
+
+def _builtin_adapters():
+    from .autosplice import AutoSpliceAdapter
+    from .deepfakebench_json import DeepfakeBenchJsonAdapter
+    from .dolos import DolosAdapter
+    from .folder import FolderAdapter
+
+    return {
+        "dolos": DolosAdapter,
+        "autosplice": AutoSpliceAdapter,
+        "folder": FolderAdapter,
+        "deepfakebench_json": DeepfakeBenchJsonAdapter,
+    }
+
+
+def get_adapter(name):
+    """The dataset adapter class registered as ``name`` (plugins included)."""
+    note = ""
+    try:
+        from ..plugins import get_registry
+
+        adapters = dict(get_registry("datasets").items())
+    except ImportError as e:  # another part of the package cannot be imported: built-ins only
+        logger.debug("dataset registry unavailable (%s); using the built-in adapters", e)
+        adapters = _builtin_adapters()
+        note = f" (plugins could not be loaded: {e})"
+    if name not in adapters:
+        hint = closest(name, adapters)
+        raise DataError(
+            f"unknown dataset adapter {name!r}; available: {', '.join(sorted(adapters))}"
+            + (f" (did you mean {hint!r}?)" if hint else "") + note
+        )
+    return adapters[name]
+
+
+def build_dataset(name, split, config=None):
+    """The ``split`` ('train' | 'val' | 'test'; 'valid' accepted) of dataset ``name``.
+
+    ``name`` is a dataset declared in configs/dataset/*.yaml (see :func:`list_datasets`) or a
+    spec dict ``{adapter: ..., root: ..., ...}``. ``config`` is the run config (resolution,
+    mean, std, data_root, mask_size, fully_supervised, include_real, augmentation, flip_prob,
+    skip_bad_files, max_samples). Returns a torch Dataset of item dicts; see
+    :class:`~declip_plugin.data.base.ManipulationDataset`.
+    """
+    if isinstance(name, dict):
+        spec = dict(name)
+        if not isinstance(spec.get("adapter"), str):
+            raise ConfigError(f"a dataset spec needs an 'adapter' (one of the registered adapters); got {name!r}")
+        spec.setdefault("name", spec["adapter"])
+    elif isinstance(name, str):
+        spec = dataset_spec(name)
+        spec["name"] = name
+    else:
+        raise ConfigError(f"a dataset is a declared name or a spec mapping, got {type(name).__name__}")
+    return get_adapter(spec["adapter"])(spec, split, dict(config or {}))
+
+
+def make_demo_data(out_dir, seed=0, size=256, n_train=48, n_val=16, n_test=32, **kwargs):
+    """See :func:`declip_plugin.data.demo.make_demo_data`."""
+    from .demo import make_demo_data as _make
+
+    return _make(out_dir, seed=seed, size=size, n_train=n_train, n_val=n_val, n_test=n_test, **kwargs)
+
+
+__all__ = [
+    "build_dataset", "collate_fn", "list_datasets", "dataset_spec", "get_adapter", "make_demo_data",
+    "ManipulationDataset", "data_root", "normalize_split",
+]

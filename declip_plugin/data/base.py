@@ -1,0 +1,431 @@
+"""The dataset base class shared by every adapter: sample bookkeeping, loading, checks, collate.
+
+An adapter subclasses :class:`ManipulationDataset`, is constructed as ``Adapter(spec, split,
+config)`` and implements :meth:`ManipulationDataset.collect`, which lists the split's samples.
+Everything else (filtering, ordering, capping, integrity checks, decoding, transforms) is here.
+
+Items are dicts::
+
+    image  float (3, R, R), normalized with the config's mean/std
+    label  int, 0 real / 1 manipulated
+    mask   float (1, M, M) in {0, 1}, 1 = manipulated (zeros for real images), or None when the
+           dataset has no masks at all (detection-only data)
+    name   the image file path
+    video  a group id (deepfakebench_json: the video) or None
+
+Bad files raise :class:`~declip_plugin.errors.DataError` naming the file when the sample is
+loaded; with ``skip_bad_files: true`` every sample is checked once at construction instead, and
+the bad ones are left out, listed in ``dataset.skipped`` and logged.
+"""
+import hashlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError, DataError
+from . import io
+from .transforms import SampleTransform
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"valid": "val", "validation": "val"}
+#: directory names tried for each split, in order (Dolos names its validation split "valid")
+SPLIT_DIR_NAMES = {"train": ("train",), "val": ("valid", "val", "validation"), "test": ("test",)}
+DEFAULT_DATA_ROOT = "./datasets"
+DATA_ROOT_ENV = "DECLIP_DATA_ROOT"
+
+
+def normalize_split(split):
+    """'train' | 'val' | 'test' ('valid' and 'validation' are accepted for 'val')."""
+    s = SPLIT_ALIASES.get(str(split).lower(), str(split).lower())
+    if s not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; expected one of train, val (or valid), test")
+    return s
+
+
+def data_root(config=None):
+    """``config['data_root']``, else $DECLIP_DATA_ROOT, else ./datasets."""
+    root = (config or {}).get("data_root") or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
+    return os.path.expanduser(str(root))
+
+
+def resolve_path(path, base):
+    """``path`` itself when absolute, else joined to ``base``."""
+    path = os.path.expanduser(str(path))
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path))
+
+
+def split_dir(parent, split):
+    """``<parent>/<split>``: the first existing of train | valid, val, validation | test (else
+    the first name, for the error message of an empty split)."""
+    names = SPLIT_DIR_NAMES[split]
+    for n in names:
+        d = os.path.join(parent, n)
+        if os.path.isdir(d):
+            return d
+    return os.path.join(parent, names[0])
+
+
+def file_stem(path):
+    """``a/b/name.png`` -> ``name``."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def list_images(directory, recursive=False):
+    """Sorted full paths of the image files in ``directory`` (empty if it does not exist)."""
+    if not os.path.isdir(directory):
+        return []
+    if not recursive:
+        return sorted(os.path.join(directory, n) for n in os.listdir(directory) if io.is_image_file(n))
+    out = []
+    for r, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        out.extend(os.path.join(r, n) for n in files if io.is_image_file(n))
+    return sorted(out)
+
+
+def hash_split(key, ratios=(0.8, 0.1, 0.1)):
+    """Deterministic split of ``key`` (a file stem): md5 of the key mapped to [0, 1) and cut at
+    the cumulative ``ratios`` of (train, val, test). Stable across machines and Python runs."""
+    u = int(hashlib.md5(str(key).encode("utf-8")).hexdigest()[:12], 16) / float(16 ** 12)
+    total = float(sum(ratios))
+    acc = 0.0
+    for name, r in zip(SPLITS, ratios):
+        acc += r / total
+        if u < acc:
+            return name
+    return SPLITS[-1]
+
+
+def parse_ratios(value, where):
+    ratios = value if value is not None else (0.8, 0.1, 0.1)
+    try:
+        ratios = tuple(float(r) for r in ratios)
+    except (TypeError, ValueError):
+        ratios = ()
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise ConfigError(f"{where}: split_ratios must be 3 non-negative numbers (train, val, test), got {value!r}")
+    return ratios
+
+
+class MaskFinder:
+    """Finds the mask file of an image in a masks directory by a naming rule.
+
+    Rules (``mask_match``): ``same_stem`` (``x.jpg`` -> ``x.png``, any image extension, .png
+    preferred), ``suffix`` (``x.jpg`` -> ``x<mask_suffix>.png``), ``strip_last_underscore``
+    (``a_b_3.jpg`` -> ``a_b<mask_suffix>.png``, the stem up to its last ``_``; AutoSplice).
+    Directory listings are read once and cached.
+    """
+
+    RULES = ("same_stem", "suffix", "strip_last_underscore")
+
+    def __init__(self, masks_dir, match="same_stem", suffix="_mask"):
+        if match not in self.RULES:
+            raise ConfigError(f"mask_match must be one of {', '.join(self.RULES)}; got {match!r}")
+        self.masks_dir = masks_dir
+        self.match = match
+        self.suffix = "" if suffix is None else str(suffix)
+        self._listings = {}
+
+    def mask_stem(self, image_path):
+        stem = file_stem(image_path)
+        if self.match == "same_stem":
+            return stem
+        if self.match == "suffix":
+            return stem + self.suffix
+        cut = stem.rfind("_")
+        return (stem[:cut] if cut > 0 else stem) + self.suffix
+
+    def expected(self, image_path, rel_dir=""):
+        """The path a mask would have (with .png) — for error messages."""
+        return os.path.join(self.masks_dir, rel_dir, self.mask_stem(image_path) + ".png")
+
+    def find(self, image_path, rel_dir=""):
+        """The mask path of ``image_path`` or None; ``rel_dir`` mirrors image subdirectories."""
+        d = os.path.join(self.masks_dir, rel_dir) if rel_dir else self.masks_dir
+        listing = self._listings.get(d)
+        if listing is None:
+            listing = self._listings[d] = io.list_images_by_stem(d)
+        return io.find_with_stem(listing, d, self.mask_stem(image_path))
+
+
+class Sample(NamedTuple):
+    image: str
+    label: int
+    mask: Optional[str]
+    video: Optional[str] = None
+
+
+class ManipulationDataset(Dataset):
+    """Base class of the dataset adapters (see the module docstring).
+
+    Subclasses set ``adapter`` and ``default_polarity`` and implement :meth:`collect`.
+
+    Attributes: ``samples`` (sorted list of ``(image_path, label, mask_path_or_None)``),
+    ``videos`` (the group id of each sample), ``skipped`` (``(path, reason)`` of files left out
+    with ``skip_bad_files``), ``name``, ``split``, ``has_masks``, ``mask_polarity``.
+    """
+
+    adapter = "base"
+    default_polarity = "normal"
+
+    def __init__(self, spec, split, config=None):
+        self.spec = dict(spec or {})
+        self.config = dict(config or {})
+        self.split = normalize_split(split)
+        self.name = str(self.spec.get("name") or self.adapter)
+        self.data_root = data_root(self.config)
+        self.mask_polarity = self.spec.get("mask_polarity") or self.default_polarity
+        if self.mask_polarity not in io.MASK_POLARITIES:
+            raise ConfigError(
+                f"dataset {self.name}: mask_polarity must be one of {', '.join(io.MASK_POLARITIES)}; "
+                f"got {self.mask_polarity!r}"
+            )
+        self.fully_supervised = bool(self.config.get("fully_supervised", True))
+        include_real = self.config.get("include_real")
+        self.include_real = (not self.fully_supervised) if include_real is None else bool(include_real)
+        self.skip_bad_files = bool(self.config.get("skip_bad_files", False))
+        max_samples = self.config.get("max_samples")
+        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples <= 0):
+            raise ConfigError(f"max_samples must be a positive integer or null, got {max_samples!r}")
+        self.max_samples = max_samples
+        self.transform = SampleTransform(self.config, train=self.split == "train")
+        self.skipped = []
+        self.looked_in = []  # directories/files an adapter searched, for the empty-split error
+        self.has_masks = True
+
+        samples = list(self.collect())
+        if not self.include_real:
+            samples = [s for s in samples if s.label == 1]
+        if not samples:
+            self._raise_empty()
+        samples.sort(key=self.sort_key)
+        samples = self._cap(samples)
+        if not self.has_masks:
+            samples = [s._replace(mask=None) for s in samples]
+            if self.fully_supervised and self.split == "train":
+                raise DataError(
+                    f"dataset {self.name} has no masks, but localization training "
+                    f"(fully_supervised: true) needs them; set fully_supervised: false to train detection"
+                )
+        if self.skip_bad_files:
+            samples = self._drop_bad(samples)
+        self.samples = [(s.image, s.label, s.mask) for s in samples]
+        self.videos = [s.video for s in samples]
+        n_fake = sum(1 for s in samples if s.label == 1)
+        logger.info(
+            "dataset %s/%s: %d samples (%d manipulated, %d real)%s",
+            self.name, self.split, len(samples), n_fake, len(samples) - n_fake,
+            "" if self.has_masks else ", no masks",
+        )
+
+    # ---- for adapters -------------------------------------------------------------------
+    def collect(self):
+        """Return the split's :class:`Sample` list (any order).
+
+        Set ``self.has_masks = False`` for a dataset without any masks, append searched
+        directories to ``self.looked_in``, and report a missing mask with :meth:`problem`.
+        Real samples may be left out when ``self.include_real`` is false.
+        """
+        raise NotImplementedError
+
+    def sort_key(self, sample):
+        return (sample.image,)
+
+    def problem(self, path, reason):
+        """A structural problem with one file: skipped with skip_bad_files, else a DataError."""
+        if not self.skip_bad_files:
+            raise DataError(reason)
+        self.skipped.append((str(path), reason))
+
+    def manipulated_samples(self, image_paths, finder=None, images_dir=None):
+        """Label-1 samples for ``image_paths`` with their masks from ``finder`` (None: no masks).
+
+        ``images_dir`` is the directory the paths were listed under; their subdirectories are
+        mirrored under the masks directory. An image without a mask is a :meth:`problem`.
+        """
+        out = []
+        for p in image_paths:
+            if finder is None:
+                out.append(Sample(p, 1, None))
+                continue
+            rel = os.path.relpath(os.path.dirname(p), images_dir) if images_dir else ""
+            rel = "" if rel == "." else rel
+            m = finder.find(p, rel)
+            if m is None:
+                self.problem(p, f"manipulated image {p} has no mask (expected {finder.expected(p, rel)})")
+                continue
+            out.append(Sample(p, 1, m))
+        return out
+
+    def list_manipulated(self, directory, recursive=False, keep=None):
+        """The manipulated images of this split in ``directory`` (DataError naming it if none)."""
+        self.looked_in.append(directory)
+        paths = [p for p in list_images(directory, recursive) if keep is None or keep(p)]
+        if not paths:
+            self._raise_empty("manipulated images")
+        return paths
+
+    def real_samples(self, directory, recursive=False, keep=None):
+        """Label-0 samples for the images in ``directory`` (DataError naming it if it has none)."""
+        self.looked_in.append(directory)
+        paths = [p for p in list_images(directory, recursive) if keep is None or keep(p)]
+        if not paths:
+            raise DataError(
+                f"dataset {self.name}: include_real is on but no real images were found for split "
+                f"{self.split!r} in {directory}"
+            )
+        return [Sample(p, 0, None) for p in paths]
+
+    def split_filter(self, key_of, default="all"):
+        """The spec's split rule as a predicate on image paths (None keeps everything).
+
+        ``split: all`` gives every split the whole set; ``split: hash`` keeps the paths whose
+        ``key_of(path)`` :func:`hash_split` assigns to this split (``split_ratios``).
+        """
+        rule = self.spec.get("split", default)
+        if rule == "all":
+            return None
+        if rule != "hash":
+            raise ConfigError(f"dataset {self.name}: split must be 'all' or 'hash', got {rule!r}")
+        ratios = parse_ratios(self.spec.get("split_ratios"), f"dataset {self.name}")
+        return lambda p: hash_split(key_of(p), ratios) == self.split
+
+    def resolve(self, path, base=None):
+        """A path from the spec: absolute, or relative to ``base`` (default: the data root)."""
+        return resolve_path(path, self.data_root if base is None else base)
+
+    def require(self, key):
+        value = self.spec.get(key)
+        if value in (None, ""):
+            raise ConfigError(f"dataset {self.name} (adapter {self.adapter}): missing required key {key!r}")
+        return value
+
+    # ---- internals ----------------------------------------------------------------------
+    def _raise_empty(self, what=None):
+        where = ", ".join(str(p) for p in self.looked_in) or "(nowhere)"
+        what = what or ("images" if self.include_real else "manipulated images")
+        msg = f"dataset {self.name}: no {what} found for split {self.split!r} in {where}"
+        if self.skipped:
+            msg += f" ({len(self.skipped)} skipped as bad files)"
+        raise DataError(msg)
+
+    def _cap(self, samples):
+        """First ``max_samples`` after sorting; with both labels present each label keeps its
+        share (at least one), so a capped detection split still has both classes."""
+        n = self.max_samples
+        if n is None or len(samples) <= n:
+            return samples
+        fakes = [s for s in samples if s.label == 1]
+        reals = [s for s in samples if s.label == 0]
+        if not fakes or not reals or n < 2:
+            return samples[:n]
+        n_fake = min(len(fakes), max(1, min(n - 1, round(n * len(fakes) / len(samples)))))
+        kept = fakes[:n_fake] + reals[: n - n_fake]
+        kept.sort(key=self.sort_key)
+        return kept
+
+    def check_sample(self, sample):
+        """Integrity check of one sample without a full decode of its image; None if fine,
+        else the reason (the DataError message)."""
+        try:
+            image_wh = io.probe_image(sample.image)
+            if sample.mask is not None and self.has_masks:
+                mask = io.read_mask(sample.mask, self.mask_polarity)
+                io.check_mask_fits((mask.shape[1], mask.shape[0]), image_wh, sample.mask, sample.image)
+        except DataError as e:
+            return str(e)
+        return None
+
+    def _drop_bad(self, samples):
+        workers = max(1, min(8, os.cpu_count() or 1, len(samples)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV decodes without the GIL
+            reasons = list(pool.map(self.check_sample, samples))
+        good = []
+        bad = []
+        for s, reason in zip(samples, reasons):
+            if reason is None:
+                good.append(s)
+            else:
+                bad.append((s.image, reason))
+        self.skipped.extend(bad)
+        if self.skipped:
+            shown = "; ".join(f"{p}: {r}" for p, r in self.skipped[:10])
+            more = f"; ... and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
+            logger.warning(
+                "dataset %s/%s: skipped %d bad file(s) (skip_bad_files: true): %s%s",
+                self.name, self.split, len(self.skipped), shown, more,
+            )
+        if not good:
+            self._raise_empty()
+        return good
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        path, label, mask_path = self.samples[index]
+        img = io.read_image(path)
+        mask = None
+        if self.has_masks:
+            if mask_path is not None:
+                mask = io.read_mask(mask_path, self.mask_polarity)
+                io.check_mask_fits((mask.shape[1], mask.shape[0]), (img.shape[1], img.shape[0]), mask_path, path)
+            elif label == 1:
+                raise DataError(f"manipulated image {path} has no mask")
+            else:
+                mask = np.zeros((self.transform.mask_size, self.transform.mask_size), np.uint8)
+        image_t, mask_t = self.transform(img, mask)
+        return {"image": image_t, "label": int(label), "mask": mask_t, "name": path, "video": self.videos[index]}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, samples={len(self.samples)})"
+
+
+def _stack(tensors):
+    """torch.stack, done by numpy for CPU tensors: torch's intra-op threads make copies this
+    small many times slower on a busy machine (the loader's main process when workers=0)."""
+    if all(t.device.type == "cpu" and not t.requires_grad for t in tensors):
+        return torch.from_numpy(np.stack([t.numpy() for t in tensors], 0))
+    return torch.stack(tensors, 0)
+
+
+def collate_fn(batch):
+    """Stack items into a data_dict: image (B,3,R,R), label (B,) long, mask (B,1,M,M) or None,
+    name list[str], video list, landmark None (DeepfakeBench's key; DeCLIP uses none).
+
+    ``mask`` is None only when every item's mask is None; if only some are (datasets mixed in
+    one batch), those become zeros and ``mask_valid`` (B,) bool marks the real ones.
+    """
+    if not batch:
+        raise DataError("cannot collate an empty batch")
+    out = {
+        "image": _stack([b["image"] for b in batch]),
+        "label": torch.tensor([int(b["label"]) for b in batch], dtype=torch.long),
+        "name": [b.get("name") for b in batch],
+        "video": [b.get("video") for b in batch],
+        "landmark": None,
+    }
+    masks = [b.get("mask") for b in batch]
+    present = [m for m in masks if m is not None]
+    if not present:
+        out["mask"] = None
+    elif len(present) == len(masks):
+        out["mask"] = _stack(masks)
+    else:
+        ref = present[0]
+        out["mask"] = _stack([m if m is not None else torch.zeros_like(ref) for m in masks])
+        out["mask_valid"] = torch.tensor([m is not None for m in masks], dtype=torch.bool)
+    return out
+
+
+__all__ = [
+    "ManipulationDataset", "Sample", "MaskFinder", "collate_fn", "normalize_split", "data_root",
+    "resolve_path", "split_dir", "file_stem", "list_images", "hash_split", "SPLITS",
+]

@@ -1,0 +1,194 @@
+"""Per-sample transforms: resize, the official DeCLIP train augmentations, joint flip, normalize.
+
+Order (as in the official DeCLIP loader: Resize -> augmentation -> ToTensor -> Normalize):
+
+1. image resized to ``resolution`` x ``resolution`` with bilinear interpolation
+   (``cv2.INTER_LINEAR``). The official code resizes PIL images with torchvision's Resize
+   (bilinear, antialiased); OpenCV's INTER_LINEAR is several times faster and differs only by
+   the missing antialiasing filter, which is negligible for the usual 256 -> 224 step. Mask
+   resized to ``mask_size`` with nearest neighbour, so it stays binary.
+2. train split only: the augmentation named by ``augmentation`` (image only):
+   ``blur`` GaussianBlur(kernel 5, sigma U(0.4, 2.0)); ``color_jitter`` ColorJitter(0.3, 0.3,
+   0.3, 0.3); ``jpeg_compression`` JPEG re-encoding at quality U{30..100}; ``all`` the three
+   in the official order color jitter -> JPEG -> blur; ``none``.
+3. train split only: horizontal flip with probability ``flip_prob``, image and mask together.
+4. image to float (3, R, R) in [0, 1], normalized with ``mean``/``std``; mask to float
+   (1, M, M) in {0, 1}.
+
+Random draws use torch's generator (the global one unless one is passed), which DataLoader
+seeds differently in every worker.
+"""
+import cv2
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+AUGMENTATIONS = ("none", "blur", "color_jitter", "jpeg_compression", "all")
+
+
+def resize_image(img, size):
+    """Resize an (H, W, 3) uint8 image to size x size, bilinear (cv2.INTER_LINEAR)."""
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_mask(mask, size):
+    """Resize an (H, W) {0, 1} mask to size x size with nearest neighbour (stays binary)."""
+    if mask.shape[0] == size and mask.shape[1] == size:
+        return mask
+    return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def _uniform(lo, hi, generator):
+    return lo + (hi - lo) * torch.rand((), generator=generator).item()
+
+
+def _randint(lo, hi, generator):
+    """An integer in [lo, hi] (both inclusive, like random.randint)."""
+    return int(torch.randint(lo, hi + 1, (), generator=generator).item())
+
+
+def gaussian_blur(img, generator=None):
+    sigma = _uniform(0.4, 2.0, generator)
+    return cv2.GaussianBlur(img, (5, 5), sigmaX=sigma, sigmaY=sigma)
+
+
+def jpeg_compression(img, generator=None):
+    quality = _randint(30, 100, generator)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 RGB image
+        return img
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def color_jitter(img, generator=None, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.3):
+    """torchvision's ColorJitter(brightness, contrast, saturation, hue): factors drawn uniformly
+    from [1 - x, 1 + x] (hue shift from [-hue, hue] of a full turn), the four adjustments in a
+    random order, each clamped to the valid range. Implemented with OpenCV in float32 (several
+    times faster than torchvision on tensors; same formulas)."""
+    b = _uniform(1 - brightness, 1 + brightness, generator)
+    c = _uniform(1 - contrast, 1 + contrast, generator)
+    s = _uniform(1 - saturation, 1 + saturation, generator)
+    h = _uniform(-hue, hue, generator)
+    x = img.astype(np.float32) * np.float32(1 / 255.0)
+    for i in torch.randperm(4, generator=generator).tolist():
+        if i == 0:  # brightness: scale
+            x = np.clip(x * np.float32(b), 0.0, 1.0)
+        elif i == 1:  # contrast: blend with the mean gray level
+            mean = float(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).mean())
+            x = np.clip(x * np.float32(c) + np.float32((1 - c) * mean), 0.0, 1.0)
+        elif i == 2:  # saturation: blend with the grayscale image
+            gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None]
+            x = np.clip(x * np.float32(s) + gray * np.float32(1 - s), 0.0, 1.0)
+        else:  # hue: rotate H in HSV
+            hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360)
+            hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(h * 360.0), 360.0)
+            x = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0.0, 1.0)
+    return np.rint(x * 255.0).astype(np.uint8)
+
+
+_STEPS = {
+    "none": (),
+    "blur": (gaussian_blur,),
+    "color_jitter": (color_jitter,),
+    "jpeg_compression": (jpeg_compression,),
+    "all": (color_jitter, jpeg_compression, gaussian_blur),
+}
+
+
+def augment(img, mode, generator=None):
+    """Apply the official DeCLIP train augmentation ``mode`` to an (H, W, 3) uint8 RGB image."""
+    if mode not in _STEPS:
+        raise ConfigError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {mode!r}")
+    for step in _STEPS[mode]:
+        img = step(img, generator)
+    return img
+
+
+def to_tensor(img, mean=CLIP_MEAN, std=CLIP_STD):
+    """(H, W, 3) uint8 RGB -> float (3, H, W), (x / 255 - mean) / std.
+
+    Computed in numpy, one channel plane at a time: torch's intra-op threads cost far more than
+    the arithmetic on tensors this small (the loader runs it once per image).
+    """
+    h, w = img.shape[:2]
+    out = np.empty((3, h, w), np.float32)
+    for c in range(3):
+        np.multiply(img[..., c], np.float32(1.0 / (255.0 * std[c])), out=out[c], dtype=np.float32)
+        out[c] -= np.float32(mean[c] / std[c])
+    return torch.from_numpy(out)
+
+
+def mask_to_tensor(mask):
+    """(M, M) {0, 1} uint8 -> float (1, M, M)."""
+    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)[None])
+
+
+def _positive_int(config, key, default):
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _triple(config, key, default):
+    value = config.get(key)
+    if value is None:
+        return tuple(default)
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3:
+        raise ConfigError(f"{key} must be a list of 3 numbers, got {value!r}")
+    if key == "std" and any(v <= 0 for v in out):
+        raise ConfigError(f"std values must be positive, got {value!r}")
+    return out
+
+
+class SampleTransform:
+    """Everything between a decoded image/mask and the tensors of one item.
+
+    Built from the run config (``resolution``, ``mask_size``, ``mean``, ``std``,
+    ``augmentation``, ``flip_prob``); ``train`` enables augmentation and flipping.
+    """
+
+    def __init__(self, config=None, train=False, generator=None):
+        config = config or {}
+        self.resolution = _positive_int(config, "resolution", 224)
+        self.mask_size = _positive_int(config, "mask_size", 256)
+        self.mean = _triple(config, "mean", CLIP_MEAN)
+        self.std = _triple(config, "std", CLIP_STD)
+        self.augmentation = config.get("augmentation") or "none"
+        if self.augmentation not in AUGMENTATIONS:
+            raise ConfigError(
+                f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {self.augmentation!r}"
+            )
+        flip = config.get("flip_prob")
+        try:
+            self.flip_prob = 0.0 if flip is None else float(flip)
+        except (TypeError, ValueError):
+            self.flip_prob = -1.0
+        if not 0.0 <= self.flip_prob <= 1.0:
+            raise ConfigError(f"flip_prob must be a number in [0, 1], got {flip!r}")
+        self.train = bool(train)
+        self.generator = generator
+
+    def __call__(self, img, mask=None):
+        """(H, W, 3) uint8 RGB image and optional (h, w) {0, 1} mask -> (image, mask) tensors."""
+        img = resize_image(img, self.resolution)
+        if mask is not None:
+            mask = resize_mask(mask, self.mask_size)
+        if self.train:
+            img = augment(img, self.augmentation, self.generator)
+            if self.flip_prob > 0 and torch.rand((), generator=self.generator).item() < self.flip_prob:
+                img = img[:, ::-1]
+                if mask is not None:
+                    mask = mask[:, ::-1]
+        return to_tensor(img, self.mean, self.std), (mask_to_tensor(mask) if mask is not None else None)

@@ -1,0 +1,1 @@
+"""The embedded DeepfakeBench-compatible engine: train / test / predict on one or many devices."""

@@ -1,0 +1,47 @@
+"""Datasets and DataLoaders of a run, from the dataset registry and the config."""
+import logging
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
+
+from ..data import build_dataset, collate_fn
+from . import runtime
+
+logger = logging.getLogger(__name__)
+
+
+def as_list(value):
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def build_split(names, split, config):
+    """One dataset over ``names`` (concatenated) for ``split``."""
+    parts = [build_dataset(n, split, config) for n in as_list(names)]
+    for p in parts:
+        logger.info("dataset %s [%s]: %d images%s", p.name, split, len(p),
+                    f" ({len(p.skipped)} bad files skipped)" if getattr(p, "skipped", None) else "")
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def make_loader(dataset, config, train, device, batch_size=None, seed=0):
+    """DataLoader with DeepfakeBench's batch keys; sharded across ranks under torchrun."""
+    workers = int(config.get("workers", 0))
+    bs = int(batch_size or config.get("train_batchSize" if train else "test_batchSize", 32))
+    sampler, shuffle = None, train
+    if runtime.world_size() > 1:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed) if train else runtime.ShardSampler(dataset)
+        shuffle = False
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=bs, shuffle=shuffle if sampler is None else False, sampler=sampler,
+        num_workers=workers, collate_fn=collate_fn, drop_last=False, generator=generator,
+        pin_memory=bool(config.get("pin_memory", True)) and device.type == "cuda",
+        persistent_workers=bool(config.get("persistent_workers", True)) and workers > 0 and train,
+    )
+
+
+def skipped_files(dataset):
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    return [{"path": p, "reason": r} for d in parts for p, r in getattr(d, "skipped", [])]

@@ -1,0 +1,96 @@
+"""`declip predict`: fake probability, mask PNG, heat-map overlay and a JSON summary per image."""
+import logging
+import os
+
+import cv2
+import numpy as np
+import torch
+
+from ..checkpoints import read_detector_checkpoint
+from ..detectors import build_detector
+from ..config import load_detector_config, load_run_config
+from ..data.io import read_image
+from ..data.transforms import resize_image, to_tensor
+from ..errors import DeclipError
+from . import runtime
+from .rundir import write_json
+
+logger = logging.getLogger(__name__)
+
+
+def config_for_checkpoint(ckpt, detector_path=None, overrides=None):
+    """The detector config of a checkpoint: ``detector_path`` if given, else what the file records
+    (our checkpoints), else the bundled DeCLIP config fitted to an official file."""
+    if detector_path:
+        return load_run_config(detector_path, "test", overrides)
+    if ckpt.format == "declip-plugin" and ckpt.meta.get("backbone"):
+        meta = ckpt.meta
+        cfg = load_detector_config("declip")
+        cfg.update({k: meta[k] for k in ("backbone", "feature_layer", "decoder_type", "fully_supervised",
+                                         "resolution") if k in meta})
+        if isinstance(meta.get("pretrained"), (str, dict)) and not str(meta.get("pretrained")).startswith("checkpoint:"):
+            cfg["pretrained"] = meta["pretrained"]
+        return cfg
+    first = ckpt.state.get("decoder.layers.0.weight")
+    fusion = first is not None and first.dim() == 4 and first.shape[1] == 2048
+    cfg = load_detector_config("declip_vit_rn50" if fusion else "declip")
+    for k in ("feature_layer", "decoder_type"):
+        if ckpt.meta.get(k):
+            cfg[k] = ckpt.meta[k]
+    return cfg
+
+
+def overlay(rgb, prob, alpha=0.45):
+    """Blend a JET heat map of ``prob`` (H, W in [0,1]) over ``rgb`` (H, W, 3 uint8); returns BGR."""
+    heat = cv2.applyColorMap((prob * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return cv2.addWeighted(bgr, 1 - alpha, heat, alpha, 0)
+
+
+def _write_png(path, img):
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    from .rundir import atomic_write_bytes
+
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def predict(images, weights_path, detector_path=None, out_dir="predictions", threshold=0.5, overrides=None):
+    """Predict every image; a bad image is reported and skipped. Returns (records, errors)."""
+    ckpt = read_detector_checkpoint(weights_path)
+    config = config_for_checkpoint(ckpt, detector_path, overrides)
+    device = runtime.resolve_device(config)
+    detector = build_detector(config, weights_path=ckpt).to(device).eval()
+    mean, std = config.get("mean"), config.get("std")
+    size = int(config.get("resolution", 224))
+    os.makedirs(out_dir, exist_ok=True)
+    records, errors = [], []
+    for path in images:
+        try:
+            rgb = read_image(path)
+        except DeclipError as exc:
+            logger.error("%s", exc)
+            errors.append({"image": str(path), "error": str(exc)})
+            continue
+        x = to_tensor(resize_image(rgb, size), mean or (0.48145466, 0.4578275, 0.40821073),
+                      std or (0.26862954, 0.26130258, 0.27577711))[None].to(device)
+        with torch.inference_mode():
+            pred = detector({"image": x}, inference=True)
+        prob = float(pred["prob"][0])
+        h, w = rgb.shape[:2]
+        mask = torch.sigmoid(pred["mask"].float())
+        mask = torch.nn.functional.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        mask = mask.clamp(0, 1).cpu().numpy()
+        stem = os.path.splitext(os.path.basename(str(path)))[0]
+        mask_path = os.path.join(out_dir, f"{stem}_mask.png")
+        overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
+        _write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))
+        _write_png(overlay_path, overlay(rgb, mask))
+        records.append({"image": str(path), "prob_fake": prob, "label": "fake" if prob > threshold else "real",
+                        "manipulated_fraction": float((mask > 0.5).mean()), "mask": mask_path,
+                        "overlay": overlay_path})
+    write_json(os.path.join(out_dir, "predictions.json"),
+               {"weights": str(weights_path), "detector": detector.describe() if hasattr(detector, "describe")
+                else config.get("model_name"), "threshold": threshold, "predictions": records, "errors": errors})
+    return records, errors

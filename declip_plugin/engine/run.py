@@ -1,0 +1,143 @@
+"""`declip train` and `declip test`: a run from config to result files."""
+import logging
+import os
+
+import torch
+
+from .. import build_detector
+from ..config import load_run_config, load_yaml, validate
+from ..errors import ConfigError
+from . import runtime
+from .evaluator import evaluate, format_metrics, write_results
+from .loaders import as_list, build_split, make_loader, skipped_files
+from .rundir import add_log_file, new_run_dir, remove_log_file, write_json, write_yaml
+
+logger = logging.getLogger(__name__)
+
+
+def run_name(config):
+    if config.get("name"):
+        return str(config["name"])
+    path = config.get("_config_path")
+    return os.path.splitext(os.path.basename(path))[0] if path else str(config.get("model_name", "run"))
+
+
+def in_domain(config):
+    return as_list(config.get("in_domain")) or as_list(config.get("train_dataset"))
+
+
+def prepare_detector(config, device, weights_path=None):
+    detector = build_detector(config, weights_path=weights_path).to(device)
+    if config.get("channels_last", False) and device.type == "cuda":
+        detector.decoder.to(memory_format=torch.channels_last)
+    return detector
+
+
+def _start(config, mode, run_dir=None):
+    runtime.init_distributed(config)
+    device = runtime.resolve_device(config)
+    runtime.seed_everything(int(config.get("manualSeed", 1024)) + runtime.rank())
+    if run_dir is None:
+        run_dir = runtime.broadcast_object(
+            new_run_dir(config.get("log_dir", f"./logs/{mode}"), run_name(config)) if runtime.is_main() else None)
+    handler = add_log_file(run_dir, "training.log" if mode == "train" else "test.log") if runtime.is_main() else None
+    return device, run_dir, handler
+
+
+def _write_run_files(run_dir, config, extra):
+    if not runtime.is_main():
+        return
+    clean = {k: v for k, v in config.items() if not k.startswith("_")}
+    clean["name"] = run_name(config)  # so that --resume keeps the method name
+    write_yaml(os.path.join(run_dir, "config.yaml"), clean)
+    write_json(os.path.join(run_dir, "run.json"), {
+        "name": run_name(config), "model_name": config.get("model_name"),
+        "train_dataset": as_list(config.get("train_dataset")), "test_dataset": as_list(config.get("test_dataset")),
+        "in_domain": in_domain(config), "config_path": config.get("_config_path"), **extra})
+
+
+def test_datasets(detector, config, device, run_dir, names, weights=None):
+    """Evaluate on each test set; results under run_dir/test/<dataset>/. Returns {name: metrics}."""
+    results = {}
+    ids = set(in_domain(config))
+    for name in as_list(names):
+        ds = build_split(name, "test", config)
+        loader = make_loader(ds, config, train=False, device=device)
+        folder = os.path.join(run_dir, "test", name)
+        mask_dir = os.path.join(folder, "masks") if config.get("save_masks") else None
+        result = evaluate(detector, loader, device, config.get("precision", "bf16"), mask_dir=mask_dir,
+                          desc=f"test {name}")
+        if runtime.is_main():
+            extra = {"method": run_name(config), "weights": weights, "in_domain": name in ids if ids else None,
+                     "skipped": skipped_files(ds)}
+            write_results(folder, name, result, extra)
+            logger.info("test %s: %s", name, format_metrics(result.metrics))
+        results[name] = result.metrics
+    return results
+
+
+def train(detector_config, overrides=None, resume=None, weights_path=None):
+    """Train per the config; then test the best checkpoint on ``test_dataset``. Returns the run dir."""
+    if resume:
+        cfg_path = os.path.join(resume, "config.yaml")
+        if not os.path.isfile(cfg_path) or not os.path.isfile(os.path.join(resume, "ckpt_last.pth")):
+            raise ConfigError(f"--resume {resume!r}: expected a run directory with config.yaml and ckpt_last.pth "
+                              f"(written after the first finished epoch)")
+        config = validate(load_yaml(cfg_path), where=cfg_path)
+    else:
+        config = load_run_config(detector_config, "train", overrides)
+    if not as_list(config.get("train_dataset")):
+        raise ConfigError("no train_dataset: set it in the YAML or pass --train_dataset")
+    device, run_dir, handler = _start(config, "train", run_dir=resume)
+    try:
+        if not resume:
+            _write_run_files(run_dir, config, {"mode": "train"})
+        logger.info("run directory: %s (device %s, %d process(es))", run_dir, device, runtime.world_size())
+        detector = prepare_detector(config, device, weights_path)
+        seed = int(config.get("manualSeed", 1024))
+        train_set = build_split(config["train_dataset"], "train", config)
+        val_names = config.get("val_dataset") or config["train_dataset"]
+        val_set = build_split(val_names, "val", config)
+        train_loader = make_loader(train_set, config, train=True, device=device, seed=seed)
+        val_loader = make_loader(val_set, config, train=False, device=device)
+        writer = None
+        if runtime.is_main():
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+        from .trainer import Trainer
+
+        trainer = Trainer(config, detector, train_loader, val_loader, run_dir, device, writer=writer)
+        if resume:
+            trainer.load_state(trainer.last_path)
+        trainer.fit(int(config.get("nEpochs", 1)))
+        if writer:
+            writer.close()
+        runtime.barrier()
+        if os.path.isfile(trainer.best_path):
+            detector.load_weights(trainer.best_path)
+            logger.info("testing the best checkpoint (epoch %s): %s", trainer.best_epoch, trainer.best_path)
+        if as_list(config.get("test_dataset")):
+            test_datasets(detector, config, device, run_dir, config["test_dataset"], weights=trainer.best_path)
+        return run_dir
+    finally:
+        if handler:
+            remove_log_file(handler)
+        runtime.shutdown_distributed()
+
+
+def test(detector_config, weights_path, overrides=None):
+    """Evaluate a checkpoint on ``test_dataset`` into a new run directory. Returns the run dir."""
+    config = load_run_config(detector_config, "test", overrides)
+    if not as_list(config.get("test_dataset")):
+        raise ConfigError("no test_dataset: set it in the YAML or pass --test_dataset")
+    device, run_dir, handler = _start(config, "test")
+    try:
+        _write_run_files(run_dir, config, {"mode": "test", "weights": weights_path})
+        detector = prepare_detector(config, device, weights_path)
+        test_datasets(detector, config, device, run_dir, config["test_dataset"], weights=weights_path)
+        return run_dir
+    finally:
+        if handler:
+            remove_log_file(handler)
+        runtime.shutdown_distributed()

@@ -1,0 +1,261 @@
+"""The training loop: DeepfakeBench's Trainer conventions with DeCLIP's official schedule.
+
+Each epoch: train, validate (``metric_scoring`` on the validation split), keep the best checkpoint,
+early-stop with patience then lr / 10 until ``min_lr`` (the official schedule), save the resume
+state. ``--resume RUN_DIR`` continues from the last finished epoch.
+"""
+import logging
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..checkpoints import atomic_save, save_detector_checkpoint
+from ..errors import ConfigError
+from . import runtime
+from .evaluator import evaluate, format_metrics, to_device
+
+logger = logging.getLogger(__name__)
+
+LOWER_IS_BETTER = {"eer", "real_fp_rate"}
+
+
+def build_optimizer(params, config):
+    opt = config.get("optimizer") or {}
+    kind = str(opt.get("type", "adam")).lower()
+    if kind in ("adam", "adamw"):
+        a = opt.get("adam") or {}
+        cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+        return cls(params, lr=a.get("lr", 1e-3), betas=(a.get("beta1", 0.9), a.get("beta2", 0.999)),
+                   eps=a.get("eps", 1e-8), weight_decay=a.get("weight_decay", 0.0), amsgrad=a.get("amsgrad", False))
+    if kind == "sgd":
+        s = opt.get("sgd") or {}
+        return torch.optim.SGD(params, lr=s.get("lr", 1e-3), momentum=s.get("momentum", 0.0),
+                               weight_decay=s.get("weight_decay", 0.0))
+    raise ConfigError(f"optimizer.type {kind!r}: use adam, adamw or sgd")
+
+
+def build_scheduler(optimizer, config):
+    kind = config.get("lr_scheduler")
+    if kind in (None, "none"):
+        return None
+    if kind == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.get("lr_step") or 10,
+                                               gamma=config.get("lr_gamma") or 0.1)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.get("lr_T_max") or 10,
+                                                          eta_min=config.get("lr_eta_min") or 0.0)
+    raise ConfigError(f"lr_scheduler {kind!r}: use null, step or cosine")
+
+
+class EarlyStopping:
+    """Patience on the validation metric; when it runs out the lr drops by ``lr_factor`` and the
+    count restarts; training stops once the lr falls below ``min_lr`` (DeCLIP's official rule)."""
+
+    def __init__(self, patience=5, delta=0.001, lr_factor=0.1, min_lr=1e-6, enabled=True, higher_is_better=True):
+        self.patience, self.delta, self.lr_factor, self.min_lr = patience, delta, lr_factor, min_lr
+        self.enabled, self.sign = enabled, (1.0 if higher_is_better else -1.0)
+        self.best, self.counter = None, 0
+
+    def improved(self, score):
+        return self.best is None or self.sign * (score - self.best) > self.delta
+
+    def step(self, score, optimizer):
+        """Record ``score``; returns (is_best, stop)."""
+        if score is None or (isinstance(score, float) and math.isnan(score)):
+            self.counter += 1
+            is_best = False
+        elif self.improved(score):
+            self.best, self.counter, is_best = score, 0, True
+        else:
+            self.counter += 1
+            is_best = False
+        if not self.enabled or self.counter < self.patience:
+            return is_best, False
+        self.counter = 0
+        for group in optimizer.param_groups:
+            group["lr"] *= self.lr_factor
+        lr = optimizer.param_groups[0]["lr"]
+        if lr < self.min_lr:
+            logger.info("early stopping: no improvement for %d epochs and lr %.2e is below %.0e", self.patience, lr,
+                        self.min_lr)
+            return is_best, True
+        logger.info("no improvement for %d epochs: lr dropped to %.2e", self.patience, lr)
+        return is_best, False
+
+    def state_dict(self):
+        return {"best": self.best, "counter": self.counter}
+
+    def load_state_dict(self, state):
+        self.best, self.counter = state["best"], state["counter"]
+
+
+class Trainer:
+    def __init__(self, config, detector, train_loader, val_loader, run_dir, device, writer=None, batch_hook=None):
+        self.config, self.run_dir, self.device = config, run_dir, device
+        self.detector = detector
+        self.model = detector  # the module the optimizer steps (DDP wrapper when distributed)
+        if runtime.world_size() > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                detector, device_ids=[device.index] if device.type == "cuda" else None)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.params = [p for p in detector.parameters() if p.requires_grad]
+        if not self.params:
+            raise ConfigError("the detector has no trainable parameters")
+        self.optimizer = build_optimizer(self.params, config)
+        self.scheduler = build_scheduler(self.optimizer, config)
+        self.metric = config.get("metric_scoring") or ("iou" if config.get("fully_supervised") else "auc")
+        es = dict(config.get("early_stopping") or {})
+        self.early = EarlyStopping(higher_is_better=self.metric not in LOWER_IS_BETTER, **es)
+        self.precision = config.get("precision", "bf16")
+        self.writer = writer
+        self.batch_hook = batch_hook
+        self.epoch, self.step_count, self.best_epoch = 0, 0, None
+        self.history = []
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    @property
+    def last_path(self):
+        return os.path.join(self.run_dir, "ckpt_last.pth")
+
+    @property
+    def best_path(self):
+        return os.path.join(self.run_dir, "ckpt_best.pth")
+
+    def save_state(self):
+        model_state = self.detector.state_dict()
+        if not self.detector.backbone_needs_saving():  # rebuilt from `pretrained` on resume
+            model_state = {k: v for k, v in model_state.items() if not k.startswith("backbone.")}
+        state = {
+            "format": "declip-plugin-train-state", "epoch": self.epoch, "step": self.step_count,
+            "model": model_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "early_stopping": self.early.state_dict(), "best_epoch": self.best_epoch, "history": self.history,
+            "rng": torch.get_rng_state(),
+        }
+        atomic_save(state, self.last_path)
+
+    def load_state(self, path):
+        from ..backbones.weights import read_checkpoint
+
+        state = read_checkpoint(path, "resume state")
+        if state.get("format") != "declip-plugin-train-state":
+            raise ConfigError(f"{path} is not a training state written by `declip train`")
+        from ..checkpoints import DetectorCheckpoint
+
+        self.detector.load_weights(DetectorCheckpoint(path, "resume", state["model"], {}))
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.early.load_state_dict(state["early_stopping"])
+        self.epoch, self.step_count = state["epoch"], state["step"]
+        self.best_epoch, self.history = state.get("best_epoch"), list(state.get("history", []))
+        torch.set_rng_state(state["rng"])
+        seed = int(self.config.get("manualSeed", 0)) + self.epoch  # a new, reproducible stream per epoch
+        random.seed(seed)
+        np.random.seed(seed % 2 ** 32)
+        logger.info("resumed from %s after epoch %d (step %d)", path, self.epoch, self.step_count)
+
+    # --- loop -----------------------------------------------------------------------------------
+    def train_epoch(self):
+        self.model.train()
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        log_every = int(self.config.get("log_every", 10))
+        total, n, t0 = 0.0, 0, time.perf_counter()
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="batch", leave=False,
+                   disable=not runtime.is_main())
+        for batch in bar:
+            batch = to_device(batch, self.device)
+            if self.batch_hook is not None:
+                batch = self.batch_hook(batch)
+            with runtime.autocast(self.device, self.precision):
+                pred = self.model(batch)
+            losses = self.detector.get_losses(batch, pred)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["overall"].backward()
+            self.optimizer.step()
+            self.step_count += 1
+            b = int(batch["label"].shape[0])
+            total, n = total + losses["overall"].item() * b, n + b
+            rate = n / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{losses['overall'].item():.4f}", img_s=f"{rate:.1f}")
+            if self.writer and self.step_count % log_every == 0:
+                for k, v in losses.items():
+                    self.writer.add_scalar(f"train/{k}", v.item(), self.step_count)
+        if self.scheduler:
+            self.scheduler.step()
+        return {"loss": total / max(n, 1), "images": n, "seconds": time.perf_counter() - t0}
+
+    def validate(self):
+        result = evaluate(self.detector, self.val_loader, self.device, self.precision, desc="validation",
+                          batch_hook=self.batch_hook)
+        return result.metrics
+
+    def fit(self, n_epochs):
+        stop = False
+        while self.epoch < n_epochs and not stop:
+            stats = self.train_epoch()
+            self.epoch += 1
+            lr = self.optimizer.param_groups[0]["lr"]
+            record = {"epoch": self.epoch, "train_loss": stats["loss"], "lr": lr,
+                      "train_img_s": stats["images"] / max(stats["seconds"], 1e-9)}
+            val_every = int(self.config.get("val_every", 1))
+            if self.val_loader is not None and (self.epoch % val_every == 0 or self.epoch == n_epochs):
+                metrics = self.validate()
+                score = metrics.get(self.metric)
+                if score is None and runtime.is_main():
+                    raise ConfigError(f"metric_scoring {self.metric!r} is not among the validation metrics "
+                                      f"({', '.join(k for k, v in metrics.items() if v is not None)})")
+                is_best, stop = self.early.step(score, self.optimizer)
+                record.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+                if runtime.is_main():
+                    logger.info("epoch %d: train loss %.4f, lr %.1e | validation %s%s", self.epoch, stats["loss"], lr,
+                                format_metrics(metrics), "  (best)" if is_best else "")
+                    if self.writer:
+                        self.writer.add_scalar("train/lr", lr, self.epoch)
+                        self.writer.add_scalar("train/epoch_loss", stats["loss"], self.epoch)
+                        for k, v in metrics.items():
+                            if isinstance(v, (int, float)) and v == v and not k.startswith("n_"):
+                                self.writer.add_scalar(f"val/{k}", v, self.epoch)
+                        self._log_masks()
+                    if is_best and self.config.get("save_ckpt", True):
+                        self.best_epoch = self.epoch
+                        save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch,
+                                                 metric={self.metric: score})
+            elif runtime.is_main():
+                logger.info("epoch %d: train loss %.4f, lr %.1e", self.epoch, stats["loss"], lr)
+            self.history.append(record)
+            if runtime.is_main() and self.config.get("save_ckpt", True):
+                if self.val_loader is None:
+                    self.best_epoch = self.epoch
+                    save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch)
+                self.save_state()
+            runtime.barrier()
+        return self.history
+
+    @torch.inference_mode()
+    def _log_masks(self):
+        n = int(self.config.get("tensorboard_masks", 4))
+        if n <= 0 or self.writer is None:
+            return
+        batch = next(iter(self.val_loader))
+        batch = to_device({k: (v[:n] if hasattr(v, "__getitem__") and v is not None else v)
+                           for k, v in batch.items()}, self.device)
+        if self.batch_hook is not None:
+            batch = self.batch_hook(batch)
+        self.detector.eval()
+        with runtime.autocast(self.device, self.precision):
+            pred = self.detector(batch, inference=True)
+        probs = torch.sigmoid(pred["mask"].float()).cpu()
+        self.writer.add_images("val/predicted_masks", probs, self.epoch)
+        if batch.get("mask") is not None:
+            from ..detectors.declip import mask_to_nchw
+
+            self.writer.add_images("val/ground_truth", mask_to_nchw(batch["mask"]).float().cpu(), self.epoch)

@@ -1,0 +1,193 @@
+"""`declip leaderboard`: one table of methods x test datasets x metrics, from our run directories
+and from DeepfakeBench's own result files (``<log_dir>/<model>_<time>/test/<dataset>/
+metric_dict_best.pickle``), so DeCLIP ranks beside DeepfakeBench's detectors.
+"""
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import pickle
+import re
+
+from .errors import DeclipError
+
+LOWER_IS_BETTER = {"eer", "real_fp_rate"}
+LOCALIZATION_DEFAULT = ("iou", "f1_best", "pixel_auc")
+DETECTION_DEFAULT = ("auc", "ap", "eer", "acc")
+_RUN_DIR = re.compile(r"^(?P<model>.+)_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
+
+
+@dataclasses.dataclass
+class Entry:
+    method: str
+    dataset: str
+    metrics: dict
+    in_domain: object  # True / False / None (unknown)
+    source: str
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """DeepfakeBench's pickles hold dicts of floats and numpy arrays; nothing else is loaded."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("collections", "defaultdict"), ("builtins", "float")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED or (module == "numpy" and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a metrics pickle")
+
+
+def read_dfb_pickle(path):
+    try:
+        with open(path, "rb") as f:
+            data = _NumpyOnlyUnpickler(f).load()
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise DeclipError(f"cannot read DeepfakeBench metrics {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DeclipError(f"{path}: expected a dict of metrics, got {type(data).__name__}")
+    return {k: _number(v) for k, v in data.items() if _number(v) is not None}
+
+
+def _number(v):
+    try:
+        if hasattr(v, "shape") and getattr(v, "shape", ()) != ():
+            return None
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _method_of_dfb_run(run_dir):
+    m = _RUN_DIR.match(os.path.basename(os.path.normpath(run_dir)))
+    return m.group("model") if m else os.path.basename(os.path.normpath(run_dir))
+
+
+def collect(paths):
+    """Entries from every run directory (ours or DeepfakeBench's) found under ``paths``."""
+    entries = []
+    for root in paths:
+        if not os.path.exists(root):
+            raise DeclipError(f"leaderboard: {root} does not exist")
+        found = False
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            if "metrics.json" in files:
+                entries.append(_our_entry(os.path.join(folder, "metrics.json")))
+                found = True
+            elif "metric_dict_best.pickle" in files:
+                test_dir = os.path.dirname(folder)
+                if os.path.basename(test_dir) != "test":
+                    continue
+                run_dir = os.path.dirname(test_dir)
+                entries.append(Entry(_method_of_dfb_run(run_dir), os.path.basename(folder),
+                                     read_dfb_pickle(os.path.join(folder, "metric_dict_best.pickle")), None,
+                                     os.path.join(folder, "metric_dict_best.pickle")))
+                found = True
+        if not found:
+            raise DeclipError(f"leaderboard: no results under {root} (expected test/<dataset>/metrics.json or "
+                              f"DeepfakeBench's test/<dataset>/metric_dict_best.pickle)")
+    return _disambiguate(entries)
+
+
+def _our_entry(path):
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    metrics = {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float)) and v == v}
+    return Entry(data.get("method") or "run", data.get("dataset") or os.path.basename(os.path.dirname(path)),
+                 metrics, data.get("in_domain"), path)
+
+
+def _disambiguate(entries):
+    """Two runs of one method get their run folder in the name."""
+    runs = {}
+    for e in entries:
+        runs.setdefault(e.method, set()).add(_run_of(e.source))
+    for e in entries:
+        if len(runs[e.method]) > 1:
+            e.method = f"{e.method} ({os.path.basename(_run_of(e.source))})"
+    return entries
+
+
+def _run_of(source):
+    return os.path.dirname(os.path.dirname(os.path.dirname(source)))
+
+
+def build_table(entries, metrics=None, in_domain=None):
+    """Rows (method) and columns (metric/dataset, plus ID / OOD means); best value marked."""
+    if not metrics:
+        loc = any("iou" in e.metrics for e in entries)
+        metrics = [m for m in (LOCALIZATION_DEFAULT if loc else DETECTION_DEFAULT) if any(m in e.metrics for e in entries)]
+    if not metrics:
+        raise DeclipError("leaderboard: none of the requested metrics appear in the results")
+    datasets = sorted({e.dataset for e in entries})
+    methods = list(dict.fromkeys(e.method for e in entries))
+    cell = {(e.method, e.dataset): e for e in entries}
+
+    def is_id(method, dataset):
+        if in_domain is not None:
+            return dataset in in_domain
+        e = cell.get((method, dataset))
+        return None if e is None else e.in_domain
+
+    columns, values = [], {}
+    for m in metrics:
+        for d in datasets:
+            col = f"{m} {d}"
+            columns.append((col, m))
+            for meth in methods:
+                e = cell.get((meth, d))
+                values[(meth, col)] = e.metrics.get(m) if e else None
+        for label, want in (("ID mean", True), ("OOD mean", False)):
+            col = f"{m} {label}"
+            vals_any = False
+            for meth in methods:
+                vs = [cell[(meth, d)].metrics.get(m) for d in datasets
+                      if (meth, d) in cell and is_id(meth, d) is want and cell[(meth, d)].metrics.get(m) is not None]
+                values[(meth, col)] = sum(vs) / len(vs) if vs else None
+                vals_any = vals_any or bool(vs)
+            if vals_any:
+                columns.append((col, m))
+    best = {}
+    for col, m in columns:
+        vals = [values[(meth, col)] for meth in methods if values[(meth, col)] is not None]
+        if len(vals) > 1:
+            best[col] = min(vals) if m in LOWER_IS_BETTER else max(vals)
+    return methods, columns, values, best
+
+
+def _fmt(v, metric):
+    if v is None:
+        return ""
+    return f"{v:.1f}" if metric == "iou" else f"{v:.3f}"
+
+
+def render(entries, fmt="md", metrics=None, in_domain=None):
+    methods, columns, values, best = build_table(entries, metrics, in_domain)
+    header = ["method"] + [c for c, _ in columns]
+    rows = []
+    for meth in methods:
+        row = [meth]
+        for col, m in columns:
+            v = values[(meth, col)]
+            text = _fmt(v, m)
+            if v is not None and col in best and v == best[col]:
+                text = f"**{text}**" if fmt == "md" else f"{text}*"
+            row.append(text)
+        rows.append(row)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(header)
+        w.writerows(rows)
+        return buf.getvalue()
+    if fmt != "md":
+        raise DeclipError(f"leaderboard format {fmt!r}: use md or csv")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    note = "IoU on a 0-100 scale, the other metrics on 0-1; best of each column in bold (lowest for eer)."
+    return "\n".join(lines) + "\n\n" + note + "\n"

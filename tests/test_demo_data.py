@@ -1,0 +1,104 @@
+"""The synthetic demo set: deterministic, in the Dolos layout, readable by the dolos adapter."""
+import hashlib
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from declip_plugin.data import build_dataset, list_datasets
+from declip_plugin.data.demo import METHODS, make_demo_data
+from declip_plugin.errors import DataError
+
+SMALL = dict(size=48, n_train=2, n_val=1, n_test=2)
+
+
+def digest(root):
+    out = {}
+    for r, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(r, f)
+            out[os.path.relpath(p, root)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    summary = make_demo_data(root / "demo", seed=0, **SMALL)
+    return root, summary
+
+
+def test_same_seed_is_byte_identical_other_seed_differs(demo_root, tmp_path):
+    root, _ = demo_root
+    first = digest(root / "demo")
+    make_demo_data(tmp_path / "again", seed=0, **SMALL)
+    assert digest(tmp_path / "again") == first
+    make_demo_data(tmp_path / "other", seed=1, **SMALL)
+    other = digest(tmp_path / "other")
+    assert set(other) == set(first)
+    images = [k for k in first if k.endswith(".png")]
+    assert all(other[k] != first[k] for k in images if "masks" not in k)
+
+
+def test_layout_counts_and_manifest(demo_root):
+    root, summary = demo_root
+    base = root / "demo" / "celebahq"
+    assert len(METHODS) >= 4 and set(summary["methods"]) == set(METHODS)
+    for split, n in (("train", 2), ("valid", 1), ("test", 2)):
+        assert len(os.listdir(base / "real" / split)) == n
+        for m in METHODS:
+            assert sorted(os.listdir(base / "fake" / m / "images" / split)) == [f"{i:04d}.png" for i in range(n)]
+            assert sorted(os.listdir(base / "fake" / m / "masks" / split)) == [f"{i:04d}.png" for i in range(n)]
+    manifest = json.loads((root / "demo" / "demo.json").read_text())
+    assert manifest["images_per_split"] == {"train": 2, "valid": 1, "test": 2}
+    assert summary["files"] == 5 + 5 * 2 * len(METHODS)
+    assert (root / "demo" / "README.txt").read_text().startswith("Synthetic demo data")
+
+
+def test_dolos_adapter_reads_every_method_and_split(demo_root):
+    root, _ = demo_root
+    cfg = {"data_root": str(root), "resolution": 32, "mask_size": 48, "include_real": True}
+    for m in METHODS:
+        assert f"demo-{m}" in list_datasets()
+        for split, n in (("train", 2), ("val", 1), ("test", 2)):
+            ds = build_dataset(f"demo-{m}", split, cfg)
+            assert len(ds) == 2 * n and sorted(s[1] for s in ds.samples) == [0] * n + [1] * n
+            for item in (ds[i] for i in range(len(ds))):
+                area = float(item["mask"].mean())
+                if item["label"] == 1:
+                    assert 0.03 <= area <= 0.4  # the file is inverted; 1 = manipulated
+                else:
+                    assert area == 0
+
+
+def test_manipulation_removes_fine_texture(demo_root):
+    root, _ = demo_root
+    base = root / "demo" / "celebahq" / "fake"
+    for m in METHODS:
+        inside, outside = [], []
+        for split in ("train", "test"):
+            for i in range(2):
+                img = cv2.imread(str(base / m / "images" / split / f"{i:04d}.png"), cv2.IMREAD_GRAYSCALE)
+                manipulated = cv2.imread(str(base / m / "masks" / split / f"{i:04d}.png"), cv2.IMREAD_GRAYSCALE) < 128
+                core = cv2.erode(manipulated.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+                ring = cv2.dilate(manipulated.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+                lap = np.abs(cv2.Laplacian(img.astype(np.float32), cv2.CV_32F))
+                inside.append(lap[core].mean())
+                outside.append(lap[~ring].mean())
+        assert np.mean(inside) < 0.6 * np.mean(outside), m
+
+
+def test_refuses_a_foreign_non_empty_directory(tmp_path):
+    (tmp_path / "keep.txt").write_text("user data")
+    with pytest.raises(DataError, match="not empty"):
+        make_demo_data(tmp_path, **SMALL)
+    assert (tmp_path / "keep.txt").exists()
+
+
+def test_rerun_replaces_a_previous_demo_set(tmp_path):
+    make_demo_data(tmp_path / "d", size=32, n_train=2, n_val=1, n_test=1, methods=("blur",))
+    make_demo_data(tmp_path / "d", size=32, n_train=1, n_val=1, n_test=1, methods=("blur",))
+    assert os.listdir(tmp_path / "d" / "celebahq" / "real" / "train") == ["0000.png"]
+    assert not (tmp_path / "d" / "celebahq" / "fake" / "telea").exists()
