@@ -40,8 +40,11 @@ def cmd_train(args):
 
     overrides = _overrides(args, train_dataset=args.train_dataset, test_dataset=args.test_dataset,
                            save_ckpt=False if args.no_save_ckpt else None, task_target=args.task_target)
-    if args.resume and (args.train_dataset or args.test_dataset or args.opt):
-        raise DeclipError("--resume continues a run with its own config.yaml; drop the other dataset/--opt flags")
+    if not args.resume and not args.detector_path:
+        raise DeclipError("train needs --detector_path (a YAML or a bundled name such as declip_demo), or --resume RUN_DIR")
+    if args.resume and (args.train_dataset or args.test_dataset):
+        raise DeclipError("--resume continues a run with its own datasets (its config.yaml); drop --train_dataset/"
+                          "--test_dataset (--opt still applies, e.g. --opt nEpochs=50 to extend it)")
     run_dir = train(args.detector_path, overrides, resume=args.resume, weights_path=args.weights_path)
     _print_results(run_dir)
     return 0
@@ -116,7 +119,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a detector (DeepfakeBench's training/train.py flags)")
-    p.add_argument("--detector_path", required=True, help="detector YAML, or a bundled name (declip, declip_demo, ...)")
+    p.add_argument("--detector_path", help="detector YAML, or a bundled name (declip, declip_demo, ...); "
+                                           "required unless --resume")
     p.add_argument("--train_dataset", nargs="+")
     p.add_argument("--test_dataset", nargs="+")
     p.add_argument("--weights_path", help="initial weights (ours, official DeCLIP or a plain state dict)")

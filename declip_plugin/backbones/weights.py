@@ -6,6 +6,7 @@ whether a download is attempted at all; otherwise the error says which file to p
 import logging
 import os
 import socket
+import threading
 from urllib.parse import urlparse
 
 import torch
@@ -18,14 +19,23 @@ OPENAI_CACHE = os.path.join("~", ".cache", "clip")
 
 
 def _network_up(url, timeout=3.0):
+    """Whether ``url``'s host answers within ``timeout`` seconds (DNS included: run in a thread)."""
     host = urlparse(url).hostname
     if not host or os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("DECLIP_OFFLINE") == "1":
         return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    result = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                result.append(True)
+        except OSError:
+            pass
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result)
 
 
 def resolve_openai_weights(oc_name, display_name):

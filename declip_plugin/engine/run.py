@@ -5,7 +5,7 @@ import os
 import torch
 
 from .. import build_detector
-from ..config import load_run_config, load_yaml, validate
+from ..config import load_run_config, load_yaml, merge, validate
 from ..errors import ConfigError
 from . import runtime
 from .evaluator import evaluate, format_metrics, write_results
@@ -83,7 +83,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         if not os.path.isfile(cfg_path) or not os.path.isfile(os.path.join(resume, "ckpt_last.pth")):
             raise ConfigError(f"--resume {resume!r}: expected a run directory with config.yaml and ckpt_last.pth "
                               f"(written after the first finished epoch)")
-        config = validate(load_yaml(cfg_path), where=cfg_path)
+        config = validate(merge(load_yaml(cfg_path), overrides or {}), where=cfg_path)
     else:
         config = load_run_config(detector_config, "train", overrides)
     if not as_list(config.get("train_dataset")):

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Train a detector, DeepfakeBench style: the choices sit at the top, each overridable from the
+# environment (DETECTOR=declip TRAIN_DATASET="dolos-lama" bash scripts/train.sh) or by extra
+# arguments, which go to the trainer unchanged (e.g. --opt nEpochs=5 --device cpu).
+#   ENGINE=embedded       the package's own DeepfakeBench-compatible engine (default)
+#   ENGINE=deepfakebench  a real DeepfakeBench checkout at DEEPFAKEBENCH_ROOT (declip dfb)
+#   NPROC=N               N processes on one machine with torchrun (DDP; embedded engine)
+set -euo pipefail
+DETECTOR=${DETECTOR:-declip}                       # configs/detector/<name>.yaml or a path
+TRAIN_DATASET=${TRAIN_DATASET:-"dolos-pluralistic"}
+TEST_DATASET=${TEST_DATASET:-"dolos-pluralistic dolos-lama dolos-repaint-p2-9k dolos-ldm"}
+WEIGHTS=${WEIGHTS:-}                               # optional initial weights
+DATA_ROOT=${DATA_ROOT:-${DECLIP_DATA_ROOT:-datasets}}
+ENGINE=${ENGINE:-embedded}
+NPROC=${NPROC:-1}
+DECLIP=${DECLIP:-declip}
+
+args=(--detector_path "$DETECTOR" --train_dataset $TRAIN_DATASET --test_dataset $TEST_DATASET)
+[ -n "$WEIGHTS" ] && args+=(--weights_path "$WEIGHTS")
+
+case "$ENGINE" in
+  embedded)
+    if [ "$NPROC" -gt 1 ]; then
+      exec torchrun --standalone --nproc_per_node "$NPROC" -m declip_plugin train "${args[@]}" --data_root "$DATA_ROOT" "$@"
+    fi
+    exec "$DECLIP" train "${args[@]}" --data_root "$DATA_ROOT" "$@" ;;
+  deepfakebench)
+    exec "$DECLIP" dfb --bench-root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
+      train "${args[@]}" "$@" ;;
+  *) echo "ENGINE must be embedded or deepfakebench, got '$ENGINE'" >&2; exit 2 ;;
+esac
