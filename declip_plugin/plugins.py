@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_PLUGIN_NAME = "declip"
 KINDS = ("detectors", "datasets", "metrics")
+_LABELS = {"detectors": "detector", "datasets": "dataset adapter", "metrics": "metric"}
 
 _lock = threading.Lock()
 _state = {}
@@ -46,7 +47,7 @@ def build_registries(pm):
     """Call every plugin's register hooks and collect the results in one Registry per kind."""
     registries = {}
     for kind in KINDS:
-        reg = Registry(kind[:-1] if kind != "metrics" else "metric")
+        reg = Registry(_LABELS[kind])
         hook = getattr(pm.hook, f"deepfakebench_register_{kind}")
         for impl in hook.get_hookimpls():
             label = _plugin_label(pm, impl.plugin)

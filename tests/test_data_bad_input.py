@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from declip_plugin.errors import DeclipError
+
 from declip_plugin.data import build_dataset
 from declip_plugin.data import io as dio
 from declip_plugin.errors import DataError
@@ -198,7 +200,7 @@ def test_skip_bad_files_with_nothing_left(tmp_path):
 
 
 def test_unknown_adapter_and_bad_split_rule(tmp_path):
-    with pytest.raises(DataError, match=r"unknown dataset adapter 'dolo'.*did you mean 'dolos'"):
+    with pytest.raises(DeclipError, match=r"unknown dataset adapter 'dolo'.*did you mean 'dolos'"):
         build_dataset({"adapter": "dolo", "root": "x"}, "train", SMALL)
     spec = folder(tmp_path)
     with pytest.raises(Exception, match="split must be 'all' or 'hash'"):

@@ -123,7 +123,7 @@ def test_acc_best_separable_reversed_and_all_real_best():
 
 def test_single_class(caplog):
     m = DetectionMetrics()
-    with caplog.at_level(logging.WARNING, logger="declip_plugin.metrics.detection"):
+    with caplog.at_level(logging.INFO, logger="declip_plugin.metrics.detection"):
         m.update(torch.tensor([0.2, 0.7, 0.9]), torch.tensor([1, 1, 1]))
         r = m.compute()
     for k in ("auc", "eer", "ap", "acc_best"):

@@ -15,38 +15,11 @@ from .catalog import dataset_spec, list_datasets
 logger = logging.getLogger(__name__)
 
 
-def _builtin_adapters():
-    from .autosplice import AutoSpliceAdapter
-    from .deepfakebench_json import DeepfakeBenchJsonAdapter
-    from .dolos import DolosAdapter
-    from .folder import FolderAdapter
-
-    return {
-        "dolos": DolosAdapter,
-        "autosplice": AutoSpliceAdapter,
-        "folder": FolderAdapter,
-        "deepfakebench_json": DeepfakeBenchJsonAdapter,
-    }
-
-
 def get_adapter(name):
-    """The dataset adapter class registered as ``name`` (plugins included)."""
-    note = ""
-    try:
-        from ..plugins import get_registry
+    """The dataset adapter class registered as ``name`` (built-in and plugin adapters alike)."""
+    from ..plugins import get_registry
 
-        adapters = dict(get_registry("datasets").items())
-    except ImportError as e:  # another part of the package cannot be imported: built-ins only
-        logger.debug("dataset registry unavailable (%s); using the built-in adapters", e)
-        adapters = _builtin_adapters()
-        note = f" (plugins could not be loaded: {e})"
-    if name not in adapters:
-        hint = closest(name, adapters)
-        raise DataError(
-            f"unknown dataset adapter {name!r}; available: {', '.join(sorted(adapters))}"
-            + (f" (did you mean {hint!r}?)" if hint else "") + note
-        )
-    return adapters[name]
+    return get_registry("datasets").get(name)
 
 
 def build_dataset(name, split, config=None):
