@@ -11,10 +11,10 @@ Writes are atomic: a temporary file in the same folder, then ``os.replace``.
 """
 import dataclasses
 import os
-import tempfile
 
 import torch
 
+from .atomicio import atomic_open
 from .backbones.weights import read_checkpoint
 from .errors import CheckpointError
 
@@ -75,22 +75,10 @@ def read_detector_checkpoint(path):
 
 
 def atomic_save(obj, path):
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """``torch.save`` that leaves no half-written file behind (see atomicio)."""
+    with atomic_open(path, suffix=".pth") as f:
+        torch.save(obj, f)
+    return os.fspath(path)
 
 
 def save_detector_checkpoint(path, detector, include_backbone=None, **extra):

@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import torch
 
+from ..atomicio import atomic_write_bytes
 from ..checkpoints import read_detector_checkpoint
-from ..detectors import build_detector
-from ..config import load_detector_config, load_run_config
+from ..config import load_detector_config, load_run_config, merge
 from ..data.io import read_image
-from ..data.transforms import resize_image, to_tensor
+from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
+from ..detectors import build_detector
 from ..errors import DeclipError
 from . import runtime
 from .rundir import write_json
@@ -23,21 +24,19 @@ def config_for_checkpoint(ckpt, detector_path=None, overrides=None):
     (our checkpoints), else the bundled DeCLIP config fitted to an official file."""
     if detector_path:
         return load_run_config(detector_path, "test", overrides)
-    if ckpt.format == "declip-plugin" and ckpt.meta.get("backbone"):
-        meta = ckpt.meta
+    meta = ckpt.meta
+    if ckpt.format == "declip-plugin" and meta.get("backbone"):
         cfg = load_detector_config("declip")
         cfg.update({k: meta[k] for k in ("backbone", "feature_layer", "decoder_type", "fully_supervised",
                                          "resolution") if k in meta})
-        if isinstance(meta.get("pretrained"), (str, dict)) and not str(meta.get("pretrained")).startswith("checkpoint:"):
-            cfg["pretrained"] = meta["pretrained"]
-        return cfg
-    first = ckpt.state.get("decoder.layers.0.weight")
-    fusion = first is not None and first.dim() == 4 and first.shape[1] == 2048
-    cfg = load_detector_config("declip_vit_rn50" if fusion else "declip")
-    for k in ("feature_layer", "decoder_type"):
-        if ckpt.meta.get(k):
-            cfg[k] = ckpt.meta[k]
-    return cfg
+        if not str(meta.get("pretrained", "")).startswith("checkpoint:"):
+            cfg["pretrained"] = meta.get("pretrained", cfg["pretrained"])
+    else:  # official (or plain) file: the released models are ViT-L/14 or the ViT-L/14,RN50 fusion
+        first = ckpt.state.get("decoder.layers.0.weight")
+        fusion = first is not None and first.dim() == 4 and first.shape[1] == 2048
+        cfg = load_detector_config("declip_vit_rn50" if fusion else "declip")
+        cfg.update({k: meta[k] for k in ("feature_layer", "decoder_type") if meta.get(k)})
+    return merge(cfg, overrides or {})
 
 
 def overlay(rgb, prob, alpha=0.45):
@@ -51,8 +50,6 @@ def _write_png(path, img):
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise OSError(f"cannot encode {path}")
-    from .rundir import atomic_write_bytes
-
     atomic_write_bytes(path, buf.tobytes())
 
 
@@ -65,7 +62,7 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
     mean, std = config.get("mean"), config.get("std")
     size = int(config.get("resolution", 224))
     os.makedirs(out_dir, exist_ok=True)
-    records, errors = [], []
+    records, errors, used = [], [], set()
     for path in images:
         try:
             rgb = read_image(path)
@@ -73,8 +70,7 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
             logger.error("%s", exc)
             errors.append({"image": str(path), "error": str(exc)})
             continue
-        x = to_tensor(resize_image(rgb, size), mean or (0.48145466, 0.4578275, 0.40821073),
-                      std or (0.26862954, 0.26130258, 0.27577711))[None].to(device)
+        x = to_tensor(resize_image(rgb, size), mean or CLIP_MEAN, std or CLIP_STD)[None].to(device)
         with torch.inference_mode():
             pred = detector({"image": x}, inference=True)
         prob = float(pred["prob"][0])
@@ -83,6 +79,9 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
         mask = torch.nn.functional.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         mask = mask.clamp(0, 1).cpu().numpy()
         stem = os.path.splitext(os.path.basename(str(path)))[0]
+        if stem in used:  # same file name from two folders
+            stem = f"{stem}_{len(records)}"
+        used.add(stem)
         mask_path = os.path.join(out_dir, f"{stem}_mask.png")
         overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
         _write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))

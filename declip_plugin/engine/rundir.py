@@ -18,29 +18,12 @@ import json
 import logging
 import os
 import pickle
-import tempfile
 
 import yaml
 
+from ..atomicio import atomic_write_bytes
+
 logger = logging.getLogger(__name__)
-
-
-def atomic_write_bytes(path, data):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def atomic_write_text(path, text):
