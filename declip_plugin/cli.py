@@ -59,11 +59,9 @@ def cmd_test(args):
 
 
 def _print_results(run_dir):
-    from .leaderboard import collect, render
-
     print(f"\nrun directory: {run_dir}")
     if os.path.isdir(os.path.join(run_dir, "test")):
-        print(render(collect([run_dir])))
+        print(f"results table: declip leaderboard {run_dir}")
 
 
 def cmd_predict(args):
@@ -84,7 +82,9 @@ def cmd_make_demo_data(args):
     from .data.demo import make_demo_data
 
     summary = make_demo_data(args.out, seed=args.seed, size=args.size)
-    print(f"demo data written to {args.out}: {summary}")
+    counts = "/".join(str(v) for v in summary["images_per_split"].values())
+    print(f"demo data written to {args.out}: {summary['files']} files; methods {', '.join(summary['methods'])} "
+          f"(datasets demo-<method>); train/valid/test images per method: {counts}")
     return 0
 
 

@@ -62,6 +62,8 @@ class ConvDecoder(nn.Module):
 
     def forward(self, feats):
         x = tokens_to_map(feats[:, 1:], self.grid) if self.kind == "tokens" else feats
+        if self.layers[0].weight.is_contiguous(memory_format=torch.channels_last):  # see engine channels_last
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.layers(x)
 
 

@@ -22,6 +22,5 @@ echo "[demo] training $DETECTOR on demo-telea, then testing on demo-telea (in-do
 run_dir=$(ls -td "$LOG_DIR"/*/ | head -n 1)
 
 echo "[demo] leaderboard of $run_dir (also written to $LOG_DIR/leaderboard.md)"
-"$DECLIP" leaderboard "$run_dir" --out "$LOG_DIR/leaderboard.md"
-cat "$LOG_DIR/leaderboard.md"
+"$DECLIP" leaderboard "$run_dir" | tee "$LOG_DIR/leaderboard.md"
 echo "[demo] done in $(( $(date +%s) - start )) s; run directory: $run_dir"

@@ -123,8 +123,11 @@ def _clean(metrics):
 
 
 def format_metrics(metrics):
+    """One log line; detection metrics only when both classes are present (a localization test set
+    of fakes alone has no meaningful accuracy)."""
     parts = []
-    for k in DETECTION_KEYS + LOCALIZATION_KEYS:
+    both = metrics.get("n_real", 0) and metrics.get("n_fake", 0)
+    for k in (DETECTION_KEYS if both else []) + LOCALIZATION_KEYS:
         v = metrics.get(k)
         if v is None or (isinstance(v, float) and np.isnan(v)):
             continue

@@ -6,9 +6,8 @@ features for an image in every epoch: the first epoch computes and stores them, 
 
 Usage (``engine/run.py``)::
 
-    ok, reason = cache_applicable(detector, config)
-    hook = FeatureCache(detector, config, run_dir) if ok else None
-    Trainer(..., batch_hook=hook); evaluate(..., batch_hook=hook)
+    hook = maybe_feature_cache(detector, config, run_dir)  # None (and the reason logged) when not applicable
+    Trainer(..., batch_hook=hook); evaluate(..., batch_hook=hook); hook.log_stats()
 
 ``FeatureCache.__call__(batch)`` returns the batch with ``batch['features']`` set; the detector
 then skips its backbone (``DeCLIPDetector.features``).
@@ -118,6 +117,17 @@ def cache_applicable(detector, config):
     if (config or {}).get("use_data_augmentation") and (config or {}).get("data_aug"):
         return False, "use_data_augmentation is on with a data_aug section"
     return True, "frozen backbone and deterministic image pipeline"
+
+
+def maybe_feature_cache(detector, config, run_dir=None):
+    """The run's ``batch_hook``: a :class:`FeatureCache` when :func:`cache_applicable`, else None;
+    logs which and why (a warning when ``enabled: true`` was asked for but cannot be honoured)."""
+    ok, reason = cache_applicable(detector, config)
+    if not ok:
+        asked = cache_settings(config)["enabled"] is True
+        (logger.warning if asked else logger.info)("feature cache off: %s", reason)
+        return None
+    return FeatureCache(detector, config, run_dir)
 
 
 # --- hashing ------------------------------------------------------------------------------------

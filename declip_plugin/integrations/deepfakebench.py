@@ -364,8 +364,50 @@ def plugin_detectors():
     return {name: (cls, reg.source(name)) for name, cls in reg.items()}
 
 
+def dfb_weights(weights_path, detector_config, out_path):
+    """Write ``weights_path`` (our checkpoint format or the official DeCLIP one) as the plain state
+    dict DeepfakeBench's test.py loads (``model.load_state_dict(torch.load(path), strict=True)``)
+    of the detector built from ``detector_config`` (a dict or YAML path). Returns ``out_path``."""
+    import torch
+
+    from ..detectors import build_detector
+
+    config = _read_yaml(detector_config) if isinstance(detector_config, (str, os.PathLike)) else dict(detector_config)
+    detector = build_detector(config, weights_path=weights_path)
+    torch.save(detector.state_dict(), out_path)
+    return out_path
+
+
+def _convert_weights_if_needed(argv, root, det_file, workdir):
+    """test: a --weights_path in our / the official format becomes a plain state dict (temp file)."""
+    i, value = _argv_value(argv, "--weights_path")
+    if not value:
+        return argv
+    path = value if os.path.isabs(value) else os.path.join(root, value)
+    if not os.path.isfile(path):
+        return argv
+    from ..checkpoints import read_detector_checkpoint
+    from ..errors import CheckpointError
+
+    try:
+        fmt = read_detector_checkpoint(path).format
+    except CheckpointError:
+        return argv  # not ours to judge: the script reports it
+    if fmt == "plain":
+        return argv
+    if det_file is None:
+        raise DeclipError(f"--weights_path {value} is a {fmt} checkpoint; converting it for DeepfakeBench needs "
+                          f"--detector_path (the YAML its detector is built from)")
+    out = dfb_weights(path, det_file, os.path.join(workdir, "weights_deepfakebench.pth"))
+    logger.info("--weights_path %s is in the %s format: passing %s, the plain state dict DeepfakeBench's test.py "
+                "loads", value, fmt, out)
+    argv = list(argv)
+    argv[i] = out if argv[i] == value else f"--weights_path={out}"
+    return argv
+
+
 def launch(bench_root=None, mode="test", argv=(), *, cpu=False, data_dir=None, lmdb=None, overrides=None,
-           results_dir=None, localization=True, python=None, env=None):
+           results_dir=None, localization=True, convert_weights=True, python=None, env=None):
     """Run the checkout's unchanged ``training/<mode>.py`` with ``argv``, our detectors registered.
 
     bench_root   the checkout (default ``$DEEPFAKEBENCH_ROOT``)
@@ -381,6 +423,9 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, data_dir=None, l
     results_dir  test: where ``<model_name>_<time>/test/<dataset>/`` result files go (default: the
                  config's ``log_dir``, relative to the checkout root)
     localization add our localization metrics when the config has ``with_mask: true``
+    convert_weights  test: a ``--weights_path`` in our checkpoint format (``declip train``'s
+                 ckpt_best.pth) or the official DeCLIP format is converted to the plain state dict
+                 test.py loads (a temporary file; see :func:`dfb_weights`)
     python       the interpreter of the child (default ``$DEEPFAKEBENCH_PYTHON`` or this one); it
                  needs DeepfakeBench's requirements and this package installed
     env          extra environment variables for the child
@@ -418,11 +463,14 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, data_dir=None, l
     elif lmdb is not None:
         over.setdefault("lmdb", bool(lmdb))
     _, det_path = _argv_value(argv, "--detector_path")
+    det_file = None
     if det_path is None:
         logger.warning("no --detector_path given: training/%s.py uses its built-in default path", mode)
     else:
         det_file = det_path if os.path.isabs(det_path) else os.path.join(root, det_path)
-        if os.path.isfile(det_file):
+        if not os.path.isfile(det_file):
+            det_file = None
+        if det_file is not None:
             det_cfg = _read_yaml(det_file)
             label_dict_extra = {**(det_cfg.get("label_dict") or {}), **label_dict_extra}
             from ..config import merge
@@ -444,10 +492,15 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, data_dir=None, l
         "host_detectors": sorted(info["host_detectors"]), "registry_kind": info["registry_kind"],
     }
     python = python or os.environ.get(ENV_PYTHON) or sys.executable
-    fd, status_file = tempfile.mkstemp(prefix="declip-dfb-", suffix=".json")
-    os.close(fd)
-    os.unlink(status_file)
-    spec["status_file"] = status_file
+    with tempfile.TemporaryDirectory(prefix="declip-dfb-") as workdir:
+        if mode == "test" and convert_weights:
+            spec["argv"] = argv = _convert_weights_if_needed(argv, root, det_file, workdir)
+        spec["status_file"] = os.path.join(workdir, "status.json")
+        return _run_child(spec, python, root, env, cpu)
+
+
+def _run_child(spec, python, root, env, cpu):
+    mode, argv, status_file = spec["mode"], spec["argv"], spec["status_file"]
     child_env = dict(os.environ)
     child_env.update({str(k): str(v) for k, v in (env or {}).items()})
     training = os.path.join(root, "training")
@@ -468,16 +521,13 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, data_dir=None, l
             status = json.load(f)
     except (OSError, ValueError):
         pass
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(status_file)
     if status and status.get("error"):
         raise DeclipError(status["error"])
     if status is None and rc != 0:
         raise DeclipError(
-            f"the DeepfakeBench bootstrap did not start under {python} (exit status {rc}): it needs this package "
-            f"and DeepfakeBench's requirements installed in that environment (see docs/deepfakebench.md), or "
-            f"choose another interpreter with --python / ${ENV_PYTHON}")
+            f"the DeepfakeBench bootstrap failed under {python} before the script ran (exit status {rc}; its error is "
+            f"above): it needs this package and DeepfakeBench's requirements installed in that environment (see "
+            f"docs/deepfakebench.md), or choose another interpreter with --python / ${ENV_PYTHON}")
     if status:
         logger.info("registered into the checkout's DETECTOR: %s", ", ".join(status.get("registered", [])))
     return rc
@@ -556,8 +606,9 @@ def _registry_get(registry, name):
         return None
 
 
-def register_into(registry, detectors, where="metrics.registry.DETECTOR"):
-    """Register ``{name: (cls, source)}`` into DeepfakeBench's ``DETECTOR``; returns the names."""
+def check_registry_interface(registry, where="metrics.registry.DETECTOR"):
+    """'register_module' or 'setitem': how to register into ``registry`` (BootstrapError if neither,
+    or if it cannot be read back with ``registry[name]`` as the scripts do)."""
     has_register = callable(getattr(registry, "register_module", None))
     has_setitem = callable(getattr(type(registry), "__setitem__", None))
     if not callable(getattr(type(registry), "__getitem__", None)) or not (has_register or has_setitem):
@@ -566,6 +617,12 @@ def register_into(registry, detectors, where="metrics.registry.DETECTOR"):
             f"{where} is a {type(registry).__name__} without the interface DeepfakeBench's scripts use: expected "
             f"register_module(module_name=...) (or item assignment) to register and DETECTOR[name] to look up; "
             f"found members: {', '.join(members) or '(none)'}")
+    return "register_module" if has_register else "setitem"
+
+
+def register_into(registry, detectors, where="metrics.registry.DETECTOR"):
+    """Register ``{name: (cls, source)}`` into DeepfakeBench's ``DETECTOR``; returns the names."""
+    has_register = check_registry_interface(registry, where) == "register_module"
     existing = _registry_names(registry)
     done = []
     for name, (cls, source) in sorted(detectors.items()):
@@ -589,11 +646,14 @@ def _finite(v):
 
 def gt_mask_for_metrics(mask):
     """DeepfakeBench's batch mask as (B, H, W[, 1]): its rgb loader gives (B, H, W, 1); its LMDB loader
-    decodes masks in colour, giving (B, H, W, 3, 1) - the channels are averaged."""
+    decodes masks in colour and gives (B, H, W, 1, 3) (``np.expand_dims(mask, 2)`` of an (H, W, 3)
+    image) - the colour channels are averaged."""
     if mask is None:
         return None
     m = mask
-    if m.dim() == 5 and m.shape[-1] == 1:
+    if m.dim() == 5 and m.shape[3] == 1:
+        m = m[:, :, :, 0, :]
+    elif m.dim() == 5 and m.shape[-1] == 1:
         m = m[..., 0]
     if m.dim() == 4 and m.shape[-1] == 3 and m.shape[1] != 1:
         m = m.float().mean(-1)
@@ -643,7 +703,13 @@ class LocalizationReporter:
         if gt is None:
             self.note_once("nogt", "the batches carry no ground-truth 'mask': no localization metrics")
             return
-        self.current[1].update(pred.detach().float(), gt_mask_for_metrics(gt.detach()), data_dict.get("label"))
+        try:
+            self.current[1].update(pred.detach().float(), gt_mask_for_metrics(gt.detach()), data_dict.get("label"))
+        except (ValueError, RuntimeError, TypeError) as e:  # never break the host's own evaluation
+            key = self.current[0]
+            self.current = None
+            logger.error("localization metrics for %s are skipped: %s (prediction %s, ground truth %s)", key, e,
+                         tuple(pred.shape), tuple(gt.shape))
 
 
 _TABLE = logging.getLogger(LOGGER_NAME + ".table")
@@ -898,7 +964,12 @@ def bootstrap_main():
         registry = getattr(host_registry, "DETECTOR", None)
         if registry is None:
             raise BootstrapError(f"{REGISTRY_FILE} defines no DETECTOR")
-        detectors = plugin_detectors()
+        check_registry_interface(registry)
+        try:
+            detectors = plugin_detectors()
+        except Exception as e:  # noqa: BLE001 - a broken plugin: say which step failed
+            raise BootstrapError(f"loading the plugins of entry-point group 'deepfakebench' failed: "
+                                 f"{type(e).__name__}: {e}") from None
         registered = register_into(registry, detectors)
         state.registry, state.ours = registry, {n: detectors[n][0] for n in registered}
         script = spec["script"]

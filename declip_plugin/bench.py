@@ -1,0 +1,604 @@
+"""``declip bench``: images/s and peak memory of the reference and the optimized configuration.
+
+Both configurations run the same detector config, side by side in one process, on synthetic
+images (random tensors, random masks), so that no data set is needed:
+
+* **reference** - how the official DeCLIP code runs: fp32, the *whole* CLIP image tower (every
+  block, then ln_post / proj as ``encode_image`` does; the tapped block's output taken with a
+  forward hook), channels-first (NCHW) decoder fed in the official layout, no feature cache.
+  Inference under ``torch.no_grad``; a training step computes the tower inside the training
+  forward with frozen (``requires_grad=False``) parameters, as the official trainer does, then
+  decoder forward / backward / optimizer step.
+* **optimized** - how our engine runs: the tower cut after the tapped block, bf16 autocast on
+  CUDA (fp32 elsewhere: ``engine.runtime.autocast``), channels_last decoder when the config asks
+  for it (``channels_last``), ``torch.inference_mode`` for inference, no autograd through the
+  backbone, optionally ``torch.compile`` of the decoder, and the feature cache
+  (``engine.feature_cache.FeatureCache``, host-memory tier) as the engine's batch hook:
+  - ``train, first epoch``: every image is a cache miss (backbone + store + decoder step);
+  - ``train, cached``: a warm cache, i.e. the epochs after the first: decoder-only steps on the
+    cached features (the cache lookups and the host -> device copy are timed too);
+  - ``inference, cached``: validation passes after the first.
+
+Configurations are measured interleaved, batch by batch (round r runs batch r of every
+configuration), after warm-up batches, so that a machine shared with other work slows them alike;
+images/s is batch_size / the median batch time (the mean is reported too).
+
+Peak memory of a configuration = its resident state (its modules' parameters and buffers,
+gradients and optimizer state, and on the CPU the cached features, counted exactly) + the most
+memory one of its steps allocated on top: on CUDA ``torch.cuda.max_memory_allocated`` -
+``memory_allocated`` at the step's start (peak stats reset per step); on the CPU the process's
+peak RSS during the step (``VmHWM``, reset per step through ``/proc/self/clear_refs``) - its RSS
+at the step's start, after ``gc.collect()`` and glibc ``malloc_trim(0)``. On CUDA the cached
+features live in host memory and are reported apart.
+
+The weights are random (``pretrained: none`` unless overridden): speed does not depend on them.
+"""
+import argparse
+import copy
+import ctypes
+import gc
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError, DeclipError
+
+logger = logging.getLogger(__name__)
+
+MODES = ("inference", "train")
+QUICK_DETECTOR = {"backbone": "declip-tiny-vit", "pretrained": "none", "feature_layer": "layer1",
+                  "decoder_type": "conv-4"}
+QUICK_SIZES = {"batch_size": 1, "n_images": 2}
+RATIOS = {"inference": ("inference", "optimized"), "inference_cached": ("inference", "optimized, cached"),
+          "train_first_epoch": ("train", "optimized, first epoch"), "train_cached": ("train", "optimized, cached")}
+
+
+# --- memory probes --------------------------------------------------------------------------------
+def _proc_status_kb(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+_LIBC = None
+
+
+def _malloc_trim():
+    global _LIBC
+    try:
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL("libc.so.6")
+        _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class MemoryProbe:
+    """Extra memory of one step: CUDA allocator peak, or peak RSS (Linux) on the CPU."""
+
+    def __init__(self, device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.available = self.cuda or (_proc_status_kb("VmHWM") is not None and _reset_hwm())
+        if self.cuda:
+            self.method = ("torch.cuda.max_memory_allocated - memory_allocated at the step start, peak stats reset "
+                           "per step")
+        elif self.available:
+            self.method = ("peak RSS of the step (VmHWM reset through /proc/self/clear_refs) - RSS at the step start "
+                           "after gc.collect() and malloc_trim(0)")
+        else:
+            self.method = "unavailable (no /proc/self/clear_refs): peak memory not measured"
+        self.base = 0
+
+    def start(self):
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        elif self.available:
+            gc.collect()
+            _malloc_trim()
+            self.base = _proc_status_kb("VmRSS") * 1024
+            _reset_hwm()
+
+    def stop(self):
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) - self.base
+        if self.available:
+            return max(0, _proc_status_kb("VmHWM") * 1024 - self.base)
+        return None
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _module_bytes(*modules):
+    seen, total = set(), 0
+    for m in modules:
+        for t in list(m.parameters()) + list(m.buffers()):
+            if id(t) not in seen:
+                seen.add(id(t))
+                total += t.numel() * t.element_size()
+    return total
+
+
+def _train_state_bytes(params, optimizer):
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
+    state = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
+                if isinstance(v, torch.Tensor))
+    return grads + state
+
+
+# --- the reference tower ---------------------------------------------------------------------------
+class ReferenceTower(nn.Module):
+    """The full open_clip image tower (all blocks, pooling, projection), the tapped block's output
+    taken with a forward hook: what the official code computes (``encode_image`` with intermediate
+    layers) before it picks one layer."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        from .backbones.clip import CLIPResNetBackbone, CLIPViTBackbone, _build_visual
+
+        if not isinstance(backbone, (CLIPViTBackbone, CLIPResNetBackbone)):
+            raise ConfigError(f"declip bench: the reference configuration is built for single CLIP towers (a ViT or "
+                              f"a ModifiedResNet); backbone {backbone.name!r} is not one")
+        self.kind, self.grid, self.layer = backbone.kind, backbone.grid, backbone.layer
+        self.visual = _build_visual(backbone.oc_name)
+        missing, unexpected = self.visual.load_state_dict(backbone.visual.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(backbone.dropped_prefixes) for k in missing):
+            raise ConfigError(f"declip bench: cannot copy the tapped tower into the full one (missing {missing[:4]}, "
+                              f"unexpected {unexpected[:4]})")
+        self.n_blocks = (len(self.visual.transformer.resblocks) if self.kind == "tokens" else 4)
+        tap = self.visual.transformer.resblocks[self.layer] if self.kind == "tokens" else \
+            getattr(self.visual, f"layer{self.layer}")
+        self._batch_first = getattr(getattr(self.visual, "transformer", None), "batch_first", True)
+        self._out = None
+        tap.register_forward_hook(self._keep)
+        self.requires_grad_(False)
+        self.eval()
+
+    def _keep(self, module, inputs, output):
+        self._out = output
+
+    def forward(self, x):
+        self.visual(x)
+        out, self._out = self._out, None
+        if self.kind == "tokens" and not self._batch_first:
+            out = out.transpose(0, 1)
+        return out
+
+    def official_layout(self, feats):
+        """The decoder input as the official code lays it out: its tokens are (N, B, C) and it does
+        ``permute(1, 2, 0).view(B, C, g, g)``; maps go in as they are."""
+        if self.kind != "tokens":
+            return feats
+        lnd = feats[:, 1:].transpose(0, 1).contiguous()
+        b, c = lnd.shape[1], lnd.shape[2]
+        return lnd.permute(1, 2, 0).view(b, c, self.grid, self.grid)
+
+
+def _reference_decode(decoder, tower, feats):
+    from .decoders import ConvDecoder
+
+    if isinstance(decoder, ConvDecoder):
+        return decoder.layers(tower.official_layout(feats))
+    return decoder(feats)
+
+
+# --- synthetic data --------------------------------------------------------------------------------
+def _make_data(n_batches, batch_size, resolution, device, folder, seed=0):
+    """Batches as the loader gives them; ``name`` holds real (small, random) files for the cache keys."""
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for b in range(n_batches):
+        names = []
+        for i in range(batch_size):
+            path = os.path.join(folder, f"synthetic_{b:04d}_{i:03d}.bin")
+            with open(path, "wb") as f:
+                f.write(torch.randint(0, 256, (4096,), dtype=torch.uint8, generator=g).numpy().tobytes())
+            names.append(path)
+        label = torch.randint(0, 2, (batch_size,), generator=g)
+        mask = (torch.rand(batch_size, 1, 256, 256, generator=g) > 0.7).float() * label.view(-1, 1, 1, 1)
+        image = torch.randn(batch_size, 3, resolution, resolution, generator=g)
+        if device.type == "cuda":
+            image, mask = image.pin_memory(), mask.pin_memory()
+        batches.append({"image": image, "label": label, "mask": mask, "name": names, "video": None})
+    return batches
+
+
+# --- configurations --------------------------------------------------------------------------------
+class Config:
+    """One measured configuration: ``step(batch)`` runs one batch; ``state_bytes()`` its resident state."""
+
+    def __init__(self, mode, name, describe, precision, step, state_bytes, host_cache=None):
+        self.mode, self.name, self.describe, self.precision = mode, name, describe, precision
+        self.step, self.state_bytes, self.host_cache = step, state_bytes, host_cache
+        self.times, self.deltas = [], []
+
+
+def _build_configs(detector, tower, config, device, modes, compile_decoder):
+    from .engine import runtime
+    from .engine.evaluator import to_device
+    from .engine.feature_cache import FeatureCache
+    from .engine.trainer import build_optimizer
+
+    precision = config.get("precision", "bf16")
+    amp = device.type == "cuda" and precision in ("bf16", "fp16")
+    opt_precision = f"{precision} autocast" if amp else "fp32"
+    channels_last = bool(config.get("channels_last", False))
+    layer = f"layer{detector.backbone.layer}"
+    opt_desc = (f"stop at {layer}, {opt_precision}, {'channels_last' if channels_last else 'NCHW'} decoder, "
+                f"{'compiled decoder, ' if compile_decoder else ''}")
+    ref_desc = f"all {tower.n_blocks} blocks, fp32, NCHW decoder"
+
+    ref_decoder = copy.deepcopy(detector.decoder).to(device)  # channels-first, before any conversion
+    if channels_last:
+        detector.decoder.to(memory_format=torch.channels_last)
+    if compile_decoder:
+        detector.decoder = torch.compile(detector.decoder)
+    cache_cfg = {**config, "feature_cache": {"enabled": True, "memory": True, "dir": None, "max_gb": 1e3}}
+    warm = FeatureCache(detector, cache_cfg)
+    cold = FeatureCache(detector, cache_cfg)
+    loss_fn = nn.BCEWithLogitsLoss()
+    configs = []
+    backbone_and_decoder = lambda: _module_bytes(detector.backbone, detector.decoder)  # noqa: E731
+
+    if "inference" in modes:
+        @torch.no_grad()
+        def ref_infer(batch):
+            tower.eval(), ref_decoder.eval()
+            x = batch["image"].to(device, non_blocking=True)
+            out = _reference_decode(ref_decoder, tower, tower(x))
+            return torch.sigmoid(out.flatten(1).mean(1)).cpu()
+
+        @torch.inference_mode()
+        def opt_infer(batch, hook=None):
+            detector.eval()
+            batch = to_device(batch, device)
+            if hook is not None:
+                batch = hook(batch)
+            with runtime.autocast(device, precision):
+                pred = detector(batch, inference=True)
+            return pred["prob"].float().cpu()
+
+        configs.append(Config("inference", "reference", ref_desc + ", no_grad", "fp32", ref_infer,
+                              lambda: _module_bytes(tower, ref_decoder)))
+        configs.append(Config("inference", "optimized", opt_desc + "inference_mode", opt_precision, opt_infer,
+                              backbone_and_decoder))
+        configs.append(Config("inference", "optimized, cached", opt_desc + "inference_mode, warm feature cache",
+                              opt_precision, lambda b: opt_infer(b, warm), backbone_and_decoder, host_cache=warm))
+
+    if "train" in modes:
+        ref_train_decoder = copy.deepcopy(ref_decoder)
+        ref_params = list(ref_train_decoder.parameters())
+        ref_opt = build_optimizer(ref_params, config)
+        params = [p for p in detector.parameters() if p.requires_grad]
+        opt = build_optimizer(params, config)
+
+        def ref_train(batch):
+            tower.eval(), ref_train_decoder.train()
+            x = batch["image"].to(device, non_blocking=True)
+            mask = batch["mask"].to(device, non_blocking=True)
+            out = _reference_decode(ref_train_decoder, tower, tower(x))  # autograd on, frozen tower
+            if out.shape[-2:] != mask.shape[-2:]:
+                out = F.interpolate(out, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+            loss = loss_fn(out, (mask > 0.5).float())
+            ref_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            ref_opt.step()
+            return loss.item()
+
+        def opt_train(batch, hook):
+            detector.train()
+            batch = to_device(batch, device)
+            batch = hook(batch)
+            with runtime.autocast(device, precision):
+                pred = detector(batch)
+            loss = detector.get_losses(batch, pred)["overall"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+        configs.append(Config("train", "reference", ref_desc + ", frozen tower inside the autograd forward", "fp32",
+                              ref_train, lambda: _module_bytes(tower, ref_train_decoder) +
+                              _train_state_bytes(ref_params, ref_opt)))
+        configs.append(Config("train", "optimized, first epoch", opt_desc + "backbone under no_grad, cache misses "
+                              "stored", opt_precision, lambda b: opt_train(b, cold),
+                              lambda: backbone_and_decoder() + _train_state_bytes(params, opt), host_cache=cold))
+        configs.append(Config("train", "optimized, cached", opt_desc + "warm feature cache: decoder-only steps",
+                              opt_precision, lambda b: opt_train(b, warm),
+                              lambda: backbone_and_decoder() + _train_state_bytes(params, opt), host_cache=warm))
+    return configs, warm
+
+
+def _fill(hook, batches, device):
+    """The first epoch's backbone passes of the warm cache (timed: the cost of filling it)."""
+    from .engine.evaluator import to_device
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for b in batches:
+            hook(to_device(b, device))
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+# --- the run --------------------------------------------------------------------------------------
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU {cpu}, {torch.get_num_threads()} threads"
+
+
+def versions():
+    import open_clip
+
+    from . import __version__
+
+    return {"torch": torch.__version__, "open_clip": open_clip.__version__, "declip_plugin": __version__,
+            "python": platform.python_version(),
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+
+
+def load_bench_config(config_name_or_path="declip", quick=False, overrides=None):
+    """The detector config of the benchmark: the run config (train defaults <- detector YAML), then
+    random weights and a frozen backbone, then the quick-mode tiny model, then ``overrides``."""
+    from .config import load_run_config, merge
+
+    forced = {"pretrained": "none", "fix_backbone": True}
+    if quick:
+        forced.update(QUICK_DETECTOR)
+    return load_run_config(config_name_or_path, "train", merge(forced, overrides or {}))
+
+
+def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=None, modes=MODES, quick=False,
+              overrides=None, compile=None, warmup=1):
+    """Measure the reference and the optimized configuration side by side; returns a dict with
+    ``results`` (one row per mode x configuration), ``ratios`` (optimized / reference images/s),
+    the environment and a printable ``table``."""
+    from . import build_detector
+
+    modes = tuple(m.strip() for m in ((modes.split(",") if isinstance(modes, str) else modes) or MODES))
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ConfigError(f"bench modes {bad or modes}: use inference and/or train")
+    if quick:
+        batch_size = min(int(batch_size), QUICK_SIZES["batch_size"])
+        n_images = min(int(n_images), QUICK_SIZES["n_images"])
+    batch_size, warmup = int(batch_size), max(1, int(warmup))
+    if batch_size < 1 or int(n_images) < 1:
+        raise ConfigError("bench: batch_size and n_images must be positive")
+    n_batches = max(1, -(-int(n_images) // batch_size))
+    config = load_bench_config(config_name_or_path, quick, overrides)
+    compile_decoder = bool(config.get("compile", False) if compile is None else compile)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("bench: CUDA requested but not available")
+
+    torch.manual_seed(int(config.get("manualSeed", 0)))
+    t0 = time.perf_counter()
+    detector = build_detector(config).to(device)
+    tower = ReferenceTower(detector.backbone).to(device)
+    build_s = time.perf_counter() - t0
+    res = int(config.get("resolution") or 224)
+    check = _check_reference(tower, detector, device, res)
+    logger.info("bench: built %s in %.1f s; reference tapped output vs ours: max |diff| %.2e", detector.backbone.describe(),
+                build_s, check)
+
+    folder = tempfile.mkdtemp(prefix="declip-bench-")
+    try:
+        data = _make_data(n_batches + warmup, batch_size, res, device, folder)
+        warm_batches, batches = data[:warmup], data[warmup:]
+        configs, warm_cache = _build_configs(detector, tower, config, device, modes, compile_decoder)
+        probe = MemoryProbe(device)
+        fill_s = _fill(warm_cache, data, device) if any(c.host_cache is warm_cache for c in configs) else None
+        for i, b in enumerate(warm_batches):
+            for c in configs:
+                c.step(b)
+            logger.info("bench: warm-up batch %d/%d done", i + 1, warmup)
+        _sync(device)
+        for r, b in enumerate(batches):
+            for c in configs:
+                probe.start()
+                t = time.perf_counter()
+                c.step(b)
+                _sync(device)
+                c.times.append(time.perf_counter() - t)
+                c.deltas.append(probe.stop())
+            logger.info("bench: batch %d/%d: %s", r + 1, n_batches,
+                        ", ".join(f"{c.mode}/{c.name} {c.times[-1]:.2f} s" for c in configs))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    rows = [_row(c, batch_size, device) for c in configs]
+    result = {
+        "device": device_name(device), "device_type": device.type, **versions(),
+        "config": str(config.get("_config_path", config_name_or_path)), "quick": bool(quick),
+        "backbone": detector.cfg.backbone, "feature_layer": f"layer{detector.backbone.layer}",
+        "decoder_type": detector.cfg.decoder_type, "resolution": res, "pretrained": str(config.get("pretrained")),
+        "batch_size": batch_size, "n_images": n_batches * batch_size, "measured_batches": n_batches,
+        "warmup_batches": warmup, "compile": compile_decoder, "channels_last": bool(config.get("channels_last")),
+        "precision": {"reference": "fp32", "optimized": rows[-1]["precision"] if rows else None},
+        "reference_check_max_abs_diff": check, "memory_method": probe.method,
+        "cache_fill_img_s": (n_batches + warmup) * batch_size / fill_s if fill_s else None,
+        "results": rows, "ratios": _ratios(rows),
+    }
+    result["command"] = _command(config_name_or_path, batch_size, n_batches * batch_size, device, modes, quick,
+                                 overrides, compile_decoder, warmup)
+    result["table"] = format_table(result)
+    logger.debug("bench results\n%s", result["table"])
+    return result
+
+
+def _check_reference(tower, detector, device, res):
+    """max |reference tapped output - our backbone's| on one image, fp32 (they must agree)."""
+    x = torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(1)).to(device)
+    with torch.no_grad():
+        a = tower(x).float()
+        b = detector.backbone(x).float()
+    return float((a - b).abs().max())
+
+
+def _row(c, batch_size, device):
+    med = statistics.median(c.times)
+    delta = max(c.deltas) if c.deltas and all(d is not None for d in c.deltas) else None
+    state = c.state_bytes()
+    cache = c.host_cache.cache_stats() if c.host_cache is not None else None
+    cache_bytes = cache["memory_bytes"] if cache else 0
+    if device.type == "cpu":
+        state += cache_bytes  # on the CPU the cached features share the memory measured
+    mib = 2 ** 20
+    return {"mode": c.mode, "configuration": c.name, "describe": c.describe, "precision": c.precision,
+            "img_s": batch_size / med if med > 0 else float("inf"),
+            "img_s_mean": batch_size * len(c.times) / sum(c.times), "img_s_best": batch_size / min(c.times),
+            "batch_s": c.times,
+            "peak_mem_mb": (state + delta) / mib if delta is not None else None,
+            "state_mb": state / mib, "step_mem_mb": delta / mib if delta is not None else None,
+            "cache_host_mb": cache_bytes / mib if cache else None,
+            "cache_hit_rate": cache["hit_rate"] if cache else None}
+
+
+def _ratios(rows):
+    by = {(r["mode"], r["configuration"]): r for r in rows}
+    out = {}
+    for key, (mode, name) in RATIOS.items():
+        ref, opt = by.get((mode, "reference")), by.get((mode, name))
+        if ref and opt:
+            out[key] = opt["img_s"] / ref["img_s"]
+            if ref.get("peak_mem_mb") and opt.get("peak_mem_mb") is not None:
+                out[key + "_peak_mem"] = opt["peak_mem_mb"] / ref["peak_mem_mb"]
+    return out
+
+
+def _command(name, bs, n, device, modes, quick, overrides, compile_decoder, warmup):
+    parts = ["declip bench", str(name), f"--batch-size {bs}", f"--n-images {n}", f"--device {device.type}",
+             f"--modes {','.join(modes)}", f"--warmup {warmup}"]
+    if quick:
+        parts.append("--quick")
+    if compile_decoder:
+        parts.append("--compile")
+    for k, v in _flatten(overrides or {}):
+        parts.append(f"--opt {k}={json.dumps(v) if not isinstance(v, str) else v}")
+    return " ".join(parts)
+
+
+def _flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def format_table(result):
+    r = result
+    head = (f"declip bench: {r['backbone']} {r['feature_layer']} + {r['decoder_type']} at {r['resolution']}px, "
+            f"batch {r['batch_size']}, {r['measured_batches']} measured batch(es) after {r['warmup_batches']} "
+            f"warm-up, synthetic images\n"
+            f"device: {r['device']} | torch {r['torch']}, open_clip {r['open_clip']}, declip_plugin "
+            f"{r['declip_plugin']}, python {r['python']}\n"
+            f"reference tapped output = ours (max |diff| {r['reference_check_max_abs_diff']:.1e})\n")
+    lines = [f"{'mode':<10} {'configuration':<23} {'precision':<14} {'img/s':>9} {'x ref':>6} {'peak MB':>9} "
+             f"{'(state + step)':>18}"]
+    ref = {x["mode"]: x for x in r["results"] if x["configuration"] == "reference"}
+    for x in r["results"]:
+        ratio = x["img_s"] / ref[x["mode"]]["img_s"] if x["mode"] in ref else float("nan")
+        peak = f"{x['peak_mem_mb']:9.0f}" if x["peak_mem_mb"] is not None else f"{'n/a':>9}"
+        split = (f"({x['state_mb']:.0f} + {x['step_mem_mb']:.0f})" if x["step_mem_mb"] is not None else "")
+        lines.append(f"{x['mode']:<10} {x['configuration']:<23} {x['precision']:<14} {x['img_s']:9.2f} "
+                     f"{ratio:6.2f} {peak} {split:>18}")
+    notes = ["configurations:"]
+    for x in r["results"]:
+        notes.append(f"  {x['mode']}/{x['configuration']}: {x['describe']}"
+                     + (f"; host cache {x['cache_host_mb']:.1f} MB" if x["cache_host_mb"] is not None else ""))
+    if r.get("cache_fill_img_s"):
+        notes.append(f"cache fill (first-epoch backbone passes, optimized path): {r['cache_fill_img_s']:.2f} img/s")
+    notes.append(f"img/s = batch / median batch time; peak memory: {r['memory_method']}")
+    notes.append(f"ratios (optimized / reference img/s): "
+                 + ", ".join(f"{k} {v:.2f}x" for k, v in r["ratios"].items() if not k.endswith("_peak_mem")))
+    notes.append(f"command: {r['command']}")
+    return head + "\n".join(lines) + "\n" + "\n".join(notes)
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+def build_parser(prog="declip bench"):
+    p = argparse.ArgumentParser(prog=prog, description="Images/s and peak memory of the reference (official-style) "
+                                "and the optimized configuration, side by side, on synthetic images.")
+    p.add_argument("detector", nargs="?", default="declip",
+                   help="detector YAML or bundled name (default: declip = ViT-L/14 layer20 + conv-20)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--n-images", type=int, default=256, help="measured images per configuration (rounded up to "
+                                                              "whole batches)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up batches per configuration (default 1; use 3+ "
+                                                          "with --compile)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--modes", default="inference,train", help="inference, train or both (comma-separated)")
+    p.add_argument("--quick", action="store_true", help="CI-sized: tiny ViT + conv-4, batch 1, 2 images")
+    p.add_argument("--compile", action="store_true", help="torch.compile the decoder of the optimized configuration")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (e.g. --opt precision=fp32 --opt channels_last=false)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    return p
+
+
+def main(argv=None):
+    from .config import parse_overrides
+
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        result = run_bench(args.detector, batch_size=args.batch_size, n_images=args.n_images, device=args.device,
+                           modes=args.modes, quick=args.quick, overrides=parse_overrides(args.opt),
+                           compile=True if args.compile else None, warmup=args.warmup)
+    except DeclipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result["table"])
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
