@@ -21,7 +21,9 @@ images (random tensors, random masks), so that no data set is needed:
 
 Configurations are measured interleaved, batch by batch (round r runs batch r of every
 configuration), after warm-up batches, so that a machine shared with other work slows them alike;
-images/s is batch_size / the median batch time (the mean is reported too).
+images/s is batch_size / the median batch time (the mean and the best are reported too); the
+speed-up of an optimized configuration is the median over batches of (reference time / its time)
+for the same batch, measured in the same round (the order alternates from round to round).
 
 Peak memory of a configuration = its resident state (its modules' parameters and buffers,
 gradients and optimizer state, and on the CPU the cached features, counted exactly) + the most
@@ -240,7 +242,8 @@ class Config:
     def __init__(self, mode, name, describe, precision, step, state_bytes, host_cache=None):
         self.mode, self.name, self.describe, self.precision = mode, name, describe, precision
         self.step, self.state_bytes, self.host_cache = step, state_bytes, host_cache
-        self.times, self.deltas = [], []
+        self.times, self.cpu_times, self.deltas = [], [], []
+        self.hits = self.misses = 0  # feature-cache lookups of the measured steps
 
 
 def _build_configs(detector, tower, config, device, modes, compile_decoder):
@@ -391,7 +394,8 @@ def load_bench_config(config_name_or_path="declip", quick=False, overrides=None)
 def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=None, modes=MODES, quick=False,
               overrides=None, compile=None, warmup=1):
     """Measure the reference and the optimized configuration side by side; returns a dict with
-    ``results`` (one row per mode x configuration), ``ratios`` (optimized / reference images/s),
+    ``results`` (one row per mode x configuration), ``ratios`` (speed-ups over the reference, see
+    :func:`paired_ratio`; ``*_peak_mem``: peak memory optimized / reference),
     the environment and a printable ``table``."""
     from . import build_detector
 
@@ -412,6 +416,7 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("bench: CUDA requested but not available")
 
+    load_start = _loadavg()
     torch.manual_seed(int(config.get("manualSeed", 0)))
     t0 = time.perf_counter()
     detector = build_detector(config).to(device)
@@ -435,13 +440,19 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
             logger.info("bench: warm-up batch %d/%d done", i + 1, warmup)
         _sync(device)
         for r, b in enumerate(batches):
-            for c in configs:
+            for c in (configs if r % 2 == 0 else configs[::-1]):  # alternate the order: drifts cancel out
+                before = c.host_cache.cache_stats() if c.host_cache is not None else None
                 probe.start()
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 c.step(b)
                 _sync(device)
                 c.times.append(time.perf_counter() - t)
+                c.cpu_times.append(time.process_time() - cpu)
                 c.deltas.append(probe.stop())
+                if before is not None:
+                    after = c.host_cache.cache_stats()
+                    c.hits += after["hits"] - before["hits"]
+                    c.misses += after["misses"] - before["misses"]
             logger.info("bench: batch %d/%d: %s", r + 1, n_batches,
                         ", ".join(f"{c.mode}/{c.name} {c.times[-1]:.2f} s" for c in configs))
     finally:
@@ -458,13 +469,20 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
         "precision": {"reference": "fp32", "optimized": rows[-1]["precision"] if rows else None},
         "reference_check_max_abs_diff": check, "memory_method": probe.method,
         "cache_fill_img_s": (n_batches + warmup) * batch_size / fill_s if fill_s else None,
-        "results": rows, "ratios": _ratios(rows),
+        "results": rows, "ratios": _ratios(rows), "load_avg_1min": [load_start, _loadavg()],
     }
     result["command"] = _command(config_name_or_path, batch_size, n_batches * batch_size, device, modes, quick,
                                  overrides, compile_decoder, warmup)
     result["table"] = format_table(result)
     logger.debug("bench results\n%s", result["table"])
     return result
+
+
+def _loadavg():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
 
 
 def _check_reference(tower, detector, device, res):
@@ -488,11 +506,19 @@ def _row(c, batch_size, device):
     return {"mode": c.mode, "configuration": c.name, "describe": c.describe, "precision": c.precision,
             "img_s": batch_size / med if med > 0 else float("inf"),
             "img_s_mean": batch_size * len(c.times) / sum(c.times), "img_s_best": batch_size / min(c.times),
-            "batch_s": c.times,
+            "batch_s": c.times, "batch_cpu_s": c.cpu_times,
+            "cpu_s_per_img": statistics.median(c.cpu_times) / batch_size,
             "peak_mem_mb": (state + delta) / mib if delta is not None else None,
             "state_mb": state / mib, "step_mem_mb": delta / mib if delta is not None else None,
             "cache_host_mb": cache_bytes / mib if cache else None,
-            "cache_hit_rate": cache["hit_rate"] if cache else None}
+            "cache_hit_rate": c.hits / (c.hits + c.misses) if cache and c.hits + c.misses else None}
+
+
+def paired_ratio(ref_times, opt_times):
+    """Speed-up of the optimized over the reference configuration: the median over batches of
+    reference time / optimized time of the same batch (measured in the same round, so that load from
+    other work on the machine affects both sides of each pair alike)."""
+    return statistics.median(r / o for r, o in zip(ref_times, opt_times))
 
 
 def _ratios(rows):
@@ -501,7 +527,8 @@ def _ratios(rows):
     for key, (mode, name) in RATIOS.items():
         ref, opt = by.get((mode, "reference")), by.get((mode, name))
         if ref and opt:
-            out[key] = opt["img_s"] / ref["img_s"]
+            out[key] = paired_ratio(ref["batch_s"], opt["batch_s"])
+            out[key + "_cpu_time"] = paired_ratio(ref["batch_cpu_s"], opt["batch_cpu_s"])
             if ref.get("peak_mem_mb") and opt.get("peak_mem_mb") is not None:
                 out[key + "_peak_mem"] = opt["peak_mem_mb"] / ref["peak_mem_mb"]
     return out
@@ -534,25 +561,37 @@ def format_table(result):
             f"warm-up, synthetic images\n"
             f"device: {r['device']} | torch {r['torch']}, open_clip {r['open_clip']}, declip_plugin "
             f"{r['declip_plugin']}, python {r['python']}\n"
-            f"reference tapped output = ours (max |diff| {r['reference_check_max_abs_diff']:.1e})\n")
+            f"reference tapped output = ours (max |diff| {r['reference_check_max_abs_diff']:.1e}); load average "
+            f"(1 min) at start / end: {r['load_avg_1min'][0]} / {r['load_avg_1min'][1]}\n")
+    cpu = r.get("device_type") == "cpu"
     lines = [f"{'mode':<10} {'configuration':<23} {'precision':<14} {'img/s':>9} {'x ref':>6} {'peak MB':>9} "
-             f"{'(state + step)':>18}"]
+             f"{'(state + step)':>18}" + (f" {'CPU s/img':>10} {'x ref':>6}" if cpu else "")]
     ref = {x["mode"]: x for x in r["results"] if x["configuration"] == "reference"}
     for x in r["results"]:
-        ratio = x["img_s"] / ref[x["mode"]]["img_s"] if x["mode"] in ref else float("nan")
+        ratio = paired_ratio(ref[x["mode"]]["batch_s"], x["batch_s"]) if x["mode"] in ref else float("nan")
         peak = f"{x['peak_mem_mb']:9.0f}" if x["peak_mem_mb"] is not None else f"{'n/a':>9}"
         split = (f"({x['state_mb']:.0f} + {x['step_mem_mb']:.0f})" if x["step_mem_mb"] is not None else "")
-        lines.append(f"{x['mode']:<10} {x['configuration']:<23} {x['precision']:<14} {x['img_s']:9.2f} "
-                     f"{ratio:6.2f} {peak} {split:>18}")
+        line = (f"{x['mode']:<10} {x['configuration']:<23} {x['precision']:<14} {x['img_s']:9.2f} "
+                f"{ratio:6.2f} {peak} {split:>18}")
+        if cpu:
+            cratio = paired_ratio(ref[x["mode"]]["batch_cpu_s"], x["batch_cpu_s"]) if x["mode"] in ref else float("nan")
+            line += f" {x['cpu_s_per_img']:10.2f} {cratio:6.2f}"
+        lines.append(line)
     notes = ["configurations:"]
     for x in r["results"]:
         notes.append(f"  {x['mode']}/{x['configuration']}: {x['describe']}"
                      + (f"; host cache {x['cache_host_mb']:.1f} MB" if x["cache_host_mb"] is not None else ""))
     if r.get("cache_fill_img_s"):
         notes.append(f"cache fill (first-epoch backbone passes, optimized path): {r['cache_fill_img_s']:.2f} img/s")
-    notes.append(f"img/s = batch / median batch time; peak memory: {r['memory_method']}")
-    notes.append(f"ratios (optimized / reference img/s): "
-                 + ", ".join(f"{k} {v:.2f}x" for k, v in r["ratios"].items() if not k.endswith("_peak_mem")))
+    notes.append("img/s = batch / median batch time; x ref = median over batches of (reference batch time / this "
+                 "configuration's time for the same batch in the same round)")
+    if cpu:
+        notes.append("CPU s/img = process CPU time (all threads) per image, median batch; its x ref (paired like the "
+                     "wall-clock one) is the work ratio, less sensitive than wall-clock time to other load on the "
+                     "machine")
+    notes.append(f"peak memory: {r['memory_method']}")
+    notes.append("speed-ups over the reference (wall clock): " + ", ".join(
+        f"{k} {v:.2f}x" for k, v in r["ratios"].items() if not k.endswith(("_peak_mem", "_cpu_time"))))
     notes.append(f"command: {r['command']}")
     return head + "\n".join(lines) + "\n" + "\n".join(notes)
 

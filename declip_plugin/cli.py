@@ -103,6 +103,28 @@ def cmd_leaderboard(args):
     return 0
 
 
+def cmd_dfb(args):
+    from .integrations import launch
+
+    return launch(args.bench_root, args.mode, args.dfb_args, cpu=args.cpu, data_dir=args.data, lmdb=args.lmdb,
+                  overrides=args.opt, results_dir=args.results_dir, localization=args.localization,
+                  convert_weights=args.convert_weights, python=args.python)
+
+
+def cmd_export_dfb(args):
+    from .integrations import export_dfb
+
+    config = {"data_root": args.data_root, "bench_root": args.bench_root, "name": args.name, "splits": args.splits,
+              "include_real": False if args.no_real else None, "link": "copy" if args.copy else None,
+              "lmdb": args.lmdb, "detector": args.detector, "overwrite": args.overwrite or None,
+              "max_samples": args.max_samples}
+    summary = export_dfb(args.dataset, args.out_dir, {k: v for k, v in config.items() if v is not None})
+    print(f"exported {args.dataset} to {summary['out_dir']}: dataset JSON {summary['json']}, detector YAML "
+          f"{summary['yaml']}, LMDB {summary['lmdb'] or 'not written'}")
+    print("label_dict entries: " + ", ".join(f"{k}: {v}" for k, v in summary["label_dict"].items()))
+    return 0
+
+
 def cmd_datasets(args):
     from .data import dataset_spec, list_datasets
 
@@ -163,14 +185,60 @@ def build_parser():
     p.add_argument("--in-domain", dest="in_domain", help="comma-separated in-domain datasets (overrides run.json)")
     p.set_defaults(func=cmd_leaderboard)
 
+    p = sub.add_parser("dfb", help="run a real DeepfakeBench checkout's own train.py / test.py with the plugins "
+                                   "registered; its arguments follow `--`",
+                       description="declip dfb [options] train|test -- [DeepfakeBench's train.py/test.py arguments]")
+    p.add_argument("mode", choices=["train", "test"])
+    p.add_argument("--bench_root", "--bench-root", dest="bench_root", default=os.environ.get("DEEPFAKEBENCH_ROOT"),
+                   help="the DeepfakeBench checkout (default: $DEEPFAKEBENCH_ROOT)")
+    p.add_argument("--cpu", action="store_true", help="opt-in CPU mode for test.py (see docs/deepfakebench.md)")
+    p.add_argument("--data", metavar="EXPORT_DIR", help="a folder written by `declip export-dfb`")
+    lm = p.add_mutually_exclusive_group()
+    lm.add_argument("--lmdb", dest="lmdb", action="store_true", default=None)
+    lm.add_argument("--no-lmdb", dest="lmdb", action="store_false")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="override a key of the merged config")
+    p.add_argument("--results_dir", help="where test results are written (default: the config's log_dir)")
+    p.add_argument("--no-localization", dest="localization", action="store_false")
+    p.add_argument("--no-convert_weights", dest="convert_weights", action="store_false")
+    p.add_argument("--python", default=os.environ.get("DEEPFAKEBENCH_PYTHON"),
+                   help="the interpreter of the checkout's environment (default: $DEEPFAKEBENCH_PYTHON or this one)")
+    p.set_defaults(func=cmd_dfb, dfb_args=[])
+
+    p = sub.add_parser("export-dfb", help="write a dataset as a DeepfakeBench dataset JSON + frame/mask tree")
+    p.add_argument("dataset", help="a named dataset (declip datasets)")
+    p.add_argument("out_dir")
+    p.add_argument("--data_root")
+    p.add_argument("--bench_root", default=os.environ.get("DEEPFAKEBENCH_ROOT"),
+                   help="write paths relative to this checkout (default: $DEEPFAKEBENCH_ROOT)")
+    p.add_argument("--name", help="dataset name in DeepfakeBench (default: the dataset's name)")
+    p.add_argument("--splits", nargs="+", choices=["train", "val", "test"])
+    p.add_argument("--no-real", dest="no_real", action="store_true", help="leave the real images out")
+    p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
+    lm = p.add_mutually_exclusive_group()
+    lm.add_argument("--lmdb", dest="lmdb", action="store_true", default=None)
+    lm.add_argument("--no-lmdb", dest="lmdb", action="store_false")
+    p.add_argument("--detector", help="detector YAML the exported one is based on (default: declip)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--max_samples", type=int)
+    p.set_defaults(func=cmd_export_dfb)
+
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
     return parser
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = []
+    if "--" in argv:  # `declip dfb ... test -- <DeepfakeBench's own arguments>`
+        i = argv.index("--")
+        argv, passthrough = argv[:i], argv[i + 1:]
     parser = build_parser()
     args = parser.parse_args(argv)
+    if passthrough:
+        if args.command != "dfb":
+            parser.error("arguments after `--` are only for `declip dfb`")
+        args.dfb_args = passthrough
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if not args.debug:

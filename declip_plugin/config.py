@@ -58,7 +58,7 @@ ENGINE_KEYS = {
     "persistent_workers": bool, "feature_cache": {"enabled": (bool, str), "dir": OPT_STR, "max_gb": NUM,
                                                   "memory": bool},
     "save_masks": bool, "tensorboard_masks": int, "log_every": int, "val_every": int,
-    "name": OPT_STR, "dist_backend": OPT_STR,
+    "name": OPT_STR, "dist_backend": OPT_STR, "val_metric": OPT_STR,
 }
 
 SCHEMA = {**DEEPFAKEBENCH_KEYS, **DECLIP_KEYS, **ENGINE_KEYS}

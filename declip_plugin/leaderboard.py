@@ -84,8 +84,13 @@ def collect(paths):
                 if os.path.basename(test_dir) != "test":
                     continue
                 run_dir = os.path.dirname(test_dir)
-                entries.append(Entry(_method_of_dfb_run(run_dir), os.path.basename(folder),
-                                     read_dfb_pickle(os.path.join(folder, "metric_dict_best.pickle")), None,
+                metrics = read_dfb_pickle(os.path.join(folder, "metric_dict_best.pickle"))
+                if "localization_metrics.json" in files:  # written beside it by `declip dfb`
+                    with open(os.path.join(folder, "localization_metrics.json"), encoding="utf-8") as f:
+                        loc = json.load(f)
+                    loc = loc.get("metrics", loc)
+                    metrics.update({k: v for k, v in loc.items() if _number(v) is not None and k not in metrics})
+                entries.append(Entry(_method_of_dfb_run(run_dir), os.path.basename(folder), metrics, None,
                                      os.path.join(folder, "metric_dict_best.pickle")))
                 found = True
         if not found:

@@ -20,6 +20,6 @@ case "$ENGINE" in
     exec "$DECLIP" test "${args[@]}" --data_root "$DATA_ROOT" "$@" ;;
   deepfakebench)
     exec "$DECLIP" dfb --bench-root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
-      test "${args[@]}" "$@" ;;
+      test -- "${args[@]}" "$@" ;;
   *) echo "ENGINE must be embedded or deepfakebench, got '$ENGINE'" >&2; exit 2 ;;
 esac

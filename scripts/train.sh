@@ -26,6 +26,6 @@ case "$ENGINE" in
     exec "$DECLIP" train "${args[@]}" --data_root "$DATA_ROOT" "$@" ;;
   deepfakebench)
     exec "$DECLIP" dfb --bench-root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
-      train "${args[@]}" "$@" ;;
+      train -- "${args[@]}" "$@" ;;
   *) echo "ENGINE must be embedded or deepfakebench, got '$ENGINE'" >&2; exit 2 ;;
 esac

@@ -155,3 +155,20 @@ def test_unfrozen_xception_trains_its_backbone():
     assert any(p.requires_grad for p in det.backbone.parameters())
     det.train()
     assert det.backbone.training
+
+
+LAYOUTS = {
+    "NCHW": lambda m: m[:, None],
+    "NHW": lambda m: m,
+    "NHWC (DeepfakeBench rgb)": lambda m: m[..., None],
+    "NHW13 (DeepfakeBench LMDB colour)": lambda m: m[..., None, None].expand(2, 8, 8, 1, 3),
+    "NHW3": lambda m: m[..., None].expand(2, 8, 8, 3),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_ground_truth_mask_layouts_of_every_host_are_accepted(layout):
+    from declip_plugin.detectors.declip import mask_to_nchw
+
+    base = (torch.arange(128).reshape(2, 8, 8) % 3 == 0).float()
+    torch.testing.assert_close(mask_to_nchw(LAYOUTS[layout](base)), base[:, None])

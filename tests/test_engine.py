@@ -181,7 +181,9 @@ def test_leaderboard_over_two_runs_and_a_deepfakebench_pickle(tmp_path):
     with open(dfb / "metric_dict_best.pickle", "wb") as f:  # DeepfakeBench's own format
         pickle.dump({"acc": 0.7, "auc": 0.91, "eer": 0.2, "ap": 0.88, "pred": np.random.rand(10),
                      "label": np.random.randint(0, 2, 10), "video_auc": 0.9}, f)
+    (dfb / "localization_metrics.json").write_text(json.dumps({"metrics": {"iou": 55.5}}))  # from `declip dfb`
     entries = collect([a, b, tmp_path / "dfb_logs"])
+    assert {e.method: e.metrics.get("iou") for e in entries if e.dataset == "dolos-ldm"}["xception"] == 55.5
     md = render(entries, metrics=["iou", "auc"])
     lines = md.splitlines()
     assert lines[0].startswith("| method | iou dolos-lama | iou dolos-ldm | iou ID mean | iou OOD mean |")

@@ -105,6 +105,17 @@ def test_evaluate_and_train_with_the_hook(images):
     assert hook.cache_stats()["hits"] == N
 
 
+def test_staging_buffer_made_in_inference_mode_is_writable_in_training():
+    """The CUDA path copies hits through a reused (pinned) buffer; evaluation may create it."""
+    hook = FeatureCache(_detector(), _cfg())
+    x = torch.randn(2, 3)
+    with torch.inference_mode():
+        hook._staging(x, pin=False).copy_(x)
+    buf = hook._staging(x, pin=False)
+    buf.copy_(x + 1)  # outside inference_mode: fails if the buffer were an inference tensor
+    assert torch.equal(buf, x + 1)
+
+
 def test_invalidated_when_weights_change(images, tmp_path):
     det = _detector()
     cfg = _cfg(dir=str(tmp_path / "cache"))

@@ -51,7 +51,12 @@ class DeCLIPConfig:
 
 
 def mask_to_nchw(mask):
-    """A ground-truth mask as (B,1,H,W) float: accepts (B,1,H,W), (B,H,W) and (B,H,W,1)."""
+    """A ground-truth mask as (B,1,H,W) float: accepts (B,1,H,W), (B,H,W), (B,H,W,1) and the colour
+    masks DeepfakeBench's LMDB loader gives, (B,H,W,1,3) or (B,H,W,3) (first channel used)."""
+    if mask.dim() == 5 and mask.shape[-2] == 1:
+        mask = mask[..., 0, 0]
+    elif mask.dim() == 4 and mask.shape[1] not in (1,) and mask.shape[-1] == 3:
+        mask = mask[..., 0]
     if mask.dim() == 3:
         return mask.unsqueeze(1).float()
     if mask.dim() == 4 and mask.shape[1] != 1 and mask.shape[-1] == 1:

@@ -315,6 +315,17 @@ class DiskStore:
             self.bytes -= size
             _remove(self.path(key))
             self.stats["evictions"] += 1
+            _warn_full("disk", self.stats, self.max_bytes)
+
+
+def _warn_full(tier, stats, max_bytes):
+    if stats[f"{tier}_full_warned"]:
+        return
+    stats[f"{tier}_full_warned"] = 1
+    logger.warning("feature cache: the %s tier is full (%.2f GB): least recently used entries are dropped; if the "
+                   "images of an epoch do not all fit, later epochs hit only in part (none at all when they are read "
+                   "in the same order). Raise feature_cache.max_gb%s", tier, max_bytes / 1e9,
+                   "" if tier == "disk" else " or add a feature_cache.dir")
 
 
 def _decode(buf, n, key, expect_shape, expect_dtype):
@@ -456,6 +467,7 @@ class FeatureCache:
             _, ev = self._mem.popitem(last=False)
             self._mem_bytes -= ev.numel() * ev.element_size()
             self.stats["evictions"] += 1
+            _warn_full("memory", self.stats, self.max_bytes)
 
     def _put(self, key, t):
         self._mem_put(key, t)
@@ -532,14 +544,20 @@ class FeatureCache:
         # through a reused pinned buffer: an asynchronous copy, fenced before the buffer is reused
         if self._copy_event is not None:
             self._copy_event.synchronize()
-        if self._pinned is None or self._pinned.numel() < host.numel() or self._pinned.dtype != host.dtype:
-            self._pinned = torch.empty(host.numel(), dtype=host.dtype, pin_memory=True)
-        buf = self._pinned[: host.numel()].view(host.shape)
+        buf = self._staging(host, pin=True)
         buf.copy_(host)
         out = buf.to(device, non_blocking=True)
         self._copy_event = torch.cuda.Event()
         self._copy_event.record()
         return out
+
+    def _staging(self, host, pin):
+        """A reused host buffer shaped like ``host``; a normal tensor even when first made under
+        inference_mode (evaluation), so that training steps may write into it later."""
+        if self._pinned is None or self._pinned.numel() < host.numel() or self._pinned.dtype != host.dtype:
+            with torch.inference_mode(False):
+                self._pinned = torch.empty(host.numel(), dtype=host.dtype, pin_memory=pin)
+        return self._pinned[: host.numel()].view(host.shape)
 
     # -- reporting --
     def cache_stats(self):

@@ -108,7 +108,8 @@ class Trainer:
             raise ConfigError("the detector has no trainable parameters")
         self.optimizer = build_optimizer(self.params, config)
         self.scheduler = build_scheduler(self.optimizer, config)
-        self.metric = config.get("metric_scoring") or ("iou" if config.get("fully_supervised") else "auc")
+        self.metric = (config.get("val_metric") or config.get("metric_scoring")
+                       or ("iou" if config.get("fully_supervised") else "auc"))
         es = dict(config.get("early_stopping") or {})
         self.early = EarlyStopping(higher_is_better=self.metric not in LOWER_IS_BETTER, **es)
         self.precision = config.get("precision", "bf16")
@@ -211,7 +212,7 @@ class Trainer:
                 metrics = self.validate()
                 score = metrics.get(self.metric)
                 if score is None and runtime.is_main():
-                    raise ConfigError(f"metric_scoring {self.metric!r} is not among the validation metrics "
+                    raise ConfigError(f"val_metric/metric_scoring {self.metric!r} is not among the validation metrics "
                                       f"({', '.join(k for k, v in metrics.items() if v is not None)})")
                 is_best, stop = self.early.step(score, self.optimizer)
                 record.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})

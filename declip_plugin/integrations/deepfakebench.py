@@ -12,8 +12,12 @@ process ``python -P -m declip_plugin.integrations.deepfakebench`` with
 * ``cwd`` = the checkout root (its scripts open ``./training/config/*.yaml``), and
 * ``PYTHONPATH`` = ``<root>/training`` first, then the caller's ``PYTHONPATH``. That is the import
   environment ``python training/test.py`` gives the script (``sys.path[0]`` is the script's
-  folder); ``-P`` (Python >= 3.11) keeps the current folder off ``sys.path``, as in that case.
+  folder); ``-P`` (Python >= 3.11) keeps the current folder off ``sys.path``, as in that case
+  (on older Pythons the checkout root is on it too, which the checkout's own modules append anyway).
   Nothing here touches ``sys.path``; the checkout's own modules still append to it as they always do.
+
+With ``convert_weights`` (test), a ``--weights_path`` in our checkpoint format or the official
+DeCLIP format is first written as the plain state dict test.py loads (a temporary file).
 
 *Child* (:func:`bootstrap_main`, the module's ``__main__``), in this order:
 
@@ -72,7 +76,7 @@ import sys
 import tempfile
 import types
 
-from ..errors import ConfigError, DeclipError
+from ..errors import DeclipError
 
 # a fixed name: in the child this module runs as __main__
 LOGGER_NAME = "declip_plugin.integrations.deepfakebench"
@@ -446,7 +450,10 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, data_dir=None, l
             "DeepfakeBench's training/train.py cannot run on the CPU: it calls torch.cuda.set_device() at import and "
             "its Trainer moves every batch with .cuda(). Train on a GPU machine, or use `declip train` (our embedded "
             "DeepfakeBench-compatible trainer runs on the CPU); --cpu is for test")
-    argv = _absolutize_paths([str(a) for a in argv], root)
+    argv = [str(a) for a in argv]
+    if argv[:1] == ["--"]:  # argparse.REMAINDER may keep the separator
+        argv = argv[1:]
+    argv = _absolutize_paths(argv, root)
     ours = plugin_detectors()
     clash = {n: info["host_detectors"][n] for n in ours if n in info["host_detectors"]}
     if clash:
@@ -753,9 +760,12 @@ def _apply_overrides(config, spec):
 def _wrap_init_seed(g, state):
     original = g.get("init_seed")
     if not callable(original):
-        if state.spec.get("overrides") or state.spec.get("label_dict"):
+        if state.spec.get("overrides"):
             raise BootstrapError(f"{state.spec['script']} has no init_seed(config) function, where the config overrides "
-                                 f"are applied; run without --data / overrides")
+                                 f"are applied; run without --data / --opt")
+        if state.spec.get("label_dict"):
+            logger.warning("%s has no init_seed(config): the label_dict entries %s are not added", state.spec["script"],
+                           ", ".join(state.spec["label_dict"]))
         return
 
     def init_seed(config, *args, **kwargs):
