@@ -36,6 +36,7 @@ features live in host memory and are reported apart.
 The weights are random (``pretrained: none`` unless overridden): speed does not depend on them.
 """
 import argparse
+import contextlib
 import copy
 import ctypes
 import gc
@@ -58,6 +59,7 @@ from .errors import ConfigError, DeclipError
 logger = logging.getLogger(__name__)
 
 MODES = ("inference", "train")
+ALL_MODES = MODES + ("components",)
 QUICK_DETECTOR = {"backbone": "declip-tiny-vit", "pretrained": "none", "feature_layer": "layer1",
                   "decoder_type": "conv-4"}
 QUICK_SIZES = {"batch_size": 1, "n_images": 2}
@@ -242,6 +244,7 @@ class Config:
     def __init__(self, mode, name, describe, precision, step, state_bytes, host_cache=None):
         self.mode, self.name, self.describe, self.precision = mode, name, describe, precision
         self.step, self.state_bytes, self.host_cache = step, state_bytes, host_cache
+        self.prepare = None  # optional: called once with every batch before the warm-up (untimed)
         self.times, self.cpu_times, self.deltas = [], [], []
         self.hits = self.misses = 0  # feature-cache lookups of the measured steps
 
@@ -255,15 +258,14 @@ def _build_configs(detector, tower, config, device, modes, compile_decoder):
     precision = config.get("precision", "bf16")
     amp = device.type == "cuda" and precision in ("bf16", "fp16")
     opt_precision = f"{precision} autocast" if amp else "fp32"
-    channels_last = bool(config.get("channels_last", False))
+    channels_last = decoder_channels_last(detector.decoder)
     layer = f"layer{detector.backbone.layer}"
     opt_desc = (f"stop at {layer}, {opt_precision}, {'channels_last' if channels_last else 'NCHW'} decoder, "
                 f"{'compiled decoder, ' if compile_decoder else ''}")
     ref_desc = f"all {tower.n_blocks} blocks, fp32, NCHW decoder"
 
-    ref_decoder = copy.deepcopy(detector.decoder).to(device)  # channels-first, before any conversion
-    if channels_last:
-        detector.decoder.to(memory_format=torch.channels_last)
+    # the official decoder: channels-first weights, whatever the engine made of ours
+    ref_decoder = copy.deepcopy(detector.decoder).to(device, memory_format=torch.contiguous_format)
     if compile_decoder:
         detector.decoder = torch.compile(detector.decoder)
     cache_cfg = {**config, "feature_cache": {"enabled": True, "memory": True, "dir": None, "max_gb": 1e3}}
@@ -297,6 +299,10 @@ def _build_configs(detector, tower, config, device, modes, compile_decoder):
                               backbone_and_decoder))
         configs.append(Config("inference", "optimized, cached", opt_desc + "inference_mode, warm feature cache",
                               opt_precision, lambda b: opt_infer(b, warm), backbone_and_decoder, host_cache=warm))
+
+    if "components" in modes:
+        configs += _component_configs(detector, tower, ref_decoder, config, device, precision, opt_precision,
+                                      channels_last)
 
     if "train" in modes:
         ref_train_decoder = copy.deepcopy(ref_decoder)
@@ -340,6 +346,82 @@ def _build_configs(detector, tower, config, device, modes, compile_decoder):
                               opt_precision, lambda b: opt_train(b, warm),
                               lambda: backbone_and_decoder() + _train_state_bytes(params, opt), host_cache=warm))
     return configs, warm
+
+
+def decoder_channels_last(decoder):
+    convs = [m for m in decoder.modules() if isinstance(m, nn.Conv2d)]
+    return bool(convs) and convs[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def _component_configs(detector, tower, ref_decoder, config, device, precision, opt_precision, channels_last):
+    """Where the time goes: each tower and each decoder layout on its own (mode ``components``)."""
+    from .engine import runtime
+    from .engine.trainer import build_optimizer
+
+    feats_of = {}
+
+    def prepare(batches):  # the tapped features of every batch, computed once, before the timed steps
+        for b in batches:
+            with torch.no_grad(), runtime.autocast(device, precision):
+                feats_of[id(b)] = detector.backbone(b["image"].to(device))
+
+    def feats(batch):
+        return feats_of[id(batch)]
+
+    dec_engine = copy.deepcopy(detector.decoder)  # as the engine runs it (layout of prepare_detector)
+    dec_official = copy.deepcopy(ref_decoder)
+    opt_engine = build_optimizer(list(dec_engine.parameters()), config)
+    opt_official = build_optimizer(list(dec_official.parameters()), config)
+    loss_fn = nn.BCEWithLogitsLoss()
+    layout = "channels_last" if channels_last else "as ConvDecoder.forward lays it out"
+
+    @torch.no_grad()
+    def tower_all(batch):
+        tower(batch["image"].to(device))
+
+    @torch.inference_mode()
+    def tower_cut(batch):
+        with runtime.autocast(device, precision):
+            detector.backbone(batch["image"].to(device))
+
+    @torch.inference_mode()
+    def dec_engine_fwd(batch):
+        dec_engine.eval()
+        with runtime.autocast(device, precision):
+            dec_engine(feats(batch))
+
+    @torch.no_grad()
+    def dec_official_fwd(batch):
+        dec_official.eval()
+        _reference_decode(dec_official, tower, feats(batch).float())
+
+    def step(dec, opt, fwd, batch, amp):
+        dec.train()
+        with runtime.autocast(device, precision) if amp else contextlib.nullcontext():
+            out = fwd(dec, feats(batch) if amp else feats(batch).float())
+        loss = loss_fn(out.float(), (batch["mask"].to(device) > 0.5).float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    size = lambda *m: lambda: _module_bytes(*m)  # noqa: E731
+    configs = [
+        Config("components", f"tower, all {tower.n_blocks} blocks", "fp32, no_grad", "fp32", tower_all, size(tower)),
+        Config("components", f"tower, stop at layer{detector.backbone.layer}", f"{opt_precision}, inference_mode",
+               opt_precision, tower_cut, size(detector.backbone)),
+        Config("components", "decoder fwd, engine", f"{opt_precision}, decoder input {layout}", opt_precision,
+               dec_engine_fwd, size(dec_engine)),
+        Config("components", "decoder fwd, official", "fp32, contiguous NCHW input (official layout)", "fp32",
+               dec_official_fwd, size(dec_official)),
+        Config("components", "decoder step, engine", f"{opt_precision}, decoder input {layout}", opt_precision,
+               lambda b: step(dec_engine, opt_engine, lambda d, f: d(f), b, True), size(dec_engine)),
+        Config("components", "decoder step, official", "fp32, contiguous NCHW input (official layout)", "fp32",
+               lambda b: step(dec_official, opt_official, lambda d, f: _reference_decode(d, tower, f), b, False),
+               size(dec_official)),
+    ]
+    configs[0].prepare = prepare
+    return configs
 
 
 def _fill(hook, batches, device):
@@ -397,12 +479,12 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
     ``results`` (one row per mode x configuration), ``ratios`` (speed-ups over the reference, see
     :func:`paired_ratio`; ``*_peak_mem``: peak memory optimized / reference),
     the environment and a printable ``table``."""
-    from . import build_detector
+    from .engine.run import prepare_detector
 
     modes = tuple(m.strip() for m in ((modes.split(",") if isinstance(modes, str) else modes) or MODES))
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if m not in ALL_MODES]
     if bad or not modes:
-        raise ConfigError(f"bench modes {bad or modes}: use inference and/or train")
+        raise ConfigError(f"bench modes {bad or modes}: use inference, train and/or components")
     if quick:
         batch_size = min(int(batch_size), QUICK_SIZES["batch_size"])
         n_images = min(int(n_images), QUICK_SIZES["n_images"])
@@ -419,7 +501,7 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
     load_start = _loadavg()
     torch.manual_seed(int(config.get("manualSeed", 0)))
     t0 = time.perf_counter()
-    detector = build_detector(config).to(device)
+    detector = prepare_detector(config, device)  # as `declip train` / `declip test` set it up
     tower = ReferenceTower(detector.backbone).to(device)
     build_s = time.perf_counter() - t0
     res = int(config.get("resolution") or 224)
@@ -434,6 +516,9 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
         configs, warm_cache = _build_configs(detector, tower, config, device, modes, compile_decoder)
         probe = MemoryProbe(device)
         fill_s = _fill(warm_cache, data, device) if any(c.host_cache is warm_cache for c in configs) else None
+        for c in configs:
+            if c.prepare is not None:
+                c.prepare(data)
         for i, b in enumerate(warm_batches):
             for c in configs:
                 c.step(b)
@@ -465,7 +550,8 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
         "backbone": detector.cfg.backbone, "feature_layer": f"layer{detector.backbone.layer}",
         "decoder_type": detector.cfg.decoder_type, "resolution": res, "pretrained": str(config.get("pretrained")),
         "batch_size": batch_size, "n_images": n_batches * batch_size, "measured_batches": n_batches,
-        "warmup_batches": warmup, "compile": compile_decoder, "channels_last": bool(config.get("channels_last")),
+        "warmup_batches": warmup, "compile": compile_decoder,
+        "channels_last": decoder_channels_last(detector.decoder),
         "precision": {"reference": "fp32", "optimized": rows[-1]["precision"] if rows else None},
         "reference_check_max_abs_diff": check, "memory_method": probe.method,
         "cache_fill_img_s": (n_batches + warmup) * batch_size / fill_s if fill_s else None,
@@ -554,6 +640,10 @@ def _flatten(d, prefix=""):
             yield f"{prefix}{k}", v
 
 
+def _fmt_ratio(v):
+    return f"{v:6.2f}" if v is not None else f"{'-':>6}"
+
+
 def format_table(result):
     r = result
     head = (f"declip bench: {r['backbone']} {r['feature_layer']} + {r['decoder_type']} at {r['resolution']}px, "
@@ -568,14 +658,14 @@ def format_table(result):
              f"{'(state + step)':>18}" + (f" {'CPU s/img':>10} {'x ref':>6}" if cpu else "")]
     ref = {x["mode"]: x for x in r["results"] if x["configuration"] == "reference"}
     for x in r["results"]:
-        ratio = paired_ratio(ref[x["mode"]]["batch_s"], x["batch_s"]) if x["mode"] in ref else float("nan")
+        ratio = paired_ratio(ref[x["mode"]]["batch_s"], x["batch_s"]) if x["mode"] in ref else None
         peak = f"{x['peak_mem_mb']:9.0f}" if x["peak_mem_mb"] is not None else f"{'n/a':>9}"
         split = (f"({x['state_mb']:.0f} + {x['step_mem_mb']:.0f})" if x["step_mem_mb"] is not None else "")
         line = (f"{x['mode']:<10} {x['configuration']:<23} {x['precision']:<14} {x['img_s']:9.2f} "
-                f"{ratio:6.2f} {peak} {split:>18}")
+                f"{_fmt_ratio(ratio)} {peak} {split:>18}")
         if cpu:
-            cratio = paired_ratio(ref[x["mode"]]["batch_cpu_s"], x["batch_cpu_s"]) if x["mode"] in ref else float("nan")
-            line += f" {x['cpu_s_per_img']:10.2f} {cratio:6.2f}"
+            cratio = paired_ratio(ref[x["mode"]]["batch_cpu_s"], x["batch_cpu_s"]) if x["mode"] in ref else None
+            line += f" {x['cpu_s_per_img']:10.2f} {_fmt_ratio(cratio)}"
         lines.append(line)
     notes = ["configurations:"]
     for x in r["results"]:
@@ -608,7 +698,8 @@ def build_parser(prog="declip bench"):
     p.add_argument("--warmup", type=int, default=1, help="warm-up batches per configuration (default 1; use 3+ "
                                                           "with --compile)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--modes", default="inference,train", help="inference, train or both (comma-separated)")
+    p.add_argument("--modes", default="inference,train",
+                   help="comma-separated: inference, train, components (each tower and decoder layout on its own)")
     p.add_argument("--quick", action="store_true", help="CI-sized: tiny ViT + conv-4, batch 1, 2 images")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoder of the optimized configuration")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",

@@ -36,6 +36,15 @@ def test_quick_bench_on_cpu_reports_both_configurations():
         assert word in table
 
 
+def test_components_mode():
+    result = bench.run_bench(quick=True, device="cpu", modes="components")
+    names = [r["configuration"] for r in result["results"]]
+    assert names == ["tower, all 2 blocks", "tower, stop at layer1", "decoder fwd, engine", "decoder fwd, official",
+                     "decoder step, engine", "decoder step, official"]
+    assert all(r["mode"] == "components" and r["img_s"] > 0 for r in result["results"])
+    assert result["ratios"] == {} and "decoder step, official" in result["table"]
+
+
 def test_reference_tower_runs_every_block_and_matches_the_tap():
     torch.manual_seed(0)
     bb = build_backbone(TINY_VIT, "layer0", "none", 224).eval()

@@ -108,12 +108,16 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+        from .feature_cache import maybe_feature_cache
         from .trainer import Trainer
 
-        trainer = Trainer(config, detector, train_loader, val_loader, run_dir, device, writer=writer)
+        cache = maybe_feature_cache(detector, config, run_dir)  # frozen features reused across epochs
+        trainer = Trainer(config, detector, train_loader, val_loader, run_dir, device, writer=writer, batch_hook=cache)
         if resume:
             trainer.load_state(trainer.last_path)
         trainer.fit(int(config.get("nEpochs", 1)))
+        if cache is not None:
+            cache.log_stats()
         if writer:
             writer.close()
         runtime.barrier()
