@@ -266,8 +266,6 @@ def _build_configs(detector, tower, config, device, modes, compile_decoder):
 
     # the official decoder: channels-first weights, whatever the engine made of ours
     ref_decoder = copy.deepcopy(detector.decoder).to(device, memory_format=torch.contiguous_format)
-    if compile_decoder:
-        detector.decoder = torch.compile(detector.decoder)
     cache_cfg = {**config, "feature_cache": {"enabled": True, "memory": True, "dir": None, "max_gb": 1e3}}
     warm = FeatureCache(detector, cache_cfg)
     cold = FeatureCache(detector, cache_cfg)
@@ -345,6 +343,8 @@ def _build_configs(detector, tower, config, device, modes, compile_decoder):
         configs.append(Config("train", "optimized, cached", opt_desc + "warm feature cache: decoder-only steps",
                               opt_precision, lambda b: opt_train(b, warm),
                               lambda: backbone_and_decoder() + _train_state_bytes(params, opt), host_cache=warm))
+    if compile_decoder:  # after the copies above (reference and components run uncompiled)
+        detector.decoder = torch.compile(detector.decoder)
     return configs, warm
 
 
@@ -506,8 +506,8 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
     build_s = time.perf_counter() - t0
     res = int(config.get("resolution") or 224)
     check = _check_reference(tower, detector, device, res)
-    logger.info("bench: built %s in %.1f s; reference tapped output vs ours: max |diff| %.2e", detector.backbone.describe(),
-                build_s, check)
+    logger.info("bench: built %s in %.1f s; reference tapped output vs ours: max |diff| %.2e",
+                detector.backbone.describe(), build_s, check)
 
     folder = tempfile.mkdtemp(prefix="declip-bench-")
     try:

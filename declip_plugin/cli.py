@@ -222,6 +222,8 @@ def build_parser():
     p.add_argument("--max_samples", type=int)
     p.set_defaults(func=cmd_export_dfb)
 
+    sub.add_parser("bench", help="reference vs optimized images/s and peak memory (declip bench --help)")
+
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
     return parser
@@ -229,6 +231,10 @@ def build_parser():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser (declip_plugin.bench)
+        from . import bench
+
+        return bench.main(argv[1:])
     passthrough = []
     if "--" in argv:  # `declip dfb ... test -- <DeepfakeBench's own arguments>`
         i = argv.index("--")

@@ -64,6 +64,8 @@ class ConvDecoder(nn.Module):
         x = tokens_to_map(feats[:, 1:], self.grid) if self.kind == "tokens" else feats
         if self.layers[0].weight.is_contiguous(memory_format=torch.channels_last):  # see engine channels_last
             x = x.contiguous(memory_format=torch.channels_last)
+        else:  # tokens_to_map gives channels-last strides; the CPU convs are ~25% faster on NCHW
+            x = x.contiguous()
         return self.layers(x)
 
 

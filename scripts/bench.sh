@@ -18,12 +18,12 @@ stamp=$(date +%Y%m%d-%H%M%S)
 case "${1:-}" in
   cpu)
     shift
-    exec "$PY" -m declip_plugin.bench declip --device cpu --batch-size 2 --n-images 6 \
+    exec "$PY" -m declip_plugin.bench declip --device cpu --batch-size 2 --n-images 6 --modes inference,train,components \
       --json "$OUT/cpu-$stamp.json" "$@" ;;
   gpu)
     shift
     "$PY" -m declip_plugin.bench declip --device cuda --batch-size 64 --n-images 256 \
-      --json "$OUT/gpu-$stamp.json" "$@"
+      --modes inference,train,components --json "$OUT/gpu-$stamp.json" "$@"
     exec "$PY" -m declip_plugin.bench declip --device cuda --batch-size 64 --n-images 256 --compile --warmup 3 \
       --json "$OUT/gpu-compile-$stamp.json" "$@" ;;
   *)

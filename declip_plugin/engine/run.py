@@ -59,7 +59,7 @@ def _write_run_files(run_dir, config, extra):
         "in_domain": in_domain(config), "config_path": config.get("_config_path"), **extra})
 
 
-def test_datasets(detector, config, device, run_dir, names, weights=None):
+def test_datasets(detector, config, device, run_dir, names, weights=None, batch_hook=None):
     """Evaluate on each test set; results under run_dir/test/<dataset>/. Returns {name: metrics}."""
     results = {}
     ids = set(in_domain(config))
@@ -69,7 +69,7 @@ def test_datasets(detector, config, device, run_dir, names, weights=None):
         folder = os.path.join(run_dir, "test", name)
         mask_dir = os.path.join(folder, "masks") if config.get("save_masks") else None
         result = evaluate(detector, loader, device, config.get("precision", "bf16"), mask_dir=mask_dir,
-                          desc=f"test {name}")
+                          desc=f"test {name}", batch_hook=batch_hook)
         if runtime.is_main():
             extra = {"method": run_name(config), "weights": weights, "in_domain": name in ids if ids else None,
                      "skipped": skipped_files(ds)}
@@ -125,7 +125,8 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
             detector.load_weights(trainer.best_path)
             logger.info("testing the best checkpoint (epoch %s): %s", trainer.best_epoch, trainer.best_path)
         if as_list(config.get("test_dataset")):
-            test_datasets(detector, config, device, run_dir, config["test_dataset"], weights=trainer.best_path)
+            test_datasets(detector, config, device, run_dir, config["test_dataset"], weights=trainer.best_path,
+                          batch_hook=cache)
         return run_dir
     finally:
         if handler:
