@@ -175,10 +175,15 @@ class ReferenceTower(nn.Module):
                               f"a ModifiedResNet); backbone {backbone.name!r} is not one")
         self.kind, self.grid, self.layer = backbone.kind, backbone.grid, backbone.layer
         self.visual = _build_visual(backbone.oc_name)
-        missing, unexpected = self.visual.load_state_dict(backbone.visual.state_dict(), strict=False)
-        if unexpected or any(not k.startswith(backbone.dropped_prefixes) for k in missing):
+        full, cut = self.visual.state_dict(), backbone.visual.state_dict()
+        unexpected = [k for k in cut if k not in full]
+        missing = [k for k in full if k not in cut and not k.startswith(backbone.dropped_prefixes)]
+        if unexpected or missing:  # only the blocks after the tap may be absent from the cut tower
             raise ConfigError(f"declip bench: cannot copy the tapped tower into the full one (missing {missing[:4]}, "
                               f"unexpected {unexpected[:4]})")
+        with torch.no_grad():
+            for k, v in cut.items():
+                full[k].copy_(v)
         self.n_blocks = (len(self.visual.transformer.resblocks) if self.kind == "tokens" else 4)
         tap = self.visual.transformer.resblocks[self.layer] if self.kind == "tokens" else \
             getattr(self.visual, f"layer{self.layer}")

@@ -10,7 +10,7 @@ random decoder and the same input, in fp32 on the CPU, and their mask logits are
 Per case:
   1. the official ``CLIPModelLocalisation`` is built; its ``clip.load`` is replaced (at run time,
      in this process only) by one that builds the official CLIP with ``build_model(state_dict,
-     intermidiate_layers=True)`` from our random weight files and calls ``.float()`` as the
+     True)`` (per-layer outputs on) from our random weight files and calls ``.float()`` as the
      official CPU path does; the fusion's hard-coded ``.to("cuda")`` is redirected to the CPU;
   2. its decoder (``fc``, ``att1``, ``att2``) gets random weights, including BatchNorm running
      statistics, from a fixed seed; its mask logits and tapped features are recorded;
@@ -103,11 +103,12 @@ def patched_official_loader(official_clip, official_model, weight_files):
     """Replace the official ``clip.load`` (downloads by name) by a build from ``weight_files``."""
     original = official_clip.load
 
-    def load(name, device="cpu", jit=False, download_root=None, attention_features=False, intermidiate_layers=None):
+    def load(name, device="cpu", **options):
+        # the official model asks for its per-layer outputs (its keyword flag); build_model's 2nd argument
         if name not in weight_files:
             raise KeyError(f"parity script: no random weights made for official backbone {name!r}")
         state = torch.load(weight_files[name], map_location="cpu", weights_only=True)
-        model = official_model.build_model(state, intermidiate_layers=intermidiate_layers).float()
+        model = official_model.build_model(state, True).float()
         del state
         return model, official_clip._transform(model.visual.input_resolution)
 
@@ -210,7 +211,7 @@ def run_case(case, args, off, weight_files, workdir, x):
     # --- official side ------------------------------------------------------------------
     torch.manual_seed(args.seed)
     with patched_official_loader(official_clip, official_model, weight_files), cuda_moves_to_cpu():
-        theirs = clip_models.CLIPModelLocalisation(backbone, intermidiate_layer_output=LAYER, decoder_type=decoder_type)
+        theirs = clip_models.CLIPModelLocalisation(backbone, LAYER, decoder_type=decoder_type)
     gen = torch.Generator().manual_seed(args.seed + 100)
     for part in ("fc", "att1", "att2"):
         if hasattr(theirs, part):
