@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install the package into it.
-#   bash scripts/setup_env.sh          # runtime + test dependencies (extras "dev")
+#   bash scripts/setup_env.sh          # runtime + test dependencies (extras "dev", "deepfakebench": lmdb)
 # VENV=/path/to/venv overrides the location; PYTHON picks the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +11,5 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 echo "[setup] installing declip-plugin and its dependencies into $VENV (torch is the large one)"
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[dev,deepfakebench]" 2>&1 | grep -v "^WARNING: Location" || true
 "$VENV/bin/python" -c "import declip_plugin, torch, open_clip; print('[setup] ready: declip-plugin', declip_plugin.__version__, '| torch', torch.__version__, '| open_clip', open_clip.__version__)"
