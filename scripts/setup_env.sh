@@ -11,5 +11,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 echo "[setup] installing declip-plugin and its dependencies into $VENV (torch is the large one)"
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[dev,deepfakebench]" 2>&1 | grep -v "^WARNING: Location" || true
+log="$VENV/pip-install.log"
+if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[dev,deepfakebench]" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "[setup] pip install failed (log: $log)" >&2
+    exit 1
+fi
 "$VENV/bin/python" -c "import declip_plugin, torch, open_clip; print('[setup] ready: declip-plugin', declip_plugin.__version__, '| torch', torch.__version__, '| open_clip', open_clip.__version__)"
