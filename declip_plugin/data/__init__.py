@@ -7,8 +7,7 @@ the demo-data generator and the catalog of named datasets (configs/dataset/*.yam
 """
 import logging
 
-from ..errors import ConfigError, DataError
-from ..registry import closest
+from ..errors import ConfigError
 from .base import ManipulationDataset, collate_fn, data_root, normalize_split
 from .catalog import dataset_spec, list_datasets
 

@@ -25,9 +25,6 @@ class EvalResult:
     metrics: dict
     rows: list
 
-    def summary(self):
-        return {k: self.metrics.get(k) for k in DETECTION_KEYS + LOCALIZATION_KEYS if self.metrics.get(k) is not None}
-
 
 def to_device(batch, device):
     out = dict(batch)
