@@ -390,17 +390,6 @@ def test_relative_paths_from_the_callers_folder_become_absolute(tmp_path, monkey
     assert argv == ["--detector_path", str(tmp_path / "det.yaml"), "--weights_path=missing.pth", "--test_dataset", "a"]
 
 
-def test_gt_masks_of_both_loaders():
-    import torch
-
-    rgb = torch.zeros(2, 8, 8, 1)
-    assert dfb.gt_mask_for_metrics(rgb).shape == (2, 8, 8, 1)
-    lmdb = torch.zeros(2, 8, 8, 1, 3)
-    lmdb[1, 2:4, 2:4] = 1.0
-    out = dfb.gt_mask_for_metrics(lmdb)
-    assert out.shape == (2, 8, 8) and float(out[1, 2, 2]) == 1.0
-
-
 def test_config_problems():
     problems = dfb.dfb_config_problems({"model_name": "declip", "metric_scoring": "iou"}, "train")
     assert "missing key 'data_aug.flip_prob'" in problems

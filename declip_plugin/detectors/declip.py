@@ -14,6 +14,7 @@ from torch import nn
 from ..backbones import build_backbone, normalize_backbone_name
 from ..backbones.weights import load_module_weights
 from ..checkpoints import DetectorCheckpoint, read_detector_checkpoint
+from ..data.masks import mask_to_nchw
 from ..decoders import OUTPUT_SIZE, build_decoder
 from ..errors import CheckpointError, ConfigError
 from .base import AbstractDetector
@@ -48,22 +49,6 @@ class DeCLIPConfig:
         if cfg.score_reduction not in ("mean", "max"):
             raise ConfigError(f"score_reduction {cfg.score_reduction!r}: use mean or max")
         return cfg
-
-
-def mask_to_nchw(mask):
-    """A ground-truth mask as (B,1,H,W) float: accepts (B,1,H,W), (B,H,W), (B,H,W,1) and the colour
-    masks DeepfakeBench's LMDB loader gives, (B,H,W,1,3) or (B,H,W,3) (first channel used)."""
-    if mask.dim() == 5 and mask.shape[-2] == 1:
-        mask = mask[..., 0, 0]
-    elif mask.dim() == 4 and mask.shape[1] not in (1,) and mask.shape[-1] == 3:
-        mask = mask[..., 0]
-    if mask.dim() == 3:
-        return mask.unsqueeze(1).float()
-    if mask.dim() == 4 and mask.shape[1] != 1 and mask.shape[-1] == 1:
-        return mask.permute(0, 3, 1, 2).float()
-    if mask.dim() == 4 and mask.shape[1] == 1:
-        return mask.float()
-    raise ConfigError(f"mask of shape {tuple(mask.shape)}: expected (B,1,H,W), (B,H,W) or (B,H,W,1)")
 
 
 class DeCLIPDetector(AbstractDetector):

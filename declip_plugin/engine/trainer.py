@@ -257,6 +257,6 @@ class Trainer:
         probs = torch.sigmoid(pred["mask"].float()).cpu()
         self.writer.add_images("val/predicted_masks", probs, self.epoch)
         if batch.get("mask") is not None:
-            from ..detectors.declip import mask_to_nchw
+            from ..data.masks import mask_to_nchw
 
             self.writer.add_images("val/ground_truth", mask_to_nchw(batch["mask"]).float().cpu(), self.epoch)

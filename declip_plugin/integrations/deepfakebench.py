@@ -651,22 +651,6 @@ def _finite(v):
     return v
 
 
-def gt_mask_for_metrics(mask):
-    """DeepfakeBench's batch mask as (B, H, W[, 1]): its rgb loader gives (B, H, W, 1); its LMDB loader
-    decodes masks in colour and gives (B, H, W, 1, 3) (``np.expand_dims(mask, 2)`` of an (H, W, 3)
-    image) - the colour channels are averaged."""
-    if mask is None:
-        return None
-    m = mask
-    if m.dim() == 5 and m.shape[3] == 1:
-        m = m[:, :, :, 0, :]
-    elif m.dim() == 5 and m.shape[-1] == 1:
-        m = m[..., 0]
-    if m.dim() == 4 and m.shape[-1] == 3 and m.shape[1] != 1:
-        m = m.float().mean(-1)
-    return m
-
-
 class LocalizationReporter:
     """Accumulates our localization metrics per test dataset while the host evaluates."""
 
@@ -711,7 +695,7 @@ class LocalizationReporter:
             self.note_once("nogt", "the batches carry no ground-truth 'mask': no localization metrics")
             return
         try:
-            self.current[1].update(pred.detach().float(), gt_mask_for_metrics(gt.detach()), data_dict.get("label"))
+            self.current[1].update(pred.detach().float(), gt.detach(), data_dict.get("label"))
         except (ValueError, RuntimeError, TypeError) as e:  # never break the host's own evaluation
             key = self.current[0]
             self.current = None

@@ -45,6 +45,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..data.masks import mask_to_nchw
 from .detection import Ranking, _to_tensor, _work_device
 
 logger = logging.getLogger(__name__)
@@ -70,28 +71,9 @@ _MEAN_KEYS = ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc")
 # ----------------------------------------------------------------------------------------------
 def binarize_gt(gt: Any, batch: Optional[int] = None, device: Optional[torch.device] = None
                 ) -> torch.Tensor:
-    """GT masks as a bool (B, H, W) tensor (1 = manipulated) from (B, 1, H, W), (B, H, W),
-    (B, H, W, 1) or, when ``batch`` is 1 or None, (H, W). Floats are binarised at 0.5; integer
-    masks with values above 1 are taken as 0-255."""
-    g = _to_tensor(gt, device)
-    if g.ndim == 2 and batch in (None, 1):
-        g = g[None]
-    if g.ndim == 4:
-        if g.shape[1] == 1:
-            g = g[:, 0]
-        elif g.shape[-1] == 1:
-            g = g[..., 0]
-        else:
-            raise ValueError(f"GT mask of shape {tuple(g.shape)}: expected one channel")
-    if g.ndim != 3 or (batch is not None and g.shape[0] != batch):
-        raise ValueError(f"GT mask of shape {tuple(g.shape)} does not fit a batch of {batch}")
-    if g.dtype == torch.bool:
-        return g
-    if not torch.is_floating_point(g):
-        g = g.float()
-        if g.numel() and float(g.max()) > 1:
-            g = g / 255.0
-    return g > 0.5
+    """GT masks as a bool (B, H, W) tensor (1 = manipulated), from any layout of
+    :func:`declip_plugin.data.masks.mask_to_nchw` (or a single (H, W) mask); binarised at 0.5."""
+    return mask_to_nchw(_to_tensor(gt, device), batch)[:, 0] > 0.5
 
 
 def _spatial(x: Any) -> Tuple[torch.Tensor, bool]:
