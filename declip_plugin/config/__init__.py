@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError
-from .registry import closest
+from ..errors import ConfigError
+from ..registry import closest
 
 ANY = object()
 NUM = (int, float)
@@ -205,7 +205,7 @@ def _detector_keys(model_name):
     if not model_name:
         return None
     try:
-        from .plugins import get_registry
+        from ..plugins import get_registry
 
         cls = get_registry("detectors").get(model_name)
     except Exception:  # unknown detector: reported when it is built

@@ -1,0 +1,131 @@
+"""Typed config schemas: dataclasses whose fields are the YAML keys, each key once with its default.
+
+A field is declared with :func:`key` (default, allowed values, a description, and whether only
+DeepfakeBench reads it). :func:`from_mapping` builds the dataclass from a config dict, checking
+types and allowed values; :func:`check_mapping` validates a dict against one or more schemas (an
+unknown key names the closest valid one; a wrong value names the key, the expected type and where
+the value came from).
+"""
+import dataclasses
+import typing
+
+from ..errors import ConfigError
+from ..registry import closest
+
+
+def key(default=None, *, choices=None, doc="", dfb_only=False, factory=None):
+    """A schema field: ``default`` (or ``factory`` for mutable defaults), ``choices`` allowed values,
+    ``doc`` one line for the docs, ``dfb_only`` when only DeepfakeBench reads the key."""
+    meta = {"choices": tuple(choices) if choices else None, "doc": doc, "dfb_only": dfb_only}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def fields(schema):
+    """``{name: dataclasses.Field}`` of a schema dataclass (with resolved type hints on ``.type``)."""
+    hints = typing.get_type_hints(schema)
+    out = {}
+    for f in dataclasses.fields(schema):
+        f.type = hints.get(f.name, f.type)
+        out[f.name] = f
+    return out
+
+
+def _allowed(tp):
+    """The runtime types a type hint allows (typing.Any -> None, meaning anything)."""
+    if tp is typing.Any or tp is object:
+        return None
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        out = []
+        for a in typing.get_args(tp):
+            got = _allowed(a)
+            if got is None:
+                return None
+            out.extend(got)
+        return tuple(out)
+    if origin in (list, tuple):
+        return (list,)
+    if origin is dict:
+        return (dict,)
+    if tp is type(None):
+        return (type(None),)
+    if tp is float:
+        return (int, float)
+    if dataclasses.is_dataclass(tp):
+        return (dict,)
+    return (tp,)
+
+
+_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list",
+          dict: "a mapping", type(None): "null"}
+
+
+def _type_name(types):
+    return " or ".join(dict.fromkeys(_NAMES.get(t, t.__name__) for t in types))
+
+
+def check_value(name, value, field, where):
+    """Raise ConfigError unless ``value`` fits ``field`` (type, allowed values, nested schema)."""
+    types = _allowed(field.type)
+    if types is not None:
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            raise ConfigError(f"{where}: key {name!r} must be {_type_name(types)}, got {value!r} "
+                              f"({type(value).__name__})")
+    nested = field.type if dataclasses.is_dataclass(field.type) else None
+    if nested is None:
+        for a in typing.get_args(field.type):
+            if dataclasses.is_dataclass(a):
+                nested = a
+    if nested is not None and isinstance(value, dict):
+        check_mapping(value, [nested], where=f"{where}: {name}")
+    choices = field.metadata.get("choices")
+    if choices and value is not None and value not in choices:
+        raise ConfigError(f"{where}: key {name!r} is {value!r}; allowed: {', '.join(map(str, choices))}")
+
+
+def check_mapping(config, schemas, where="config", origins=None):
+    """Validate every key of ``config`` against the union of ``schemas`` (dataclasses). Keys starting
+    with ``_`` are bookkeeping and skipped. ``origins`` maps a top-level key to where its value came
+    from (a file or the command line), for the message."""
+    known = {}
+    for s in schemas:
+        known.update(fields(s))
+    for name, value in config.items():
+        if str(name).startswith("_"):
+            continue
+        at = (origins or {}).get(name, where)
+        if name not in known:
+            hint = closest(name, known)
+            raise ConfigError(f"{at}: unknown key {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
+                              + " (remove it or fix its spelling)")
+        check_value(name, value, known[name], at)
+    return config
+
+
+def from_mapping(schema, config, where="config"):
+    """An instance of ``schema`` from the keys of ``config`` it declares (other keys ignored; a
+    None value takes the default); values checked."""
+    kwargs = {}
+    for name, f in fields(schema).items():
+        if name in config and config[name] is not None:
+            check_value(name, config[name], f, where)
+            value = config[name]
+            if dataclasses.is_dataclass(f.type) and isinstance(value, dict):
+                value = from_mapping(f.type, value, where=f"{where}: {name}")
+            kwargs[name] = value
+    return schema(**kwargs)
+
+
+def defaults(schema):
+    """``{key: default}`` of a schema (nested schemas as dicts)."""
+    out = {}
+    for name, f in fields(schema).items():
+        if f.default is not dataclasses.MISSING:
+            out[name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            v = f.default_factory()
+            out[name] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+    return out
