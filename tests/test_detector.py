@@ -135,7 +135,7 @@ def test_official_names_and_arch_alias():
 
 
 @pytest.mark.parametrize("key,value,match", [("feature_layer", "layer9", "layer0 ... layer1"),
-                                             ("decoder_type", "conv-5", "unknown decoder_type"),
+                                             ("decoder_type", "conv-5", "decoder_type.*allowed: linear, attention, conv-4"),
                                              ("backbone", "ViT-Q/99", "unknown backbone")])
 def test_bad_detector_settings_are_clear_errors(key, value, match):
     with pytest.raises(ConfigError, match=match):

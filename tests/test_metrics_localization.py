@@ -336,4 +336,19 @@ def test_keys():
     m.update(torch.randn(1, 1, 8, 8), torch.ones(1, 1, 8, 8))
     assert set(m.compute()) == {"iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "n_manipulated",
                                 "real_fp_rate", "n_real", "n_pixel_auc_undefined",
-                                "n_f1_best_unbanded"}
+                                "n_f1_best_unbanded", "n_fake_no_mask"}
+
+
+def test_fake_without_mask_is_left_out_not_scored_as_real():
+    """mask_valid False on a fake: no localization score, counted, and not in real_fp_rate."""
+    logits = torch.full((3, 1, 8, 8), -5.0)
+    logits[2] = 5.0  # the maskless fake is predicted fully manipulated
+    gt = torch.zeros(3, 1, 8, 8)
+    gt[0, :, :4] = 1.0
+    logits[0, :, :4] = 5.0
+    m = LocalizationMetrics()
+    m.update(logits, gt, label=torch.tensor([1, 0, 1]), valid=torch.tensor([True, True, False]))
+    r = m.compute()
+    assert r["n_manipulated"] == 1 and r["n_real"] == 1 and r["n_fake_no_mask"] == 1
+    assert r["iou"] == pytest.approx(100.0)
+    assert r["real_fp_rate"] == pytest.approx(0.0)  # would be 1/2 if the maskless fake counted as real

@@ -6,6 +6,7 @@ mask logits, as the official detection model); ``feat`` (B,C) pooled backbone fe
 """
 import dataclasses
 import logging
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from ..backbones.weights import load_module_weights
 from ..checkpoints import DetectorCheckpoint, read_detector_checkpoint
 from ..data.masks import mask_to_nchw
 from ..decoders import OUTPUT_SIZE, build_decoder
+from ..config.schema import key
 from ..errors import CheckpointError, ConfigError
 from .base import AbstractDetector
 
@@ -24,39 +26,33 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class DeCLIPConfig:
-    """The detector keys of a DeCLIP YAML, with the official release's defaults."""
+    """The detector keys of a DeCLIP YAML (official option names), with the official release's defaults."""
 
-    backbone: str = "ViT-L/14"
-    pretrained: object = "openai"
-    feature_layer: object = None  # None: the last layer (layer23 for ViT-L/14, layer4 for RN50)
-    decoder_type: str = "conv-20"
-    fully_supervised: bool = False
-    fix_backbone: bool = False
-    resolution: int = 224
-    init_gain: float = 0.02
-    score_reduction: str = "mean"  # image-level logit from the mask logits: mean (official) | max
+    backbone: str = key("ViT-L/14", doc="ViT-L/14, RN50, ViT-L/14,RN50, xceptionnet, or an open_clip ViT/ModifiedResNet")
+    arch: Optional[str] = key(None, doc="the official option name for backbone (CLIP:ViT-L/14 ...)")
+    pretrained: Any = key("openai", doc="openai | none | a local OpenAI-format file | {tower: source} for the fusion")
+    feature_layer: Optional[str] = key(None, doc="layerN; null: the last layer")
+    decoder_type: str = key("conv-20", choices=("linear", "attention", "conv-4", "conv-12", "conv-20"))
+    fully_supervised: bool = key(False, doc="true: localization (BCE on the mask); false: detection")
+    fix_backbone: bool = key(False, doc="train the decoder only (the paper)")
+    resolution: int = key(224)
+    init_gain: float = key(0.02)
+    score_reduction: str = key("mean", choices=("mean", "max"), doc="image logit from the mask logits")
 
-    @classmethod
-    def from_dict(cls, config):
-        config = dict(config)
-        if "arch" in config and "backbone" not in config:
-            config["backbone"] = config["arch"]
-        if "backbone" in config and not isinstance(config["backbone"], str):
-            raise ConfigError(f"backbone must be a string such as 'ViT-L/14', got {config['backbone']!r}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        cfg = cls(**{k: config[k] for k in fields if k in config and (config[k] is not None or k == "feature_layer")})
-        cfg.backbone = normalize_backbone_name(cfg.backbone)
-        if cfg.score_reduction not in ("mean", "max"):
-            raise ConfigError(f"score_reduction {cfg.score_reduction!r}: use mean or max")
-        return cfg
+    def __post_init__(self):
+        if self.arch and self.backbone == "ViT-L/14":
+            self.backbone = self.arch
+        self.backbone = normalize_backbone_name(self.backbone)
 
 
 class DeCLIPDetector(AbstractDetector):
     """``model_name: declip``."""
 
+    config_class = DeCLIPConfig
+    produces_mask = True
+
     def __init__(self, config):
         super().__init__(config)
-        self.cfg = DeCLIPConfig.from_dict(self.config)
         self.backbone = self.build_backbone(self.config)
         self.decoder = build_decoder(self.cfg.decoder_type, self.backbone, self.cfg.init_gain)
         self.loss_func = self.build_loss(self.config)

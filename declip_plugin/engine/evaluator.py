@@ -8,30 +8,36 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..metrics.detection import DetectionMetrics
-from ..metrics.localization import LocalizationMetrics
 from . import runtime
 from .rundir import write_csv, write_json, write_pickle
 
 logger = logging.getLogger(__name__)
 
-CSV_FIELDS = ["path", "label", "score", "iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "fp_rate"]
-DETECTION_KEYS = ["acc", "auc", "eer", "ap", "acc_best", "video_auc"]
-LOCALIZATION_KEYS = ["iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "real_fp_rate"]
+BASE_FIELDS = ["path", "label", "score"]
 
 
 @dataclasses.dataclass
 class EvalResult:
     metrics: dict
     rows: list
+    accumulators: dict = dataclasses.field(default_factory=dict)  # name -> merged metric object
+
+    @property
+    def fields(self):
+        """per_image.csv columns: path, label, score, then every metric's per-sample columns."""
+        out = list(BASE_FIELDS)
+        for row in self.rows:
+            out.extend(k for k in row if k not in out)
+        return out
+
+    @property
+    def keys(self):
+        """The metric names of the accumulators, in registry order."""
+        return [k for acc in self.accumulators.values() for k in getattr(acc, "keys", ())]
 
 
 def to_device(batch, device):
-    out = dict(batch)
-    for k in ("image", "label", "mask", "features"):
-        if isinstance(out.get(k), torch.Tensor):
-            out[k] = out[k].to(device, non_blocking=True)
-    return out
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 def save_mask_png(path, prob):
@@ -49,11 +55,14 @@ def mask_file_name(image_path, index):
 
 
 @torch.inference_mode()
-def evaluate(detector, loader, device, precision="fp32", mask_dir=None, desc="test", progress=True,
+def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, desc="test", progress=True,
              batch_hook=None):
-    """Run ``detector`` over ``loader``; metrics gathered over all ranks (each sample counted once)."""
+    """Run ``detector`` over ``loader`` with every metric of the registry that applies to it;
+    metrics gathered over all ranks (each sample counted once)."""
+    from ..metrics.base import create_metrics
+
     detector.eval()
-    det, loc = DetectionMetrics(), LocalizationMetrics()
+    accs = create_metrics(detector, config)
     rows, seen, t0 = [], 0, time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and runtime.is_main()), leave=False)
     for batch in bar:
@@ -62,50 +71,48 @@ def evaluate(detector, loader, device, precision="fp32", mask_dir=None, desc="te
             batch = batch_hook(batch)
         with runtime.autocast(device, precision):
             pred = detector(batch, inference=True)
-        prob = pred["prob"].float()
-        labels = batch["label"]
-        det.update(prob, labels, video=batch.get("video"))
-        names = [str(n) for n in batch.get("name", [""] * len(labels))]
-        has_mask = batch.get("mask") is not None and pred.get("mask") is not None
-        if has_mask:
-            loc.update(pred["mask"].float(), batch["mask"], labels, names=names)
-        for i, name in enumerate(names):
-            rows.append({"path": name, "label": int(labels[i]), "score": float(prob[i])})
+        for acc in accs.values():
+            acc.update_batch(batch, pred)
+        prob, labels = pred["prob"].float(), batch["label"]
+        names = [str(n) for n in batch.get("name") or [""] * len(labels)]
+        rows.extend({"path": name, "label": int(labels[i]), "score": float(prob[i])} for i, name in enumerate(names))
         if mask_dir is not None and pred.get("mask") is not None:
             probs = torch.sigmoid(pred["mask"].float())[:, 0]
             for i, name in enumerate(names):
                 save_mask_png(os.path.join(mask_dir, mask_file_name(name, seen + i)), probs[i])
         seen += len(labels)
         bar.set_postfix(img_s=f"{seen / max(time.perf_counter() - t0, 1e-9):.1f}")
-    if len(loc) and len(loc.per_image) == len(rows):  # per-image localization scores, in the same order
-        for row, per in zip(rows, loc.per_image):
-            row.update({k: per.get(k) for k in CSV_FIELDS[3:]})
+    for acc in accs.values():
+        for i, cols in acc.per_sample() if hasattr(acc, "per_sample") else []:
+            rows[i].update(cols)
     # gather over ranks: every sample exactly once (ShardSampler), merged in rank order
-    states = runtime.gather_objects((det.state(), loc.state() if len(loc) else None, rows))
-    det = DetectionMetrics.from_state(states[0][0])
-    loc_states = [s[1] for s in states if s[1] is not None]
-    loc = LocalizationMetrics.from_state(loc_states[0]) if loc_states else None
-    for s in states[1:]:
-        det.merge(DetectionMetrics.from_state(s[0]))
-    for s in loc_states[1:]:
-        loc.merge(LocalizationMetrics.from_state(s))
-    rows = [r for s in states for r in s[2]]
-    metrics = dict(det.compute())
-    if loc is not None:
-        metrics.update(loc.compute())
+    states = runtime.gather_objects(({name: acc.state() for name, acc in accs.items()}, rows))
+    merged = {}
+    for name, acc in accs.items():
+        merged[name] = type(acc).from_state(states[0][0][name])
+        for s in states[1:]:
+            merged[name].merge(type(acc).from_state(s[0][name]))
+    rows = [r for s in states for r in s[1]]
+    metrics = {}
+    for acc in merged.values():
+        metrics.update({k: v for k, v in acc.compute().items() if k not in metrics})
     metrics["n_images"] = len(rows)
-    return EvalResult(metrics=metrics, rows=rows)
+    return EvalResult(metrics=metrics, rows=rows, accumulators=merged)
 
 
 def write_results(folder, dataset_name, result, extra=None):
-    """metrics.json, per_image.csv and DeepfakeBench's metric_dict_best.pickle under ``folder``."""
+    """metrics.json, per_image.csv, DeepfakeBench's metric_dict_best.pickle and every metric's own
+    files under ``folder``."""
     meta = {"dataset": dataset_name, **(extra or {})}
     write_json(os.path.join(folder, "metrics.json"), {**meta, "metrics": _clean(result.metrics)})
-    write_csv(os.path.join(folder, "per_image.csv"), result.rows, CSV_FIELDS)
-    dfb = {k: v for k, v in _clean(result.metrics).items()}
+    write_csv(os.path.join(folder, "per_image.csv"), result.rows, result.fields)
+    dfb = dict(_clean(result.metrics))
     dfb["pred"] = np.array([r["score"] for r in result.rows], dtype=np.float32)
     dfb["label"] = np.array([r["label"] for r in result.rows], dtype=np.int64)
     write_pickle(os.path.join(folder, "metric_dict_best.pickle"), dfb)
+    for acc in result.accumulators.values():
+        if hasattr(acc, "write_files"):
+            acc.write_files(folder)
 
 
 def _clean(metrics):
@@ -119,14 +126,18 @@ def _clean(metrics):
     return out
 
 
-def format_metrics(metrics):
-    """One log line; detection metrics only when both classes are present (a localization test set
-    of fakes alone has no meaningful accuracy)."""
-    parts = []
+DETECTION_KEYS = ("acc", "auc", "eer", "ap", "acc_best", "video_auc")
+
+
+def format_metrics(metrics, keys=None):
+    """One log line of ``keys`` (default: every numeric metric); detection metrics only when both
+    classes are present (a localization test set of fakes alone has no meaningful accuracy)."""
     both = metrics.get("n_real", 0) and metrics.get("n_fake", 0)
-    for k in (DETECTION_KEYS if both else []) + LOCALIZATION_KEYS:
+    keys = keys or [k for k in metrics if not k.startswith("n_")]
+    parts = []
+    for k in keys:
         v = metrics.get(k)
-        if v is None or (isinstance(v, float) and np.isnan(v)):
+        if (k in DETECTION_KEYS and not both) or not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
             continue
         parts.append(f"{k}={v:.2f}" if k == "iou" else f"{k}={v:.4f}")
     return " ".join(parts)

@@ -8,8 +8,9 @@ processes are combined with :meth:`DetectionMetrics.merge` (or through the plain
 DeepfakeBench keys ``acc``, ``auc``, ``eer``, ``ap`` and ``video_auc`` plus ``acc_best``, ``n``,
 ``n_real`` and ``n_fake``.
 
-Definitions (all match DeepfakeBench ``training/metrics/utils.py::get_test_metrics``, which uses
-scikit-learn; scikit-learn itself is not needed at run time):
+Definitions (all match DeepfakeBench ``training/metrics/utils.py::get_test_metrics``; AUC, AP, the
+ROC curve and the EER are scikit-learn's, computed at :meth:`DetectionMetrics.compute` over the
+accumulated scores):
 
 * ``acc``: fraction of samples with ``(prob > 0.5) == label`` (strict ``>``, as DeepfakeBench),
   on a 0-1 scale.
@@ -40,6 +41,8 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+from .base import Metric
 
 logger = logging.getLogger(__name__)
 
@@ -198,63 +201,52 @@ def accuracy(scores: Any, labels: Any, threshold: float = 0.5) -> float:
     return float(((s > threshold) == y).double().mean())
 
 
-def roc_curve(scores: Any, labels: Any, drop_intermediate: bool = True
-              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(fpr, tpr, thresholds)`` as ``sklearn.metrics.roc_curve`` (same points, same order)."""
+def _numpy_1d(scores: Any, labels: Any):
     s, y = _scores_labels_1d(scores, labels)
-    order = torch.argsort(s, descending=True)
-    s, y = s[order], y[order].to(torch.int64)
-    if s.numel() == 0:
-        raise ValueError("roc_curve needs at least one sample")
-    distinct = torch.nonzero(s[1:] != s[:-1]).reshape(-1)
-    thr_idx = torch.cat([distinct, distinct.new_tensor([s.numel() - 1])])
-    tps = torch.cumsum(y, 0)[thr_idx]
-    fps = 1 + thr_idx - tps
-    thresholds = s[thr_idx].double()
-    if drop_intermediate and fps.numel() > 2:
-        def bends(c: torch.Tensor) -> torch.Tensor:  # np.diff(c, 2) != 0
-            return (c[2:] - 2 * c[1:-1] + c[:-2]) != 0
+    return s.double().cpu().numpy(), y.cpu().numpy().astype("int64")
 
-        corner = bends(fps) | bends(tps)
-        keep = torch.cat([corner.new_ones(1), corner, corner.new_ones(1)])
-        fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
-    zero = fps.new_zeros(1)
-    fps, tps = torch.cat([zero, fps]).double(), torch.cat([zero, tps]).double()
-    thresholds = torch.cat([thresholds.new_tensor([math.inf]), thresholds])
-    fpr = fps / fps[-1] if fps[-1] > 0 else torch.full_like(fps, math.nan)
-    tpr = tps / tps[-1] if tps[-1] > 0 else torch.full_like(tps, math.nan)
-    return fpr, tpr, thresholds
+
+def _two_classes(y) -> bool:
+    n_pos = int(y.sum())
+    return 0 < n_pos < len(y)
+
+
+def roc_curve(scores: Any, labels: Any, drop_intermediate: bool = True):
+    """``(fpr, tpr, thresholds)`` of ``sklearn.metrics.roc_curve`` (numpy arrays)."""
+    from sklearn.metrics import roc_curve as _roc_curve
+
+    s, y = _numpy_1d(scores, labels)
+    if len(s) == 0:
+        raise ValueError("roc_curve needs at least one sample")
+    return _roc_curve(y, s, drop_intermediate=drop_intermediate)
 
 
 def roc_auc(scores: Any, labels: Any) -> float:
-    """ROC AUC (ties counted one half), equal to ``sklearn.metrics.roc_auc_score``; NaN if one
-    class is missing."""
-    s, y = _scores_labels_1d(scores, labels)
-    if s.numel() == 0:
-        return math.nan
-    return float(Ranking(s[None]).roc_auc(y[None])[0])
+    """``sklearn.metrics.roc_auc_score``; NaN if one class is missing."""
+    from sklearn.metrics import roc_auc_score
+
+    s, y = _numpy_1d(scores, labels)
+    return float(roc_auc_score(y, s)) if _two_classes(y) else math.nan
 
 
 def average_precision(scores: Any, labels: Any) -> float:
-    """Average precision, equal to ``sklearn.metrics.average_precision_score``; NaN without
-    positives."""
-    s, y = _scores_labels_1d(scores, labels)
-    if s.numel() == 0:
-        return math.nan
-    return float(Ranking(s[None]).average_precision(y[None])[0])
+    """``sklearn.metrics.average_precision_score``; NaN without positives."""
+    from sklearn.metrics import average_precision_score
+
+    s, y = _numpy_1d(scores, labels)
+    return float(average_precision_score(y, s)) if len(s) and y.sum() > 0 else math.nan
 
 
 def eer(scores: Any, labels: Any) -> float:
-    """Equal error rate as DeepfakeBench: ``fpr`` at the first ROC point (sklearn ``roc_curve``
-    with ``drop_intermediate=True``) minimising ``|fnr - fpr|``; NaN if one class is missing."""
-    s, y = _scores_labels_1d(scores, labels)
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == y.numel():
+    """Equal error rate as DeepfakeBench: ``fpr`` at the first point of sklearn's ``roc_curve``
+    (``drop_intermediate=True``) minimising ``|fnr - fpr|``; NaN if one class is missing."""
+    import numpy as np
+
+    s, y = _numpy_1d(scores, labels)
+    if not _two_classes(y):
         return math.nan
     fpr, tpr, _ = roc_curve(s, y)
-    fnr = 1 - tpr
-    i = torch.argmin(torch.abs(fnr - fpr))  # first minimum, like np.nanargmin
-    return float(fpr[i])
+    return float(fpr[int(np.nanargmin(np.abs((1 - tpr) - fpr)))])
 
 
 def best_threshold(scores: Any, labels: Any) -> Tuple[float, float]:
@@ -288,8 +280,18 @@ def video_ids_from_paths(paths: Sequence[Optional[str]]) -> List[Optional[str]]:
 # ----------------------------------------------------------------------------------------------
 # accumulator
 # ----------------------------------------------------------------------------------------------
-class DetectionMetrics:
+class DetectionMetrics(Metric):
     """Accumulates image-level fake probabilities and labels; see the module docstring."""
+
+    keys = ("acc", "auc", "eer", "ap", "acc_best", "video_auc")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+
+    def update_batch(self, data_dict: Dict[str, Any], pred_dict: Dict[str, Any]) -> None:
+        """The metric contract (metrics/base.py): ``pred_dict['prob']`` against ``data_dict['label']``."""
+        self.update(pred_dict["prob"].float(), data_dict["label"], video=data_dict.get("video"))
 
     def __init__(self, threshold: float = 0.5):
         self.threshold = float(threshold)
@@ -397,12 +399,8 @@ class DetectionMetrics:
             logger.info("DetectionMetrics: %d real and %d fake samples; auc, eer, ap and "
                            "acc_best are undefined (NaN)", n_real, n_fake)
         else:
-            rank = Ranking(p[None].double())
-            yb = y[None].bool()
-            ap, auc = rank.ap_auc(yb)
-            out["auc"], out["ap"] = float(auc[0]), float(ap[0])
-            out["acc_best"] = float(rank.best_accuracy(yb)[0][0])
-            out["eer"] = eer(p, y)
+            out["auc"], out["ap"], out["eer"] = roc_auc(p, y), average_precision(p, y), eer(p, y)
+            out["acc_best"] = float(Ranking(p[None].double()).best_accuracy(y[None].bool())[0][0])
         out["video_auc"] = self._video_auc(p, y)
         return out
 
@@ -433,4 +431,4 @@ class DetectionMetrics:
         if n_fake == 0 or n_fake == G:
             logger.warning("DetectionMetrics: video-level labels are one class; video_auc is NaN")
             return math.nan
-        return float(Ranking(vp[None]).roc_auc(vy[None].bool())[0])
+        return roc_auc(vp, vy)

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.masks import mask_to_nchw
+from .base import Metric
 from .detection import Ranking, _to_tensor, _work_device
 
 logger = logging.getLogger(__name__)
@@ -205,12 +206,45 @@ def _mean(values: Sequence[Optional[float]]) -> float:
 # ----------------------------------------------------------------------------------------------
 # accumulator
 # ----------------------------------------------------------------------------------------------
-class LocalizationMetrics:
+class LocalizationMetrics(Metric):
     """Accumulates per-image localization metrics; see the module docstring.
 
     ``max_elements`` bounds the number of pixels sorted at once (rows of a batch are processed
     in chunks), which bounds the temporary memory of the exact ranking metrics.
+
+    A manipulated image whose mask is missing (``valid`` False, ``mask_valid`` of a batch that mixes
+    datasets with and without masks) is left out of every localization metric and counted in
+    ``n_fake_no_mask``; it is never scored as a real image.
     """
+
+    keys = ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "real_fp_rate")
+
+    @classmethod
+    def applies(cls, detector, config):
+        from ..detectors.base import capability
+
+        return bool(capability(detector, "produces_mask"))
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+
+    def update_batch(self, data_dict: Dict[str, Any], pred_dict: Dict[str, Any]) -> None:
+        """The metric contract (metrics/base.py): ``pred_dict['mask']`` against ``data_dict['mask']``;
+        batches without a ground-truth mask (or a model without one) add nothing."""
+        n = int(data_dict["label"].shape[0])
+        first = self._seen
+        self._seen += n
+        if data_dict.get("mask") is None or pred_dict.get("mask") is None:
+            return
+        start = len(self._records)
+        self.update(pred_dict["mask"].float(), data_dict["mask"], data_dict["label"],
+                    names=[str(x) for x in data_dict.get("name") or [""] * n], valid=data_dict.get("mask_valid"))
+        self._index.extend(range(first, first + len(self._records) - start))
+
+    def per_sample(self):
+        cols = ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "fp_rate")
+        return [(i, {k: r.get(k) for k in cols}) for i, r in zip(self._index, self._records)]
 
     def __init__(self, threshold: float = 0.5, erode: int = 15, dilate: int = 11,
                  max_elements: int = 1 << 21):
@@ -223,16 +257,19 @@ class LocalizationMetrics:
     def reset(self) -> None:
         self._records: List[Dict[str, Any]] = []
         self._warned_label = False
+        self._seen = 0  # samples offered to update_batch (per_sample's index)
+        self._index: List[int] = []
 
     def __len__(self) -> int:
         return len(self._records)
 
     # -- accumulation --------------------------------------------------------------------------
     def update(self, mask_logits: Any, gt_mask: Any, label: Any = None,
-               names: Optional[Sequence[Optional[str]]] = None) -> None:
-        """Add a batch: ``mask_logits`` (B, 1, h, w) or (B, h, w) logits; ``gt_mask`` (B, 1, H, W),
-        (B, H, W) or (B, H, W, 1) in [0, 1] (``None``: all-empty masks); ``label`` optional (B,)
-        image labels (0 = real); ``names`` optional per-image names."""
+               names: Optional[Sequence[Optional[str]]] = None, valid: Any = None) -> None:
+        """Add a batch: ``mask_logits`` (B, 1, h, w) or (B, h, w) logits; ``gt_mask`` in any layout of
+        ``declip_plugin.data.masks`` in [0, 1] (``None``: all-empty masks); ``label`` optional (B,)
+        image labels (0 = real); ``names`` optional per-image names; ``valid`` optional (B,) bool,
+        False where the image has no ground-truth mask (a fake there is left out and counted)."""
         logits = _to_tensor(mask_logits)
         dev = _work_device(logits.device)
         logits = logits.to(dev).float()
@@ -268,15 +305,23 @@ class LocalizationMetrics:
                                "mask; they are scored as real images")
                 self._warned_label = True
             manip = manip & is_fake
+        no_mask = torch.zeros_like(manip)
+        if valid is not None:
+            ok = _to_tensor(valid, dev).reshape(-1).bool()
+            if ok.numel() != B:
+                raise ValueError(f"{ok.numel()} mask_valid flags for a batch of {B}")
+            fake = (_to_tensor(label, dev).reshape(-1) > 0) if label is not None else torch.ones_like(ok)
+            no_mask = ~ok & fake
+            manip = manip & ok
 
         records: List[Dict[str, Any]] = [
             {"name": None if names is None else names[i], "manipulated": False,
              "iou": None, "f1": None, "f1_best": None, "pixel_ap": None, "pixel_auc": None,
-             "fp_rate": None, "unbanded": False}
+             "fp_rate": None, "unbanded": False, "no_mask": bool(no_mask[i])}
             for i in range(B)
         ]
 
-        real_idx = torch.nonzero(~manip).reshape(-1)
+        real_idx = torch.nonzero(~manip & ~no_mask).reshape(-1)
         if real_idx.numel():
             fp_rate = pred[real_idx].flatten(1).double().mean(1).tolist()
             for i, v in zip(real_idx.tolist(), fp_rate):
@@ -356,11 +401,12 @@ class LocalizationMetrics:
 
     def compute(self) -> Dict[str, Any]:
         man = [r for r in self._records if r["manipulated"]]
-        real = [r for r in self._records if not r["manipulated"]]
+        real = [r for r in self._records if not r["manipulated"] and not r.get("no_mask")]
         out: Dict[str, Any] = {k: _mean([r[k] for r in man]) for k in _MEAN_KEYS}
         out["n_manipulated"] = len(man)
         out["real_fp_rate"] = _mean([r["fp_rate"] for r in real])
         out["n_real"] = len(real)
+        out["n_fake_no_mask"] = sum(1 for r in self._records if r.get("no_mask"))
         out["n_pixel_auc_undefined"] = sum(1 for r in man if r["pixel_auc"] is None)
         out["n_f1_best_unbanded"] = sum(1 for r in man if r.get("unbanded"))
         return out

@@ -1,0 +1,145 @@
+"""The run keys: DeepfakeBench's train/test config keys and the embedded engine's, each once.
+
+A detector's own keys live in its ``config_class`` (see detectors/base.py). ``pretrained`` and
+``resolution`` are DeepfakeBench keys that detectors also declare with their own defaults; the
+detector's declaration wins (:data:`DETECTOR_OWNED`). Keys marked ``dfb_only`` are accepted so that
+one YAML serves both hosts; only DeepfakeBench's own scripts read them.
+"""
+import dataclasses
+from typing import Any, List, Optional, Union
+
+from .schema import key
+
+#: run keys a detector's config_class may declare again with its own default and type
+DETECTOR_OWNED = ("pretrained", "resolution")
+
+StrList = Union[List[Any], str, None]
+
+
+@dataclasses.dataclass
+class AdamKeys:
+    lr: float = key(1e-3)
+    beta1: float = key(0.9)
+    beta2: float = key(0.999)
+    eps: float = key(1e-8)
+    weight_decay: float = key(0.0)
+    amsgrad: bool = key(False)
+
+
+@dataclasses.dataclass
+class SGDKeys:
+    lr: float = key(1e-3)
+    momentum: float = key(0.0)
+    weight_decay: float = key(0.0)
+
+
+@dataclasses.dataclass
+class OptimizerKeys:
+    type: str = key("adam", choices=("adam", "adamw", "sgd"), doc="adam and adamw read the adam block")
+    adam: Optional[AdamKeys] = key(factory=AdamKeys)
+    sgd: Optional[SGDKeys] = key(factory=SGDKeys)
+
+
+@dataclasses.dataclass
+class EarlyStoppingKeys:
+    enabled: bool = key(True)
+    patience: int = key(5)
+    delta: float = key(0.001)
+    lr_factor: float = key(0.1)
+    min_lr: float = key(1e-6)
+
+
+@dataclasses.dataclass
+class FeatureCacheKeys:
+    enabled: Union[bool, str] = key("auto", choices=(True, False, "auto"))
+    dir: Optional[str] = key(None)
+    max_gb: float = key(8.0)
+    memory: bool = key(True)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    # --- DeepfakeBench keys, read by both hosts -------------------------------------------------
+    model_name: Optional[str] = key(None, doc="the detector's registry name")
+    log_dir: str = key("./logs/training/")
+    pretrained: Any = key(None, doc="backbone weights; each detector says what it accepts")
+    resolution: int = key(224)
+    train_dataset: StrList = key(None)
+    test_dataset: StrList = key(None)
+    train_batchSize: int = key(32)
+    test_batchSize: int = key(32)
+    workers: int = key(2)
+    frame_num: Union[dict, int, None] = key(None, doc="frames per video {train, test}")
+    with_mask: bool = key(False)
+    mean: Optional[list] = key(None, doc="normalisation mean; null: CLIP's")
+    std: Optional[list] = key(None, doc="normalisation std; null: CLIP's")
+    optimizer: Optional[OptimizerKeys] = key(factory=OptimizerKeys)
+    lr_scheduler: Optional[str] = key(None, choices=("step", "cosine", "none"), doc="stepped once per epoch")
+    lr_step: Optional[int] = key(None)
+    lr_gamma: Optional[float] = key(None)
+    lr_T_max: Optional[int] = key(None)
+    lr_eta_min: Optional[float] = key(None)
+    nEpochs: int = key(1)
+    manualSeed: int = key(1024)
+    save_ckpt: bool = key(True)
+    metric_scoring: str = key("auc", doc="DeepfakeBench's model-selection metric (auc, acc, eer, ap)")
+    mode: Optional[str] = key(None, choices=("train", "test"))
+    video_mode: bool = key(False)
+    clip_size: Optional[int] = key(None)
+    # --- DeepfakeBench keys only its own scripts read -------------------------------------------
+    backbone_name: Optional[str] = key(None, dfb_only=True)
+    backbone_config: Optional[dict] = key(None, dfb_only=True)
+    all_dataset: StrList = key(None, dfb_only=True)
+    compression: Optional[str] = key(None, dfb_only=True)
+    with_landmark: bool = key(False, dfb_only=True)
+    use_data_augmentation: bool = key(False, dfb_only=True)
+    data_aug: Optional[dict] = key(None, dfb_only=True)
+    start_epoch: int = key(0, dfb_only=True)
+    save_epoch: int = key(1, dfb_only=True)
+    rec_iter: int = key(100, dfb_only=True)
+    logdir: Optional[str] = key(None, dfb_only=True)
+    save_feat: bool = key(False, dfb_only=True)
+    loss_func: Optional[str] = key(None, dfb_only=True)
+    losstype: Optional[str] = key(None, dfb_only=True)
+    cuda: bool = key(True, dfb_only=True)
+    cudnn: bool = key(True, dfb_only=True)
+    ddp: bool = key(False, dfb_only=True)
+    local_rank: int = key(0, dfb_only=True)
+    lmdb: bool = key(False, dfb_only=True)
+    dry_run: bool = key(False, dfb_only=True)
+    rgb_dir: Optional[str] = key(None, dfb_only=True)
+    lmdb_dir: Optional[str] = key(None, dfb_only=True)
+    dataset_json_folder: Optional[str] = key(None, dfb_only=True)
+    label_dict: Optional[dict] = key(None, dfb_only=True)
+    SWA: bool = key(False, dfb_only=True)
+    save_avg: bool = key(False, dfb_only=True)
+    dataset_type: Optional[str] = key(None, dfb_only=True)
+    test_metric: Optional[str] = key(None, dfb_only=True)
+    task_target: Optional[str] = key(None, dfb_only=True)
+    swa_start: Optional[int] = key(None, dfb_only=True)
+    weights_path: Optional[str] = key(None, dfb_only=True)
+    # --- the embedded engine and the data side ---------------------------------------------------
+    name: Optional[str] = key(None, doc="method name in run dirs and leaderboards (default: the YAML's name)")
+    data_root: Optional[str] = key(None, doc="root of configs/dataset roots; null: $DECLIP_DATA_ROOT or ./datasets")
+    val_dataset: StrList = key(None, doc="null: the train datasets' val split")
+    in_domain: StrList = key(None, doc="null: the train datasets")
+    mask_size: int = key(256)
+    include_real: Optional[bool] = key(None)
+    augmentation: Optional[str] = key("none", choices=("none", "blur", "color_jitter", "jpeg_compression", "all"))
+    flip_prob: float = key(0.0)
+    skip_bad_files: bool = key(False)
+    max_samples: Optional[int] = key(None)
+    early_stopping: Optional[EarlyStoppingKeys] = key(factory=EarlyStoppingKeys)
+    device: Optional[str] = key(None, doc="null: cuda when available, else cpu")
+    precision: str = key("bf16", choices=("bf16", "fp32", "fp16"), doc="autocast on CUDA; the CPU runs fp32")
+    channels_last: bool = key(False)
+    compile: bool = key(False)
+    pin_memory: bool = key(True)
+    persistent_workers: bool = key(True)
+    feature_cache: Optional[FeatureCacheKeys] = key(factory=FeatureCacheKeys)
+    save_masks: bool = key(False)
+    tensorboard_masks: int = key(4)
+    log_every: int = key(10)
+    val_every: int = key(1)
+    dist_backend: Optional[str] = key(None, choices=("nccl", "gloo"))
+    val_metric: Optional[str] = key(None, doc="the engine's validation metric; null: the detector's default")
