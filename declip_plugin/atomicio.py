@@ -1,10 +1,24 @@
 """Atomic file writes: a temporary file in the target's folder, fsync, then ``os.replace``.
 
-A process killed mid-write leaves the previous file (or none), never a half-written one.
+A process killed mid-write leaves the previous file (or none), never a half-written one; such a
+leftover ``.tmp-*`` file is removed by :func:`remove_stale_tmp`. Every output file of the package
+goes through here, and comes out with the permissions the user's umask gives a new file (mkstemp
+alone would make it 0600).
 """
 import contextlib
 import os
 import tempfile
+import threading
+
+TMP_PREFIX = ".tmp-"
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask():
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -13,8 +27,9 @@ def atomic_open(path, suffix=""):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -30,3 +45,25 @@ def atomic_write_bytes(path, data):
     with atomic_open(path) as f:
         f.write(data)
     return os.fspath(path)
+
+
+def atomic_write_text(path, text):
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_tmp(folder, recursive=True):
+    """Remove the ``.tmp-*`` files a killed write left under ``folder``; returns how many."""
+    n = 0
+    if not os.path.isdir(folder):
+        return 0
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            if name.startswith(TMP_PREFIX):
+                try:
+                    os.unlink(os.path.join(root, name))
+                    n += 1
+                except OSError:
+                    pass
+        if not recursive:
+            break
+    return n

@@ -35,9 +35,6 @@ features live in host memory and are reported apart.
 
 The weights are random (``pretrained: none`` unless overridden): speed does not depend on them.
 """
-import argparse
-import contextlib
-import copy
 import ctypes
 import gc
 import json
@@ -51,17 +48,15 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError, DeclipError
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 MODES = ("inference", "train")
 ALL_MODES = MODES + ("components",)
-QUICK_DETECTOR = {"backbone": "declip-tiny-vit", "pretrained": "none", "feature_layer": "layer1",
-                  "decoder_type": "conv-4"}
+QUICK_DETECTOR = "declip_quick"  # the bundled config `--quick` benchmarks when no detector is named
 QUICK_SIZES = {"batch_size": 1, "n_images": 2}
 RATIOS = {"inference": ("inference", "optimized"), "inference_cached": ("inference", "optimized, cached"),
           "train_first_epoch": ("train", "optimized, first epoch"), "train_cached": ("train", "optimized, cached")}
@@ -160,70 +155,15 @@ def _train_state_bytes(params, optimizer):
     return grads + state
 
 
-# --- the reference tower ---------------------------------------------------------------------------
-class ReferenceTower(nn.Module):
-    """The full open_clip image tower (all blocks, pooling, projection), the tapped block's output
-    taken with a forward hook: what the official code computes (``encode_image`` with intermediate
-    layers) before it picks one layer."""
-
-    def __init__(self, backbone):
-        super().__init__()
-        from .backbones.clip import CLIPResNetBackbone, CLIPViTBackbone, _build_visual
-
-        if not isinstance(backbone, (CLIPViTBackbone, CLIPResNetBackbone)):
-            raise ConfigError(f"declip bench: the reference configuration is built for single CLIP towers (a ViT or "
-                              f"a ModifiedResNet); backbone {backbone.name!r} is not one")
-        self.kind, self.grid, self.layer = backbone.kind, backbone.grid, backbone.layer
-        self.visual = _build_visual(backbone.oc_name)
-        full, cut = self.visual.state_dict(), backbone.visual.state_dict()
-        unexpected = [k for k in cut if k not in full]
-        missing = [k for k in full if k not in cut and not k.startswith(backbone.dropped_prefixes)]
-        if unexpected or missing:  # only the blocks after the tap may be absent from the cut tower
-            raise ConfigError(f"declip bench: cannot copy the tapped tower into the full one (missing {missing[:4]}, "
-                              f"unexpected {unexpected[:4]})")
-        with torch.no_grad():
-            for k, v in cut.items():
-                full[k].copy_(v)
-        self.n_blocks = (len(self.visual.transformer.resblocks) if self.kind == "tokens" else 4)
-        tap = self.visual.transformer.resblocks[self.layer] if self.kind == "tokens" else \
-            getattr(self.visual, f"layer{self.layer}")
-        self._batch_first = getattr(getattr(self.visual, "transformer", None), "batch_first", True)
-        self._out = None
-        tap.register_forward_hook(self._keep)
-        self.requires_grad_(False)
-        self.eval()
-
-    def _keep(self, module, inputs, output):
-        self._out = output
-
-    def forward(self, x):
-        self.visual(x)
-        out, self._out = self._out, None
-        if self.kind == "tokens" and not self._batch_first:
-            out = out.transpose(0, 1)
-        return out
-
-    def official_layout(self, feats):
-        """The decoder input as the official code lays it out: its tokens are (N, B, C) and it does
-        ``permute(1, 2, 0).view(B, C, g, g)``; maps go in as they are."""
-        if self.kind != "tokens":
-            return feats
-        lnd = feats[:, 1:].transpose(0, 1).contiguous()
-        b, c = lnd.shape[1], lnd.shape[2]
-        return lnd.permute(1, 2, 0).view(b, c, self.grid, self.grid)
-
-
-def _reference_decode(decoder, tower, feats):
-    from .decoders import ConvDecoder
-
-    if isinstance(decoder, ConvDecoder):
-        return decoder.layers(tower.official_layout(feats))
-    return decoder(feats)
-
-
 # --- synthetic data --------------------------------------------------------------------------------
-def _make_data(n_batches, batch_size, resolution, device, folder, seed=0):
-    """Batches as the loader gives them; ``name`` holds real (small, random) files for the cache keys."""
+def _make_data(n_batches, batch_size, resolution, device, folder, detector, config, seed=0):
+    """Batches as the loader gives them for ``detector`` (frames or clips of ``clip_size``; a mask only
+    for a detector that produces one); ``name`` holds real (small, random) files for the cache keys."""
+    from .detectors.base import capability
+
+    clip = capability(detector, "input_kind") == "clip"
+    frames = (int(config.get("clip_size") or 8),) if clip else ()
+    with_mask = bool(capability(detector, "produces_mask"))
     g = torch.Generator().manual_seed(seed)
     batches = []
     for b in range(n_batches):
@@ -235,9 +175,11 @@ def _make_data(n_batches, batch_size, resolution, device, folder, seed=0):
             names.append(path)
         label = torch.randint(0, 2, (batch_size,), generator=g)
         mask = (torch.rand(batch_size, 1, 256, 256, generator=g) > 0.7).float() * label.view(-1, 1, 1, 1)
-        image = torch.randn(batch_size, 3, resolution, resolution, generator=g)
+        mask = mask if with_mask else None
+        image = torch.randn(batch_size, *frames, 3, resolution, resolution, generator=g)
         if device.type == "cuda":
-            image, mask = image.pin_memory(), mask.pin_memory()
+            image = image.pin_memory()
+            mask = mask.pin_memory() if mask is not None else None
         batches.append({"image": image, "label": label, "mask": mask, "name": names, "video": None})
     return batches
 
@@ -254,7 +196,11 @@ class Config:
         self.hits = self.misses = 0  # feature-cache lookups of the measured steps
 
 
-def _build_configs(detector, tower, config, device, modes, compile_decoder):
+def _build_configs(detector, reference, config, device, modes, compile_model):
+    """The measured configurations, through the detector contract only: the engine's path
+    (``forward`` / ``get_losses``, with the feature cache when the detector declares a frozen
+    ``feature_tap``) and, when the detector offers one (``bench_reference()``), the reference."""
+    from .detectors.base import capability
     from .engine import runtime
     from .engine.evaluator import to_device
     from .engine.feature_cache import FeatureCache
@@ -263,29 +209,17 @@ def _build_configs(detector, tower, config, device, modes, compile_decoder):
     precision = config.get("precision", "bf16")
     amp = device.type == "cuda" and precision in ("bf16", "fp16")
     opt_precision = f"{precision} autocast" if amp else "fp32"
-    channels_last = decoder_channels_last(detector.decoder)
-    layer = f"layer{detector.backbone.layer}"
-    opt_desc = (f"stop at {layer}, {opt_precision}, {'channels_last' if channels_last else 'NCHW'} decoder, "
-                f"{'compiled decoder, ' if compile_decoder else ''}")
-    ref_desc = f"all {tower.n_blocks} blocks, fp32, NCHW decoder"
-
-    # the official decoder: channels-first weights, whatever the engine made of ours
-    ref_decoder = copy.deepcopy(detector.decoder).to(device, memory_format=torch.contiguous_format)
+    channels_last = model_channels_last(detector)
+    opt_desc = (f"engine path, {opt_precision}, {'channels_last' if channels_last else 'NCHW'}, "
+                f"{'compiled, ' if compile_model else ''}")
+    tap = capability(detector, "feature_tap")
     cache_cfg = {**config, "feature_cache": {"enabled": True, "memory": True, "dir": None, "max_gb": 1e3}}
-    warm = FeatureCache(detector, cache_cfg)
-    cold = FeatureCache(detector, cache_cfg)
-    loss_fn = nn.BCEWithLogitsLoss()
+    warm = FeatureCache(detector, cache_cfg) if tap is not None else None
+    cold = FeatureCache(detector, cache_cfg) if tap is not None else None
     configs = []
-    backbone_and_decoder = lambda: _module_bytes(detector.backbone, detector.decoder)  # noqa: E731
+    resident = lambda: _module_bytes(detector)  # noqa: E731
 
     if "inference" in modes:
-        @torch.no_grad()
-        def ref_infer(batch):
-            tower.eval(), ref_decoder.eval()
-            x = batch["image"].to(device, non_blocking=True)
-            out = _reference_decode(ref_decoder, tower, tower(x))
-            return torch.sigmoid(out.flatten(1).mean(1)).cpu()
-
         @torch.inference_mode()
         def opt_infer(batch, hook=None):
             detector.eval()
@@ -296,41 +230,41 @@ def _build_configs(detector, tower, config, device, modes, compile_decoder):
                 pred = detector(batch, inference=True)
             return pred["prob"].float().cpu()
 
-        configs.append(Config("inference", "reference", ref_desc + ", no_grad", "fp32", ref_infer,
-                              lambda: _module_bytes(tower, ref_decoder)))
-        configs.append(Config("inference", "optimized", opt_desc + "inference_mode", opt_precision, opt_infer,
-                              backbone_and_decoder))
-        configs.append(Config("inference", "optimized, cached", opt_desc + "inference_mode, warm feature cache",
-                              opt_precision, lambda b: opt_infer(b, warm), backbone_and_decoder, host_cache=warm))
+        if reference is not None:
+            @torch.no_grad()
+            def ref_infer(batch):
+                reference.eval()
+                return reference(to_device(batch, device), inference=True)["prob"].float().cpu()
+
+            configs.append(Config("inference", "reference", reference.describe + ", no_grad", "fp32", ref_infer,
+                                  lambda: _module_bytes(reference)))
+        configs.append(Config("inference", "optimized", opt_desc + "inference_mode", opt_precision, opt_infer, resident))
+        if warm is not None:
+            configs.append(Config("inference", "optimized, cached", opt_desc + "inference_mode, warm feature cache",
+                                  opt_precision, lambda b: opt_infer(b, warm), resident, host_cache=warm))
 
     if "components" in modes:
-        configs += _component_configs(detector, tower, ref_decoder, config, device, precision, opt_precision,
-                                      channels_last)
+        parts = getattr(reference, "components", None)
+        if parts is None:
+            raise ConfigError(f"bench mode components: detector {config.get('model_name')!r} offers no reference "
+                              f"components; use inference and/or train")
+        for c in parts(detector, config, device, precision, opt_precision, channels_last):
+            cfg = Config("components", c["name"], c["describe"], c["precision"], c["step"],
+                         lambda mods=c["modules"]: _module_bytes(*mods))
+            cfg.prepare = c.get("prepare")
+            configs.append(cfg)
 
     if "train" in modes:
-        ref_train_decoder = copy.deepcopy(ref_decoder)
-        ref_params = list(ref_train_decoder.parameters())
-        ref_opt = build_optimizer(ref_params, config)
         params = [p for p in detector.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError(f"bench mode train: detector {config.get('model_name')!r} has no trainable parameters")
         opt = build_optimizer(params, config)
 
-        def ref_train(batch):
-            tower.eval(), ref_train_decoder.train()
-            x = batch["image"].to(device, non_blocking=True)
-            mask = batch["mask"].to(device, non_blocking=True)
-            out = _reference_decode(ref_train_decoder, tower, tower(x))  # autograd on, frozen tower
-            if out.shape[-2:] != mask.shape[-2:]:
-                out = F.interpolate(out, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-            loss = loss_fn(out, (mask > 0.5).float())
-            ref_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ref_opt.step()
-            return loss.item()
-
-        def opt_train(batch, hook):
+        def opt_train(batch, hook=None):
             detector.train()
             batch = to_device(batch, device)
-            batch = hook(batch)
+            if hook is not None:
+                batch = hook(batch)
             with runtime.autocast(device, precision):
                 pred = detector(batch)
             loss = detector.get_losses(batch, pred)["overall"]
@@ -339,94 +273,39 @@ def _build_configs(detector, tower, config, device, modes, compile_decoder):
             opt.step()
             return loss.item()
 
-        configs.append(Config("train", "reference", ref_desc + ", frozen tower inside the autograd forward", "fp32",
-                              ref_train, lambda: _module_bytes(tower, ref_train_decoder) +
-                              _train_state_bytes(ref_params, ref_opt)))
-        configs.append(Config("train", "optimized, first epoch", opt_desc + "backbone under no_grad, cache misses "
-                              "stored", opt_precision, lambda b: opt_train(b, cold),
-                              lambda: backbone_and_decoder() + _train_state_bytes(params, opt), host_cache=cold))
-        configs.append(Config("train", "optimized, cached", opt_desc + "warm feature cache: decoder-only steps",
-                              opt_precision, lambda b: opt_train(b, warm),
-                              lambda: backbone_and_decoder() + _train_state_bytes(params, opt), host_cache=warm))
-    if compile_decoder:  # after the copies above (reference and components run uncompiled)
-        detector.decoder = torch.compile(detector.decoder)
+        if reference is not None:
+            ref_params = [p for p in reference.parameters() if p.requires_grad]
+            ref_opt = build_optimizer(ref_params, config)
+
+            def ref_train(batch):
+                reference.train()
+                batch = to_device(batch, device)
+                loss = detector.get_losses(batch, reference(batch))["overall"]  # the detector's loss, fp32
+                ref_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                ref_opt.step()
+                return loss.item()
+
+            configs.append(Config("train", "reference", reference.describe + ", frozen tower inside the autograd "
+                                  "forward", "fp32", ref_train,
+                                  lambda: _module_bytes(reference) + _train_state_bytes(ref_params, ref_opt)))
+        state = lambda: resident() + _train_state_bytes(params, opt)  # noqa: E731
+        if cold is not None:
+            configs.append(Config("train", "optimized, first epoch", opt_desc + "frozen tap under no_grad, cache "
+                                  "misses stored", opt_precision, lambda b: opt_train(b, cold), state, host_cache=cold))
+            configs.append(Config("train", "optimized, cached", opt_desc + "warm feature cache: head-only steps",
+                                  opt_precision, lambda b: opt_train(b, warm), state, host_cache=warm))
+        else:
+            configs.append(Config("train", "optimized", opt_desc + "every step through the whole model",
+                                  opt_precision, opt_train, state))
+    if compile_model:  # after the copies above (reference and components run uncompiled)
+        detector.prepare_fast_paths(device, compile=True)
     return configs, warm
 
 
-def decoder_channels_last(decoder):
-    convs = [m for m in decoder.modules() if isinstance(m, nn.Conv2d)]
-    return bool(convs) and convs[0].weight.is_contiguous(memory_format=torch.channels_last)
-
-
-def _component_configs(detector, tower, ref_decoder, config, device, precision, opt_precision, channels_last):
-    """Where the time goes: each tower and each decoder layout on its own (mode ``components``)."""
-    from .engine import runtime
-    from .engine.trainer import build_optimizer
-
-    feats_of = {}
-
-    def prepare(batches):  # the tapped features of every batch, computed once, before the timed steps
-        for b in batches:
-            with torch.no_grad(), runtime.autocast(device, precision):
-                feats_of[id(b)] = detector.backbone(b["image"].to(device))
-
-    def feats(batch):
-        return feats_of[id(batch)]
-
-    dec_engine = copy.deepcopy(detector.decoder)  # as the engine runs it (layout of prepare_detector)
-    dec_official = copy.deepcopy(ref_decoder)
-    opt_engine = build_optimizer(list(dec_engine.parameters()), config)
-    opt_official = build_optimizer(list(dec_official.parameters()), config)
-    loss_fn = nn.BCEWithLogitsLoss()
-    layout = "channels_last" if channels_last else "as ConvDecoder.forward lays it out"
-
-    @torch.no_grad()
-    def tower_all(batch):
-        tower(batch["image"].to(device))
-
-    @torch.inference_mode()
-    def tower_cut(batch):
-        with runtime.autocast(device, precision):
-            detector.backbone(batch["image"].to(device))
-
-    @torch.inference_mode()
-    def dec_engine_fwd(batch):
-        dec_engine.eval()
-        with runtime.autocast(device, precision):
-            dec_engine(feats(batch))
-
-    @torch.no_grad()
-    def dec_official_fwd(batch):
-        dec_official.eval()
-        _reference_decode(dec_official, tower, feats(batch).float())
-
-    def step(dec, opt, fwd, batch, amp):
-        dec.train()
-        with runtime.autocast(device, precision) if amp else contextlib.nullcontext():
-            out = fwd(dec, feats(batch) if amp else feats(batch).float())
-        loss = loss_fn(out.float(), (batch["mask"].to(device) > 0.5).float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    size = lambda *m: lambda: _module_bytes(*m)  # noqa: E731
-    configs = [
-        Config("components", f"tower, all {tower.n_blocks} blocks", "fp32, no_grad", "fp32", tower_all, size(tower)),
-        Config("components", f"tower, stop at layer{detector.backbone.layer}", f"{opt_precision}, inference_mode",
-               opt_precision, tower_cut, size(detector.backbone)),
-        Config("components", "decoder fwd, engine", f"{opt_precision}, decoder input {layout}", opt_precision,
-               dec_engine_fwd, size(dec_engine)),
-        Config("components", "decoder fwd, official", "fp32, contiguous NCHW input (official layout)", "fp32",
-               dec_official_fwd, size(dec_official)),
-        Config("components", "decoder step, engine", f"{opt_precision}, decoder input {layout}", opt_precision,
-               lambda b: step(dec_engine, opt_engine, lambda d, f: d(f), b, True), size(dec_engine)),
-        Config("components", "decoder step, official", "fp32, contiguous NCHW input (official layout)", "fp32",
-               lambda b: step(dec_official, opt_official, lambda d, f: _reference_decode(d, tower, f), b, False),
-               size(dec_official)),
-    ]
-    configs[0].prepare = prepare
-    return configs
+def model_channels_last(module):
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return bool(convs) and convs[-1].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def _fill(hook, batches, device):
@@ -467,23 +346,24 @@ def versions():
             "cuda": torch.version.cuda if torch.cuda.is_available() else None}
 
 
-def load_bench_config(config_name_or_path="declip", quick=False, overrides=None):
-    """The detector config of the benchmark: the run config (train defaults <- detector YAML), then
-    random weights and a frozen backbone, then the quick-mode tiny model, then ``overrides``."""
+def load_bench_config(config_name_or_path=None, quick=False, overrides=None):
+    """The detector config of the benchmark: the run config (train defaults <- detector YAML), with
+    random weights (``pretrained: none``: speed does not depend on them), then ``overrides``.
+    Without a detector: ``declip`` (ViT-L/14 layer20 + conv-20), or the tiny ``declip_quick`` with
+    ``quick``."""
     from .config import load_run_config, merge
 
-    forced = {"pretrained": "none", "fix_backbone": True}
-    if quick:
-        forced.update(QUICK_DETECTOR)
-    return load_run_config(config_name_or_path, "train", merge(forced, overrides or {}))
+    name = config_name_or_path or (QUICK_DETECTOR if quick else "declip")
+    return load_run_config(name, "train", merge({"pretrained": "none"}, overrides or {}))
 
 
-def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=None, modes=MODES, quick=False,
+def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None, modes=MODES, quick=False,
               overrides=None, compile=None, warmup=1):
     """Measure the reference and the optimized configuration side by side; returns a dict with
     ``results`` (one row per mode x configuration), ``ratios`` (speed-ups over the reference, see
     :func:`paired_ratio`; ``*_peak_mem``: peak memory optimized / reference),
     the environment and a printable ``table``."""
+    from .detectors.base import capability
     from .engine.run import prepare_detector
 
     modes = tuple(m.strip() for m in ((modes.split(",") if isinstance(modes, str) else modes) or MODES))
@@ -507,20 +387,24 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
     torch.manual_seed(int(config.get("manualSeed", 0)))
     t0 = time.perf_counter()
     detector = prepare_detector(config, device)  # as `declip train` / `declip test` set it up
-    tower = ReferenceTower(detector.backbone).to(device)
+    make_reference = getattr(detector, "bench_reference", None)
+    reference = make_reference() if make_reference is not None else None
+    if reference is not None:
+        reference = reference.to(device)
     build_s = time.perf_counter() - t0
     res = int(config.get("resolution") or 224)
-    check = _check_reference(tower, detector, device, res)
-    logger.info("bench: built %s in %.1f s; reference tapped output vs ours: max |diff| %.2e",
-                detector.backbone.describe(), build_s, check)
+    check = reference.check(detector, device, res) if hasattr(reference, "check") else None
+    logger.info("bench: built %s in %.1f s%s", config.get("model_name"), build_s,
+                f"; reference vs ours: max |diff| {check:.2e}" if check is not None else "; no reference configuration")
 
     folder = tempfile.mkdtemp(prefix="declip-bench-")
     try:
-        data = _make_data(n_batches + warmup, batch_size, res, device, folder)
+        data = _make_data(n_batches + warmup, batch_size, res, device, folder, detector, config)
         warm_batches, batches = data[:warmup], data[warmup:]
-        configs, warm_cache = _build_configs(detector, tower, config, device, modes, compile_decoder)
+        configs, warm_cache = _build_configs(detector, reference, config, device, modes, compile_decoder)
         probe = MemoryProbe(device)
-        fill_s = _fill(warm_cache, data, device) if any(c.host_cache is warm_cache for c in configs) else None
+        fill_s = (_fill(warm_cache, data, device) if warm_cache is not None and
+                  any(c.host_cache is warm_cache for c in configs) else None)
         for c in configs:
             if c.prepare is not None:
                 c.prepare(data)
@@ -552,11 +436,11 @@ def run_bench(config_name_or_path="declip", batch_size=64, n_images=256, device=
     result = {
         "device": device_name(device), "device_type": device.type, **versions(),
         "config": str(config.get("_config_path", config_name_or_path)), "quick": bool(quick),
-        "backbone": detector.cfg.backbone, "feature_layer": f"layer{detector.backbone.layer}",
-        "decoder_type": detector.cfg.decoder_type, "resolution": res, "pretrained": str(config.get("pretrained")),
+        "detector": capability(detector, "describe"), "model_name": config.get("model_name"),
+        "resolution": res, "pretrained": str(config.get("pretrained")),
         "batch_size": batch_size, "n_images": n_batches * batch_size, "measured_batches": n_batches,
         "warmup_batches": warmup, "compile": compile_decoder,
-        "channels_last": decoder_channels_last(detector.decoder),
+        "channels_last": model_channels_last(detector),
         "precision": {"reference": "fp32", "optimized": rows[-1]["precision"] if rows else None},
         "reference_check_max_abs_diff": check, "memory_method": probe.method,
         "cache_fill_img_s": (n_batches + warmup) * batch_size / fill_s if fill_s else None,
@@ -574,15 +458,6 @@ def _loadavg():
         return round(os.getloadavg()[0], 2)
     except (OSError, AttributeError):
         return None
-
-
-def _check_reference(tower, detector, device, res):
-    """max |reference tapped output - our backbone's| on one image, fp32 (they must agree)."""
-    x = torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(1)).to(device)
-    with torch.no_grad():
-        a = tower(x).float()
-        b = detector.backbone(x).float()
-    return float((a - b).abs().max())
 
 
 def _row(c, batch_size, device):
@@ -651,13 +526,16 @@ def _fmt_ratio(v):
 
 def format_table(result):
     r = result
-    head = (f"declip bench: {r['backbone']} {r['feature_layer']} + {r['decoder_type']} at {r['resolution']}px, "
+    what = ", ".join(f"{k} {v}" for k, v in (r.get("detector") or {}).items()
+                     if k not in ("model_name", "pretrained") and isinstance(v, (str, int, float)))
+    head = (f"declip bench: {r['model_name']}{' (' + what + ')' if what else ''} at {r['resolution']}px, "
             f"batch {r['batch_size']}, {r['measured_batches']} measured batch(es) after {r['warmup_batches']} "
             f"warm-up, synthetic images\n"
             f"device: {r['device']} | torch {r['torch']}, open_clip {r['open_clip']}, declip_plugin "
             f"{r['declip_plugin']}, python {r['python']}\n"
-            f"reference tapped output = ours (max |diff| {r['reference_check_max_abs_diff']:.1e}); load average "
-            f"(1 min) at start / end: {r['load_avg_1min'][0]} / {r['load_avg_1min'][1]}\n")
+            + (f"reference = ours (max |diff| {r['reference_check_max_abs_diff']:.1e}); "
+               if r['reference_check_max_abs_diff'] is not None else "no reference configuration; ")
+            + f"load average (1 min) at start / end: {r['load_avg_1min'][0]} / {r['load_avg_1min'][1]}\n")
     cpu = r.get("device_type") == "cpu"
     lines = [f"{'mode':<10} {'configuration':<23} {'precision':<14} {'img/s':>9} {'x ref':>6} {'peak MB':>9} "
              f"{'(state + step)':>18}" + (f" {'CPU s/img':>10} {'x ref':>6}" if cpu else "")]
@@ -692,11 +570,11 @@ def format_table(result):
 
 
 # --- CLI ------------------------------------------------------------------------------------------
-def build_parser(prog="declip bench"):
-    p = argparse.ArgumentParser(prog=prog, description="Images/s and peak memory of the reference (official-style) "
-                                "and the optimized configuration, side by side, on synthetic images.")
-    p.add_argument("detector", nargs="?", default="declip",
-                   help="detector YAML or bundled name (default: declip = ViT-L/14 layer20 + conv-20)")
+def add_arguments(p):
+    """``declip bench``'s arguments (an ordinary subcommand of declip_plugin.cli)."""
+    p.add_argument("detector", nargs="?", default=None,
+                   help="detector YAML or bundled name (default: declip = ViT-L/14 layer20 + conv-20; with --quick "
+                        "declip_quick, the tiny ViT + conv-4)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--n-images", type=int, default=256, help="measured images per configuration (rounded up to "
                                                               "whole batches)")
@@ -704,35 +582,37 @@ def build_parser(prog="declip bench"):
                                                           "with --compile)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--modes", default="inference,train",
-                   help="comma-separated: inference, train, components (each tower and decoder layout on its own)")
-    p.add_argument("--quick", action="store_true", help="CI-sized: tiny ViT + conv-4, batch 1, 2 images")
-    p.add_argument("--compile", action="store_true", help="torch.compile the decoder of the optimized configuration")
+                   help="comma-separated: inference, train, components (a detector's reference parts on their own)")
+    p.add_argument("--quick", action="store_true", help="CI-sized: batch 1, 2 images (and declip_quick by default)")
+    p.add_argument("--compile", action="store_true", help="Module.compile the detector's fast path (optimized only)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (e.g. --opt precision=fp32 --opt channels_last=false)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return p
 
 
-def main(argv=None):
+def command(args):
+    """Run ``declip bench`` from parsed arguments; errors are DeclipErrors for the CLI to print."""
+    from .atomicio import atomic_write_bytes
     from .config import parse_overrides
 
-    args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        result = run_bench(args.detector, batch_size=args.batch_size, n_images=args.n_images, device=args.device,
-                           modes=args.modes, quick=args.quick, overrides=parse_overrides(args.opt),
-                           compile=True if args.compile else None, warmup=args.warmup)
-    except DeclipError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.json and os.path.isdir(args.json):
+        raise ConfigError(f"--json {args.json!r} is a folder: give a file path")
+    result = run_bench(args.detector, batch_size=args.batch_size, n_images=args.n_images, device=args.device,
+                       modes=args.modes, quick=args.quick, overrides=parse_overrides(args.opt),
+                       compile=True if args.compile else None, warmup=args.warmup)
     print(result["table"])
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
         print(f"results written to {args.json}")
     return 0
+
+
+def main(argv=None):
+    """``python -m declip_plugin.bench ...`` = ``declip bench ...``."""
+    from .cli import main as cli_main
+
+    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -70,10 +70,11 @@ def cmd_predict(args):
     records, errors = predict(args.images, args.weights_path, args.detector_path, args.out, args.threshold,
                               _overrides(args))
     for r in records:
-        print(f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']}), "
-              f"{100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}")
+        where = (f", {100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}"
+                 if r.get("mask") else "")
+        print(f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']}){where}")
     for e in errors:
-        print(f"error: {e['error']}", file=sys.stderr)
+        print(f"error: {e['error']}", file=sys.stderr)  # the one place a bad image is reported
     print(f"summary: {os.path.join(args.out, 'predictions.json')}")
     return 1 if errors else 0
 
@@ -222,7 +223,11 @@ def build_parser():
     p.add_argument("--max_samples", type=int)
     p.set_defaults(func=cmd_export_dfb)
 
-    sub.add_parser("bench", help="reference vs optimized images/s and peak memory (declip bench --help)")
+    p = sub.add_parser("bench", help="reference vs optimized images/s and peak memory of a detector")
+    from . import bench
+
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.command)
 
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
@@ -231,10 +236,6 @@ def build_parser():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # its own parser (declip_plugin.bench)
-        from . import bench
-
-        return bench.main(argv[1:])
     passthrough = []
     if "--" in argv:  # `declip dfb ... test -- <DeepfakeBench's own arguments>`
         i = argv.index("--")

@@ -6,6 +6,7 @@ import torch
 from conftest import TINY_RN, TINY_VIT
 from declip_plugin import bench
 from declip_plugin.backbones import build_backbone
+from declip_plugin.detectors.declip_reference import ReferenceTower
 
 CONFIGS = {("inference", "reference"), ("inference", "optimized"), ("inference", "optimized, cached"),
            ("train", "reference"), ("train", "optimized, first epoch"), ("train", "optimized, cached")}
@@ -28,7 +29,8 @@ def test_quick_bench_on_cpu_reports_both_configurations():
     assert set(result["ratios"]) >= {"inference", "inference_cached", "train_first_epoch", "train_cached"}
     assert all(v > 0 for v in result["ratios"].values())
     assert result["reference_check_max_abs_diff"] < 1e-5  # the reference computes the same features
-    assert (result["backbone"], result["feature_layer"], result["decoder_type"]) == (TINY_VIT, "layer1", "conv-4")
+    d = result["detector"]
+    assert (d["backbone"], d["feature_layer"], d["decoder_type"]) == (TINY_VIT, "layer1", "conv-4")
     assert result["torch"] == torch.__version__ and result["open_clip"] and result["device"].startswith("CPU")
     assert result["batch_size"] == 1 and result["n_images"] == 2
     table = result["table"]
@@ -50,7 +52,7 @@ def test_reference_tower_runs_every_block_and_matches_the_tap():
     torch.manual_seed(0)
     bb = build_backbone(TINY_VIT, "layer0", "none", 224).eval()
     assert len(bb.visual.transformer.resblocks) == 1  # ours stops at the tap
-    tower = bench.ReferenceTower(bb)
+    tower = ReferenceTower(bb)
     ran = []
     for block in tower.visual.transformer.resblocks:
         block.register_forward_hook(lambda m, i, o: ran.append(m))
@@ -66,7 +68,7 @@ def test_reference_tower_runs_every_block_and_matches_the_tap():
 def test_reference_tower_resnet():
     torch.manual_seed(0)
     bb = build_backbone(TINY_RN, "layer2", "none", 224).eval()
-    tower = bench.ReferenceTower(bb)
+    tower = ReferenceTower(bb)
     assert tower.visual.attnpool is not None and tower.visual.layer4 is not None
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
@@ -82,7 +84,9 @@ def test_cli_options(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(bench, "run_bench", fake)
     out = tmp_path / "r.json"
-    assert bench.main(["declip_demo", "--batch-size", "8", "--n-images", "16", "--device", "cpu", "--modes",
+    from declip_plugin.cli import main
+
+    assert main(["--debug", "bench", "declip_demo", "--batch-size", "8", "--n-images", "16", "--device", "cpu", "--modes",
                        "train", "--compile", "--opt", "precision=fp32", "--json", str(out)]) == 0
     assert seen["name"] == "declip_demo" and seen["batch_size"] == 8 and seen["n_images"] == 16
     assert seen["modes"] == "train" and seen["compile"] is True and seen["overrides"] == {"precision": "fp32"}

@@ -63,10 +63,15 @@ def test_official_fusion_checkpoint_carries_only_the_decoder(tmp_path):
     det = build_detector(cfg)
     perturb_(det.decoder)
     torch.save(official_state(det, with_backbone=False), tmp_path / "fusion.pth")
-    again = build_detector(cfg)
-    again.backbone.load_state_dict(det.backbone.state_dict())  # the same 'pretrained' towers
-    again.load_weights(tmp_path / "fusion.pth")
+    towers = {}  # the 'pretrained' towers, as OpenAI-format files
+    for name, tower in ((TINY_VIT, det.backbone.vit), (TINY_RN, det.backbone.rn)):
+        towers[name] = str(tmp_path / f"{name}.pt")
+        torch.save({"visual." + k: v for k, v in tower.visual.state_dict().items()}, towers[name])
+    again = build_detector(dict(cfg, pretrained=towers), weights_path=tmp_path / "fusion.pth")
     torch.testing.assert_close(outputs(again), outputs(det), rtol=0, atol=0)
+    # the same file with random towers would run a random backbone: refused, naming the file
+    with pytest.raises(CheckpointError, match="fusion.pth holds no backbone weights"):
+        build_detector(cfg, weights_path=tmp_path / "fusion.pth")
 
 
 @pytest.mark.parametrize("change,match", [("drop", "decoder conv-4 .* 1 missing key"),

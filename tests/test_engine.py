@@ -230,3 +230,35 @@ def test_two_gloo_processes_give_the_same_metrics_as_one(tmp_path, data_root):
     assert m1["n_images"] == m2["n_images"] == 8
     for k in DETECTION + LOCALIZATION:
         assert m2[k] == pytest.approx(m1[k], abs=1e-6), k
+
+
+def test_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(tmp_path, data_root, monkeypatch):
+    """Killed after epoch 1 (in-process: the second epoch raises), then resumed: the final weights
+    equal those of an uninterrupted run with the same seed, bit for bit (CPU). Random flips make the
+    per-epoch streams matter."""
+    from declip_plugin.engine import trainer as trainer_mod
+
+    yaml_path = tiny_yaml(tmp_path, nEpochs=3, fix_backbone=False, flip_prob=0.5, tensorboard_masks=0)
+    args = ["train", "--detector_path", str(yaml_path), "--data_root", str(data_root), "--device", "cpu"]
+    assert cli_main([*args, "--log_dir", str(tmp_path / "whole")]) == 0
+
+    real_epoch = trainer_mod.Trainer.train_epoch
+
+    def killed_in_epoch_2(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", killed_in_epoch_2)
+    assert cli_main([*args, "--log_dir", str(tmp_path / "cut")]) == 130
+    run = only_run_dir(tmp_path / "cut")
+    assert torch.load(run / "ckpt_last.pth", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", real_epoch)
+    assert cli_main(["train", "--resume", str(run), "--device", "cpu", "--data_root", str(data_root)]) == 0
+
+    whole = torch.load(only_run_dir(tmp_path / "whole") / "ckpt_last.pth", weights_only=True)
+    resumed = torch.load(run / "ckpt_last.pth", weights_only=True)
+    assert whole["epoch"] == resumed["epoch"] == 3
+    assert whole["model"].keys() == resumed["model"].keys() and any(k.startswith("backbone.") for k in whole["model"])
+    for k, v in whole["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k

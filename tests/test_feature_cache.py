@@ -253,7 +253,7 @@ def test_names_that_are_not_files_are_computed(images):
 @pytest.mark.parametrize("overrides, words", [
     ({"augmentation": "blur"}, "augmentation 'blur'"),
     ({"flip_prob": 0.5}, "flip_prob"),
-    ({"fix_backbone": False}, "fix_backbone: false"),
+    ({"fix_backbone": False}, "declares no frozen feature tap"),
     ({"feature_cache": {"enabled": False}}, "enabled is false"),
 ])
 def test_not_applicable_logs_why(overrides, words, caplog):

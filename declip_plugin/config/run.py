@@ -82,7 +82,8 @@ class RunConfig:
     nEpochs: int = key(1)
     manualSeed: int = key(1024)
     save_ckpt: bool = key(True)
-    metric_scoring: str = key("auc", doc="DeepfakeBench's model-selection metric (auc, acc, eer, ap)")
+    metric_scoring: Optional[str] = key(None, doc="DeepfakeBench's model-selection metric (auc, acc, eer, ap); "
+                                                  "the engine's when val_metric is null")
     mode: Optional[str] = key(None, choices=("train", "test"))
     video_mode: bool = key(False)
     clip_size: Optional[int] = key(None)
@@ -142,4 +143,5 @@ class RunConfig:
     log_every: int = key(10)
     val_every: int = key(1)
     dist_backend: Optional[str] = key(None, choices=("nccl", "gloo"))
-    val_metric: Optional[str] = key(None, doc="the engine's validation metric; null: the detector's default")
+    val_metric: Optional[str] = key(None, doc="the engine's validation metric; null: metric_scoring, else the "
+                                              "detector's default")

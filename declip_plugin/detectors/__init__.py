@@ -1,9 +1,11 @@
 """Detectors, and ``build_detector``: the one way to make one from a config."""
+__all__ = ["AbstractDetector", "build_detector", "capability", "load_weights"]
 import logging
 
 import torch
 
 from ..errors import ConfigError
+from .base import AbstractDetector, capability
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +32,18 @@ def build_detector(config, weights_path=None, device=None):
         from ..checkpoints import DetectorCheckpoint, read_detector_checkpoint
 
         ckpt = weights_path if isinstance(weights_path, DetectorCheckpoint) else read_detector_checkpoint(weights_path)
-        if hasattr(cls, "config_for_checkpoint"):
-            config = cls.config_for_checkpoint(config, ckpt)
+        if hasattr(cls, "config_from_checkpoint"):
+            config = cls.config_from_checkpoint(ckpt, config)
     detector = cls(config)
     if ckpt is not None:
-        detector.load_weights(ckpt)
+        load_weights(detector, ckpt)
     if device is not None:
         detector = detector.to(torch.device(device))
     return detector
+
+
+def load_weights(detector, ckpt):
+    """``detector.load_weights(ckpt)``, or the strict default for DeepfakeBench's duck type."""
+    if hasattr(detector, "load_weights"):
+        return detector.load_weights(ckpt)
+    return AbstractDetector.load_weights(detector, ckpt)

@@ -15,8 +15,11 @@ detector's own attributes:
   cache may store and hand back as ``data_dict['features']`` (None: nothing to cache).
 * :meth:`state_to_save`, :meth:`load_weights`, :meth:`config_from_checkpoint`, :meth:`describe`:
   what a checkpoint holds and how a config is rebuilt from one.
+* :meth:`default_val_metric`: the validation metric when the config names none.
 * :meth:`parameter_summary`: trainable / total parameter counts (logged and written to run.json).
 * :meth:`prepare_fast_paths`: channels_last / compile of the parts where they pay off.
+* ``bench_reference()`` (optional): a module whose ``forward(data_dict)`` runs the model the way its
+  official code does, for ``declip bench``'s reference configuration.
 
 A detector that only follows DeepfakeBench's duck type (no base class) still runs: the engine
 reads every capability with :func:`capability`, which falls back to the defaults below.
@@ -90,6 +93,10 @@ class AbstractDetector(nn.Module, abc.ABC):
         None when there is none (no frozen trunk, or it is trained)."""
         return None
 
+    def default_val_metric(self):
+        """The validation metric when the config sets no ``val_metric``."""
+        return "auc"
+
     def state_to_save(self):
         """The state dict a checkpoint must hold to rebuild this detector from its config."""
         return self.state_dict()
@@ -103,7 +110,7 @@ class AbstractDetector(nn.Module, abc.ABC):
         if not hasattr(ckpt, "state"):
             ckpt = read_detector_checkpoint(ckpt)
         own = self.state_dict()
-        saved = set(self.state_to_save())
+        saved = set(capability(self, "state_to_save"))
         missing = sorted(k for k in saved if k not in ckpt.state)
         unexpected = sorted(k for k in ckpt.state if k not in own)
         wrong = sorted(k for k in ckpt.state if k in own and tuple(own[k].shape) != tuple(ckpt.state[k].shape))
@@ -117,8 +124,8 @@ class AbstractDetector(nn.Module, abc.ABC):
                 parts.append("shape mismatches " + ", ".join(
                     f"{k} {tuple(ckpt.state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5]))
             raise CheckpointError(f"checkpoint {ckpt.path} does not fit {type(self).__name__} "
-                                  f"(model_name {self.config.get('model_name')!r}): " + "; ".join(parts))
-        self.load_state_dict(ckpt.state, strict=False)
+                                  f"(model_name {(getattr(self, 'config', None) or {}).get('model_name')!r}): " + "; ".join(parts))
+        nn.Module.load_state_dict(self, ckpt.state, strict=False)
         return self
 
     @classmethod
@@ -130,9 +137,10 @@ class AbstractDetector(nn.Module, abc.ABC):
 
     def describe(self):
         """What the detector is, for checkpoints, run.json and predictions.json."""
-        out = {"model_name": self.config.get("model_name")}
-        if self.cfg is not None:
-            out.update(dataclasses.asdict(self.cfg))
+        out = {"model_name": (getattr(self, "config", None) or {}).get("model_name")}
+        cfg = getattr(self, "cfg", None)
+        if dataclasses.is_dataclass(cfg):
+            out.update(dataclasses.asdict(cfg))
         return out
 
     def parameter_summary(self):
@@ -151,7 +159,7 @@ def parameter_summary(module):
     return {"trainable": trainable, "total": total, "fraction": trainable / total if total else 0.0}
 
 
-_DEFAULTS = {"produces_mask": False, "input_kind": "frame"}
+_DEFAULTS = {"produces_mask": False, "input_kind": "frame", "config_class": None}
 
 
 def capability(detector, name):

@@ -74,6 +74,32 @@ class DeCLIPDetector(AbstractDetector):
     def backbone_frozen(self):
         return self.cfg.fix_backbone
 
+    # --- capabilities (detectors/base.py) -------------------------------------------------------
+    def feature_tap(self):
+        return self.backbone if self.backbone_frozen else None
+
+    def default_val_metric(self):
+        return "iou" if self.cfg.fully_supervised else "auc"
+
+    def bench_reference(self):
+        """The official way of running this model, for ``declip bench`` (single CLIP towers)."""
+        from .declip_reference import DeCLIPReference
+
+        return DeCLIPReference(self)
+
+    def state_to_save(self):
+        state = self.state_dict()
+        if not self.backbone_needs_saving():  # rebuilt from `pretrained`
+            state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+        return state
+
+    def prepare_fast_paths(self, device, channels_last=False, compile=False):
+        if channels_last and torch.device(device).type == "cuda":
+            self.decoder.to(memory_format=torch.channels_last)
+        if compile:
+            self.decoder.compile()  # in place: checkpoints keep their keys
+        return self
+
     def train(self, mode=True):
         super().train(mode)
         if self.backbone_frozen:
@@ -113,6 +139,12 @@ class DeCLIPDetector(AbstractDetector):
                                   "is None); use a dataset with masks or set fully_supervised: false")
             gt = mask_to_nchw(gt).to(pred_dict["mask"].device)
             logits = pred_dict["mask"].float()
+            valid = data_dict.get("mask_valid")
+            if valid is not None:  # fakes without a mask (datasets mixed in a batch) teach nothing here
+                valid = valid.to(logits.device).bool()
+                gt, logits = gt[valid], logits[valid]
+                if not len(gt):
+                    return {"overall": pred_dict["mask"].sum() * 0.0}
             if logits.shape[-2:] != gt.shape[-2:]:
                 logits = F.interpolate(logits, size=gt.shape[-2:], mode="bilinear", align_corners=False)
             loss = self.loss_func(logits, (gt > 0.5).float())
@@ -149,16 +181,55 @@ class DeCLIPDetector(AbstractDetector):
                 "resolution": self.cfg.resolution, "output_size": OUTPUT_SIZE}
 
     @classmethod
-    def config_for_checkpoint(cls, config, ckpt):
-        """Skip fetching pretrained weights the checkpoint replaces anyway."""
+    def convert_checkpoint(cls, obj, path):
+        """The official DeCLIP format (``{'model': {fc.*, att1.*, model.*}, 'feature_layer',
+        'decoder_type', ...}``) as a canonical checkpoint, or None for any other dict."""
+        model = obj.get("model") if isinstance(obj, dict) else None
+        if not (isinstance(model, dict) and any(k.startswith(("fc.", "att1.")) for k in model)):
+            return None
+        meta = {k: obj[k] for k in ("feature_layer", "decoder_type", "arch") if obj.get(k) is not None}
+        return DetectorCheckpoint(str(path), "official", _official_to_canonical(model), meta)
+
+    @classmethod
+    def config_from_checkpoint(cls, ckpt, config=None):
+        """With ``config``: skip fetching pretrained weights the file replaces. Without: the config of
+        an official file. The release has two kinds (bit-ml/DeCLIP README): single-tower files carry
+        the CLIP tower (``model.visual.*``; ViT-L/14) and fusion files carry the decoder alone, whose
+        first convolution takes the 2048 channels of ViT-L/14 + RN50; anything else needs a YAML."""
+        if config is not None:
+            return dict(config, pretrained="none") if ckpt.has_backbone else config
+        from ..config import load_detector_config
+
+        meta = ckpt.meta
+        if ckpt.format == "declip-plugin" and meta.get("model_name") == "declip" and meta.get("backbone"):
+            cfg = load_detector_config("declip")  # a file of round 1, before checkpoints kept their config
+            cfg.update({k: meta[k] for k in ("backbone", "feature_layer", "decoder_type", "fully_supervised",
+                                             "resolution") if k in meta})
+            if not str(meta.get("pretrained", "")).startswith("checkpoint:"):
+                cfg["pretrained"] = meta.get("pretrained", cfg["pretrained"])
+            return cls.config_from_checkpoint(ckpt, cfg)
+        if ckpt.format != "official":
+            return None
+        first = ckpt.state.get("decoder.layers.0.weight")
         if ckpt.has_backbone:
-            config = dict(config, pretrained="none")
-        return config
+            cfg = load_detector_config("declip")
+        elif first is not None and first.dim() == 4 and first.shape[1] == 2048:
+            cfg = load_detector_config("declip_vit_rn50")
+        else:
+            raise CheckpointError(f"official checkpoint {ckpt.path} carries no backbone and its decoder does not take "
+                                  f"the ViT-L/14,RN50 fusion's 2048 channels: pass --detector_path with its YAML")
+        cfg.update({k: ckpt.meta[k] for k in ("feature_layer", "decoder_type") if ckpt.meta.get(k)})
+        return cls.config_from_checkpoint(ckpt, cfg)
 
     def load_weights(self, path_or_ckpt):
         """Load our, the official or a plain checkpoint; every decoder key must match."""
         ckpt = path_or_ckpt if isinstance(path_or_ckpt, DetectorCheckpoint) else read_detector_checkpoint(path_or_ckpt)
         self._check_meta(ckpt)
+        if not ckpt.has_backbone and self.backbone_needs_saving():
+            why = "is trained (fix_backbone: false)" if not self.backbone_frozen else "has no pretrained weights"
+            raise CheckpointError(f"checkpoint {ckpt.path} holds no backbone weights, but this config's backbone "
+                                  f"{self.cfg.backbone} {why}: the weights it needs are not in the file (use the "
+                                  f"config it was trained with, or a checkpoint that carries the backbone)")
         others = sorted(k for k in ckpt.state if not k.startswith(("decoder.", "backbone.")))
         if others:
             raise CheckpointError(f"checkpoint {ckpt.path} ({ckpt.format} format) has keys that belong to no part of "
@@ -194,6 +265,21 @@ class DeCLIPDetector(AbstractDetector):
         if not isinstance(bb.pretrained, dict):
             bb.pretrained = f"checkpoint:{ckpt.path}"
             bb.cache_key = f"{bb.cache_key}|{bb.pretrained}"
+
+
+def _official_to_canonical(model_state):
+    state = {}
+    clip_backbone = any(k.startswith("model.visual.") for k in model_state)
+    for k, v in model_state.items():
+        if k.startswith("fc."):
+            state["decoder.layers." + k[3:]] = v
+        elif k.startswith(("att1.", "att2.")):
+            state["decoder." + k] = v
+        elif k.startswith("model."):
+            state[("backbone." if clip_backbone else "backbone.net.") + k[len("model."):]] = v
+        else:
+            state[k] = v  # reported as unexpected by the loader
+    return state
 
 
 def _fusion_droppable(bb):

@@ -10,7 +10,7 @@ Usage (``engine/run.py``)::
     Trainer(..., batch_hook=hook); evaluate(..., batch_hook=hook); hook.log_stats()
 
 ``FeatureCache.__call__(batch)`` returns the batch with ``batch['features']`` set; the detector
-then skips its backbone (``DeCLIPDetector.features``).
+then skips its tapped trunk (``features()`` of the detector contract).
 
 Keys. An entry's key is the sha256 of
   * the image file's content (sha256 of its bytes, read once per file and memoized by
@@ -58,6 +58,7 @@ import zlib
 
 import torch
 
+from ..detectors.base import capability
 from ..errors import ConfigError
 from . import runtime
 
@@ -103,11 +104,12 @@ def cache_applicable(detector, config):
     s = cache_settings(config)
     if s["enabled"] is False:
         return False, "feature_cache.enabled is false"
-    backbone = getattr(detector, "backbone", None)
-    if backbone is None or not hasattr(backbone, "cache_key"):
-        return False, f"detector {type(detector).__name__} has no backbone with a cache_key"
-    if not getattr(detector, "backbone_frozen", False):
-        return False, "the backbone is trained (fix_backbone: false), so its features change at every step"
+    tap = capability(detector, "feature_tap")
+    if tap is None:
+        return False, (f"detector {type(detector).__name__} declares no frozen feature tap (its trunk is trained, "
+                       f"or it has none), so its features change at every step")
+    if not hasattr(tap, "cache_key"):
+        return False, f"the feature tap of {type(detector).__name__} has no cache_key"
     aug = (config or {}).get("augmentation")
     if aug not in (None, "none"):
         return False, f"augmentation {aug!r} changes the training images every epoch"
@@ -373,7 +375,7 @@ class FeatureCache:
 
     def __init__(self, detector, config, run_dir=None):
         self.detector = detector
-        self.backbone = detector.backbone
+        self.backbone = capability(detector, "feature_tap")
         self.config = dict(config or {})
         self.settings = cache_settings(self.config)
         self.precision = self.config.get("precision", "bf16")

@@ -38,8 +38,16 @@ def make_loader(dataset, config, train, device, batch_size=None, seed=0):
         dataset, batch_size=bs, shuffle=shuffle if sampler is None else False, sampler=sampler,
         num_workers=workers, collate_fn=collate_fn, drop_last=False, generator=generator,
         pin_memory=bool(config.get("pin_memory", True)) and device.type == "cuda",
-        persistent_workers=bool(config.get("persistent_workers", True)) and workers > 0 and train,
+        # persistent workers keep their random streams across epochs, so a resumed run would draw
+        # other augmentations than an uninterrupted one: only when the pipeline draws nothing
+        persistent_workers=(bool(config.get("persistent_workers", True)) and workers > 0 and train
+                            and not random_pipeline(config)),
     )
+
+
+def random_pipeline(config):
+    """Whether training images go through random augmentation (``augmentation`` or ``flip_prob``)."""
+    return (config.get("augmentation") not in (None, "none")) or float(config.get("flip_prob") or 0) > 0
 
 
 def skipped_files(dataset):

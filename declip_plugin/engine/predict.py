@@ -8,11 +8,12 @@ import torch
 
 from ..atomicio import atomic_write_bytes
 from ..checkpoints import read_detector_checkpoint
-from ..config import load_detector_config, load_run_config, merge
+from ..config import load_run_config
 from ..data.io import read_image
 from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
-from ..detectors import build_detector
-from ..errors import DeclipError
+from ..detectors import build_detector, capability
+from ..errors import CheckpointError, ConfigError, DeclipError
+from ..plugins import get_registry
 from . import runtime
 from .rundir import write_json
 
@@ -20,23 +21,22 @@ logger = logging.getLogger(__name__)
 
 
 def config_for_checkpoint(ckpt, detector_path=None, overrides=None):
-    """The detector config of a checkpoint: ``detector_path`` if given, else what the file records
-    (our checkpoints), else the bundled DeCLIP config fitted to an official file."""
+    """The run config for a checkpoint: ``detector_path`` if given, else the config the file records
+    (our format), else the config a registered detector rebuilds from its own release format
+    (``config_from_checkpoint(ckpt)``, e.g. the official DeCLIP files)."""
     if detector_path:
         return load_run_config(detector_path, "test", overrides)
-    meta = ckpt.meta
-    if ckpt.format == "declip-plugin" and meta.get("backbone"):
-        cfg = load_detector_config("declip")
-        cfg.update({k: meta[k] for k in ("backbone", "feature_layer", "decoder_type", "fully_supervised",
-                                         "resolution") if k in meta})
-        if not str(meta.get("pretrained", "")).startswith("checkpoint:"):
-            cfg["pretrained"] = meta.get("pretrained", cfg["pretrained"])
-    else:  # official (or plain) file: the released models are ViT-L/14 or the ViT-L/14,RN50 fusion
-        first = ckpt.state.get("decoder.layers.0.weight")
-        fusion = first is not None and first.dim() == 4 and first.shape[1] == 2048
-        cfg = load_detector_config("declip_vit_rn50" if fusion else "declip")
-        cfg.update({k: meta[k] for k in ("feature_layer", "decoder_type") if meta.get(k)})
-    return merge(cfg, overrides or {})
+    config = ckpt.config
+    if config is None:
+        for _, cls in get_registry("detectors").items():
+            rebuild = getattr(cls, "config_from_checkpoint", None)
+            config = rebuild(ckpt) if rebuild is not None else None
+            if config is not None:
+                break
+    if config is None:
+        raise CheckpointError(f"checkpoint {ckpt.path} ({ckpt.format} format) does not say which detector it holds: "
+                              f"pass --detector_path with the YAML it was trained with")
+    return load_run_config(config, "test", overrides)
 
 
 def overlay(rgb, prob, alpha=0.45):
@@ -59,6 +59,9 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
     config = config_for_checkpoint(ckpt, detector_path, overrides)
     device = runtime.resolve_device(config)
     detector = build_detector(config, weights_path=ckpt).to(device).eval()
+    if capability(detector, "input_kind") != "frame":
+        raise ConfigError(f"predict works on single images; detector {config.get('model_name')!r} takes "
+                          f"{capability(detector, 'input_kind')}s of frames: use `declip test` on a video dataset")
     mean, std = config.get("mean"), config.get("std")
     size = int(config.get("resolution", 224))
     os.makedirs(out_dir, exist_ok=True)
@@ -66,30 +69,31 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
     for path in images:
         try:
             rgb = read_image(path)
-        except DeclipError as exc:
-            logger.error("%s", exc)
+        except DeclipError as exc:  # reported by the caller, once
             errors.append({"image": str(path), "error": str(exc)})
             continue
         x = to_tensor(resize_image(rgb, size), mean or CLIP_MEAN, std or CLIP_STD)[None].to(device)
         with torch.inference_mode():
             pred = detector({"image": x}, inference=True)
         prob = float(pred["prob"][0])
-        h, w = rgb.shape[:2]
-        mask = torch.sigmoid(pred["mask"].float())
-        mask = torch.nn.functional.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        mask = mask.clamp(0, 1).cpu().numpy()
-        stem = os.path.splitext(os.path.basename(str(path)))[0]
-        if stem in used:  # same file name from two folders
-            stem = f"{stem}_{len(records)}"
-        used.add(stem)
-        mask_path = os.path.join(out_dir, f"{stem}_mask.png")
-        overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
-        _write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))
-        _write_png(overlay_path, overlay(rgb, mask))
-        records.append({"image": str(path), "prob_fake": prob, "label": "fake" if prob > threshold else "real",
-                        "manipulated_fraction": float((mask > 0.5).mean()), "mask": mask_path,
-                        "overlay": overlay_path})
+        record = {"image": str(path), "prob_fake": prob, "label": "fake" if prob > threshold else "real"}
+        if pred.get("mask") is not None:
+            h, w = rgb.shape[:2]
+            mask = torch.sigmoid(pred["mask"].float())
+            mask = torch.nn.functional.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            mask = mask.clamp(0, 1).cpu().numpy()
+            stem = os.path.splitext(os.path.basename(str(path)))[0]
+            if stem in used:  # same file name from two folders
+                stem = f"{stem}_{len(records)}"
+            used.add(stem)
+            mask_path = os.path.join(out_dir, f"{stem}_mask.png")
+            overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
+            _write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))
+            _write_png(overlay_path, overlay(rgb, mask))
+            record.update({"manipulated_fraction": float((mask > 0.5).mean()), "mask": mask_path,
+                           "overlay": overlay_path})
+        records.append(record)
     write_json(os.path.join(out_dir, "predictions.json"),
-               {"weights": str(weights_path), "detector": detector.describe() if hasattr(detector, "describe")
-                else config.get("model_name"), "threshold": threshold, "predictions": records, "errors": errors})
+               {"weights": str(weights_path), "detector": capability(detector, "describe"), "threshold": threshold,
+                "predictions": records, "errors": errors})
     return records, errors

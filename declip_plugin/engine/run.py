@@ -1,11 +1,13 @@
-"""`declip train` and `declip test`: a run from config to result files."""
+"""`declip train` and `declip test`: a run from config to result files.
+
+Everything that can fail on the user's input (config, datasets of every split, weights, the
+backbone's availability, the output folder) is checked before the run directory is created.
+"""
 import logging
 import os
 
-import torch
-
-from .. import build_detector
-from ..config import load_run_config, load_yaml, merge, validate
+from ..config import load_resume_config, load_run_config
+from ..detectors import build_detector, capability
 from ..errors import ConfigError
 from . import runtime
 from .evaluator import evaluate, format_metrics, write_results
@@ -29,25 +31,36 @@ def in_domain(config):
 def prepare_detector(config, device, weights_path=None):
     """The detector on ``device`` with the fast paths the config asks for (state dict keys unchanged)."""
     detector = build_detector(config, weights_path=weights_path).to(device)
-    if config.get("channels_last", False) and device.type == "cuda":
-        detector.decoder.to(memory_format=torch.channels_last)
-    if config.get("compile", False):
-        detector.decoder.compile()  # in place: checkpoints keep their keys
+    fast = getattr(detector, "prepare_fast_paths", None)  # absent on DeepfakeBench's duck type
+    if fast is not None:
+        fast(device, channels_last=bool(config.get("channels_last")), compile=bool(config.get("compile")))
+    summary = capability(detector, "parameter_summary")
+    logger.info("detector %s: %s of %s parameters trainable (%.4f%%)", config.get("model_name"),
+                f"{summary['trainable']:,}", f"{summary['total']:,}", 100 * summary["fraction"])
     return detector
 
 
-def _start(config, mode, run_dir=None):
-    runtime.init_distributed(config)
-    device = runtime.resolve_device(config)
-    runtime.seed_everything(int(config.get("manualSeed", 1024)) + runtime.rank())
+def _check_log_dir(config):
+    log_dir = config.get("log_dir") or "./logs"
+    if os.path.exists(log_dir) and not os.path.isdir(log_dir):
+        raise ConfigError(f"log_dir {log_dir!r} is a file, not a folder: choose another --log_dir")
+    probe = log_dir
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe or ".", os.W_OK):
+        raise ConfigError(f"log_dir {log_dir!r}: {probe or '.'} is not writable: choose another --log_dir")
+
+
+def _open_run(config, mode, run_dir=None):
+    """The run directory (new unless resuming) and its log file; called once every check passed."""
     if run_dir is None:
         run_dir = runtime.broadcast_object(
-            new_run_dir(config.get("log_dir", f"./logs/{mode}"), run_name(config)) if runtime.is_main() else None)
+            new_run_dir(config.get("log_dir") or f"./logs/{mode}", run_name(config)) if runtime.is_main() else None)
     handler = add_log_file(run_dir, "training.log" if mode == "train" else "test.log") if runtime.is_main() else None
-    return device, run_dir, handler
+    return run_dir, handler
 
 
-def _write_run_files(run_dir, config, extra):
+def _write_run_files(run_dir, config, detector, extra):
     if not runtime.is_main():
         return
     clean = {k: v for k, v in config.items() if not k.startswith("_")}
@@ -56,19 +69,24 @@ def _write_run_files(run_dir, config, extra):
     write_json(os.path.join(run_dir, "run.json"), {
         "name": run_name(config), "model_name": config.get("model_name"),
         "train_dataset": as_list(config.get("train_dataset")), "test_dataset": as_list(config.get("test_dataset")),
-        "in_domain": in_domain(config), "config_path": config.get("_config_path"), **extra})
+        "in_domain": in_domain(config), "config_path": config.get("_config_path"),
+        "parameters": capability(detector, "parameter_summary"), **extra})
 
 
-def test_datasets(detector, config, device, run_dir, names, weights=None, batch_hook=None):
+def build_test_sets(config):
+    """Every test split, built (and so checked) before any work starts."""
+    return {name: build_split(name, "test", config) for name in as_list(config.get("test_dataset"))}
+
+
+def test_datasets(detector, config, device, run_dir, test_sets, weights=None, batch_hook=None):
     """Evaluate on each test set; results under run_dir/test/<dataset>/. Returns {name: metrics}."""
     results = {}
     ids = set(in_domain(config))
-    for name in as_list(names):
-        ds = build_split(name, "test", config)
+    for name, ds in test_sets.items():
         loader = make_loader(ds, config, train=False, device=device)
         folder = os.path.join(run_dir, "test", name)
         mask_dir = os.path.join(folder, "masks") if config.get("save_masks") else None
-        result = evaluate(detector, loader, device, config.get("precision", "bf16"), mask_dir=mask_dir,
+        result = evaluate(detector, loader, device, config, config.get("precision", "bf16"), mask_dir=mask_dir,
                           desc=f"test {name}", batch_hook=batch_hook)
         if runtime.is_main():
             extra = {"method": run_name(config), "weights": weights, "in_domain": name in ids if ids else None,
@@ -82,25 +100,36 @@ def test_datasets(detector, config, device, run_dir, names, weights=None, batch_
 def train(detector_config, overrides=None, resume=None, weights_path=None):
     """Train per the config; then test the best checkpoint on ``test_dataset``. Returns the run dir."""
     if resume:
-        cfg_path = os.path.join(resume, "config.yaml")
-        if not os.path.isfile(cfg_path) or not os.path.isfile(os.path.join(resume, "ckpt_last.pth")):
+        if weights_path:
+            raise ConfigError(f"--resume {resume!r} continues from the run's own ckpt_last.pth; drop --weights_path "
+                              f"{weights_path!r} (or start a new run with it)")
+        if not os.path.isfile(os.path.join(resume, "config.yaml")) or not os.path.isfile(
+                os.path.join(resume, "ckpt_last.pth")):
             raise ConfigError(f"--resume {resume!r}: expected a run directory with config.yaml and ckpt_last.pth "
                               f"(written after the first finished epoch)")
-        config = validate(merge(load_yaml(cfg_path), overrides or {}), where=cfg_path)
+        config = load_resume_config(resume, overrides)
     else:
         config = load_run_config(detector_config, "train", overrides)
     if not as_list(config.get("train_dataset")):
         raise ConfigError("no train_dataset: set it in the YAML or pass --train_dataset")
-    device, run_dir, handler = _start(config, "train", run_dir=resume)
+    if int(config.get("nEpochs", 1)) < 1:
+        raise ConfigError(f"nEpochs is {config.get('nEpochs')}: a training run needs at least one epoch "
+                          f"(to evaluate weights without training, use `declip test`)")
+    _check_log_dir(config)
+    runtime.init_distributed(config)
+    handler = None
     try:
-        if not resume:
-            _write_run_files(run_dir, config, {"mode": "train"})
-        logger.info("run directory: %s (device %s, %d process(es))", run_dir, device, runtime.world_size())
-        detector = prepare_detector(config, device, weights_path)
+        device = runtime.resolve_device(config)
         seed = int(config.get("manualSeed", 1024))
+        runtime.seed_everything(seed + runtime.rank())
+        detector = prepare_detector(config, device, weights_path)
         train_set = build_split(config["train_dataset"], "train", config)
-        val_names = config.get("val_dataset") or config["train_dataset"]
-        val_set = build_split(val_names, "val", config)
+        val_set = build_split(config.get("val_dataset") or config["train_dataset"], "val", config)
+        test_sets = build_test_sets(config)
+        run_dir, handler = _open_run(config, "train", run_dir=resume)
+        if not resume:
+            _write_run_files(run_dir, config, detector, {"mode": "train"})
+        logger.info("run directory: %s (device %s, %d process(es))", run_dir, device, runtime.world_size())
         train_loader = make_loader(train_set, config, train=True, device=device, seed=seed)
         val_loader = make_loader(val_set, config, train=False, device=device)
         writer = None
@@ -122,11 +151,12 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
             writer.close()
         runtime.barrier()
         if os.path.isfile(trainer.best_path):
-            detector.load_weights(trainer.best_path)
+            from ..detectors import load_weights
+
+            load_weights(detector, trainer.best_path)
             logger.info("testing the best checkpoint (epoch %s): %s", trainer.best_epoch, trainer.best_path)
-        if as_list(config.get("test_dataset")):
-            test_datasets(detector, config, device, run_dir, config["test_dataset"], weights=trainer.best_path,
-                          batch_hook=cache)
+        if test_sets:
+            test_datasets(detector, config, device, run_dir, test_sets, weights=trainer.best_path, batch_hook=cache)
         return run_dir
     finally:
         if handler:
@@ -139,11 +169,17 @@ def test(detector_config, weights_path, overrides=None):
     config = load_run_config(detector_config, "test", overrides)
     if not as_list(config.get("test_dataset")):
         raise ConfigError("no test_dataset: set it in the YAML or pass --test_dataset")
-    device, run_dir, handler = _start(config, "test")
+    _check_log_dir(config)
+    runtime.init_distributed(config)
+    handler = None
     try:
-        _write_run_files(run_dir, config, {"mode": "test", "weights": weights_path})
+        device = runtime.resolve_device(config)
+        runtime.seed_everything(int(config.get("manualSeed", 1024)) + runtime.rank())
         detector = prepare_detector(config, device, weights_path)
-        test_datasets(detector, config, device, run_dir, config["test_dataset"], weights=weights_path)
+        test_sets = build_test_sets(config)
+        run_dir, handler = _open_run(config, "test")
+        _write_run_files(run_dir, config, detector, {"mode": "test", "weights": weights_path})
+        test_datasets(detector, config, device, run_dir, test_sets, weights=weights_path)
         return run_dir
     finally:
         if handler:

@@ -21,13 +21,9 @@ import pickle
 
 import yaml
 
-from ..atomicio import atomic_write_bytes
+from ..atomicio import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-
-def atomic_write_text(path, text):
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, obj):

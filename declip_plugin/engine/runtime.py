@@ -35,6 +35,11 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed, epoch, rank_=0):
+    """The seed of one epoch of one rank: a function of the three alone."""
+    return (int(seed) * 1_000_003 + int(epoch) * 1_009 + int(rank_)) % (2 ** 63 - 1)
+
+
 def autocast(device, precision):
     """bf16 autocast on CUDA when ``precision`` is bf16; exact fp32 everywhere else."""
     if precision not in ("bf16", "fp32", "fp16"):

@@ -7,14 +7,13 @@ state. ``--resume RUN_DIR`` continues from the last finished epoch.
 import logging
 import math
 import os
-import random
 import time
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..checkpoints import atomic_save, save_detector_checkpoint
+from ..detectors import capability, load_weights
 from ..errors import ConfigError
 from . import runtime
 from .evaluator import evaluate, format_metrics, to_device
@@ -109,7 +108,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.params, config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.metric = (config.get("val_metric") or config.get("metric_scoring")
-                       or ("iou" if config.get("fully_supervised") else "auc"))
+                       or capability(detector, "default_val_metric"))
         es = dict(config.get("early_stopping") or {})
         self.early = EarlyStopping(higher_is_better=self.metric not in LOWER_IS_BETTER, **es)
         self.precision = config.get("precision", "bf16")
@@ -128,16 +127,13 @@ class Trainer:
         return os.path.join(self.run_dir, "ckpt_best.pth")
 
     def save_state(self):
-        model_state = self.detector.state_dict()
-        if not self.detector.backbone_needs_saving():  # rebuilt from `pretrained` on resume
-            model_state = {k: v for k, v in model_state.items() if not k.startswith("backbone.")}
+        model_state = capability(self.detector, "state_to_save")  # the rest is rebuilt from the config
         state = {
             "format": "declip-plugin-train-state", "epoch": self.epoch, "step": self.step_count,
             "model": model_state,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "early_stopping": self.early.state_dict(), "best_epoch": self.best_epoch, "history": self.history,
-            "rng": torch.get_rng_state(),
         }
         atomic_save(state, self.last_path)
 
@@ -149,25 +145,31 @@ class Trainer:
             raise ConfigError(f"{path} is not a training state written by `declip train`")
         from ..checkpoints import DetectorCheckpoint
 
-        self.detector.load_weights(DetectorCheckpoint(path, "resume", state["model"], {}))
+        load_weights(self.detector, DetectorCheckpoint(path, "resume", state["model"], {}))
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
         self.early.load_state_dict(state["early_stopping"])
         self.epoch, self.step_count = state["epoch"], state["step"]
         self.best_epoch, self.history = state.get("best_epoch"), list(state.get("history", []))
-        torch.set_rng_state(state["rng"])
-        seed = int(self.config.get("manualSeed", 0)) + self.epoch  # a new, reproducible stream per epoch
-        random.seed(seed)
-        np.random.seed(seed % 2 ** 32)
         logger.info("resumed from %s after epoch %d (step %d)", path, self.epoch, self.step_count)
 
     # --- loop -----------------------------------------------------------------------------------
-    def train_epoch(self):
-        self.model.train()
+    def seed_epoch(self):
+        """Every random stream of epoch ``self.epoch`` (sample order, worker seeds, augmentation,
+        dropout) from (manualSeed, epoch, rank) alone, so a resumed run repeats an uninterrupted one."""
+        seed = runtime.epoch_seed(int(self.config.get("manualSeed", 1024)), self.epoch, runtime.rank())
+        runtime.seed_everything(seed)
+        generator = getattr(self.train_loader, "generator", None)
+        if generator is not None:
+            generator.manual_seed(seed)
         sampler = getattr(self.train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
+
+    def train_epoch(self):
+        self.model.train()
+        self.seed_epoch()
         log_every = int(self.config.get("log_every", 10))
         total, n, t0 = 0.0, 0, time.perf_counter()
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="batch", leave=False,
@@ -195,7 +197,7 @@ class Trainer:
         return {"loss": total / max(n, 1), "images": n, "seconds": time.perf_counter() - t0}
 
     def validate(self):
-        result = evaluate(self.detector, self.val_loader, self.device, self.precision, desc="validation",
+        result = evaluate(self.detector, self.val_loader, self.device, self.config, self.precision, desc="validation",
                           batch_hook=self.batch_hook)
         return result.metrics
 
@@ -254,6 +256,8 @@ class Trainer:
         self.detector.eval()
         with runtime.autocast(self.device, self.precision):
             pred = self.detector(batch, inference=True)
+        if pred.get("mask") is None:
+            return
         probs = torch.sigmoid(pred["mask"].float()).cpu()
         self.writer.add_images("val/predicted_masks", probs, self.epoch)
         if batch.get("mask") is not None:
