@@ -67,3 +67,13 @@ def remove_stale_tmp(folder, recursive=True):
         if not recursive:
             break
     return n
+
+
+def write_png(path, array, params=()):
+    """Encode ``array`` (H, W[, 3] uint8, BGR) as PNG and write it atomically."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", array, list(params))
+    if not ok:
+        raise OSError(f"cannot encode {path} as PNG")
+    return atomic_write_bytes(path, buf.tobytes())

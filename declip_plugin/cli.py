@@ -135,6 +135,26 @@ def cmd_datasets(args):
     return 0
 
 
+def cmd_config_keys(args):
+    from .config import keys_markdown
+
+    print(keys_markdown(), end="")
+    return 0
+
+
+def cmd_plugins(args):
+    from .plugins import get_plugin_manager, get_registry
+
+    pm = get_plugin_manager()
+    for kind in ("detectors", "datasets", "metrics"):
+        reg = get_registry(kind)
+        print(f"{kind}:")
+        for name in reg.names():
+            print(f"  {name:24s} {reg.source(name)}")
+    print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
     parser.add_argument("--version", action="version", version=f"declip-plugin {__version__}")
@@ -231,6 +251,12 @@ def build_parser():
 
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("config-keys", help="every config key: type, default, allowed values (markdown)")
+    p.set_defaults(func=cmd_config_keys)
+
+    p = sub.add_parser("plugins", help="the installed plugins and what each registers")
+    p.set_defaults(func=cmd_plugins)
     return parser
 
 

@@ -129,3 +129,30 @@ def defaults(schema):
             v = f.default_factory()
             out[name] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
     return out
+
+
+def _type_text(tp):
+    types = _allowed(tp)
+    if types is None:
+        return "any"
+    if float in types:
+        types = tuple(t for t in types if t is not int)
+    return " or ".join(dict.fromkeys({int: "int", float: "number", str: "str", bool: "bool", list: "list",
+                                      dict: "mapping", type(None): "null"}.get(t, t.__name__) for t in types))
+
+
+def markdown(schema, title, prefix=""):
+    """A markdown table of a schema's keys: key, type, default, allowed values, who reads it."""
+    rows, nested = [], []
+    for name, f in fields(schema).items():
+        default = f.default if f.default is not dataclasses.MISSING else "(see below)"
+        choices = ", ".join(map(str, f.metadata.get("choices") or ())) or ""
+        reader = "DeepfakeBench only" if f.metadata.get("dfb_only") else ""
+        doc = "; ".join(x for x in (f.metadata.get("doc"), reader) if x)
+        rows.append(f"| `{prefix}{name}` | {_type_text(f.type)} | `{default}` | {choices} | {doc} |")
+        sub = f.type if dataclasses.is_dataclass(f.type) else next(
+            (a for a in typing.get_args(f.type) if dataclasses.is_dataclass(a)), None)
+        if sub is not None:
+            nested.append(markdown(sub, f"{title}: `{prefix}{name}`", prefix=f"{prefix}{name}."))
+    head = [f"### {title}", "", "| key | type | default | allowed | notes |", "|---|---|---|---|---|"]
+    return "\n".join(head + rows) + "\n" + "".join("\n" + n for n in nested)

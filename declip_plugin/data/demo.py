@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from ..atomicio import atomic_write_text, write_png
 from ..errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -170,11 +171,7 @@ def manipulate(img, mask, method):
 
 
 def _write_png(path, array):
-    ok, buf = cv2.imencode(".png", array, _PNG_PARAMS)
-    if not ok:  # pragma: no cover
-        raise DataError(f"cannot encode {path}")
-    with open(path, "wb") as f:
-        f.write(buf.tobytes())
+    write_png(path, array, _PNG_PARAMS)
 
 
 def _write_sample(job):
@@ -263,11 +260,8 @@ def make_demo_data(out_dir, seed=0, size=256, n_train=48, n_val=16, n_test=32, m
         },
         "files": n_files,
     }
-    with open(os.path.join(out_dir, MANIFEST), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-        f.write("\n")
-    with open(os.path.join(out_dir, "README.txt"), "w", encoding="utf-8") as f:
-        f.write(_readme(manifest))
+    atomic_write_text(os.path.join(out_dir, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(os.path.join(out_dir, "README.txt"), _readme(manifest))
     seconds = time.perf_counter() - t0
     logger.info("wrote the demo set to %s: %d files in %.1f s", out_dir, n_files, seconds)
     return {**manifest, "out_dir": out_dir, "seconds": seconds}

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomicio import write_png
 from . import runtime
 from .rundir import write_csv, write_json, write_pickle
 
@@ -41,12 +42,7 @@ def to_device(batch, device):
 
 
 def save_mask_png(path, prob):
-    import cv2
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    img = (prob.clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-    if not cv2.imwrite(path, img):
-        raise OSError(f"cannot write {path}")
+    write_png(path, (prob.clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
 
 
 def mask_file_name(image_path, index):

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..atomicio import atomic_write_bytes
+from ..atomicio import write_png
 from ..checkpoints import read_detector_checkpoint
 from ..config import load_run_config
 from ..data.io import read_image
@@ -46,13 +46,6 @@ def overlay(rgb, prob, alpha=0.45):
     return cv2.addWeighted(bgr, 1 - alpha, heat, alpha, 0)
 
 
-def _write_png(path, img):
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise OSError(f"cannot encode {path}")
-    atomic_write_bytes(path, buf.tobytes())
-
-
 def predict(images, weights_path, detector_path=None, out_dir="predictions", threshold=0.5, overrides=None):
     """Predict every image; a bad image is reported and skipped. Returns (records, errors)."""
     ckpt = read_detector_checkpoint(weights_path)
@@ -88,8 +81,8 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
             used.add(stem)
             mask_path = os.path.join(out_dir, f"{stem}_mask.png")
             overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
-            _write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))
-            _write_png(overlay_path, overlay(rgb, mask))
+            write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))
+            write_png(overlay_path, overlay(rgb, mask))
             record.update({"manipulated_fraction": float((mask > 0.5).mean()), "mask": mask_path,
                            "overlay": overlay_path})
         records.append(record)

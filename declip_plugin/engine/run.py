@@ -6,6 +6,7 @@ backbone's availability, the output folder) is checked before the run directory 
 import logging
 import os
 
+from ..atomicio import remove_stale_tmp
 from ..config import load_resume_config, load_run_config
 from ..detectors import build_detector, capability
 from ..errors import ConfigError
@@ -108,6 +109,9 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
             raise ConfigError(f"--resume {resume!r}: expected a run directory with config.yaml and ckpt_last.pth "
                               f"(written after the first finished epoch)")
         config = load_resume_config(resume, overrides)
+        removed = remove_stale_tmp(resume)
+        if removed:
+            logger.info("removed %d unfinished temporary file(s) of the interrupted run in %s", removed, resume)
     else:
         config = load_run_config(detector_config, "train", overrides)
     if not as_list(config.get("train_dataset")):

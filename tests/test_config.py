@@ -1,0 +1,74 @@
+"""Typed config: each key once, validated on load, on --opt and on --resume, errors naming the source."""
+import dataclasses
+import os
+
+import pytest
+import yaml
+
+from declip_plugin.config import keys_markdown, load_resume_config, load_run_config, parse_overrides
+from declip_plugin.config.run import DETECTOR_OWNED, RunConfig
+from declip_plugin.config.schema import fields
+from declip_plugin.errors import ConfigError
+from declip_plugin.plugins import get_registry
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "config.md")
+
+
+def test_each_key_is_declared_once():
+    run = set(fields(RunConfig))
+    for name, cls in get_registry("detectors").items():
+        own = set(fields(cls.config_class)) if getattr(cls, "config_class", None) else set()
+        assert run & own <= set(DETECTOR_OWNED), (name, sorted(run & own))
+
+
+def test_defaults_come_from_the_schema_alone():
+    cfg = load_run_config({"model_name": "declip", "pretrained": "none"}, "train")
+    assert cfg["manualSeed"] == RunConfig.manualSeed == 1024
+    assert cfg["early_stopping"]["patience"] == 5 and cfg["optimizer"]["adam"]["lr"] == 1e-3
+
+
+def test_docs_list_every_key_as_the_code_declares_it():
+    with open(DOCS, encoding="utf-8") as f:
+        assert f.read() == keys_markdown()
+    assert "| `cuda` | bool | `True` |  | DeepfakeBench only |" in keys_markdown()
+
+
+def test_wrong_type_on_the_command_line_is_blamed_on_the_command_line():
+    with pytest.raises(ConfigError, match=r"the command line \(--opt\): key 'nEpochs' must be an integer, got 'x'"):
+        load_run_config("declip_demo", "train", parse_overrides(["nEpochs=x"]))
+
+
+def test_wrong_value_in_a_yaml_names_the_file(tmp_path):
+    path = tmp_path / "det.yaml"
+    path.write_text(yaml.safe_dump({"model_name": "declip", "decoder_type": "conv-7"}))
+    with pytest.raises(ConfigError, match=rf"{path}: key 'decoder_type' is 'conv-7'; allowed: linear"):
+        load_run_config(str(path), "train")
+
+
+def test_unknown_key_names_the_closest_one(tmp_path):
+    path = tmp_path / "det.yaml"
+    path.write_text(yaml.safe_dump({"model_name": "declip", "feature_layr": "layer20"}))
+    with pytest.raises(ConfigError, match="unknown key 'feature_layr'; did you mean 'feature_layer'"):
+        load_run_config(str(path), "train")
+
+
+@pytest.mark.parametrize("item,match", [("nEpochs=[1", "not valid YAML"), ("=3", "empty key"),
+                                        ("nEpochs", "expected KEY=VALUE"), ("a..b=1", "empty key")])
+def test_malformed_overrides(item, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_overrides([item])
+
+
+def test_resume_config_is_validated(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model_name": "declip", "nEpochs": 2}))
+    assert load_resume_config(str(tmp_path), {"nEpochs": 5})["nEpochs"] == 5
+    with pytest.raises(ConfigError, match="the command line"):
+        load_resume_config(str(tmp_path), {"nEpochs": "five"})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model_name": "declip", "nEpoch": 2}))
+    with pytest.raises(ConfigError, match=r"config.yaml: unknown key 'nEpoch'"):
+        load_resume_config(str(tmp_path))
+
+
+def test_a_detector_config_class_is_a_dataclass_with_defaults():
+    cls = get_registry("detectors").get("declip").config_class
+    assert dataclasses.is_dataclass(cls) and cls().decoder_type == "conv-20" and cls().pretrained == "openai"
