@@ -77,3 +77,32 @@ def write_png(path, array, params=()):
     if not ok:
         raise OSError(f"cannot encode {path} as PNG")
     return atomic_write_bytes(path, buf.tobytes())
+
+
+def check_output_dir(path, what):
+    """Fail before any work when ``path`` cannot become a folder we write into: it is a file, or
+    its nearest existing parent is not writable. ``what`` names the option for the message."""
+    from .errors import ConfigError
+
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{what} {path!r} is a file, not a folder: give a folder path")
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ConfigError(f"{what} {path!r}: {probe!r} is a file, so the folder cannot be created")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path!r}: {probe!r} is not writable: choose another folder")
+    return path
+
+
+def check_output_file(path, what):
+    """Fail before any work when the file ``path`` cannot be written (a folder, or no writable parent)."""
+    from .errors import ConfigError
+
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path!r} is a folder: give a file path")
+    check_output_dir(os.path.dirname(path), what)
+    return path

@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import DeclipError
+from .errors import DeclipError, one_line
 
 logger = logging.getLogger("declip_plugin.cli")
 
@@ -42,6 +42,9 @@ def cmd_train(args):
                            save_ckpt=False if args.no_save_ckpt else None, task_target=args.task_target)
     if not args.resume and not args.detector_path:
         raise DeclipError("train needs --detector_path (a YAML or a bundled name such as declip_demo), or --resume RUN_DIR")
+    if args.resume and args.detector_path:
+        raise DeclipError(f"--resume continues a run with its own config (config.yaml); drop --detector_path "
+                          f"{args.detector_path!r} (--opt still applies)")
     if args.resume and (args.train_dataset or args.test_dataset):
         raise DeclipError("--resume continues a run with its own datasets (its config.yaml); drop --train_dataset/"
                           "--test_dataset (--opt still applies, e.g. --opt nEpochs=50 to extend it)")
@@ -80,8 +83,10 @@ def cmd_predict(args):
 
 
 def cmd_make_demo_data(args):
+    from .atomicio import check_output_dir
     from .data.demo import make_demo_data
 
+    check_output_dir(args.out, "make-demo-data OUT")
     summary = make_demo_data(args.out, seed=args.seed, size=args.size)
     counts = "/".join(str(v) for v in summary["images_per_split"].values())
     print(f"demo data written to {args.out}: {summary['files']} files; methods {', '.join(summary['methods'])} "
@@ -90,8 +95,11 @@ def cmd_make_demo_data(args):
 
 
 def cmd_leaderboard(args):
+    from .atomicio import check_output_file
     from .leaderboard import collect, render
 
+    if args.out:
+        check_output_file(args.out, "--out")
     text = render(collect(args.runs), fmt=args.format, metrics=args.metrics.split(",") if args.metrics else None,
                   in_domain=args.in_domain.split(",") if args.in_domain else None)
     if args.out:
@@ -281,7 +289,12 @@ def main(argv=None):
     except DeclipError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file we were asked to read or write
+        if args.debug or exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

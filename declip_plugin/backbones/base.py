@@ -3,6 +3,7 @@ import re
 
 from torch import nn
 
+from ..data.transforms import CLIP_MEAN, CLIP_STD
 from ..errors import ConfigError
 
 
@@ -33,8 +34,7 @@ class Backbone(nn.Module):
     """
 
     kind = "map"
-    mean = (0.48145466, 0.4578275, 0.40821073)
-    std = (0.26862954, 0.26130258, 0.27577711)
+    mean, std = CLIP_MEAN, CLIP_STD
 
     def describe(self):
         return f"{self.name} layer{self.layer} ({self.kind}, {self.out_channels} ch, grid {self.grid})"

@@ -84,12 +84,14 @@ def read_checkpoint(path, what="checkpoint"):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - turn every load failure into a clear message
         text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text or "UnpicklingError" in type(exc).__name__:
+        if "Unsupported global" in text or "GLOBAL" in text:  # a well-formed pickle that wants to run code
             raise CheckpointError(
                 f"{what} {path!r} needs arbitrary pickled objects, which are refused for safety "
                 f"(torch.load weights_only=True). Re-save it as a plain dict of tensors/numbers/strings."
             ) from exc
-        raise CheckpointError(f"cannot read {what} {path!r}: {type(exc).__name__}: {text.splitlines()[0] if text else ''}") from exc
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise CheckpointError(f"{what} {path!r} is corrupt or not a PyTorch file ({first[:120]}): re-download or "
+                              f"re-save it") from exc
 
 
 def load_openai_state_dict(path):

@@ -18,7 +18,7 @@ StrList = Union[List[Any], str, None]
 
 @dataclasses.dataclass
 class AdamKeys:
-    lr: float = key(1e-3)
+    lr: float = key(1e-3, minimum=0)
     beta1: float = key(0.9)
     beta2: float = key(0.999)
     eps: float = key(1e-8)
@@ -28,7 +28,7 @@ class AdamKeys:
 
 @dataclasses.dataclass
 class SGDKeys:
-    lr: float = key(1e-3)
+    lr: float = key(1e-3, minimum=0)
     momentum: float = key(0.0)
     weight_decay: float = key(0.0)
 
@@ -43,7 +43,7 @@ class OptimizerKeys:
 @dataclasses.dataclass
 class EarlyStoppingKeys:
     enabled: bool = key(True)
-    patience: int = key(5)
+    patience: int = key(5, minimum=1)
     delta: float = key(0.001)
     lr_factor: float = key(0.1)
     min_lr: float = key(1e-6)
@@ -53,7 +53,7 @@ class EarlyStoppingKeys:
 class FeatureCacheKeys:
     enabled: Union[bool, str] = key("auto", choices=(True, False, "auto"))
     dir: Optional[str] = key(None)
-    max_gb: float = key(8.0)
+    max_gb: float = key(8.0, minimum=0)
     memory: bool = key(True)
 
 
@@ -63,30 +63,30 @@ class RunConfig:
     model_name: Optional[str] = key(None, doc="the detector's registry name")
     log_dir: str = key("./logs/training/")
     pretrained: Any = key(None, doc="backbone weights; each detector says what it accepts")
-    resolution: int = key(224)
+    resolution: int = key(224, minimum=1)
     train_dataset: StrList = key(None)
     test_dataset: StrList = key(None)
-    train_batchSize: int = key(32)
-    test_batchSize: int = key(32)
-    workers: int = key(2)
+    train_batchSize: int = key(32, minimum=1)
+    test_batchSize: int = key(32, minimum=1)
+    workers: int = key(2, minimum=0)
     frame_num: Union[dict, int, None] = key(None, doc="frames per video {train, test}")
     with_mask: bool = key(False)
     mean: Optional[list] = key(None, doc="normalisation mean; null: CLIP's")
     std: Optional[list] = key(None, doc="normalisation std; null: CLIP's")
     optimizer: Optional[OptimizerKeys] = key(factory=OptimizerKeys)
     lr_scheduler: Optional[str] = key(None, choices=("step", "cosine", "none"), doc="stepped once per epoch")
-    lr_step: Optional[int] = key(None)
+    lr_step: Optional[int] = key(None, minimum=1)
     lr_gamma: Optional[float] = key(None)
-    lr_T_max: Optional[int] = key(None)
+    lr_T_max: Optional[int] = key(None, minimum=1)
     lr_eta_min: Optional[float] = key(None)
-    nEpochs: int = key(1)
-    manualSeed: int = key(1024)
+    nEpochs: int = key(1, minimum=1)
+    manualSeed: int = key(1024, minimum=0)
     save_ckpt: bool = key(True)
     metric_scoring: Optional[str] = key(None, doc="DeepfakeBench's model-selection metric (auc, acc, eer, ap); "
                                                   "the engine's when val_metric is null")
     mode: Optional[str] = key(None, choices=("train", "test"))
     video_mode: bool = key(False)
-    clip_size: Optional[int] = key(None)
+    clip_size: Optional[int] = key(None, minimum=1)
     # --- DeepfakeBench keys only its own scripts read -------------------------------------------
     backbone_name: Optional[str] = key(None, dfb_only=True)
     backbone_config: Optional[dict] = key(None, dfb_only=True)
@@ -124,12 +124,12 @@ class RunConfig:
     data_root: Optional[str] = key(None, doc="root of configs/dataset roots; null: $DECLIP_DATA_ROOT or ./datasets")
     val_dataset: StrList = key(None, doc="null: the train datasets' val split")
     in_domain: StrList = key(None, doc="null: the train datasets")
-    mask_size: int = key(256)
+    mask_size: int = key(256, minimum=1)
     include_real: Optional[bool] = key(None)
     augmentation: Optional[str] = key("none", choices=("none", "blur", "color_jitter", "jpeg_compression", "all"))
-    flip_prob: float = key(0.0)
+    flip_prob: float = key(0.0, minimum=0, maximum=1)
     skip_bad_files: bool = key(False)
-    max_samples: Optional[int] = key(None)
+    max_samples: Optional[int] = key(None, minimum=1)
     early_stopping: Optional[EarlyStoppingKeys] = key(factory=EarlyStoppingKeys)
     device: Optional[str] = key(None, doc="null: cuda when available, else cpu")
     precision: str = key("bf16", choices=("bf16", "fp32", "fp16"), doc="autocast on CUDA; the CPU runs fp32")
@@ -139,9 +139,9 @@ class RunConfig:
     persistent_workers: bool = key(True)
     feature_cache: Optional[FeatureCacheKeys] = key(factory=FeatureCacheKeys)
     save_masks: bool = key(False)
-    tensorboard_masks: int = key(4)
-    log_every: int = key(10)
-    val_every: int = key(1)
+    tensorboard_masks: int = key(4, minimum=0)
+    log_every: int = key(10, minimum=1)
+    val_every: int = key(1, minimum=1)
     dist_backend: Optional[str] = key(None, choices=("nccl", "gloo"))
     val_metric: Optional[str] = key(None, doc="the engine's validation metric; null: metric_scoring, else the "
                                               "detector's default")

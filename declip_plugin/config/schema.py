@@ -13,10 +13,12 @@ from ..errors import ConfigError
 from ..registry import closest
 
 
-def key(default=None, *, choices=None, doc="", dfb_only=False, factory=None):
+def key(default=None, *, choices=None, doc="", dfb_only=False, factory=None, minimum=None, maximum=None):
     """A schema field: ``default`` (or ``factory`` for mutable defaults), ``choices`` allowed values,
-    ``doc`` one line for the docs, ``dfb_only`` when only DeepfakeBench reads the key."""
-    meta = {"choices": tuple(choices) if choices else None, "doc": doc, "dfb_only": dfb_only}
+    ``minimum`` / ``maximum`` bounds of a number, ``doc`` one line for the docs, ``dfb_only`` when
+    only DeepfakeBench reads the key."""
+    meta = {"choices": tuple(choices) if choices else None, "doc": doc, "dfb_only": dfb_only,
+            "minimum": minimum, "maximum": maximum}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -84,6 +86,11 @@ def check_value(name, value, field, where):
     choices = field.metadata.get("choices")
     if choices and value is not None and value not in choices:
         raise ConfigError(f"{where}: key {name!r} is {value!r}; allowed: {', '.join(map(str, choices))}")
+    lo, hi = field.metadata.get("minimum"), field.metadata.get("maximum")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = (f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"between {lo} and {hi}")
+            raise ConfigError(f"{where}: key {name!r} must be {bounds}, got {value!r}")
 
 
 def check_mapping(config, schemas, where="config", origins=None):
@@ -147,6 +154,9 @@ def markdown(schema, title, prefix=""):
     for name, f in fields(schema).items():
         default = f.default if f.default is not dataclasses.MISSING else "(see below)"
         choices = ", ".join(map(str, f.metadata.get("choices") or ())) or ""
+        lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
+        if lo is not None or hi is not None:
+            choices = f"{'' if lo is None else lo} .. {'' if hi is None else hi}".strip()
         reader = "DeepfakeBench only" if f.metadata.get("dfb_only") else ""
         doc = "; ".join(x for x in (f.metadata.get("doc"), reader) if x)
         rows.append(f"| `{prefix}{name}` | {_type_text(f.type)} | `{default}` | {choices} | {doc} |")

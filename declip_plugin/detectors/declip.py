@@ -35,7 +35,7 @@ class DeCLIPConfig:
     decoder_type: str = key("conv-20", choices=("linear", "attention", "conv-4", "conv-12", "conv-20"))
     fully_supervised: bool = key(False, doc="true: localization (BCE on the mask); false: detection")
     fix_backbone: bool = key(False, doc="train the decoder only (the paper)")
-    resolution: int = key(224)
+    resolution: int = key(224, minimum=1)
     init_gain: float = key(0.02)
     score_reduction: str = key("mean", choices=("mean", "max"), doc="image logit from the mask logits")
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..atomicio import write_png
+from ..atomicio import check_output_dir, write_png
 from ..checkpoints import read_detector_checkpoint
 from ..config import load_run_config
 from ..data.io import read_image
@@ -48,6 +48,7 @@ def overlay(rgb, prob, alpha=0.45):
 
 def predict(images, weights_path, detector_path=None, out_dir="predictions", threshold=0.5, overrides=None):
     """Predict every image; a bad image is reported and skipped. Returns (records, errors)."""
+    check_output_dir(out_dir, "--out")
     ckpt = read_detector_checkpoint(weights_path)
     config = config_for_checkpoint(ckpt, detector_path, overrides)
     device = runtime.resolve_device(config)

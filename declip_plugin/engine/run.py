@@ -5,8 +5,9 @@ backbone's availability, the output folder) is checked before the run directory 
 """
 import logging
 import os
+import shutil
 
-from ..atomicio import remove_stale_tmp
+from ..atomicio import check_output_dir, remove_stale_tmp
 from ..config import load_resume_config, load_run_config
 from ..detectors import build_detector, capability
 from ..errors import ConfigError
@@ -42,14 +43,7 @@ def prepare_detector(config, device, weights_path=None):
 
 
 def _check_log_dir(config):
-    log_dir = config.get("log_dir") or "./logs"
-    if os.path.exists(log_dir) and not os.path.isdir(log_dir):
-        raise ConfigError(f"log_dir {log_dir!r} is a file, not a folder: choose another --log_dir")
-    probe = log_dir
-    while probe and not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.access(probe or ".", os.W_OK):
-        raise ConfigError(f"log_dir {log_dir!r}: {probe or '.'} is not writable: choose another --log_dir")
+    check_output_dir(config.get("log_dir") or "./logs", "log_dir (--log_dir)")
 
 
 def _open_run(config, mode, run_dir=None):
@@ -59,6 +53,17 @@ def _open_run(config, mode, run_dir=None):
             new_run_dir(config.get("log_dir") or f"./logs/{mode}", run_name(config)) if runtime.is_main() else None)
     handler = add_log_file(run_dir, "training.log" if mode == "train" else "test.log") if runtime.is_main() else None
     return run_dir, handler
+
+
+def _discard_failed_run(run_dir, keep=False):
+    """A run that failed before finishing an epoch leaves nothing behind (a run with a finished epoch
+    keeps its folder: ``--resume`` continues it)."""
+    if run_dir is None or keep or not runtime.is_main() or not os.path.isdir(run_dir):
+        return
+    if os.path.isfile(os.path.join(run_dir, "ckpt_last.pth")):
+        logger.info("the run stopped; %s keeps its last finished epoch (continue with --resume)", run_dir)
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _write_run_files(run_dir, config, detector, extra):
@@ -121,7 +126,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
                           f"(to evaluate weights without training, use `declip test`)")
     _check_log_dir(config)
     runtime.init_distributed(config)
-    handler = None
+    handler, ok, run_dir = None, False, None
     try:
         device = runtime.resolve_device(config)
         seed = int(config.get("manualSeed", 1024))
@@ -161,11 +166,14 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
             logger.info("testing the best checkpoint (epoch %s): %s", trainer.best_epoch, trainer.best_path)
         if test_sets:
             test_datasets(detector, config, device, run_dir, test_sets, weights=trainer.best_path, batch_hook=cache)
+        ok = True
         return run_dir
     finally:
         if handler:
             remove_log_file(handler)
-        runtime.shutdown_distributed()
+        if not ok:
+            _discard_failed_run(run_dir, keep=bool(resume))
+        runtime.shutdown_distributed(failed=not ok)
 
 
 def test(detector_config, weights_path, overrides=None):
@@ -175,7 +183,7 @@ def test(detector_config, weights_path, overrides=None):
         raise ConfigError("no test_dataset: set it in the YAML or pass --test_dataset")
     _check_log_dir(config)
     runtime.init_distributed(config)
-    handler = None
+    handler, ok, run_dir = None, False, None
     try:
         device = runtime.resolve_device(config)
         runtime.seed_everything(int(config.get("manualSeed", 1024)) + runtime.rank())
@@ -184,8 +192,11 @@ def test(detector_config, weights_path, overrides=None):
         run_dir, handler = _open_run(config, "test")
         _write_run_files(run_dir, config, detector, {"mode": "test", "weights": weights_path})
         test_datasets(detector, config, device, run_dir, test_sets, weights=weights_path)
+        ok = True
         return run_dir
     finally:
         if handler:
             remove_log_file(handler)
-        runtime.shutdown_distributed()
+        if not ok:
+            _discard_failed_run(run_dir)
+        runtime.shutdown_distributed(failed=not ok)

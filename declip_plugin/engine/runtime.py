@@ -18,7 +18,12 @@ def resolve_device(config):
     want = (config or {}).get("device")
     if want in (None, "", "auto"):
         want = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(want)
+    try:
+        device = torch.device(want)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {want!r} is not a device: use cpu, cuda or cuda:N") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {want!r}: use cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {want!r} requested but CUDA is not available; use device: cpu or leave it empty")
@@ -77,9 +82,12 @@ def init_distributed(config):
     return True
 
 
-def shutdown_distributed():
+def shutdown_distributed(failed=False):
+    """Leave the process group; after a failure without the barrier, so that this rank exits at
+    once and torchrun ends the other ranks (a barrier here would wait for them forever)."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
 
 

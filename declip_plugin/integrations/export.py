@@ -42,10 +42,13 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 
 import cv2
 import numpy as np
 
+from ..atomicio import TMP_PREFIX, atomic_write_text, check_output_dir, write_png
+from ..data.transforms import CLIP_MEAN, CLIP_STD
 from ..errors import ConfigError, DataError, DeclipError
 
 logger = logging.getLogger(__name__)
@@ -53,8 +56,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_GLOB = "export_*.json"
 SPLITS = ("train", "val", "test")
 FRAME_NAME = "000.png"
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+STAGE_PREFIX = TMP_PREFIX + "export-"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 #: detector keys DeepfakeBench reads, with the values written when the base detector YAML lacks them
@@ -73,8 +75,8 @@ DFB_DETECTOR_DEFAULTS = {
     "data_aug": {"flip_prob": 0.5, "rotate_prob": 0.0, "rotate_limit": [-10, 10], "blur_prob": 0.5,
                  "blur_limit": [3, 7], "brightness_prob": 0.5, "brightness_limit": [-0.1, 0.1],
                  "contrast_limit": [-0.1, 0.1], "quality_lower": 40, "quality_upper": 100},
-    "mean": CLIP_MEAN,
-    "std": CLIP_STD,
+    "mean": list(CLIP_MEAN),
+    "std": list(CLIP_STD),
     "optimizer": {"type": "adam",
                   "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
                            "amsgrad": False},
@@ -162,18 +164,14 @@ def _place_image(src, dst, mode):
         shutil.copyfile(src, dst)
         return "copied"
     rgb = io.read_image(src)
-    if not cv2.imwrite(dst, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise DataError(f"cannot write {dst}")
+    write_png(dst, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return "converted"
 
 
 def _write_mask(src, polarity, dst):
     from ..data import io
 
-    m = io.read_mask(src, polarity)
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    if not cv2.imwrite(dst, (m.astype(np.uint8) * 255)):
-        raise DataError(f"cannot write {dst}")
+    write_png(dst, io.read_mask(src, polarity).astype(np.uint8) * 255)
 
 
 def _detector_yaml(name, base_detector, has_masks, counts):
@@ -233,7 +231,7 @@ def export_dfb(dataset_name, out_dir, config=None):
     Returns the summary (also written to ``<out>/export_<name>.json``), with ``label_dict`` (the
     entries DeepfakeBench's label_dict needs), ``json``, ``yaml``, ``counts`` and ``lmdb``.
     """
-    from ..data import build_dataset, normalize_split
+    from ..data import normalize_split
 
     config = dict(config or {})
     if isinstance(dataset_name, dict):
@@ -265,14 +263,54 @@ def export_dfb(dataset_name, out_dir, config=None):
     rgb = os.path.join(out, "rgb", name)
     lmdb_path = os.path.join(out, "lmdb", f"{name}_lmdb")
     json_path = os.path.join(out, "dataset_json", f"{name}.json")
+    check_output_dir(out, "export-dfb OUT_DIR")
     for p in (rgb, lmdb_path):
-        if os.path.exists(p):
-            if not config.get("overwrite"):
-                raise DataError(f"{p} exists (an earlier export of {name!r}): pass overwrite (--overwrite) to replace it, "
-                                f"or choose another folder")
-            shutil.rmtree(p)
+        if os.path.exists(p) and not config.get("overwrite"):
+            raise DataError(f"{p} exists (an earlier export of {name!r}): pass overwrite (--overwrite) to replace it, "
+                            f"or choose another folder")
     os.makedirs(out, exist_ok=True)
     base = base or os.path.realpath(out)
+    # Everything is written into a staging folder beside the export (paths inside the files name the
+    # final places) and swapped in once complete: a failed export leaves the previous one untouched.
+    for old in glob.glob(os.path.join(out, f"{STAGE_PREFIX}{name}-*")):
+        shutil.rmtree(old, ignore_errors=True)  # left by a killed export of this name
+    stage = tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{name}-", dir=out)
+    try:
+        summary = _export_into(dataset_name, source_name, name, config, splits, include_real, mode, want_lmdb,
+                               bench_root, base, out, rgb, lmdb_path, json_path,
+                               staged=lambda p: os.path.join(stage, os.path.relpath(p, out)))
+        _swap_in(stage, out, [rgb, lmdb_path, json_path, summary["yaml"], os.path.join(out, f"export_{name}.json")])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    logger.info("DeepfakeBench dataset %s written to %s (JSON %s); label_dict entries to add: %s", name, out, json_path,
+                ", ".join(f"{k}: {v}" for k, v in summary["label_dict"].items()))
+    if not bench_root:
+        logger.warning("no DeepfakeBench checkout given (bench_root / $DEEPFAKEBENCH_ROOT): frame paths are relative to "
+                       "%s, so the checkout can read this export only through the LMDB%s", out,
+                       "" if want_lmdb else " (none was written: re-export with bench_root)")
+    return summary
+
+
+def _swap_in(stage, out, finals):
+    """Move each staged item to its final place; an existing one is moved aside first and removed
+    only once the new one is in place."""
+    for final in finals:
+        src = os.path.join(stage, os.path.relpath(final, out))
+        if not os.path.exists(src):
+            continue
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        aside = None
+        if os.path.lexists(final):
+            aside = os.path.join(stage, ".old-" + os.path.basename(final))
+            os.replace(final, aside)
+        os.replace(src, final)
+        if aside is not None:
+            shutil.rmtree(aside) if os.path.isdir(aside) else os.unlink(aside)
+
+
+def _export_into(dataset_name, source_name, name, config, splits, include_real, mode, want_lmdb, bench_root, base,
+                 out, rgb, lmdb_path, json_path, staged):
+    from ..data import build_dataset
 
     adapter_cfg = {k: config[k] for k in ("data_root", "max_samples", "skip_bad_files") if config.get(k) is not None}
     adapter_cfg.update(include_real=include_real, fully_supervised=True)
@@ -297,17 +335,17 @@ def export_dfb(dataset_name, out_dir, config=None):
             video = f"{kind}_{split}_{index[kind]:05d}"
             index[kind] += 1
             frame = os.path.join(rgb, label_name, "frames", video, FRAME_NAME)
-            how[_place_image(image, frame, mode)] += 1
+            how[_place_image(image, staged(frame), mode)] += 1
             key = _json_path(frame, base)
             if key.count("frames") != 1:
                 raise DataError(f"the frame path {key} contains 'frames' more than once, so DeepfakeBench would look for "
                                 f"its mask in the wrong place (it replaces every 'frames' by 'masks'): export to a folder "
                                 f"whose path does not contain 'frames'")
-            files.append((key, frame))
+            files.append((key, staged(frame)))
             if mask is not None:
                 mask_file = os.path.join(rgb, label_name, "masks", video, FRAME_NAME)
-                _write_mask(mask, ds.mask_polarity, mask_file)
-                files.append((key.replace("frames", "masks"), mask_file))
+                _write_mask(mask, ds.mask_polarity, staged(mask_file))
+                files.append((key.replace("frames", "masks"), staged(mask_file)))
                 counts[split]["masks"] += 1
             tree[label_name][split][video] = {"label": label_name, "frames": [key]}
             sources[f"{label_name}/{video}"] = {"image": image, "mask": mask}
@@ -320,15 +358,13 @@ def export_dfb(dataset_name, out_dir, config=None):
     if not any(c["total"] for c in counts.values()):
         raise DataError(f"export of {source_name!r}: no samples in splits {', '.join(splits)}")
 
-    os.makedirs(os.path.dirname(json_path), exist_ok=True)
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump({name: tree}, f, indent=1)
+    atomic_write_text(staged(json_path), json.dumps({name: tree}, indent=1))
     if want_lmdb:
-        _write_lmdb(lmdb_path, files)
+        _write_lmdb(staged(lmdb_path), files)
     base_detector = config.get("detector") or ("declip_demo" if source_name.startswith("demo-") else "declip")
     det_source, det_cfg, notes = _detector_yaml(name, base_detector, has_masks, counts)
     yaml_path = os.path.join(out, f"declip_{name}.yaml")
-    _write_detector_yaml(yaml_path, det_cfg, name, out, det_source, notes, bench_root)
+    _write_detector_yaml(staged(yaml_path), det_cfg, name, out, det_source, notes, bench_root, final=yaml_path)
     label_dict = {k: v for k, v in label_dict_for(name).items() if k in tree}
     summary = {
         "dataset": name, "source_dataset": source_name, "out_dir": out, "json": json_path, "yaml": yaml_path,
@@ -338,14 +374,8 @@ def export_dfb(dataset_name, out_dir, config=None):
         "detector_base": det_source, "detector_defaults_added": notes,
         "exported_at": datetime.datetime.now().isoformat(timespec="seconds"), "sources": sources,
     }
-    with open(os.path.join(out, f"export_{name}.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1, sort_keys=True)
-    logger.info("DeepfakeBench dataset %s written to %s (JSON %s); label_dict entries to add: %s", name, out, json_path,
-                ", ".join(f"{k}: {v}" for k, v in label_dict.items()))
-    if not bench_root:
-        logger.warning("no DeepfakeBench checkout given (bench_root / $DEEPFAKEBENCH_ROOT): frame paths are relative to "
-                       "%s, so the checkout can read this export only through the LMDB%s", out,
-                       "" if want_lmdb else " (none was written: re-export with bench_root)")
+    atomic_write_text(staged(os.path.join(out, f"export_{name}.json")),
+                      json.dumps(summary, indent=1, sort_keys=True))
     return summary
 
 
@@ -365,7 +395,7 @@ def _write_lmdb(path, files):
     logger.info("LMDB %s: %d entries", path, len(files))
 
 
-def _write_detector_yaml(path, cfg, name, out, det_source, notes, bench_root):
+def _write_detector_yaml(path, cfg, name, out, det_source, notes, bench_root, final=None):
     import yaml
 
     real, fake = label_names(name)
@@ -378,12 +408,10 @@ def _write_detector_yaml(path, cfg, name, out, det_source, notes, bench_root):
         "# DeepfakeBench's test.py replaces label_dict, lmdb and dataset_json_folder with those of",
         "# training/config/test_config.yaml; `declip dfb --data` sets them after its merge:",
         f"#   declip dfb test --bench-root {root} --data {out} -- \\",
-        f"#       --detector_path {path} --test_dataset {name} --weights_path CKPT.pth",
+        f"#       --detector_path {final or path} --test_dataset {name} --weights_path CKPT.pth",
         "# Without `declip dfb`, set in the checkout's training/config/test_config.yaml (and train_config.yaml):",
         f"#   dataset_json_folder: {out}/dataset_json   lmdb: false   (or lmdb_dir: {out}/lmdb with lmdb: true)",
         f"#   label_dict: add {real}: 0 and {fake}: 1",
         "",
     ]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(header))
-        yaml.safe_dump(cfg, f, sort_keys=False, default_flow_style=None)
+    atomic_write_text(path, "\n".join(header) + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None))
