@@ -45,8 +45,10 @@ def read_dfb_pickle(path):
     try:
         with open(path, "rb") as f:
             data = _NumpyOnlyUnpickler(f).load()
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise DeclipError(f"cannot read DeepfakeBench metrics {path}: {exc}") from exc
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, OverflowError, UnicodeDecodeError, MemoryError,
+            AttributeError, ImportError, IndexError, KeyError, TypeError) as exc:  # whatever a malformed file raises
+        raise DeclipError(f"cannot read DeepfakeBench metrics {path}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:120] if str(exc) else 'malformed pickle'}") from exc
     if not isinstance(data, dict):
         raise DeclipError(f"{path}: expected a dict of metrics, got {type(data).__name__}")
     return {k: _number(v) for k, v in data.items() if _number(v) is not None}
@@ -100,8 +102,13 @@ def collect(paths):
 
 
 def _our_entry(path):
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeclipError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("metrics", {}), dict):
+        raise DeclipError(f"{path}: expected {{'metrics': {{name: value}}, ...}}, as `declip test` writes")
     metrics = {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float)) and v == v}
     return Entry(data.get("method") or "run", data.get("dataset") or os.path.basename(os.path.dirname(path)),
                  metrics, data.get("in_domain"), path)

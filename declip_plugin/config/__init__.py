@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError, DeclipError
+from ..errors import ConfigError
 from ..registry import closest
 from .schema import check_mapping, defaults
 
@@ -77,12 +77,9 @@ def schemas_for(model_name):
 
     out = [RunConfig]
     if model_name:
-        try:
-            from ..plugins import get_registry
+        from ..plugins import get_registry
 
-            cls = get_registry("detectors").get(model_name)
-        except DeclipError:  # unknown detector: reported, with the names available, when it is built
-            cls = None
+        cls = get_registry("detectors").get(model_name)  # an unknown name lists the available ones
         if getattr(cls, "config_class", None) is not None:
             out.append(cls.config_class)
     return out
