@@ -348,3 +348,24 @@ def test_debug_raises_instead_of_one_line(world, tmp_path):
     with pytest.raises(ConfigError, match="train_batchSize"):
         cli_main(["--debug", "train", "--detector_path", str(world / "tiny.yaml"), "--opt", "train_batchSize=0",
                   "--log_dir", str(tmp_path / "logs")])
+
+
+# --- 6. hosts and ranks -------------------------------------------------------------------------------
+def test_an_error_on_one_ddp_rank_ends_every_rank(world, tmp_path):
+    """Rank 1's validation shard holds a corrupt image; rank 0 would wait for it in the gather forever
+    if rank 1 waited at a barrier before exiting. torchrun must end both, with the file named."""
+    import subprocess
+    import sys
+
+    data = copy_data(world, tmp_path)
+    val = sorted((data / "demo" / "celebahq" / "fake" / "telea" / "images" / "valid").iterdir())
+    val[1].write_bytes(val[1].read_bytes()[:40])  # ShardSampler: sample 1 is rank 1's
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29531", "-m", "declip_plugin", "train", "--detector_path",
+                           str(world / "tiny.yaml"), "--data_root", str(data), "--device", "cpu",
+                           "--log_dir", str(tmp_path / "logs")],
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert lines and all(val[1].name in ln for ln in lines), proc.stderr[-2000:]

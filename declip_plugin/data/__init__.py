@@ -26,7 +26,7 @@ def build_dataset(name, split, config=None):
 
     ``name`` is a dataset declared in configs/dataset/*.yaml (see :func:`list_datasets`) or a
     spec dict ``{adapter: ..., root: ..., ...}``. ``config`` is the run config (resolution,
-    mean, std, data_root, mask_size, fully_supervised, include_real, augmentation, flip_prob,
+    mean, std, data_root, mask_size, include_real, augmentation, flip_prob,
     skip_bad_files, max_samples). Returns a torch Dataset of item dicts; see
     :class:`~declip_plugin.data.base.ManipulationDataset`.
     """
@@ -43,6 +43,20 @@ def build_dataset(name, split, config=None):
     return get_adapter(spec["adapter"])(spec, split, dict(config or {}))
 
 
+def data_config(config, detector):
+    """``config`` with what ``detector``'s training needs of the data (its ``training_data()``):
+    ``include_real`` when the config leaves it null, and whether a train split needs masks."""
+    from ..detectors.base import capability
+    from .base import REQUIRE_MASKS
+
+    needs = capability(detector, "training_data")
+    out = dict(config)
+    if out.get("include_real") is None:
+        out["include_real"] = bool(needs.get("real_images", True))
+    out[REQUIRE_MASKS] = bool(needs.get("needs_masks", False))
+    return out
+
+
 def make_demo_data(out_dir, seed=0, size=256, n_train=48, n_val=16, n_test=32, **kwargs):
     """See :func:`declip_plugin.data.demo.make_demo_data`."""
     from .demo import make_demo_data as _make
@@ -51,6 +65,6 @@ def make_demo_data(out_dir, seed=0, size=256, n_train=48, n_val=16, n_test=32, *
 
 
 __all__ = [
-    "build_dataset", "collate_fn", "list_datasets", "dataset_spec", "get_adapter", "make_demo_data",
+    "build_dataset", "data_config", "collate_fn", "list_datasets", "dataset_spec", "get_adapter", "make_demo_data",
     "ManipulationDataset", "data_root", "normalize_split",
 ]

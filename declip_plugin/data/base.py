@@ -41,6 +41,10 @@ DEFAULT_DATA_ROOT = "./datasets"
 DATA_ROOT_ENV = "DECLIP_DATA_ROOT"
 
 
+#: the engine's bookkeeping key: whether the detector's training needs masks
+REQUIRE_MASKS = "_require_masks"
+
+
 def normalize_split(split):
     """'train' | 'val' | 'test' ('valid' and 'validation' are accepted for 'val')."""
     s = SPLIT_ALIASES.get(str(split).lower(), str(split).lower())
@@ -187,9 +191,10 @@ class ManipulationDataset(Dataset):
                 f"dataset {self.name}: mask_polarity must be one of {', '.join(io.MASK_POLARITIES)}; "
                 f"got {self.mask_polarity!r}"
             )
-        self.fully_supervised = bool(self.config.get("fully_supervised", True))
+        # what the detector's training needs (detectors/base.py training_data), set by the engine
+        self.require_masks = bool(self.config.get(REQUIRE_MASKS, False))
         include_real = self.config.get("include_real")
-        self.include_real = (not self.fully_supervised) if include_real is None else bool(include_real)
+        self.include_real = True if include_real is None else bool(include_real)
         self.skip_bad_files = bool(self.config.get("skip_bad_files", False))
         max_samples = self.config.get("max_samples")
         if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples <= 0):
@@ -209,10 +214,10 @@ class ManipulationDataset(Dataset):
         samples = self._cap(samples)
         if not self.has_masks:
             samples = [s._replace(mask=None) for s in samples]
-            if self.fully_supervised and self.split == "train":
+            if self.require_masks and self.split == "train":
                 raise DataError(
-                    f"dataset {self.name} has no masks, but localization training "
-                    f"(fully_supervised: true) needs them; set fully_supervised: false to train detection"
+                    f"dataset {self.name} has no masks, but detector {self.config.get('model_name')!r} trains on "
+                    f"masks (localization); use a dataset with masks, or a detection config of the detector"
                 )
         if self.skip_bad_files:
             samples = self._drop_bad(samples)

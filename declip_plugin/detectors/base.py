@@ -16,6 +16,7 @@ detector's own attributes:
 * :meth:`state_to_save`, :meth:`load_weights`, :meth:`config_from_checkpoint`, :meth:`describe`:
   what a checkpoint holds and how a config is rebuilt from one.
 * :meth:`default_val_metric`: the validation metric when the config names none.
+* :meth:`training_data`: whether training needs masks, and whether real images are used by default.
 * :meth:`parameter_summary`: trainable / total parameter counts (logged and written to run.json).
 * :meth:`prepare_fast_paths`: channels_last / compile of the parts where they pay off.
 * ``bench_reference()`` (optional): a module whose ``forward(data_dict)`` runs the model the way its
@@ -92,6 +93,11 @@ class AbstractDetector(nn.Module, abc.ABC):
         may store (it has a ``cache_key`` string naming architecture, weights source and layer), or
         None when there is none (no frozen trunk, or it is trained)."""
         return None
+
+    def training_data(self):
+        """What training needs of the data: ``needs_masks`` (a train split without masks is an
+        error) and ``real_images`` (the default of ``include_real``)."""
+        return {"needs_masks": False, "real_images": True}
 
     def default_val_metric(self):
         """The validation metric when the config sets no ``val_metric``."""

@@ -78,6 +78,11 @@ class DeCLIPDetector(AbstractDetector):
     def feature_tap(self):
         return self.backbone if self.backbone_frozen else None
 
+    def training_data(self):
+        """Localization (fully_supervised) learns from masks of fake images only, as the paper;
+        detection from real and fake images."""
+        return {"needs_masks": self.cfg.fully_supervised, "real_images": not self.cfg.fully_supervised}
+
     def default_val_metric(self):
         return "iou" if self.cfg.fully_supervised else "auc"
 

@@ -9,6 +9,7 @@ import shutil
 
 from ..atomicio import check_output_dir, remove_stale_tmp
 from ..config import load_resume_config, load_run_config
+from ..data import data_config
 from ..detectors import build_detector, capability
 from ..errors import ConfigError
 from . import runtime
@@ -132,6 +133,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         seed = int(config.get("manualSeed", 1024))
         runtime.seed_everything(seed + runtime.rank())
         detector = prepare_detector(config, device, weights_path)
+        config = data_config(config, detector)
         train_set = build_split(config["train_dataset"], "train", config)
         val_set = build_split(config.get("val_dataset") or config["train_dataset"], "val", config)
         test_sets = build_test_sets(config)
@@ -188,6 +190,7 @@ def test(detector_config, weights_path, overrides=None):
         device = runtime.resolve_device(config)
         runtime.seed_everything(int(config.get("manualSeed", 1024)) + runtime.rank())
         detector = prepare_detector(config, device, weights_path)
+        config = data_config(config, detector)
         test_sets = build_test_sets(config)
         run_dir, handler = _open_run(config, "test")
         _write_run_files(run_dir, config, detector, {"mode": "test", "weights": weights_path})

@@ -313,7 +313,7 @@ def _export_into(dataset_name, source_name, name, config, splits, include_real, 
     from ..data import build_dataset
 
     adapter_cfg = {k: config[k] for k in ("data_root", "max_samples", "skip_bad_files") if config.get(k) is not None}
-    adapter_cfg.update(include_real=include_real, fully_supervised=True)
+    adapter_cfg.update(include_real=include_real)
     real_label, fake_label = label_names(name)
     tree = {real_label: {s: {} for s in SPLITS}, fake_label: {s: {} for s in SPLITS}}
     counts = {s: {"real": 0, "fake": 0, "masks": 0, "total": 0} for s in SPLITS}
