@@ -8,8 +8,10 @@ LayerNorm, before CLIP's projection (the projection is pruned from the tower). `
 one Linear(D, 2), ``mlp_layer: 2`` Linear(D, 512)-ReLU-Linear(512, 2). Cross-entropy on the two
 logits; ``prob`` = softmax(cls)[:, 1]; ``feat`` = the normalised pooled feature.
 
-On ViT-B/16 that is 41,474 trainable parameters of 85,840,898 (0.0483%) with one linear layer and
-434,690 of 86,234,114 with the MLP: the counts the original implementation logs.
+On ViT-B/16 that is 41,474 trainable parameters of 85,800,962 (0.0483%) with one linear layer and
+434,690 of 86,194,178 (0.5043%) with the MLP: the trainable counts the original logs (its totals
+are 39,936 higher, as its PEFT wrapper keeps a copy of every LayerNorm). The pooled feature equals
+the original's ``CLIPVisionModel.pooler_output`` on the same weights (scripts/parity_clip_enhanced.py).
 
 Checkpoints (:meth:`ClipEnhancedDetector.state_to_save`): with ``pretrained: openai`` only the
 trainable part (LayerNorms and head) is saved, the frozen weights being rebuilt from the OpenAI
