@@ -181,7 +181,8 @@ def test_bad_keys_are_named():
         build_detector(ce_config(loss_func="bce"))
 
 
-@pytest.mark.parametrize("name,backbone,mlp", [("clip_enhanced", "ViT-B/16", 1), ("clip_enhanced_vitl14", "ViT-L/14", 1),
+@pytest.mark.parametrize("name,backbone,mlp", [("clip_enhanced", "ViT-B/16", 1),
+                                               ("clip_enhanced_vitl14", "ViT-L/14", 1),
                                                ("clip_enhanced_demo", TINY_VIT, 2)])
 def test_bundled_configs_load(name, backbone, mlp):
     cfg = load_detector_config(name)

@@ -21,6 +21,7 @@ outputs (and :meth:`~ClipEnhancedDetector.config_from_checkpoint` then skips ``p
 import contextlib
 import dataclasses
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -139,8 +140,6 @@ class ClipEnhancedDetector(AbstractDetector):
             return None
         if source == "openai":
             return resolve_openai_weights(normalize_clip_name(self.cfg.backbone), self.cfg.backbone)
-        import os
-
         if not os.path.isfile(source):
             raise CheckpointError(f"pretrained weights file {source!r} does not exist (key `pretrained` of the "
                                   f"clip_enhanced config): give an OpenAI-format CLIP checkpoint, openai or none")
