@@ -8,9 +8,11 @@ from .hookspecs import hookimpl
 
 @hookimpl
 def deepfakebench_register_detectors(register):
+    from .detectors.clip_enhanced import ClipEnhancedDetector
     from .detectors.declip import DeCLIPDetector
 
     register("declip", DeCLIPDetector)
+    register("clip_enhanced", ClipEnhancedDetector)
 
 
 @hookimpl
