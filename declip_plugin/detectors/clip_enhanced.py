@@ -105,8 +105,6 @@ class ClipEnhancedDetector(AbstractDetector):
     config_class = ClipEnhancedConfig
     produces_mask = False
     input_kind = "frame"
-    # read by config.validate until the typed run schema reads config_class
-    config_keys = {f.name: object for f in dataclasses.fields(ClipEnhancedConfig)}
 
     def __init__(self, config):
         super().__init__(config)
@@ -209,11 +207,6 @@ class ClipEnhancedDetector(AbstractDetector):
             return {k: v for k, v in state.items() if k in keep}
         return state
 
-    def backbone_needs_saving(self):
-        """For the engine before the detector contract, which drops ``backbone.*`` keys when this is
-        False: those include the trained LayerNorms, so the whole state is always kept there."""
-        return True
-
     @classmethod
     def config_from_checkpoint(cls, ckpt, config=None):
         """A checkpoint that carries the tower needs no ``pretrained`` weights (set to none); one
@@ -230,11 +223,6 @@ class ClipEnhancedDetector(AbstractDetector):
                         "weights (the config says %s)", ckpt.path, saved, config.get("pretrained"))
             config["pretrained"] = saved
         return config
-
-    @classmethod
-    def config_for_checkpoint(cls, config, ckpt):
-        """The name :func:`declip_plugin.detectors.build_detector` calls before the contract."""
-        return cls.config_from_checkpoint(ckpt, config)
 
     def load_weights(self, ckpt):
         from ..checkpoints import read_detector_checkpoint
