@@ -46,7 +46,9 @@ import shutil
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, DataError, DeclipError
+from ...atomicio import atomic_write_bytes
+from ...errors import ConfigError, DataError, DeclipError
+from . import facts
 
 logger = logging.getLogger(__name__)
 
@@ -57,40 +59,10 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
-#: detector keys DeepfakeBench reads, with the values written when the base detector YAML lacks them
-DFB_DETECTOR_DEFAULTS = {
-    "model_name": "declip",
-    "log_dir": "./logs/declip",
-    "compression": "c23",
-    "train_batchSize": 32,
-    "test_batchSize": 32,
-    "workers": 4,
-    "frame_num": {"train": 1, "test": 1},
-    "resolution": 224,
-    "with_mask": True,
-    "with_landmark": False,
-    "use_data_augmentation": False,
-    "data_aug": {"flip_prob": 0.5, "rotate_prob": 0.0, "rotate_limit": [-10, 10], "blur_prob": 0.5,
-                 "blur_limit": [3, 7], "brightness_prob": 0.5, "brightness_limit": [-0.1, 0.1],
-                 "contrast_limit": [-0.1, 0.1], "quality_lower": 40, "quality_upper": 100},
-    "mean": CLIP_MEAN,
-    "std": CLIP_STD,
-    "optimizer": {"type": "adam",
-                  "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
-                           "amsgrad": False},
-                  "sgd": {"lr": 0.001, "momentum": 0.0, "weight_decay": 0.0}},
-    "lr_scheduler": None,
-    "nEpochs": 10,
-    "start_epoch": 0,
-    "save_epoch": 1,
-    "rec_iter": 100,
-    "manualSeed": 1024,
-    "save_ckpt": True,
-    "save_feat": False,
-    "metric_scoring": "auc",
-    "cuda": True,
-    "cudnn": True,
-}
+#: the detector YAML written for the checkout: DeepfakeBench's defaults (facts.DETECTOR_DEFAULTS)
+#: under ours, for keys the base detector YAML lacks
+DFB_DETECTOR_DEFAULTS = {**facts.DETECTOR_DEFAULTS, "model_name": "declip", "log_dir": "./logs/declip",
+                         "with_mask": True, "mean": CLIP_MEAN, "std": CLIP_STD}
 
 
 def label_names(name):
@@ -148,7 +120,7 @@ def _check_name(name):
 
 def _place_image(src, dst, mode):
     """Hard link / copy a complete PNG, else decode and write PNG."""
-    from ..data import io
+    from ...data import io
 
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     if src.lower().endswith(".png"):
@@ -168,7 +140,7 @@ def _place_image(src, dst, mode):
 
 
 def _write_mask(src, polarity, dst):
-    from ..data import io
+    from ...data import io
 
     m = io.read_mask(src, polarity)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -177,7 +149,7 @@ def _write_mask(src, polarity, dst):
 
 
 def _detector_yaml(name, base_detector, has_masks, counts):
-    from ..config import load_yaml, resolve_config_path
+    from ...config import load_yaml, resolve_config_path
 
     path = resolve_config_path(base_detector, "detector")
     cfg = load_yaml(path)
@@ -201,11 +173,9 @@ def _detector_yaml(name, base_detector, has_masks, counts):
     if cfg.get("resolution") != 224:
         notes.append(f"resolution {cfg.get('resolution')} -> 224")
         cfg["resolution"] = 224
-    from .deepfakebench import DFB_METRIC_SCORING
-
-    if cfg.get("metric_scoring") not in DFB_METRIC_SCORING:
+    if cfg.get("metric_scoring") not in facts.METRIC_SCORING:
         notes.append(f"metric_scoring {cfg.get('metric_scoring')!r} -> 'auc' (DeepfakeBench accepts "
-                     f"{', '.join(DFB_METRIC_SCORING)})")
+                     f"{', '.join(facts.METRIC_SCORING)})")
         cfg["metric_scoring"] = "auc"
     if not counts["train"]["total"]:
         cfg["train_dataset"] = []
@@ -233,7 +203,7 @@ def export_dfb(dataset_name, out_dir, config=None):
     Returns the summary (also written to ``<out>/export_<name>.json``), with ``label_dict`` (the
     entries DeepfakeBench's label_dict needs), ``json``, ``yaml``, ``counts`` and ``lmdb``.
     """
-    from ..data import build_dataset, normalize_split
+    from ...data import build_dataset, normalize_split
 
     config = dict(config or {})
     if isinstance(dataset_name, dict):
@@ -320,9 +290,7 @@ def export_dfb(dataset_name, out_dir, config=None):
     if not any(c["total"] for c in counts.values()):
         raise DataError(f"export of {source_name!r}: no samples in splits {', '.join(splits)}")
 
-    os.makedirs(os.path.dirname(json_path), exist_ok=True)
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump({name: tree}, f, indent=1)
+    atomic_write_bytes(json_path, json.dumps({name: tree}, indent=1).encode("utf-8"))
     if want_lmdb:
         _write_lmdb(lmdb_path, files)
     base_detector = config.get("detector") or ("declip_demo" if source_name.startswith("demo-") else "declip")
@@ -338,8 +306,8 @@ def export_dfb(dataset_name, out_dir, config=None):
         "detector_base": det_source, "detector_defaults_added": notes,
         "exported_at": datetime.datetime.now().isoformat(timespec="seconds"), "sources": sources,
     }
-    with open(os.path.join(out, f"export_{name}.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1, sort_keys=True)
+    atomic_write_bytes(os.path.join(out, f"export_{name}.json"),
+                       json.dumps(summary, indent=1, sort_keys=True).encode("utf-8"))
     logger.info("DeepfakeBench dataset %s written to %s (JSON %s); label_dict entries to add: %s", name, out, json_path,
                 ", ".join(f"{k}: {v}" for k, v in label_dict.items()))
     if not bench_root:
@@ -384,6 +352,5 @@ def _write_detector_yaml(path, cfg, name, out, det_source, notes, bench_root):
         f"#   label_dict: add {real}: 0 and {fake}: 1",
         "",
     ]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(header))
-        yaml.safe_dump(cfg, f, sort_keys=False, default_flow_style=None)
+    text = "\n".join(header) + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+    atomic_write_bytes(path, text.encode("utf-8"))
