@@ -375,18 +375,18 @@ def main(argv=None):
           f"tolerance {args.tolerance:g}, CLIP weights {'fp16-valued' if args.fp16_round else 'NOT fp16-rounded'}")
     print("(rel = max|diff| / max|official mask logit|; decoder only = max|diff| when our decoder is fed the "
           "official features)")
-    head = f"{'case':<15} {'backbone':<14} {'layer':<8} {'decoder':<10} {'max|diff| mask':>15} " \
+    head = f"{'case':<22} {'backbone':<14} {'layer':<8} {'decoder':<10} {'max|diff| mask':>15} " \
            f"{'max|mask|':>10} {'std(mask)':>10} {'rel':>9} {'decoder only':>13}  result"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['case']:<15} {r['backbone']:<14} {r['layer']:<8} {r['decoder']:<10} {r['diff']:>15.3e} "
+        print(f"{r['case']:<22} {r['backbone']:<14} {r['layer']:<8} {r['decoder']:<10} {r['diff']:>15.3e} "
               f"{r['scale']:>10.3g} {r['std']:>10.3g} {r['rel']:>9.1e} {r['dec_diff']:>13.3e}  {'ok' if r['ok'] else 'FAIL'}")
     print()
     print("tapped features (official encode_image vs our backbone):")
     for r in rows:
         for label, d, scale in r["features"]:
-            print(f"  {r['case']:<15} {label:<18} max|diff| {d:.3e}  (max|feature| {scale:.3g})")
+            print(f"  {r['case']:<22} {label:<18} max|diff| {d:.3e}  (max|feature| {scale:.3g})")
     failed = [r["case"] for r in rows if not r["ok"]]
     if failed:
         print(f"\nFAIL: {', '.join(failed)} exceed the tolerance {args.tolerance:g}")
