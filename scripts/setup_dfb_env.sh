@@ -17,7 +17,7 @@ OUT=.dfb
 start=$SECONDS
 
 snapshot() {  # newest $REF/<name>-*.tar.gz
-    ls "$REF"/"$1"-*.tar.gz 2>/dev/null | sort | tail -n 1
+    ls "$REF"/"$1"-*.tar.gz 2>/dev/null | sort | tail -n 1 || true
 }
 DFB_TAR=$(snapshot DeepfakeBench)
 DECLIP_TAR=$(snapshot DeCLIP)
@@ -63,12 +63,19 @@ else
     fi
     echo "$want" > "$stamp"
 fi
-# the checkout's own imports, as its scripts make them (the two CPU-unimportable modules stubbed)
-(cd "$OUT/DeepfakeBench" && CUDA_VISIBLE_DEVICES= PYTHONPATH="training${PYTHONPATH:+:$PYTHONPATH}" "../venv/bin/python" -c '
+# the checkout's dataset package imports (the two CPU-unimportable modules stubbed); its detectors are
+# imported by the tests' first run
+if ! check=$(cd "$OUT/DeepfakeBench" && CUDA_VISIBLE_DEVICES= PYTHONPATH="training${PYTHONPATH:+:$PYTHONPATH}" \
+        "../venv/bin/python" -c '
 from declip_plugin.integrations.deepfakebench.bootstrap import install_cpu_stubs
 install_cpu_stubs()
-import numpy, cv2, torch, declip_plugin, dataset, detectors, trainer.trainer
-print("[dfb-setup] ready: numpy", numpy.__version__, "| opencv", cv2.__version__, "| torch", torch.__version__,
-      "|", len(detectors.DETECTOR.data), "DeepfakeBench detectors")
-' 2>&1 | grep '^\[dfb-setup\]') || { echo "[dfb-setup] the checkout's modules do not import in $DVENV" >&2; exit 1; }
+import numpy, cv2, albumentations, torch, declip_plugin, dataset  # the dataset package: imgaug, dlib, skimage
+print("[dfb-setup] ready: numpy", numpy.__version__, "| opencv", cv2.__version__, "| albumentations",
+      albumentations.__version__, "| torch", torch.__version__)
+' 2>&1); then
+    echo "$check" | tail -n 20 >&2
+    echo "[dfb-setup] the checkout's modules do not import in $DVENV" >&2
+    exit 1
+fi
+echo "$check" | grep '^\[dfb-setup\]'
 echo "[dfb-setup] done in $((SECONDS - start)) s"
