@@ -10,8 +10,8 @@ The fake checkout has DeepfakeBench's shape where the launcher relies on it:
 ``training/detectors/`` registering ``xception`` by decorator, a ``training/dataset`` package whose
 ``fwa_blend`` / ``lsda_dataset`` fail at import (as on a CPU machine without dlib's landmark file),
 ``training/config/{train,test}_config.yaml`` and ``training/{train,test}.py`` with argparse,
-``init_seed(config)``, ``inference`` / ``test_one_dataset`` / ``test_epoch`` and a ``main()``. The
-scripts write what they saw (argv, cwd, sys.path, registered detectors, config) to a JSON file.
+``init_seed(config)``, ``inference`` / ``test_one_dataset`` / ``test_epoch`` and a ``main()`` with the
+signatures the launcher checks (their bodies are never run here).
 """
 import json
 import os
@@ -48,40 +48,16 @@ TRAINER = Registry()
 LOSSFUNC = Registry()
 '''
 
-FAKEDATA_PY = '''
-import torch
-
-def loaders(names=("fake-ds",), batches=1, size=224):
-    """Batches as DeepfakeBench's collate_fn makes them: mask (B, H, W, 1), label 0/1."""
-    g = torch.Generator().manual_seed(0)
-    out = {}
-    for name in names:
-        items = []
-        for _ in range(batches):
-            image = torch.randn(2, 3, size, size, generator=g)
-            mask = torch.zeros(2, size, size, 1)
-            mask[1, 40:120, 60:150] = 1.0
-            items.append({"image": image, "label": torch.tensor([0, 1]), "mask": mask, "landmark": None})
-        out[name] = items
-    return out
-'''
-
 TEST_PY = '''
 import argparse
-import json
-import os
-import sys
 
 import yaml
 
 from metrics.registry import DETECTOR
-from detectors import DETECTOR as DETECTOR_OF_DETECTORS
 import dataset
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--detector_path", type=str, default="/nowhere/resnet34.yaml")
-parser.add_argument("--test_dataset", nargs="+")
-parser.add_argument("--weights_path", type=str, default="/nowhere/ckpt.pth")
 args = parser.parse_args()
 
 
@@ -94,109 +70,25 @@ def inference(model, data_dict):
 
 
 def test_one_dataset(model, data_loader):
-    preds, labels = [], []
-    for data_dict in data_loader:
-        predictions = inference(model, data_dict)
-        preds += predictions["prob"].tolist()
-        labels += data_dict["label"].tolist()
-    return preds, labels
+    return [inference(model, d) for d in data_loader]
 
 
 def test_epoch(model, test_data_loaders):
-    import numpy as np
-    out = {}
-    for key in test_data_loaders.keys():
-        preds, labels = test_one_dataset(model, test_data_loaders[key])
-        out[key] = {"acc": 0.5, "auc": 0.75, "eer": 0.25, "ap": 0.6, "video_auc": 0.75,
-                    "pred": np.array(preds), "label": np.array(labels)}
-        print(f"dataset: {key}")
-        for k, v in out[key].items():
-            print(f"{k}: {v}")
-    return out
+    return {key: test_one_dataset(model, loader) for key, loader in test_data_loaders.items()}
 
 
 def main():
     with open(args.detector_path) as f:
         config = yaml.safe_load(f)
     with open("./training/config/test_config.yaml") as f:
-        config2 = yaml.safe_load(f)
-    config.update(config2)
-    if args.test_dataset:
-        config["test_dataset"] = args.test_dataset
+        config.update(yaml.safe_load(f))
     init_seed(config)
-    model = None
-    if config.get("run_model"):
-        import torch
-        model = DETECTOR[config["model_name"]](config)
-        model.eval()
-        if os.path.isfile(args.weights_path):
-            model.load_state_dict(torch.load(args.weights_path, map_location="cpu"), strict=True)
-    record = {
-        "script": "test", "weights_loaded": os.path.isfile(args.weights_path), "argv": sys.argv[1:], "cwd": os.getcwd(), "sys_path0": sys.path[0],
-        "detectors": sorted(DETECTOR.data), "same_registry": DETECTOR is DETECTOR_OF_DETECTORS,
-        "declip_class": getattr(DETECTOR.data.get("declip"), "__name__", None),
-        "fwa_stub": getattr(sys.modules.get("dataset.fwa_blend"), "__declip_stub__", False),
-        "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "name": __name__,
-        "config": {k: config.get(k) for k in ("workers", "label_dict", "seeded", "test_dataset", "lmdb",
-                                              "dataset_json_folder")},
-    }
-    with open(os.environ["FAKE_DFB_RECORD"], "w") as f:
-        json.dump(record, f)
-    if model is not None:
-        import fakedata
-        test_epoch(model, fakedata.loaders(config["test_dataset"]))
-    sys.exit(config.get("exit_code", 0))
-
-
-if __name__ == "__main__":
-    main()
-'''
-
-TRAINER_PY = '''
-import logging
-import os
-import pickle
-
-
-class Trainer(object):
-    def __init__(self, config, model, log_dir):
-        self.config, self.model, self.log_dir = config, model, log_dir
-        self.logger = logging.getLogger("fake-trainer")
-
-    def inference(self, data_dict):
-        return self.model(data_dict, inference=True)
-
-    def test_one_dataset(self, data_loader):
-        return [self.inference(d)["prob"] for d in data_loader]
-
-    def save_metrics(self, phase, metric_one_dataset, dataset_key):
-        folder = os.path.join(self.log_dir, phase, dataset_key)
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "metric_dict_best.pickle"), "wb") as f:
-            pickle.dump(metric_one_dataset, f)
-
-    def test_epoch(self, epoch, iteration, test_data_loaders, step):
-        for key in test_data_loaders.keys():
-            self.test_one_dataset(test_data_loaders[key])
-            self.save_metrics("test", {"auc": 0.5}, key)
 '''
 
 TRAIN_PY = '''
-import argparse
-import json
-import os
-import sys
-
 import yaml
 
 from trainer.trainer import Trainer
-from detectors import DETECTOR
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--detector_path", type=str)
-parser.add_argument("--train_dataset", nargs="+")
-parser.add_argument("--test_dataset", nargs="+")
-args = parser.parse_args()
 
 
 def init_seed(config):
@@ -204,27 +96,24 @@ def init_seed(config):
 
 
 def main():
-    with open(args.detector_path) as f:
-        config = yaml.safe_load(f)
     with open("./training/config/train_config.yaml") as f:
-        config2 = yaml.safe_load(f)
-    if "label_dict" in config:
-        config2["label_dict"] = config["label_dict"]
-    config.update(config2)
-    if args.test_dataset:
-        config["test_dataset"] = args.test_dataset
+        config = yaml.safe_load(f)
     init_seed(config)
-    with open(os.environ["FAKE_DFB_RECORD"], "w") as f:
-        json.dump({"script": "train", "argv": sys.argv[1:], "detectors": sorted(DETECTOR.data)}, f)
-    import fakedata
-    model = DETECTOR[config["model_name"]](config)
-    model.eval()
-    trainer = Trainer(config, model, os.path.join(config["log_dir"], config["model_name"] + "_2026-01-01-00-00-00"))
-    trainer.test_epoch(0, 0, fakedata.loaders(config["test_dataset"]), 0)
+'''
 
+TRAINER_PY = '''
+class Trainer(object):
+    def inference(self, data_dict):
+        return self.model(data_dict, inference=True)
 
-if __name__ == "__main__":
-    main()
+    def test_one_dataset(self, data_loader):
+        return [self.inference(d) for d in data_loader]
+
+    def save_metrics(self, phase, metric_one_dataset, dataset_key):
+        pass
+
+    def test_epoch(self, epoch, iteration, test_data_loaders, step):
+        pass
 '''
 
 
@@ -250,7 +139,6 @@ def make_checkout(root, registry_py=REGISTRY_PY, host_detector="xception"):
     _write(os.path.join(t, "dataset", "lsda_dataset.py"), "raise RuntimeError('Found no NVIDIA driver')\n")
     _write(os.path.join(t, "trainer", "__init__.py"), "")
     _write(os.path.join(t, "trainer", "trainer.py"), TRAINER_PY)
-    _write(os.path.join(t, "fakedata.py"), FAKEDATA_PY)
     _write(os.path.join(t, "config", "test_config.yaml"),
            "mode: test\nlmdb: true\ndataset_json_folder: ./preprocessing/dataset_json\nlabel_dict:\n  FF-real: 0\n  FF-DF: 1\n")
     _write(os.path.join(t, "config", "train_config.yaml"),
@@ -383,6 +271,12 @@ def test_overrides_go_where_deepfakebenchs_merge_keeps_them(tmp_path, checkout):
     merged = {**mine, **host}
     assert patches.override_problems(merged, over, {"x_fake": 1}) == []
     assert patches.override_problems({**merged, "workers": 4}, over, {}) == ["workers is 4, not the override 0"]
+    # train.py keeps the host's label_dict when the detector has none: the exported labels go there
+    plain = _yaml(tmp_path / "plain.yaml", TINY)
+    serve = launcher.prepare_configs("train", checkout, plain, plain, {}, {"x_fake": 1}, str(tmp_path))
+    assert list(serve) == [facts.HOST_CONFIGS["train"]]
+    assert yaml.safe_load(open(serve[facts.HOST_CONFIGS["train"]], encoding="utf-8"))["label_dict"] == \
+        {"FF-real": 0, "x_fake": 1}
 
 
 @pytest.mark.parametrize("over, match", [({"save_ckpt": False}, "pass --no-save_ckpt"),

@@ -158,12 +158,15 @@ def prepare_configs(mode, root, det_file, det_path_arg, over, label_dict_extra, 
     check_overrides_can_hold(mode, over, host_cfg)
     det_over, host_over = split_overrides(over, host_cfg)
     serve = {}
-    if det_over or label_dict_extra:
-        if det_file is None:
-            raise DeclipError(f"the overrides {', '.join(sorted(det_over)) or 'label_dict'} go into the detector YAML, "
-                              f"which needs --detector_path (an existing file)")
-        det_cfg = merge(_read_yaml(det_file), det_over)
-        if "label_dict" in det_cfg or mode == "train":
+    if det_over and det_file is None:
+        raise DeclipError(f"the overrides {', '.join(sorted(det_over))} go into the detector YAML, which needs "
+                          f"--detector_path (an existing file)")
+    det_cfg = _read_yaml(det_file) if det_file is not None else {}
+    # train.py keeps the detector's label_dict when it has one (else the host's): extend whichever is used
+    det_labels = "label_dict" in det_cfg and bool(label_dict_extra)
+    if det_over or det_labels:
+        det_cfg = merge(det_cfg, det_over)
+        if det_labels:
             det_cfg["label_dict"] = {**label_dict_extra, **(det_cfg.get("label_dict") or {})}
         serve[det_path_arg] = _write_yaml(os.path.join(workdir, "detector.yaml"), det_cfg)
     if host_over or label_dict_extra:
