@@ -53,7 +53,7 @@ from . import facts
 logger = logging.getLogger(__name__)
 
 SUMMARY_GLOB = "export_*.json"
-SPLITS = ("train", "val", "test")
+SPLITS = facts.JSON_SPLITS
 FRAME_NAME = "000.png"
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -112,7 +112,7 @@ def _json_path(path, base):
 
 
 def _check_name(name):
-    if not isinstance(name, str) or not _NAME_RE.match(name) or "frames" in name:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or facts.FRAMES_DIR in name:
         raise ConfigError(
             f"DeepfakeBench dataset name {name!r}: use letters, digits and . _ + - (it names the JSON file, the "
             f"LMDB folder and the labels), without the word 'frames' (DeepfakeBench finds masks by replacing it)")
@@ -266,20 +266,20 @@ def export_dfb(dataset_name, out_dir, config=None):
             label_name = fake_label if kind == "fake" else real_label
             video = f"{kind}_{split}_{index[kind]:05d}"
             index[kind] += 1
-            frame = os.path.join(rgb, label_name, "frames", video, FRAME_NAME)
+            frame = os.path.join(rgb, label_name, facts.FRAMES_DIR, video, FRAME_NAME)
             how[_place_image(image, frame, mode)] += 1
             key = _json_path(frame, base)
-            if key.count("frames") != 1:
+            if key.count(facts.FRAMES_DIR) != 1:
                 raise DataError(f"the frame path {key} contains 'frames' more than once, so DeepfakeBench would look for "
                                 f"its mask in the wrong place (it replaces every 'frames' by 'masks'): export to a folder "
                                 f"whose path does not contain 'frames'")
             files.append((key, frame))
             if mask is not None:
-                mask_file = os.path.join(rgb, label_name, "masks", video, FRAME_NAME)
+                mask_file = os.path.join(rgb, label_name, facts.MASKS_DIR, video, FRAME_NAME)
                 _write_mask(mask, ds.mask_polarity, mask_file)
-                files.append((key.replace("frames", "masks"), mask_file))
+                files.append((key.replace(facts.FRAMES_DIR, facts.MASKS_DIR), mask_file))
                 counts[split]["masks"] += 1
-            tree[label_name][split][video] = {"label": label_name, "frames": [key]}
+            tree[label_name][split][video] = {"label": label_name, "frames": [key]}  # JSON keys, not folders
             sources[f"{label_name}/{video}"] = {"image": image, "mask": mask}
             counts[split][kind] += 1
             counts[split]["total"] += 1

@@ -26,6 +26,13 @@ METRICS_FILE = "metric_dict_best.pickle"
 CHECKPOINT_FILE = "ckpt_best.pth"
 TRAINING_LOG = "training.log"
 
+#: the dataset JSON (dataset/abstract_dataset.py): {dataset: {label: {split: {video: {'label', 'frames'}}}}};
+#: every label has the three splits; a frame's mask path is its path with every FRAMES_DIR replaced
+#: by MASKS_DIR; frames are sorted by the integer value of their file stem
+JSON_SPLITS = ("train", "val", "test")
+FRAMES_DIR = "frames"
+MASKS_DIR = "masks"
+
 #: dataset modules that cannot be imported on a CPU-only machine: module -> (names, why)
 CPU_UNIMPORTABLE = {
     "dataset.lsda_dataset": (("LSDADataset", "CustomSampler"),
