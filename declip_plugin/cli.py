@@ -113,15 +113,16 @@ def cmd_leaderboard(args):
 
 
 def cmd_dfb(args):
-    from .integrations import launch
+    from .integrations.deepfakebench import launch
 
-    return launch(args.bench_root, args.mode, args.dfb_args, cpu=args.cpu, data_dir=args.data, lmdb=args.lmdb,
+    return launch(args.bench_root, args.mode, args.dfb_args, cpu=args.cpu, stub_datasets=args.stub_datasets or None,
+                  data_dir=args.data, lmdb=args.lmdb,
                   overrides=args.opt, results_dir=args.results_dir, localization=args.localization,
                   convert_weights=args.convert_weights, python=args.python)
 
 
 def cmd_export_dfb(args):
-    from .integrations import export_dfb
+    from .integrations.deepfakebench import export_dfb
 
     config = {"data_root": args.data_root, "bench_root": args.bench_root, "name": args.name, "splits": args.splits,
               "include_real": False if args.no_real else None, "link": "copy" if args.copy else None,
@@ -221,6 +222,9 @@ def build_parser():
     p.add_argument("--bench_root", "--bench-root", dest="bench_root", default=os.environ.get("DEEPFAKEBENCH_ROOT"),
                    help="the DeepfakeBench checkout (default: $DEEPFAKEBENCH_ROOT)")
     p.add_argument("--cpu", action="store_true", help="opt-in CPU mode for test.py (see docs/deepfakebench.md)")
+    p.add_argument("--stub-datasets", "--stub_datasets", dest="stub_datasets", action="store_true",
+                   help="stub DeepfakeBench's dataset modules that need a GPU or dlib's landmark file at import "
+                        "(implied by --cpu)")
     p.add_argument("--data", metavar="EXPORT_DIR", help="a folder written by `declip export-dfb`")
     lm = p.add_mutually_exclusive_group()
     lm.add_argument("--lmdb", dest="lmdb", action="store_true", default=None)

@@ -5,7 +5,7 @@ Both implementations run on the same random, fp16-valued OpenAI-format CLIP weig
 random decoder and the same input, in fp32 on the CPU, and their mask logits are compared:
 
     PYTHONPATH=/path/to/DeCLIP python scripts/parity_official.py \
-        [--cases vit-conv20,vit-linear,vit-attention,fusion-conv20] [--tolerance 1e-3]
+        [--cases quick | vit-conv20,vit-conv20-nobackbone,vit-linear,vit-attention,fusion-conv20] [--tolerance 1e-3]
 
 Per case:
   1. the official ``CLIPModelLocalisation`` is built; its ``clip.load`` is replaced (at run time,
@@ -44,10 +44,16 @@ OPEN_CLIP_NAMES = {VIT: "ViT-L-14-quickgelu", RN: "RN50-quickgelu"}
 LAYER = "layer20"
 CASES = {
     "vit-conv20": (VIT, "conv-20"),
+    "vit-conv20-nobackbone": (VIT, "conv-20"),
     "vit-linear": (VIT, "linear"),
     "vit-attention": (VIT, "attention"),
     "fusion-conv20": (f"{VIT},{RN}", "conv-20"),
 }
+#: cases whose official checkpoint is saved without the backbone (``model.*``) keys, as the released
+#: fusion checkpoints are: our side then reads the CLIP weights from ``pretrained``
+DECODER_ONLY = {"vit-conv20-nobackbone"}
+#: the subset CI runs (scripts/run_tests.sh): both checkpoint layouts of ViT-L/14 and the fusion
+QUICK = ("vit-conv20", "vit-conv20-nobackbone", "fusion-conv20")
 OUT = 256
 WEIGHT_SEED_OFFSET = {VIT: 10, RN: 20}  # the same weights whichever cases run
 
@@ -99,17 +105,20 @@ def import_official(official_root):
 
 
 @contextlib.contextmanager
-def patched_official_loader(official_clip, official_model, weight_files):
-    """Replace the official ``clip.load`` (downloads by name) by a build from ``weight_files``."""
+def patched_official_loader(official_clip, official_model, weight_files, built):
+    """Replace the official ``clip.load`` (downloads by name) by a build from ``weight_files``
+    (each backbone built once per run and kept in ``built``: the official code only reads it)."""
     original = official_clip.load
 
     def load(name, device="cpu", **options):
         # the official model asks for its per-layer outputs (its keyword flag); build_model's 2nd argument
         if name not in weight_files:
             raise KeyError(f"parity script: no random weights made for official backbone {name!r}")
-        state = torch.load(weight_files[name], map_location="cpu", weights_only=True)
-        model = official_model.build_model(state, True).float()
-        del state
+        if name not in built:
+            state = torch.load(weight_files[name], map_location="cpu", weights_only=True)
+            built[name] = official_model.build_model(state, True).float()
+            del state
+        model = built[name]
         return model, official_clip._transform(model.visual.input_resolution)
 
     official_clip.load = load
@@ -199,7 +208,7 @@ def max_abs(a, b):
     return (a.detach().float() - b.detach().float()).abs().max().item()
 
 
-def run_case(case, args, off, weight_files, workdir, x):
+def run_case(case, args, off, weight_files, workdir, x, built):
     from declip_plugin import build_detector
 
     clip_models, official_clip, official_model, _ = off
@@ -210,7 +219,7 @@ def run_case(case, args, off, weight_files, workdir, x):
 
     # --- official side ------------------------------------------------------------------
     torch.manual_seed(args.seed)
-    with patched_official_loader(official_clip, official_model, weight_files), cuda_moves_to_cpu():
+    with patched_official_loader(official_clip, official_model, weight_files, built), cuda_moves_to_cpu():
         theirs = clip_models.CLIPModelLocalisation(backbone, LAYER, decoder_type=decoder_type)
     gen = torch.Generator().manual_seed(args.seed + 100)
     for part in ("fc", "att1", "att2"):
@@ -229,12 +238,17 @@ def run_case(case, args, off, weight_files, workdir, x):
         else:
             feat_theirs = {"vit": theirs.model.encode_image(x)[LAYER].permute(1, 0, 2)}
     ckpt = os.path.join(workdir, f"official-{case}.pth")
-    torch.save({"model": theirs.state_dict(), "feature_layer": LAYER, "decoder_type": decoder_type,
+    state = theirs.state_dict()
+    if case in DECODER_ONLY:
+        state = {k: v for k, v in state.items() if not k.startswith("model.")}
+    torch.save({"model": state, "feature_layer": LAYER, "decoder_type": decoder_type,
                 "optimizer": {}, "total_steps": 0}, ckpt)
-    n_keys = len(theirs.state_dict())
+    n_keys = len(state)
+    del state
     log.info("official checkpoint in the release layout: %d keys%s", n_keys,
              " (fc.* only: the fusion's towers live in a python list, as in the released fusion checkpoints)"
-             if fusion else " (fc/att decoder + model.* CLIP)")
+             if fusion else " (fc.* only: the backbone keys left out)" if case in DECODER_ONLY
+             else " (fc/att decoder + model.* CLIP)")
     del theirs, towers
     gc.collect()
 
@@ -243,12 +257,14 @@ def run_case(case, args, off, weight_files, workdir, x):
            "fully_supervised": True, "fix_backbone": True}
     if fusion:
         cfg["pretrained"] = {VIT: weight_files[VIT], RN: weight_files[RN]}
+    elif case in DECODER_ONLY:
+        cfg["pretrained"] = weight_files[VIT]
     else:  # the checkpoint carries the backbone: this file must never be opened
         cfg["pretrained"] = os.path.join(workdir, "must-not-be-read", "ViT-L-14.pt")
     ours = build_detector(cfg, weights_path=ckpt)
     ours.eval()
     log.info("ours: backbone weights from %s%s", ours.backbone.pretrained,
-             "" if fusion else " (the configured pretrained file, which does not exist, was not read)")
+             "" if fusion or case in DECODER_ONLY else " (the configured pretrained file, which does not exist, was not read)")
     with torch.no_grad():
         mask_ours = ours({"image": x})["mask"]
         # our decoder on the official features: the decoder alone, without the backbone's float noise
@@ -287,7 +303,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--official-root", default=None,
                    help="path of the bit-ml/DeCLIP checkout, used in messages only (the code is imported from PYTHONPATH)")
-    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
+    p.add_argument("--cases", default=",".join(CASES),
+                   help=f"comma-separated subset of {', '.join(CASES)}, or 'quick' ({', '.join(QUICK)})")
     p.add_argument("--tolerance", type=float, default=1e-3, help="max |diff| of the mask logits (default 1e-3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=2)
@@ -298,7 +315,7 @@ def parse_args(argv=None):
                    help="do not round the random CLIP weights to fp16 (the official loader still does: "
                         "shows the size of that round trip; the fusion then differs by ~1e-2)")
     args = p.parse_args(argv)
-    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    args.cases = list(QUICK) if args.cases == "quick" else [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in args.cases if c not in CASES]
     if unknown or not args.cases:
         p.error(f"unknown case(s) {unknown}; choose from {', '.join(CASES)}")
@@ -311,6 +328,7 @@ def main(argv=None):
     logging.getLogger("declip_plugin").setLevel(logging.INFO)
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
     args = parse_args(argv)
+    t_start = time.time()
     if args.threads:
         torch.set_num_threads(args.threads)
     off = import_official(args.official_root)
@@ -335,9 +353,10 @@ def main(argv=None):
                      f" [{'; '.join(notes)}]" if notes else "", path)
         gen = torch.Generator().manual_seed(args.seed + 1000)
         x = torch.randn(args.batch, 3, 224, 224, generator=gen)  # like CLIP-normalized pixels
+        built = {}
         for case in args.cases:
             log.info("case %s ...", case)
-            row = run_case(case, args, off, weight_files, workdir, x)
+            row = run_case(case, args, off, weight_files, workdir, x, built)
             log.info("case %s: max|diff| %.3g (%.1fs)", case, row["diff"], row["seconds"])
             rows.append(row)
     finally:
@@ -351,22 +370,23 @@ def main(argv=None):
                     os.remove(os.path.join(workdir, name))
 
     print()
-    print(f"DeCLIP parity vs official ({off[3]}), fp32 CPU, batch {args.batch}, seed {args.seed}, "
+    total = time.time() - t_start
+    print(f"DeCLIP parity vs official ({off[3]}), {total:.0f} s, fp32 CPU, batch {args.batch}, seed {args.seed}, "
           f"tolerance {args.tolerance:g}, CLIP weights {'fp16-valued' if args.fp16_round else 'NOT fp16-rounded'}")
     print("(rel = max|diff| / max|official mask logit|; decoder only = max|diff| when our decoder is fed the "
           "official features)")
-    head = f"{'case':<15} {'backbone':<14} {'layer':<8} {'decoder':<10} {'max|diff| mask':>15} " \
+    head = f"{'case':<22} {'backbone':<14} {'layer':<8} {'decoder':<10} {'max|diff| mask':>15} " \
            f"{'max|mask|':>10} {'std(mask)':>10} {'rel':>9} {'decoder only':>13}  result"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['case']:<15} {r['backbone']:<14} {r['layer']:<8} {r['decoder']:<10} {r['diff']:>15.3e} "
+        print(f"{r['case']:<22} {r['backbone']:<14} {r['layer']:<8} {r['decoder']:<10} {r['diff']:>15.3e} "
               f"{r['scale']:>10.3g} {r['std']:>10.3g} {r['rel']:>9.1e} {r['dec_diff']:>13.3e}  {'ok' if r['ok'] else 'FAIL'}")
     print()
     print("tapped features (official encode_image vs our backbone):")
     for r in rows:
         for label, d, scale in r["features"]:
-            print(f"  {r['case']:<15} {label:<18} max|diff| {d:.3e}  (max|feature| {scale:.3g})")
+            print(f"  {r['case']:<22} {label:<18} max|diff| {d:.3e}  (max|feature| {scale:.3g})")
     failed = [r["case"] for r in rows if not r["ok"]]
     if failed:
         print(f"\nFAIL: {', '.join(failed)} exceed the tolerance {args.tolerance:g}")

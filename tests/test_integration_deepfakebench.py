@@ -1,12 +1,17 @@
-"""The DeepfakeBench integration against a small fake checkout built here.
+"""The DeepfakeBench integration's parts that need no DeepfakeBench environment.
+
+Against the real snapshot's sources (tests/dfb_support.py; read, not run): the signature check of
+every wrapped function, including a copy whose test.py lacks one. Against small fake checkouts
+built here: layouts and registries the launcher must refuse, the export's layout. Running the real
+checkout's scripts is tests/test_integration_dfb_real.py.
 
 The fake checkout has DeepfakeBench's shape where the launcher relies on it:
 ``training/metrics/registry.py`` (a Registry with register_module / __getitem__ and a DETECTOR),
 ``training/detectors/`` registering ``xception`` by decorator, a ``training/dataset`` package whose
 ``fwa_blend`` / ``lsda_dataset`` fail at import (as on a CPU machine without dlib's landmark file),
 ``training/config/{train,test}_config.yaml`` and ``training/{train,test}.py`` with argparse,
-``init_seed(config)``, ``inference`` / ``test_one_dataset`` / ``test_epoch`` and a ``main()``. The
-scripts write what they saw (argv, cwd, sys.path, registered detectors, config) to a JSON file.
+``init_seed(config)``, ``inference`` / ``test_one_dataset`` / ``test_epoch`` and a ``main()`` with the
+signatures the launcher checks (their bodies are never run here).
 """
 import json
 import os
@@ -18,7 +23,10 @@ import pytest
 
 from declip_plugin.errors import ConfigError, DataError, DeclipError
 from declip_plugin.integrations import deepfakebench as dfb
-from declip_plugin.integrations.export import export_dfb, label_dict_for, read_summaries
+from declip_plugin.integrations.deepfakebench import bootstrap, checkout as dfb_checkout, facts, launcher, patches, \
+    results
+from declip_plugin.integrations.deepfakebench.export import export_dfb, label_dict_for, read_summaries
+from dfb_support import checkout_root
 
 REGISTRY_PY = '''
 class Registry(object):
@@ -40,40 +48,16 @@ TRAINER = Registry()
 LOSSFUNC = Registry()
 '''
 
-FAKEDATA_PY = '''
-import torch
-
-def loaders(names=("fake-ds",), batches=1, size=224):
-    """Batches as DeepfakeBench's collate_fn makes them: mask (B, H, W, 1), label 0/1."""
-    g = torch.Generator().manual_seed(0)
-    out = {}
-    for name in names:
-        items = []
-        for _ in range(batches):
-            image = torch.randn(2, 3, size, size, generator=g)
-            mask = torch.zeros(2, size, size, 1)
-            mask[1, 40:120, 60:150] = 1.0
-            items.append({"image": image, "label": torch.tensor([0, 1]), "mask": mask, "landmark": None})
-        out[name] = items
-    return out
-'''
-
 TEST_PY = '''
 import argparse
-import json
-import os
-import sys
 
 import yaml
 
 from metrics.registry import DETECTOR
-from detectors import DETECTOR as DETECTOR_OF_DETECTORS
 import dataset
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--detector_path", type=str, default="/nowhere/resnet34.yaml")
-parser.add_argument("--test_dataset", nargs="+")
-parser.add_argument("--weights_path", type=str, default="/nowhere/ckpt.pth")
 args = parser.parse_args()
 
 
@@ -86,109 +70,25 @@ def inference(model, data_dict):
 
 
 def test_one_dataset(model, data_loader):
-    preds, labels = [], []
-    for data_dict in data_loader:
-        predictions = inference(model, data_dict)
-        preds += predictions["prob"].tolist()
-        labels += data_dict["label"].tolist()
-    return preds, labels
+    return [inference(model, d) for d in data_loader]
 
 
 def test_epoch(model, test_data_loaders):
-    import numpy as np
-    out = {}
-    for key in test_data_loaders.keys():
-        preds, labels = test_one_dataset(model, test_data_loaders[key])
-        out[key] = {"acc": 0.5, "auc": 0.75, "eer": 0.25, "ap": 0.6, "video_auc": 0.75,
-                    "pred": np.array(preds), "label": np.array(labels)}
-        print(f"dataset: {key}")
-        for k, v in out[key].items():
-            print(f"{k}: {v}")
-    return out
+    return {key: test_one_dataset(model, loader) for key, loader in test_data_loaders.items()}
 
 
 def main():
     with open(args.detector_path) as f:
         config = yaml.safe_load(f)
     with open("./training/config/test_config.yaml") as f:
-        config2 = yaml.safe_load(f)
-    config.update(config2)
-    if args.test_dataset:
-        config["test_dataset"] = args.test_dataset
+        config.update(yaml.safe_load(f))
     init_seed(config)
-    model = None
-    if config.get("run_model"):
-        import torch
-        model = DETECTOR[config["model_name"]](config)
-        model.eval()
-        if os.path.isfile(args.weights_path):
-            model.load_state_dict(torch.load(args.weights_path, map_location="cpu"), strict=True)
-    record = {
-        "script": "test", "weights_loaded": os.path.isfile(args.weights_path), "argv": sys.argv[1:], "cwd": os.getcwd(), "sys_path0": sys.path[0],
-        "detectors": sorted(DETECTOR.data), "same_registry": DETECTOR is DETECTOR_OF_DETECTORS,
-        "declip_class": getattr(DETECTOR.data.get("declip"), "__name__", None),
-        "fwa_stub": getattr(sys.modules.get("dataset.fwa_blend"), "__declip_stub__", False),
-        "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "name": __name__,
-        "config": {k: config.get(k) for k in ("workers", "label_dict", "seeded", "test_dataset", "lmdb",
-                                              "dataset_json_folder")},
-    }
-    with open(os.environ["FAKE_DFB_RECORD"], "w") as f:
-        json.dump(record, f)
-    if model is not None:
-        import fakedata
-        test_epoch(model, fakedata.loaders(config["test_dataset"]))
-    sys.exit(config.get("exit_code", 0))
-
-
-if __name__ == "__main__":
-    main()
-'''
-
-TRAINER_PY = '''
-import logging
-import os
-import pickle
-
-
-class Trainer(object):
-    def __init__(self, config, model, log_dir):
-        self.config, self.model, self.log_dir = config, model, log_dir
-        self.logger = logging.getLogger("fake-trainer")
-
-    def inference(self, data_dict):
-        return self.model(data_dict, inference=True)
-
-    def test_one_dataset(self, data_loader):
-        return [self.inference(d)["prob"] for d in data_loader]
-
-    def save_metrics(self, phase, metric_one_dataset, dataset_key):
-        folder = os.path.join(self.log_dir, phase, dataset_key)
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "metric_dict_best.pickle"), "wb") as f:
-            pickle.dump(metric_one_dataset, f)
-
-    def test_epoch(self, epoch, iteration, test_data_loaders, step):
-        for key in test_data_loaders.keys():
-            self.test_one_dataset(test_data_loaders[key])
-            self.save_metrics("test", {"auc": 0.5}, key)
 '''
 
 TRAIN_PY = '''
-import argparse
-import json
-import os
-import sys
-
 import yaml
 
 from trainer.trainer import Trainer
-from detectors import DETECTOR
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--detector_path", type=str)
-parser.add_argument("--train_dataset", nargs="+")
-parser.add_argument("--test_dataset", nargs="+")
-args = parser.parse_args()
 
 
 def init_seed(config):
@@ -196,27 +96,24 @@ def init_seed(config):
 
 
 def main():
-    with open(args.detector_path) as f:
-        config = yaml.safe_load(f)
     with open("./training/config/train_config.yaml") as f:
-        config2 = yaml.safe_load(f)
-    if "label_dict" in config:
-        config2["label_dict"] = config["label_dict"]
-    config.update(config2)
-    if args.test_dataset:
-        config["test_dataset"] = args.test_dataset
+        config = yaml.safe_load(f)
     init_seed(config)
-    with open(os.environ["FAKE_DFB_RECORD"], "w") as f:
-        json.dump({"script": "train", "argv": sys.argv[1:], "detectors": sorted(DETECTOR.data)}, f)
-    import fakedata
-    model = DETECTOR[config["model_name"]](config)
-    model.eval()
-    trainer = Trainer(config, model, os.path.join(config["log_dir"], config["model_name"] + "_2026-01-01-00-00-00"))
-    trainer.test_epoch(0, 0, fakedata.loaders(config["test_dataset"]), 0)
+'''
 
+TRAINER_PY = '''
+class Trainer(object):
+    def inference(self, data_dict):
+        return self.model(data_dict, inference=True)
 
-if __name__ == "__main__":
-    main()
+    def test_one_dataset(self, data_loader):
+        return [self.inference(d) for d in data_loader]
+
+    def save_metrics(self, phase, metric_one_dataset, dataset_key):
+        pass
+
+    def test_epoch(self, epoch, iteration, test_data_loaders, step):
+        pass
 '''
 
 
@@ -242,7 +139,6 @@ def make_checkout(root, registry_py=REGISTRY_PY, host_detector="xception"):
     _write(os.path.join(t, "dataset", "lsda_dataset.py"), "raise RuntimeError('Found no NVIDIA driver')\n")
     _write(os.path.join(t, "trainer", "__init__.py"), "")
     _write(os.path.join(t, "trainer", "trainer.py"), TRAINER_PY)
-    _write(os.path.join(t, "fakedata.py"), FAKEDATA_PY)
     _write(os.path.join(t, "config", "test_config.yaml"),
            "mode: test\nlmdb: true\ndataset_json_folder: ./preprocessing/dataset_json\nlabel_dict:\n  FF-real: 0\n  FF-DF: 1\n")
     _write(os.path.join(t, "config", "train_config.yaml"),
@@ -270,11 +166,6 @@ def checkout(tmp_path):
     return make_checkout(tmp_path / "DeepfakeBench")
 
 
-@pytest.fixture
-def record(tmp_path):
-    return str(tmp_path / "record.json")
-
-
 def _read(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -284,10 +175,116 @@ def _read(path):
 # checkout validation (no child process)
 # ---------------------------------------------------------------------------------------------
 def test_validate_checkout_finds_registry_and_host_detectors(checkout):
-    info = dfb.validate_checkout(checkout)
+    info = dfb.validate_checkout(checkout, mode="test")
     assert info["root"] == os.path.abspath(checkout)
     assert info["registry_kind"] == "register_module"
     assert info["host_detectors"] == {"xception": "training/detectors/host_detector.py"}
+    assert info["commit"] == "unknown (no .git)"
+
+
+# ---------------------------------------------------------------------------------------------
+# the real checkout's sources: every wrapped function as facts.WRAPPED expects
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_checkout(tmp_path_factory):
+    return checkout_root(tmp_path_factory)
+
+
+@pytest.mark.parametrize("mode", ["test", "train"])
+def test_the_real_checkout_has_every_wrapped_function(real_checkout, mode):
+    info = dfb.validate_checkout(real_checkout, mode=mode, localization=True)
+    assert info["registry_kind"] == "register_module"
+    assert {"xception", "meso4", "timesformer"} <= set(info["host_detectors"])
+
+
+def _copy_with(real_checkout, tmp_path, rel, old, new):
+    import shutil
+
+    root = tmp_path / "DeepfakeBench"
+    shutil.copytree(real_checkout, root, ignore=shutil.ignore_patterns("*.pth", "*.dat", "figures", "analysis"))
+    path = root / rel
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("0123456789abcdef0123456789abcdef01234567\n")
+    return str(root)
+
+
+def test_a_checkout_whose_test_py_lacks_a_wrapped_function_is_refused_in_one_line(real_checkout, tmp_path):
+    root = _copy_with(real_checkout, tmp_path, "training/test.py", "def test_one_dataset(", "def evaluate_one_dataset(")
+    det = _yaml(tmp_path / "det.yaml", TINY)
+    with pytest.raises(DeclipError) as e:
+        dfb.launch(root, "test", ["--detector_path", det], cpu=True)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "(commit 0123456)" in msg and f"tested with {facts.TESTED_COMMIT}" in msg
+    assert "training/test.py has no test_one_dataset(model, data_loader)" in msg
+
+
+def test_a_changed_signature_is_refused_with_what_changed(real_checkout, tmp_path):
+    root = _copy_with(real_checkout, tmp_path, "training/trainer/trainer.py",
+                      "def save_metrics(self, phase, metric_one_dataset, dataset_key):",
+                      "def save_metrics(self, phase, metric_one_dataset, dataset_key, extra=None):")
+    with pytest.raises(dfb_checkout.CheckoutMismatch) as e:
+        dfb.validate_checkout(root, mode="train")
+    assert ("training/trainer/trainer.py: Trainer.save_metrics now takes (self, phase, metric_one_dataset, "
+            "dataset_key, extra), expected Trainer.save_metrics(self, phase, metric_one_dataset, dataset_key)") in str(e.value)
+    # without localization the Trainer is not wrapped, so train runs
+    assert dfb.validate_checkout(root, mode="train", localization=False)["root"] == root
+
+
+def test_the_loaded_functions_are_checked_too():
+    g = {}
+    exec("def init_seed(config):\n    pass\n\ndef inference(model, batch):\n    pass\n", g)
+    with pytest.raises(patches.BootstrapError) as e:
+        patches.check_objects("training/test.py", g, {"init_seed": ("config",), "inference": ("model", "data_dict"),
+                                                      "main": ()}, "abc1234")
+    msg = str(e.value)
+    assert "inference now takes (model, batch), expected inference(model, data_dict)" in msg
+    assert "training/test.py has no main()" in msg and "commit abc1234" in msg
+
+
+def test_facts_name_every_key_of_the_config_schema():
+    from declip_plugin.config import DEEPFAKEBENCH_KEYS
+
+    assert set(DEEPFAKEBENCH_KEYS) == set(facts.YAML_KEYS)
+    assert {k.split(".")[0] for mode in facts.REQUIRED_KEYS.values() for k in mode} <= set(facts.YAML_KEYS)
+
+
+def test_overrides_go_where_deepfakebenchs_merge_keeps_them(tmp_path, checkout):
+    det = _yaml(tmp_path / "det.yaml", {**TINY, "label_dict": {"mine_real": 0, "FF-DF": 0},
+                                        "optimizer": {"type": "adam", "adam": {"lr": 0.1, "eps": 1e-8}}})
+    over = {"lmdb": False, "workers": 0, "optimizer": {"adam": {"lr": 0.5}}}
+    serve = launcher.prepare_configs("test", checkout, det, det, over, {"mine_real": 0, "FF-DF": 0, "x_fake": 1},
+                                     str(tmp_path))
+    import yaml
+
+    served = {k: yaml.safe_load(open(v, encoding="utf-8")) for k, v in serve.items()}
+    host = served[facts.HOST_CONFIGS["test"]]
+    assert host["lmdb"] is False and "workers" not in host  # lmdb is the host config's key
+    # test.py: test_config's label_dict replaces the detector's: ours are added, its own win on conflicts
+    assert host["label_dict"] == {"FF-real": 0, "FF-DF": 1, "mine_real": 0, "x_fake": 1}
+    mine = served[det]
+    assert mine["workers"] == 0 and mine["optimizer"]["adam"] == {"lr": 0.5, "eps": 1e-8}  # nested: merged
+    # DeepfakeBench's own merge of the two gives the overrides
+    merged = {**mine, **host}
+    assert patches.override_problems(merged, over, {"x_fake": 1}) == []
+    assert patches.override_problems({**merged, "workers": 4}, over, {}) == ["workers is 4, not the override 0"]
+    # train.py keeps the host's label_dict when the detector has none: the exported labels go there
+    plain = _yaml(tmp_path / "plain.yaml", TINY)
+    serve = launcher.prepare_configs("train", checkout, plain, plain, {}, {"x_fake": 1}, str(tmp_path))
+    assert list(serve) == [facts.HOST_CONFIGS["train"]]
+    assert yaml.safe_load(open(serve[facts.HOST_CONFIGS["train"]], encoding="utf-8"))["label_dict"] == \
+        {"FF-real": 0, "x_fake": 1}
+
+
+@pytest.mark.parametrize("over, match", [({"save_ckpt": False}, "pass --no-save_ckpt"),
+                                         ({"lmdb": True, "dataset_json_folder": "/x"}, "dataset_json_v3")])
+def test_overrides_the_script_would_replace_are_refused(tmp_path, checkout, over, match):
+    det = _yaml(tmp_path / "det.yaml", TINY)
+    with pytest.raises(DeclipError, match=match):
+        launcher.prepare_configs("train", checkout, det, det, over, {}, str(tmp_path))
 
 
 def test_root_from_environment(checkout, monkeypatch):
@@ -333,10 +330,13 @@ def test_dict_registry_is_accepted(tmp_path):
     assert dfb.validate_checkout(root)["registry_kind"] == "dict"
 
 
-def test_name_clash_with_the_checkout_is_an_error(tmp_path):
+def test_name_clash_with_the_checkout_is_an_error_for_the_detector_run(tmp_path):
     root = make_checkout(tmp_path / "c", host_detector="declip")
-    with pytest.raises(DeclipError, match="'declip' .* already registered by the checkout"):
-        dfb.launch(root, "test", [])
+    det = _yaml(tmp_path / "det.yaml", TINY)
+    with pytest.raises(DeclipError, match="'declip' .* also registered by the checkout"):
+        dfb.launch(root, "test", ["--detector_path", det])
+    # another model: ours stays unregistered, the checkout's is kept
+    assert launcher._clashes({"declip": "builtin"}, {"declip": "f.py"}, "xception") == {"declip"}
 
 
 def test_cpu_training_is_refused(checkout):
@@ -347,7 +347,7 @@ def test_cpu_training_is_refused(checkout):
 
 
 def test_register_into_both_registry_kinds():
-    reg = dfb.check_registry_interface
+    reg = bootstrap.check_registry_interface
 
     class Reg:
         def __init__(self):
@@ -367,17 +367,18 @@ def test_register_into_both_registry_kinds():
 
     r = Reg()
     assert reg(r) == "register_module"
-    assert dfb.register_into(r, {"a": (A, "p")}) == ["a"] and r["a"] is A
+    assert bootstrap.register_into(r, {"a": (A, "p")}) == ["a"] and r["a"] is A
     d = {}
-    assert dfb.register_into(d, {"a": (A, "p")}) == ["a"] and d["a"] is A
-    with pytest.raises(dfb.BootstrapError, match="already in"):
-        dfb.register_into({"a": object}, {"a": (A, "p")})
-    with pytest.raises(dfb.BootstrapError, match="without the interface"):
-        dfb.register_into(object(), {"a": (A, "p")})
+    assert bootstrap.register_into(d, {"a": (A, "p")}) == ["a"] and d["a"] is A
+    with pytest.raises(patches.BootstrapError, match="already in"):
+        bootstrap.register_into({"a": object}, {"a": (A, "p")})
+    with pytest.raises(patches.BootstrapError, match="without the interface"):
+        bootstrap.register_into(object(), {"a": (A, "p")})
 
 
 def test_cpu_stub_classes_raise_with_the_reason():
-    mod = dfb._stub_module("dataset.fwa_blend", ("FWABlendDataset",), dfb.CPU_STUB_REASONS["dataset.fwa_blend"])
+    names, reason = facts.CPU_UNIMPORTABLE["dataset.fwa_blend"]
+    mod = bootstrap.stub_module("dataset.fwa_blend", names, reason)
     with pytest.raises(RuntimeError, match="shape_predictor_81_face_landmarks.dat"):
         mod.FWABlendDataset({})
 
@@ -385,7 +386,7 @@ def test_cpu_stub_classes_raise_with_the_reason():
 def test_relative_paths_from_the_callers_folder_become_absolute(tmp_path, monkeypatch, checkout):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "det.yaml").write_text("x: 1\n")
-    argv = dfb._absolutize_paths(["--detector_path", "det.yaml", "--weights_path=missing.pth",
+    argv = launcher._absolutize_paths(["--detector_path", "det.yaml", "--weights_path=missing.pth",
                                   "--test_dataset", "a"], checkout)
     assert argv == ["--detector_path", str(tmp_path / "det.yaml"), "--weights_path=missing.pth", "--test_dataset", "a"]
 
@@ -399,64 +400,8 @@ def test_config_problems():
 
 
 # ---------------------------------------------------------------------------------------------
-# the launcher, with the child process
+# the wraps, on test.py's functions as DeepfakeBench writes them
 # ---------------------------------------------------------------------------------------------
-def test_launch_registers_passes_arguments_and_adds_localization(checkout, record, tmp_path, capfd):
-    det = _yaml(tmp_path / "det.yaml", {**TINY, "workers": 8, "exit_code": 7, "run_model": True,
-                                        "label_dict": {"mine_real": 0, "FF-DF": 0}})
-    from declip_plugin import build_detector
-    from declip_plugin.checkpoints import save_detector_checkpoint
-
-    # a checkpoint in our format (declip train's ckpt_best.pth) is converted to the plain state dict
-    ckpt = save_detector_checkpoint(str(tmp_path / "our format.pth"), build_detector(dict(TINY)))
-    argv = ["--detector_path", det, "--test_dataset", "ds 1", "ds2", f"--weights_path={ckpt}"]
-    results = tmp_path / "results"
-    rc = dfb.launch(checkout, "test", argv, cpu=True, overrides=["workers=0", "dataset_json_folder=/data/json"],
-                    results_dir=str(results), env={"FAKE_DFB_RECORD": record})
-    assert rc == 7  # the script's own exit status
-    r = _read(record)
-    assert r["argv"][:5] == argv[:5] and r["argv"][5].startswith("--weights_path=")
-    assert r["argv"][5].endswith("weights_deepfakebench.pth") and r["weights_loaded"]  # strict=True load
-    assert r["cwd"] == os.path.realpath(checkout)
-    assert os.path.realpath(r["sys_path0"]) == os.path.realpath(os.path.join(checkout, "training"))
-    assert r["name"] != "__main__" and r["same_registry"]
-    assert r["detectors"] == ["clip_enhanced", "declip", "xception"] and r["declip_class"] == "DeCLIPDetector"
-    assert r["fwa_stub"] is True and r["cuda_visible"] == ""
-    cfg = r["config"]
-    assert cfg["workers"] == 0 and cfg["dataset_json_folder"] == "/data/json" and cfg["seeded"]
-    # test_config's label_dict wins on conflicts; the detector's new entries are added
-    assert cfg["label_dict"] == {"FF-real": 0, "FF-DF": 1, "mine_real": 0}
-    assert cfg["test_dataset"] == ["ds 1", "ds2"]
-    # localization metrics: printed after the host's own table, written beside its metrics
-    out = capfd.readouterr().out
-    assert "dataset: ds2\n" in out and "dataset: ds2 (localization, declip_plugin)" in out
-    assert out.index("dataset: ds2\n") < out.index("dataset: ds2 (localization")
-    (run,) = os.listdir(results)
-    assert run.startswith("declip_")
-    for ds in ("ds 1", "ds2"):
-        folder = results / run / "test" / ds
-        loc = _read(folder / dfb.LOCALIZATION_FILE)
-        assert loc["dataset"] == ds and loc["metrics"]["n_manipulated"] == 1 and loc["metrics"]["n_real"] == 1
-        assert 0 <= loc["metrics"]["iou"] <= 100 and 0 <= loc["metrics"]["pixel_auc"] <= 1
-        with open(folder / dfb.DFB_METRICS_FILE, "rb") as f:
-            m = pickle.load(f)
-        assert m["auc"] == 0.75 and len(m["pred"]) == 2
-    from declip_plugin.leaderboard import collect
-
-    entries = collect([str(results)])
-    assert {(e.method, e.dataset) for e in entries} == {("declip", "ds 1"), ("declip", "ds2")}
-
-
-def test_launch_reports_a_registry_without_the_interface(tmp_path, record):
-    src = "def make():\n    return object()\n\nDETECTOR = make()\n"
-    root = make_checkout(tmp_path / "c", registry_py=src)
-    assert dfb.validate_checkout(root)["registry_kind"] == "unknown"
-    with pytest.raises(DeclipError, match="DETECTOR is a object without the interface"):
-        dfb.launch(root, "test", ["--detector_path", _yaml(tmp_path / "d.yaml", TINY)],
-                   env={"FAKE_DFB_RECORD": record})
-    assert not os.path.exists(record)  # the script never ran
-
-
 class _MaskModel:
     """Predicts the GT mask of the batch (as logits), so IoU is 100 on manipulated images."""
 
@@ -490,11 +435,11 @@ def test_test_py_wrapping(tmp_path, with_mask):
 
     from declip_plugin.metrics.localization import LocalizationMetrics
 
-    state = dfb._HostState({"mode": "test", "root": "/r", "argv": ["--x"], "script": "test.py", "localization": True,
-                            "results_dir": str(tmp_path)})
+    state = patches.HostState({"mode": "test", "root": "/r", "argv": ["--x"], "script": "test.py", "localization": True,
+                               "results_dir": str(tmp_path)})
     state.config = {"model_name": "declip", "with_mask": with_mask}
     g = _host_functions()
-    dfb._patch_test_script(g, state, dfb.LocalizationReporter(LocalizationMetrics))
+    patches.patch_test_script(g, state, patches.LocalizationReporter(LocalizationMetrics))
     mask = torch.zeros(2, 32, 32, 1)
     mask[1, 4:20, 4:20] = 1
     batch = {"image": None, "label": torch.tensor([0, 1]), "mask": mask}
@@ -504,27 +449,13 @@ def test_test_py_wrapping(tmp_path, with_mask):
     assert run == f"declip_{state.time}"
     for ds, n in (("a", 2), ("b", 1)):
         folder = tmp_path / run / "test" / ds
-        with open(folder / dfb.DFB_METRICS_FILE, "rb") as f:
+        with open(folder / facts.METRICS_FILE, "rb") as f:
             assert pickle.load(f) == {"auc": 0.5, "acc": 0.5}
         if with_mask:
-            loc = _read(folder / dfb.LOCALIZATION_FILE)["metrics"]
+            loc = _read(folder / results.LOCALIZATION_FILE)["metrics"]
             assert loc["iou"] == pytest.approx(100.0) and loc["n_manipulated"] == n and loc["real_fp_rate"] == 0
         else:
-            assert not (folder / dfb.LOCALIZATION_FILE).exists()
-
-
-def test_localization_metrics_beside_the_trainers_files(checkout, record, tmp_path):
-    logs = tmp_path / "logs"
-    det = _yaml(tmp_path / "det.yaml", {**TINY, "log_dir": str(logs)})
-    # train_config.yaml's log_dir replaces the detector's, as in DeepfakeBench; an override puts it back
-    rc = dfb.launch(checkout, "train", ["--detector_path", det, "--test_dataset", "ds1"],
-                    overrides={"log_dir": str(logs)}, env={"FAKE_DFB_RECORD": record})
-    assert rc == 0
-    assert _read(record)["detectors"] == ["clip_enhanced", "declip", "xception"]
-    folder = logs / "declip_2026-01-01-00-00-00" / "test" / "ds1"
-    assert (folder / "metric_dict_best.pickle").is_file()
-    loc = _read(folder / dfb.LOCALIZATION_FILE)
-    assert loc["metrics"]["n_manipulated"] == 1 and loc["host"].startswith("DeepfakeBench Trainer")
+            assert not (folder / results.LOCALIZATION_FILE).exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,10 +528,10 @@ def test_export_writes_what_deepfakebenchs_loader_reads(demo_root, checkout, tmp
     assert dfb.dfb_config_problems(cfg, "test") == [] and dfb.dfb_config_problems(cfg, "train") == []
     assert cfg["label_dict"] == s["label_dict"] and cfg["test_dataset"] == ["demo-telea"]
     assert cfg["resolution"] == 224 and cfg["with_mask"] is True and cfg["frame_num"] == {"train": 1, "test": 1}
-    assert cfg["mean"] == [0.48145466, 0.4578275, 0.40821073] and cfg["metric_scoring"] in dfb.DFB_METRIC_SCORING
+    assert cfg["mean"] == [0.48145466, 0.4578275, 0.40821073] and cfg["metric_scoring"] in facts.METRIC_SCORING
     assert cfg["backbone"] == "declip-tiny-rn"  # demo datasets start from declip_demo.yaml
     # the launcher's --data points the checkout at it (rgb tree: paths are relative to this checkout)
-    over, summaries = dfb.data_overrides(str(out), checkout)
+    over, summaries = launcher.data_overrides(str(out), checkout)
     assert over["lmdb"] is False and over["dataset_json_folder"] == str(out / "dataset_json")
     assert over["label_dict"] == s["label_dict"] and [x["dataset"] for x in read_summaries(str(out))] == ["demo-telea"]
 
@@ -616,7 +547,7 @@ def test_export_without_checkout_needs_the_lmdb(demo_root, tmp_path, monkeypatch
     frame = next(iter(doc["demo-ns_fake"]["test"].values()))["frames"][0]
     assert frame.startswith("./rgb/demo-ns/demo-ns_fake/frames/")
     with pytest.raises(DeclipError, match="have no LMDB"):
-        dfb.data_overrides(str(out), checkout)
+        launcher.data_overrides(str(out), checkout)
 
 
 def test_export_lmdb_keys_are_the_json_paths(demo_root, tmp_path, checkout):

@@ -47,52 +47,23 @@ import tempfile
 import cv2
 import numpy as np
 
-from ..atomicio import TMP_PREFIX, atomic_write_text, check_output_dir, write_png
-from ..data.transforms import CLIP_MEAN, CLIP_STD
-from ..errors import ConfigError, DataError, DeclipError
+from ...atomicio import TMP_PREFIX, atomic_write_text, check_output_dir, write_png
+from ...data.transforms import CLIP_MEAN, CLIP_STD
+from ...errors import ConfigError, DataError, DeclipError
+from . import facts
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_GLOB = "export_*.json"
-SPLITS = ("train", "val", "test")
+SPLITS = facts.JSON_SPLITS
 FRAME_NAME = "000.png"
 STAGE_PREFIX = TMP_PREFIX + "export-"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
-#: detector keys DeepfakeBench reads, with the values written when the base detector YAML lacks them
-DFB_DETECTOR_DEFAULTS = {
-    "model_name": "declip",
-    "log_dir": "./logs/declip",
-    "compression": "c23",
-    "train_batchSize": 32,
-    "test_batchSize": 32,
-    "workers": 4,
-    "frame_num": {"train": 1, "test": 1},
-    "resolution": 224,
-    "with_mask": True,
-    "with_landmark": False,
-    "use_data_augmentation": False,
-    "data_aug": {"flip_prob": 0.5, "rotate_prob": 0.0, "rotate_limit": [-10, 10], "blur_prob": 0.5,
-                 "blur_limit": [3, 7], "brightness_prob": 0.5, "brightness_limit": [-0.1, 0.1],
-                 "contrast_limit": [-0.1, 0.1], "quality_lower": 40, "quality_upper": 100},
-    "mean": list(CLIP_MEAN),
-    "std": list(CLIP_STD),
-    "optimizer": {"type": "adam",
-                  "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
-                           "amsgrad": False},
-                  "sgd": {"lr": 0.001, "momentum": 0.0, "weight_decay": 0.0}},
-    "lr_scheduler": None,
-    "nEpochs": 10,
-    "start_epoch": 0,
-    "save_epoch": 1,
-    "rec_iter": 100,
-    "manualSeed": 1024,
-    "save_ckpt": True,
-    "save_feat": False,
-    "metric_scoring": "auc",
-    "cuda": True,
-    "cudnn": True,
-}
+#: the detector YAML written for the checkout: DeepfakeBench's defaults (facts.DETECTOR_DEFAULTS)
+#: under ours, for keys the base detector YAML lacks
+DFB_DETECTOR_DEFAULTS = {**facts.DETECTOR_DEFAULTS, "model_name": "declip", "log_dir": "./logs/declip",
+                         "with_mask": True, "mean": list(CLIP_MEAN), "std": list(CLIP_STD)}
 
 
 def label_names(name):
@@ -142,7 +113,7 @@ def _json_path(path, base):
 
 
 def _check_name(name):
-    if not isinstance(name, str) or not _NAME_RE.match(name) or "frames" in name:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or facts.FRAMES_DIR in name:
         raise ConfigError(
             f"DeepfakeBench dataset name {name!r}: use letters, digits and . _ + - (it names the JSON file, the "
             f"LMDB folder and the labels), without the word 'frames' (DeepfakeBench finds masks by replacing it)")
@@ -150,7 +121,7 @@ def _check_name(name):
 
 def _place_image(src, dst, mode):
     """Hard link / copy a complete PNG, else decode and write PNG."""
-    from ..data import io
+    from ...data import io
 
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     if src.lower().endswith(".png"):
@@ -169,13 +140,13 @@ def _place_image(src, dst, mode):
 
 
 def _write_mask(src, polarity, dst):
-    from ..data import io
+    from ...data import io
 
     write_png(dst, io.read_mask(src, polarity).astype(np.uint8) * 255)
 
 
 def _detector_yaml(name, base_detector, has_masks, counts):
-    from ..config import load_yaml, resolve_config_path
+    from ...config import load_yaml, resolve_config_path
 
     path = resolve_config_path(base_detector, "detector")
     cfg = load_yaml(path)
@@ -199,11 +170,9 @@ def _detector_yaml(name, base_detector, has_masks, counts):
     if cfg.get("resolution") != 224:
         notes.append(f"resolution {cfg.get('resolution')} -> 224")
         cfg["resolution"] = 224
-    from .deepfakebench import DFB_METRIC_SCORING
-
-    if cfg.get("metric_scoring") not in DFB_METRIC_SCORING:
+    if cfg.get("metric_scoring") not in facts.METRIC_SCORING:
         notes.append(f"metric_scoring {cfg.get('metric_scoring')!r} -> 'auc' (DeepfakeBench accepts "
-                     f"{', '.join(DFB_METRIC_SCORING)})")
+                     f"{', '.join(facts.METRIC_SCORING)})")
         cfg["metric_scoring"] = "auc"
     if not counts["train"]["total"]:
         cfg["train_dataset"] = []
@@ -231,7 +200,7 @@ def export_dfb(dataset_name, out_dir, config=None):
     Returns the summary (also written to ``<out>/export_<name>.json``), with ``label_dict`` (the
     entries DeepfakeBench's label_dict needs), ``json``, ``yaml``, ``counts`` and ``lmdb``.
     """
-    from ..data import normalize_split
+    from ...data import normalize_split
 
     config = dict(config or {})
     if isinstance(dataset_name, dict):
@@ -310,7 +279,7 @@ def _swap_in(stage, out, finals):
 
 def _export_into(dataset_name, source_name, name, config, splits, include_real, mode, want_lmdb, bench_root, base,
                  out, rgb, lmdb_path, json_path, staged):
-    from ..data import build_dataset
+    from ...data import build_dataset
 
     adapter_cfg = {k: config[k] for k in ("data_root", "max_samples", "skip_bad_files") if config.get(k) is not None}
     adapter_cfg.update(include_real=include_real)
@@ -334,20 +303,20 @@ def _export_into(dataset_name, source_name, name, config, splits, include_real, 
             label_name = fake_label if kind == "fake" else real_label
             video = f"{kind}_{split}_{index[kind]:05d}"
             index[kind] += 1
-            frame = os.path.join(rgb, label_name, "frames", video, FRAME_NAME)
+            frame = os.path.join(rgb, label_name, facts.FRAMES_DIR, video, FRAME_NAME)
             how[_place_image(image, staged(frame), mode)] += 1
             key = _json_path(frame, base)
-            if key.count("frames") != 1:
+            if key.count(facts.FRAMES_DIR) != 1:
                 raise DataError(f"the frame path {key} contains 'frames' more than once, so DeepfakeBench would look for "
                                 f"its mask in the wrong place (it replaces every 'frames' by 'masks'): export to a folder "
                                 f"whose path does not contain 'frames'")
             files.append((key, staged(frame)))
             if mask is not None:
-                mask_file = os.path.join(rgb, label_name, "masks", video, FRAME_NAME)
+                mask_file = os.path.join(rgb, label_name, facts.MASKS_DIR, video, FRAME_NAME)
                 _write_mask(mask, ds.mask_polarity, staged(mask_file))
-                files.append((key.replace("frames", "masks"), staged(mask_file)))
+                files.append((key.replace(facts.FRAMES_DIR, facts.MASKS_DIR), staged(mask_file)))
                 counts[split]["masks"] += 1
-            tree[label_name][split][video] = {"label": label_name, "frames": [key]}
+            tree[label_name][split][video] = {"label": label_name, "frames": [key]}  # JSON keys, not folders
             sources[f"{label_name}/{video}"] = {"image": image, "mask": mask}
             counts[split][kind] += 1
             counts[split]["total"] += 1

@@ -1,0 +1,387 @@
+"""`declip dfb`: run a real DeepfakeBench checkout's unchanged ``training/train.py`` / ``test.py``
+with our detectors registered (the parent side; the child is bootstrap.py).
+
+:func:`launch` checks the checkout (checkout.validate_checkout with the mode: layout, registry,
+every wrapped function's signature), prepares the configs DeepfakeBench will read (the detector
+YAML and its host config with the overrides merged, served to the script by patches.serve_configs
+so its own merge gives the config that runs, logs and saves), then starts
+``python -P -m declip_plugin.integrations.deepfakebench.bootstrap`` with ``cwd`` = the checkout
+root and ``<root>/training`` first on PYTHONPATH (the import environment ``python training/test.py``
+gives the script; nothing here touches ``sys.path``). No file of the checkout is edited or copied.
+"""
+import copy
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+from ...errors import DeclipError
+from . import facts
+from .checkout import dfb_config_problems, validate_checkout
+
+logger = logging.getLogger("declip_plugin.integrations.deepfakebench")
+
+ENV_PYTHON = "DEEPFAKEBENCH_PYTHON"
+#: flags of train.py / test.py whose value is a file path (made absolute when relative to the caller)
+PATH_FLAGS = ("--detector_path", "--weights_path")
+
+
+def _argv_value(argv, flag):
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return i + 1, argv[i + 1]
+        if a.startswith(flag + "="):
+            return i, a.split("=", 1)[1]
+    return None, None
+
+
+def _absolutize_paths(argv, root):
+    """Relative --detector_path / --weights_path that exist from the caller's folder (and not from the
+    checkout root, where the script runs) are made absolute."""
+    argv = list(argv)
+    for flag in PATH_FLAGS:
+        i, value = _argv_value(argv, flag)
+        if value is None or os.path.isabs(value):
+            continue
+        here = os.path.abspath(value)
+        if os.path.exists(here) and not os.path.exists(os.path.join(root, value)):
+            argv[i] = here if argv[i] == value else f"{flag}={here}"
+            logger.info("%s %s is relative to the current folder: passing %s (the script runs from %s)",
+                        flag, value, here, root)
+    return argv
+
+
+def _read_yaml(path):
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise DeclipError(f"cannot read {path}: {e}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _write_yaml(path, data):
+    import yaml
+
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None)
+    return path
+
+
+def read_exports(data_dir):
+    """The export summaries (``export_<dataset>.json``) written by export.export_dfb in ``data_dir``."""
+    from .export import SUMMARY_GLOB, read_summaries
+
+    summaries = read_summaries(data_dir)
+    if not summaries:
+        raise DeclipError(f"{data_dir} holds no dataset exported by `declip export-dfb` (no {SUMMARY_GLOB}); "
+                          f"export one first: declip export-dfb DATASET {data_dir}")
+    return summaries
+
+
+def data_overrides(data_dir, root, lmdb=None):
+    """Config overrides that point the checkout at the exported tree in ``data_dir``.
+
+    ``dataset_json_folder`` = ``<data_dir>/dataset_json``; ``lmdb_dir`` = ``<data_dir>/lmdb``;
+    ``lmdb``: ``False`` (read the rgb tree) when every export's frame paths are relative to this
+    checkout ``root``, else ``True`` (read the LMDB, whose keys are the frame paths as written).
+    ``lmdb`` forces one. ``label_dict`` gets every exported label. Returns (overrides, summaries).
+    """
+    data_dir = os.path.abspath(os.path.expanduser(str(data_dir)))
+    summaries = read_exports(data_dir)
+    rooted = all(s.get("paths_relative_to") == os.path.realpath(root) for s in summaries)
+    with_lmdb = all(s.get("lmdb") for s in summaries)
+    if lmdb is None:
+        lmdb = not rooted
+    if lmdb and not with_lmdb:
+        names = ", ".join(s["dataset"] for s in summaries if not s.get("lmdb"))
+        raise DeclipError(
+            f"exported dataset(s) {names} in {data_dir} have no LMDB, and their frame paths are relative to "
+            f"{summaries[0].get('paths_relative_to')} instead of this checkout ({root}); re-export with "
+            f"--bench-root {root} (or install lmdb and re-export)")
+    if not lmdb and not rooted:
+        raise DeclipError(f"the frame paths in {data_dir} are not relative to {root}: re-export with --bench-root {root}")
+    label_dict = {}
+    for s in summaries:
+        label_dict.update(s.get("label_dict") or {})
+    out = {"dataset_json_folder": os.path.join(data_dir, "dataset_json"), "lmdb_dir": os.path.join(data_dir, "lmdb"),
+           "lmdb": bool(lmdb), "label_dict": label_dict}
+    return out, summaries
+
+
+def _normalize_overrides(overrides):
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return copy.deepcopy(overrides)
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    from ...config import parse_overrides
+
+    return parse_overrides(list(overrides))
+
+
+def split_overrides(overrides, host_config):
+    """(detector part, host part): a top-level key the host config sets goes into the host config
+    (``config.update(host)`` makes its keys win), every other key into the detector YAML."""
+    host = {k: v for k, v in overrides.items() if k in host_config}
+    det = {k: v for k, v in overrides.items() if k not in host_config}
+    return det, host
+
+
+def check_overrides_can_hold(mode, over, host_config):
+    """Overrides the script would replace after its merge (facts.SET_AFTER_MERGE) are errors."""
+    for key, instead in facts.SET_AFTER_MERGE[mode].items():
+        if key in over:
+            raise DeclipError(f"override {key}: DeepfakeBench's {facts.SCRIPTS[mode]} sets {key} itself after merging "
+                              f"the YAMLs, so the override would not hold; {instead} instead")
+    lmdb = over.get("lmdb", host_config.get("lmdb"))
+    if mode == "train" and lmdb and "dataset_json_folder" in over:
+        raise DeclipError(
+            f"override dataset_json_folder with lmdb true: DeepfakeBench's {facts.SCRIPTS['train']} replaces "
+            f"dataset_json_folder by {facts.TRAIN_LMDB_JSON_FOLDER} whenever lmdb is true; train from the rgb tree "
+            f"(lmdb false: export with --bench-root this checkout) or place the JSONs there")
+
+
+def prepare_configs(mode, root, det_file, det_path_arg, over, label_dict_extra, workdir):
+    """Write the detector YAML and the host config with the overrides merged into ``workdir``;
+    returns {path as the script opens it: file to serve}."""
+    from ...config import merge
+
+    host_rel = facts.HOST_CONFIGS[mode]
+    host_cfg = _read_yaml(os.path.join(root, host_rel))
+    check_overrides_can_hold(mode, over, host_cfg)
+    det_over, host_over = split_overrides(over, host_cfg)
+    serve = {}
+    if det_over and det_file is None:
+        raise DeclipError(f"the overrides {', '.join(sorted(det_over))} go into the detector YAML, which needs "
+                          f"--detector_path (an existing file)")
+    det_cfg = _read_yaml(det_file) if det_file is not None else {}
+    # train.py keeps the detector's label_dict when it has one (else the host's): extend whichever is used
+    det_labels = "label_dict" in det_cfg and bool(label_dict_extra)
+    if det_over or det_labels:
+        det_cfg = merge(det_cfg, det_over)
+        if det_labels:
+            det_cfg["label_dict"] = {**label_dict_extra, **(det_cfg.get("label_dict") or {})}
+        serve[det_path_arg] = _write_yaml(os.path.join(workdir, "detector.yaml"), det_cfg)
+    if host_over or label_dict_extra:
+        host_cfg = merge(host_cfg, host_over)
+        if label_dict_extra:
+            host_cfg["label_dict"] = {**label_dict_extra, **(host_cfg.get("label_dict") or {})}
+        serve[host_rel] = _write_yaml(os.path.join(workdir, os.path.basename(host_rel)), host_cfg)
+    return serve
+
+
+def dfb_weights(weights_path, detector_config, out_path):
+    """Write ``weights_path`` (our checkpoint format or the official DeCLIP one) as the plain state
+    dict DeepfakeBench's test.py loads (``model.load_state_dict(torch.load(path), strict=True)``)
+    of the detector built from ``detector_config`` (a dict or YAML path). Returns ``out_path``."""
+    import torch
+
+    from ...detectors import build_detector
+
+    config = _read_yaml(detector_config) if isinstance(detector_config, (str, os.PathLike)) else dict(detector_config)
+    detector = build_detector(config, weights_path=weights_path)
+    torch.save(detector.state_dict(), out_path)
+    return out_path
+
+
+def _convert_weights_if_needed(argv, root, det_file, workdir):
+    """test: a --weights_path in our / the official format becomes a plain state dict (temp file)."""
+    i, value = _argv_value(argv, "--weights_path")
+    if not value:
+        return argv
+    path = value if os.path.isabs(value) else os.path.join(root, value)
+    if not os.path.isfile(path):
+        return argv
+    from ...checkpoints import read_detector_checkpoint
+    from ...errors import CheckpointError
+
+    try:
+        fmt = read_detector_checkpoint(path).format
+    except CheckpointError:
+        return argv  # not ours to judge: the script reports it
+    if fmt == "plain":
+        return argv
+    if det_file is None:
+        raise DeclipError(f"--weights_path {value} is a {fmt} checkpoint; converting it for DeepfakeBench needs "
+                          f"--detector_path (the YAML its detector is built from)")
+    out = dfb_weights(path, det_file, os.path.join(workdir, "weights_deepfakebench.pth"))
+    logger.info("--weights_path %s is in the %s format: passing %s, the plain state dict DeepfakeBench's test.py "
+                "loads", value, fmt, out)
+    argv = list(argv)
+    argv[i] = out if argv[i] == value else f"--weights_path={out}"
+    return argv
+
+
+def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=None, data_dir=None, lmdb=None,
+           overrides=None, results_dir=None, localization=True, convert_weights=True, python=None, env=None):
+    """Run the checkout's unchanged ``training/<mode>.py`` with ``argv``, our detectors registered.
+
+    bench_root   the checkout (default ``$DEEPFAKEBENCH_ROOT``)
+    mode         ``'train'`` or ``'test'``
+    argv         the script's own arguments, e.g. ``['--detector_path', 'x.yaml', '--test_dataset',
+                 'demo-telea', '--weights_path', 'ckpt.pth']``
+    cpu          opt-in CPU mode (test only): hide GPUs; implies ``stub_datasets``
+    stub_datasets  replace the dataset modules that cannot be imported without a GPU or without
+                 dlib's landmark file (facts.CPU_UNIMPORTABLE) by stubs whose classes raise when
+                 used (default: ``cpu``); also for train on a GPU machine that lacks the landmark file
+    data_dir     a folder written by ``declip export-dfb``: point dataset_json_folder / lmdb_dir /
+                 lmdb / label_dict at it (:func:`data_overrides`); ``lmdb`` forces True/False
+    overrides    config overrides: a dict (nested) or ``['KEY=VALUE', 'data_aug.flip_prob=0']``;
+                 merged into the YAMLs the script reads, so its own merge gives the config that
+                 runs (train.py logs it and names its log folder from it)
+    results_dir  test: where ``<model_name>_<time>/test/<dataset>/`` result files go (default: the
+                 config's ``log_dir``, relative to the checkout root)
+    localization add our localization metrics when the config has ``with_mask: true``
+    convert_weights  test: a ``--weights_path`` in our checkpoint format (``declip train``'s
+                 ckpt_best.pth) or the official DeCLIP format is converted to the plain state dict
+                 test.py loads (a temporary file; see :func:`dfb_weights`)
+    python       the interpreter of the child (default ``$DEEPFAKEBENCH_PYTHON`` or this one); it
+                 needs DeepfakeBench's requirements and this package installed
+    env          extra environment variables for the child
+
+    Returns the script's exit status. Raises DeclipError for a checkout that does not fit (one line
+    naming the file and function), or when our detectors could not be registered.
+    """
+    if mode not in facts.SCRIPTS:
+        raise DeclipError(f"mode must be 'train' or 'test', got {mode!r}")
+    if results_dir and mode == "train":
+        raise DeclipError(
+            "results_dir is for test: DeepfakeBench's train.py writes its run folder under log_dir (pass "
+            "--opt log_dir=DIR)")
+    if cpu and mode == "train":
+        raise DeclipError(
+            "DeepfakeBench's training/train.py cannot run on the CPU: it calls torch.cuda.set_device() at import and "
+            "its Trainer moves every batch with .cuda(). Train on a GPU machine, or use `declip train` (our embedded "
+            "DeepfakeBench-compatible trainer runs on the CPU); --cpu is for test")
+    info = validate_checkout(bench_root, mode=mode, localization=localization)
+    root = info["root"]
+    argv = [str(a) for a in argv]
+    if argv[:1] == ["--"]:  # argparse.REMAINDER may keep the separator
+        argv = argv[1:]
+    argv = _absolutize_paths(argv, root)
+    over = _normalize_overrides(overrides)
+    label_dict_extra = {}
+    if data_dir is not None:
+        data_over, _ = data_overrides(data_dir, root, lmdb=lmdb)
+        label_dict_extra.update(data_over.pop("label_dict"))
+        over = {**data_over, **over}
+    elif lmdb is not None:
+        over.setdefault("lmdb", bool(lmdb))
+    _, det_path = _argv_value(argv, "--detector_path")
+    det_file, model_name = None, None
+    if det_path is None:
+        logger.warning("no --detector_path given: training/%s.py uses its built-in default path", mode)
+    else:
+        det_file = det_path if os.path.isabs(det_path) else os.path.join(root, det_path)
+        if not os.path.isfile(det_file):
+            logger.warning("--detector_path %s not found (relative paths are relative to %s)", det_path, root)
+            det_file = None
+    ours = _plugin_detector_sources()
+    if det_file is not None:
+        from ...config import merge
+
+        det_cfg = _read_yaml(det_file)
+        label_dict_extra = {**(det_cfg.get("label_dict") or {}), **label_dict_extra}
+        problems = dfb_config_problems(merge(det_cfg, over), mode)
+        if problems:
+            logger.warning("%s may not run in DeepfakeBench's %s.py: %s", det_path, mode, "; ".join(problems))
+        model_name = det_cfg.get("model_name")
+        if model_name and model_name not in ours and model_name not in info["host_detectors"]:
+            logger.warning("model_name %r of %s is neither one of our detectors (%s) nor registered by the "
+                           "checkout", model_name, det_path, ", ".join(sorted(ours)) or "none")
+    skip = _clashes(ours, info["host_detectors"], model_name)
+    spec = {
+        "mode": mode, "root": root, "commit": info["commit"], "script": os.path.join(root, facts.SCRIPTS[mode]),
+        "argv": argv, "cpu": bool(cpu), "stub_datasets": bool(cpu if stub_datasets is None else stub_datasets),
+        "overrides": over, "label_dict": label_dict_extra,
+        "localization": bool(localization), "skip_detectors": sorted(skip),
+        "results_dir": os.path.abspath(os.path.expanduser(str(results_dir))) if results_dir else None,
+    }
+    python = python or os.environ.get(ENV_PYTHON) or sys.executable
+    with tempfile.TemporaryDirectory(prefix="declip-dfb-") as workdir:
+        spec["serve"] = prepare_configs(mode, root, det_file, det_path, over, label_dict_extra, workdir)
+        if mode == "test" and convert_weights:
+            spec["argv"] = _convert_weights_if_needed(argv, root, det_file, workdir)
+        spec["status_file"] = os.path.join(workdir, "status.json")
+        return _run_child(spec, python, root, env, cpu)
+
+
+def _plugin_detector_sources():
+    from ...plugins import build_registries, create_plugin_manager
+
+    reg = build_registries(create_plugin_manager())["detectors"]
+    return {name: reg.source(name) for name in reg.names()}
+
+
+def _clashes(ours, host_detectors, model_name):
+    """Our detector names the checkout registers too: an error for the one the config runs, left
+    unregistered (the checkout's stays) for the others."""
+    clash = {n: host_detectors[n] for n in ours if n in host_detectors}
+    if model_name in clash:
+        raise DeclipError(
+            f"detector name {model_name!r} of {ours[model_name]} is also registered by the checkout "
+            f"({clash[model_name]}): DeepfakeBench's registry would silently replace one with the other; "
+            f"rename the plugin's detector")
+    for n, f in clash.items():
+        logger.info("our detector %r is not registered: the checkout has its own (%s)", n, f)
+    return set(clash)
+
+
+def _run_child(spec, python, root, env, cpu):
+    from .bootstrap import BOOTSTRAP_ENV, BOOTSTRAP_MODULE
+
+    mode, argv, status_file = spec["mode"], spec["argv"], spec["status_file"]
+    child_env = dict(os.environ)
+    child_env.update({str(k): str(v) for k, v in (env or {}).items()})
+    training = os.path.join(root, "training")
+    child_env["PYTHONPATH"] = os.pathsep.join([training] + [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    child_env[BOOTSTRAP_ENV] = json.dumps(spec)
+    if cpu:
+        child_env["CUDA_VISIBLE_DEVICES"] = ""
+    cmd = [python] + (["-P"] if _supports_P(python) else []) + ["-m", BOOTSTRAP_MODULE]
+    logger.info("running DeepfakeBench's %s in %s: %s %s", facts.SCRIPTS[mode], root, " ".join(cmd),
+                " ".join(shlex.quote(a) for a in argv))
+    try:
+        rc = subprocess.call(cmd, cwd=root, env=child_env)
+    except OSError as e:
+        raise DeclipError(f"cannot start {python}: {e.strerror or e}") from None
+    status = None
+    try:
+        with open(status_file, encoding="utf-8") as f:
+            status = json.load(f)
+    except (OSError, ValueError):
+        pass
+    if status and status.get("error"):
+        raise DeclipError(status["error"])
+    if status is None and rc != 0:
+        raise DeclipError(
+            f"the DeepfakeBench bootstrap failed under {python} before the script ran (exit status {rc}; its error is "
+            f"above): it needs this package and DeepfakeBench's requirements installed in that environment (see "
+            f"docs/deepfakebench.md), or choose another interpreter with --python / ${ENV_PYTHON}")
+    if status:
+        logger.info("registered into the checkout's DETECTOR: %s", ", ".join(status.get("registered", [])))
+    return rc
+
+
+_P_CACHE = {}
+
+
+def _supports_P(python):
+    """Whether ``python`` has the -P flag (3.11+)."""
+    if python == sys.executable:
+        return sys.version_info >= (3, 11)
+    if python not in _P_CACHE:
+        try:
+            out = subprocess.run([python, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+                                 capture_output=True, text=True, timeout=60)
+            _P_CACHE[python] = out.stdout.strip() == "True"
+        except (OSError, subprocess.SubprocessError):
+            _P_CACHE[python] = False
+    return _P_CACHE[python]
