@@ -162,6 +162,58 @@ def cmd_plugins(args):
     print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
     return 0
 
+# ---- declip protocol (issue 13) -------------------------------------------------------------------
+
+def cmd_protocol(args):
+    from .engine import protocol as proto
+
+    sweep = proto.parse_sweep(args.sweep) if args.sweep else None
+    overrides = _overrides(args)
+    out = args.out or os.path.join("logs", "protocol", args.preset or "custom")
+    plan = proto.make_plan(args.preset, args.method, args.train, args.test, sweep, overrides)
+    p = proto.Protocol(out, plan)
+    n_cells = len(plan["cells"])
+    trained = 0 if args.report_only else p.run()
+    paths = p.write_outputs()
+    print(f"\nprotocol {out}: {n_cells} cell(s), {trained} trained now, {n_cells - trained} kept")
+    metric = next((m for m in proto.PRIMARY if os.path.isfile(os.path.join(out, f"grid_{m}.csv"))), None)
+    if metric:
+        print(f"\n{metric} grid (rows: method | trained on; columns: tested on):\n")
+        print(proto.format_grid(out, metric))
+    print("leaderboard:\n")
+    with open(paths["leaderboard"][0], encoding="utf-8") as f:
+        print(f.read())
+    for kind in ("grids", "means", "heatmaps", "sweep"):
+        for path in paths.get(kind, []):
+            print(f"{kind[:-1] if kind.endswith('s') else kind}: {path}")
+    try:
+        from .report import write_report
+    except ImportError:  # the report module is optional
+        return 0
+    print(f"report: {write_report([out])}")
+    return 0
+
+
+def _add_protocol_parser(sub):
+    from .engine.protocol import PRESETS
+
+    p = sub.add_parser("protocol", help="methods x train sets x test sets: grids, ID/OOD means, heat-maps, leaderboard",
+                       description="Train each (method, train set) once, test on every test set, and write the "
+                                   "grids, ID/OOD means, heat-maps and a leaderboard. Rerun with the same "
+                                   "arguments to continue a killed protocol (finished cells are kept).")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol (its methods and datasets; "
+                                                             "--method/--train/--test replace its parts)")
+    p.add_argument("--method", nargs="+", help="detector YAMLs or bundled names")
+    p.add_argument("--train", nargs="+", help="train datasets (one cell per method and train set)")
+    p.add_argument("--test", nargs="+", help="test datasets")
+    p.add_argument("--sweep", metavar="KEY=V1,V2,...", help="one method per value of a config key "
+                                                            "(feature_layer, decoder_type, backbone): Figure 3")
+    p.add_argument("--out", help="the protocol folder (default: logs/protocol/<preset>)")
+    p.add_argument("--report-only", dest="report_only", action="store_true",
+                   help="train nothing; write the outputs from the finished cells")
+    _add_common(p)
+    p.set_defaults(func=cmd_protocol)
+
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
@@ -256,6 +308,8 @@ def build_parser():
 
     bench.add_arguments(p)
     p.set_defaults(func=bench.command)
+
+    _add_protocol_parser(sub)
 
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
