@@ -101,8 +101,10 @@ def cmd_leaderboard(args):
     if args.out:
         check_output_file(args.out, "--out")
     text = render(collect(args.runs), fmt=args.format, metrics=args.metrics.split(",") if args.metrics else None,
-                  in_domain=args.in_domain.split(",") if args.in_domain else None)
-    if args.out:
+                  in_domain=args.in_domain.split(",") if args.in_domain else None, out=args.out)
+    if args.format == "png":
+        print(f"leaderboard written to {text}")
+    elif args.out:
         from .engine.rundir import atomic_write_text
 
         atomic_write_text(args.out, text)
@@ -260,7 +262,7 @@ def build_parser():
 
     p = sub.add_parser("leaderboard", help="compare runs (ours and DeepfakeBench's) in one table")
     p.add_argument("runs", nargs="+", help="run directories or log folders that contain them")
-    p.add_argument("--format", choices=["md", "csv"], default="md")
+    p.add_argument("--format", choices=["md", "csv", "html", "png"], default="md", help="png needs --out")
     p.add_argument("--out")
     p.add_argument("--metrics", help="comma-separated metric names (default: those present)")
     p.add_argument("--in-domain", dest="in_domain", help="comma-separated in-domain datasets (overrides run.json)")

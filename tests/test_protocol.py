@@ -173,3 +173,55 @@ def test_killed_protocol_continues_without_retraining_finished_cells(tmp_path, d
     summary = json.loads((out / "grid.json").read_text())
     assert [r["method"] for r in summary["metrics"]["iou"]] == ["tiny_a", "tiny_b"]
     assert (out / "heatmap_tiny_a_iou.png").is_file() and (out / "leaderboard.md").is_file()
+
+
+# ---- leaderboard: every method keeps its row --------------------------------------------------------
+
+def _declip_run_and_meso4_pickle(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from declip_plugin.engine.evaluator import EvalResult, write_results
+
+    run = tmp_path / "ours" / "declip_2026-01-01-00-00-00"
+    write_results(run / "test" / "ff-df", "ff-df", EvalResult({"iou": 61.0, "pixel_auc": 0.9, "f1_best": 0.7,
+                                                                "auc": 0.93, "ap": 0.9, "eer": 0.1}, []),
+                  {"method": "declip", "in_domain": True})
+    dfb = tmp_path / "dfb" / "meso4_2026-02-03-04-05-06" / "test" / "ff-df"
+    dfb.mkdir(parents=True)
+    with open(dfb / "metric_dict_best.pickle", "wb") as f:  # DeepfakeBench's own, of a maskless detector
+        pickle.dump({"acc": 0.7, "auc": 0.81, "eer": 0.25, "ap": 0.8, "pred": np.random.rand(4),
+                     "label": np.array([0, 1, 0, 1]), "video_auc": 0.84}, f)
+    return run, tmp_path / "dfb"
+
+
+def test_leaderboard_default_table_gives_every_method_its_detection_columns(tmp_path):
+    from declip_plugin.leaderboard import collect, render
+
+    run, dfb = _declip_run_and_meso4_pickle(tmp_path)
+    md = render(collect([str(run), str(dfb)]))
+    lines = md.splitlines()
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    rows = {l.split("|")[1].strip(): [c.strip() for c in l.strip("|").split("|")] for l in lines[2:4]}
+    assert set(rows) == {"declip", "meso4"}
+    auc = header.index("auc ff-df")
+    assert rows["declip"][auc] == "**0.930**" and rows["meso4"][auc] == "0.810"
+    assert rows["meso4"][header.index("iou ff-df")] == ""  # maskless: no localization, but the row is there
+    assert rows["meso4"][header.index("video_auc mean")] == "0.840"
+
+
+def test_leaderboard_unknown_metric_is_refused_with_the_known_ones(tmp_path):
+    from declip_plugin.cli import main as cli_main
+    from declip_plugin.errors import DeclipError
+    from declip_plugin.leaderboard import collect, render
+
+    run, dfb = _declip_run_and_meso4_pickle(tmp_path)
+    with pytest.raises(DeclipError, match=r"unknown metric 'aucc'; known: .*\bauc\b.*\biou\b"):
+        render(collect([str(run), str(dfb)]), metrics=["iou", "aucc"])
+    assert cli_main(["leaderboard", str(run), str(dfb), "--metrics", "aucc"]) == 2
+    html_text = render(collect([str(run), str(dfb)]), fmt="html")
+    assert "<td>meso4</td>" in html_text and "<b>0.930</b>" in html_text
+    png = tmp_path / "lb.png"
+    assert cli_main(["leaderboard", str(run), str(dfb), "--format", "png", "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
