@@ -56,7 +56,8 @@ def cmd_train(args):
 def cmd_test(args):
     from .engine.run import test
 
-    run_dir = test(args.detector_path, args.weights_path, _overrides(args, test_dataset=args.test_dataset))
+    run_dir = test(args.detector_path, args.weights_path, _overrides(args, test_dataset=args.test_dataset,
+                                                                     perturb=getattr(args, "perturb", None)))
     _print_results(run_dir)
     return 0
 
@@ -217,6 +218,39 @@ def _add_protocol_parser(sub):
     p.set_defaults(func=cmd_protocol)
 
 
+# ---- robustness (issue 13) -------------------------------------------------------------------------
+
+def _add_perturb_argument(p):
+    p.add_argument("--perturb", metavar="KIND=VALUE", help="test-time perturbation of the images only: jpeg=Q, "
+                                                           "blur=SIGMA, noise=SIGMA, downscale=F (comma-joined)")
+
+
+def cmd_robustness(args):
+    from .engine.robustness import sweep
+
+    levels = [float(v) for v in args.levels.split(",")] if args.levels else None
+    out = args.out or os.path.join("logs", "robustness")
+    result = sweep(args.detector_path, args.weights_path, args.kind, levels,
+                   _overrides(args, test_dataset=args.test_dataset), out_dir=out)
+    print(f"curves: {result['csv']}")
+    for p in result["plots"]:
+        print(f"plot: {p}")
+    return 0
+
+
+def _add_robustness_parser(sub):
+    p = sub.add_parser("robustness", help="test a checkpoint under growing perturbations: degradation curves")
+    p.add_argument("--detector_path", required=True)
+    p.add_argument("--weights_path", required=True)
+    p.add_argument("--test_dataset", nargs="+")
+    p.add_argument("--kind", required=True, choices=["jpeg", "blur", "noise", "downscale"])
+    p.add_argument("--levels", help="comma-separated levels (default: jpeg 90,70,50,30; blur 0.5,1,2,3; "
+                                    "noise 2,5,10,20; downscale 1.5,2,3,4)")
+    p.add_argument("--out", help="output folder (default: logs/robustness)")
+    _add_common(p)
+    p.set_defaults(func=cmd_robustness)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
     parser.add_argument("--version", action="version", version=f"declip-plugin {__version__}")
@@ -242,6 +276,7 @@ def build_parser():
     p.add_argument("--test_dataset", nargs="+")
     p.add_argument("--weights_path", required=True)
     p.add_argument("--log_dir")
+    _add_perturb_argument(p)
     _add_common(p)
     p.set_defaults(func=cmd_test)
 
@@ -312,6 +347,7 @@ def build_parser():
     p.set_defaults(func=bench.command)
 
     _add_protocol_parser(sub)
+    _add_robustness_parser(sub)
 
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
