@@ -251,6 +251,22 @@ def _add_robustness_parser(sub):
     p.set_defaults(func=cmd_robustness)
 
 
+# ---- declip report (issue 13) -----------------------------------------------------------------------
+
+def cmd_report(args):
+    from .report import write_report
+
+    print(f"report: {write_report(args.dirs, out=args.out)}")
+    return 0
+
+
+def _add_report_parser(sub):
+    p = sub.add_parser("report", help="one self-contained HTML file for runs, protocols, robustness sweeps")
+    p.add_argument("dirs", nargs="+", help="run, protocol, robustness or log folders")
+    p.add_argument("--out", help="the HTML file (default: <first folder>/report.html)")
+    p.set_defaults(func=cmd_report)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
     parser.add_argument("--version", action="version", version=f"declip-plugin {__version__}")
@@ -348,6 +364,7 @@ def build_parser():
 
     _add_protocol_parser(sub)
     _add_robustness_parser(sub)
+    _add_report_parser(sub)
 
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
