@@ -267,6 +267,41 @@ def _add_report_parser(sub):
     p.set_defaults(func=cmd_report)
 
 
+# ---- official checkpoints by name (issue 13) --------------------------------------------------------
+
+def cmd_weights(args):
+    from . import official_weights as ow
+
+    if args.action == "list":
+        rows = ow.listing()
+        width = max(len(r[0]) for r in rows)
+        print(f"{'name':{width}s}  {'detector config':16s}  status")
+        for name, det, status, path in rows:
+            print(f"{name:{width}s}  {det:16s}  {status}: {path}")
+        print(f"\ncache: {ow.cache_dir()} ($DECLIP_WEIGHTS_DIR); use a name wherever --weights_path is taken")
+        return 0
+    if not args.names:
+        raise DeclipError("declip weights fetch NAME...: give one or more names (declip weights list)")
+    for name in args.names:
+        print(f"{name}: {ow.resolve(name)}")
+    return 0
+
+
+def _add_weights_parser(sub):
+    p = sub.add_parser("weights", help="the official DeCLIP checkpoints by name (list, fetch)")
+    p.add_argument("action", choices=["list", "fetch"])
+    p.add_argument("names", nargs="*", help="names such as declip:vit-l14_layer20_conv-20_lama (fetch)")
+    p.set_defaults(func=cmd_weights)
+
+
+def _resolve_weights_name(args):
+    """A ``declip:<name>`` --weights_path becomes the cached (or downloaded) official checkpoint."""
+    from .official_weights import is_name, resolve
+
+    if is_name(getattr(args, "weights_path", None)):
+        args.weights_path = resolve(args.weights_path)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
     parser.add_argument("--version", action="version", version=f"declip-plugin {__version__}")
@@ -365,6 +400,7 @@ def build_parser():
     _add_protocol_parser(sub)
     _add_robustness_parser(sub)
     _add_report_parser(sub)
+    _add_weights_parser(sub)
 
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
@@ -394,6 +430,7 @@ def main(argv=None):
     if not args.debug:
         logging.getLogger("PIL").setLevel(logging.WARNING)
     try:
+        _resolve_weights_name(args)
         return args.func(args)
     except DeclipError as exc:
         if args.debug:
