@@ -343,7 +343,7 @@ def build_parser():
     p = sub.add_parser("make-demo-data", help="write the procedural demo dataset (Dolos layout)")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--size", type=int, default=128)
     p.set_defaults(func=cmd_make_demo_data)
 
     p = sub.add_parser("leaderboard", help="compare runs (ours and DeepfakeBench's) in one table")

@@ -234,7 +234,7 @@ def _prepare(out_dir):
     os.makedirs(out_dir, exist_ok=True)
 
 
-def make_demo_data(out_dir, seed=0, size=256, n_train=48, n_val=16, n_test=32, methods=METHODS):
+def make_demo_data(out_dir, seed=0, size=128, n_train=48, n_val=16, n_test=32, methods=METHODS):
     """Write the demo set to ``out_dir`` and return a summary dict.
 
     ``n_train``/``n_val``/``n_test`` are the images per split for each method and for the real
