@@ -132,7 +132,8 @@ def data_root(tmp_path_factory):
 
 
 def _tiny(path, epochs):
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-vit", "pretrained": "none", "feature_layer": "layer0",
+    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
+           "resolution": 112, "mask_size": 64,
            "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "train_batchSize": 4,
            "test_batchSize": 4, "workers": 0, "nEpochs": epochs, "early_stopping": {"enabled": False}}
     path.write_text(yaml.safe_dump(cfg))
@@ -141,7 +142,7 @@ def _tiny(path, epochs):
 
 def test_killed_protocol_continues_without_retraining_finished_cells(tmp_path, data_root):
     a = _tiny(tmp_path / "tiny_a.yaml", 1)
-    b = _tiny(tmp_path / "tiny_b.yaml", 3)
+    b = _tiny(tmp_path / "tiny_b.yaml", 2)
     out = tmp_path / "proto"
     args = [sys.executable, "-m", "declip_plugin", "protocol", "--method", str(a), str(b), "--train", "demo-telea",
             "--test", "demo-telea", "demo-noise", "--out", str(out), "--data_root", str(data_root), "--device", "cpu"]

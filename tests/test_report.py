@@ -17,7 +17,8 @@ def tiny_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("report")
     make_demo_data(root / "data" / "demo", seed=4, size=64, n_train=4, n_val=2, n_test=4, methods=("telea", "grid"))
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-vit", "pretrained": "none", "feature_layer": "layer0",
+    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
+           "resolution": 112, "mask_size": 64,
            "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "train_batchSize": 4,
            "test_batchSize": 4, "workers": 0, "nEpochs": 1, "early_stopping": {"enabled": False},
            "data_root": str(root / "data"), "log_dir": str(root / "logs"), "device": "cpu",
