@@ -56,7 +56,8 @@ def cmd_train(args):
 def cmd_test(args):
     from .engine.run import test
 
-    run_dir = test(args.detector_path, args.weights_path, _overrides(args, test_dataset=args.test_dataset))
+    run_dir = test(args.detector_path, args.weights_path, _overrides(args, test_dataset=args.test_dataset,
+                                                                     perturb=getattr(args, "perturb", None)))
     _print_results(run_dir)
     return 0
 
@@ -101,8 +102,10 @@ def cmd_leaderboard(args):
     if args.out:
         check_output_file(args.out, "--out")
     text = render(collect(args.runs), fmt=args.format, metrics=args.metrics.split(",") if args.metrics else None,
-                  in_domain=args.in_domain.split(",") if args.in_domain else None)
-    if args.out:
+                  in_domain=args.in_domain.split(",") if args.in_domain else None, out=args.out)
+    if args.format == "png":
+        print(f"leaderboard written to {text}")
+    elif args.out:
         from .engine.rundir import atomic_write_text
 
         atomic_write_text(args.out, text)
@@ -163,6 +166,142 @@ def cmd_plugins(args):
     print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
     return 0
 
+# ---- declip protocol (issue 13) -------------------------------------------------------------------
+
+def cmd_protocol(args):
+    from .engine import protocol as proto
+
+    sweep = proto.parse_sweep(args.sweep) if args.sweep else None
+    overrides = _overrides(args)
+    out = args.out or os.path.join("logs", "protocol", args.preset or "custom")
+    plan = proto.make_plan(args.preset, args.method, args.train, args.test, sweep, overrides)
+    p = proto.Protocol(out, plan)
+    n_cells = len(plan["cells"])
+    trained = 0 if args.report_only else p.run()
+    paths = p.write_outputs()
+    print(f"\nprotocol {out}: {n_cells} cell(s), {trained} trained now, {n_cells - trained} kept")
+    metric = next((m for m in proto.PRIMARY if os.path.isfile(os.path.join(out, f"grid_{m}.csv"))), None)
+    if metric:
+        print(f"\n{metric} grid (rows: method | trained on; columns: tested on):\n")
+        print(proto.format_grid(out, metric))
+    print("leaderboard:\n")
+    with open(paths["leaderboard"][0], encoding="utf-8") as f:
+        print(f.read())
+    for kind in ("grids", "means", "heatmaps", "sweep"):
+        for path in paths.get(kind, []):
+            print(f"{kind[:-1] if kind.endswith('s') else kind}: {path}")
+    try:
+        from .report import write_report
+    except ImportError:  # the report module is optional
+        return 0
+    print(f"report: {write_report([out])}")
+    return 0
+
+
+def _add_protocol_parser(sub):
+    from .engine.protocol import PRESETS
+
+    p = sub.add_parser("protocol", help="methods x train sets x test sets: grids, ID/OOD means, heat-maps, leaderboard",
+                       description="Train each (method, train set) once, test on every test set, and write the "
+                                   "grids, ID/OOD means, heat-maps and a leaderboard. Rerun with the same "
+                                   "arguments to continue a killed protocol (finished cells are kept).")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol (its methods and datasets; "
+                                                             "--method/--train/--test replace its parts)")
+    p.add_argument("--method", nargs="+", help="detector YAMLs or bundled names")
+    p.add_argument("--train", nargs="+", help="train datasets (one cell per method and train set)")
+    p.add_argument("--test", nargs="+", help="test datasets")
+    p.add_argument("--sweep", metavar="KEY=V1,V2,...", help="one method per value of a config key "
+                                                            "(feature_layer, decoder_type, backbone): Figure 3")
+    p.add_argument("--out", help="the protocol folder (default: logs/protocol/<preset>)")
+    p.add_argument("--report-only", dest="report_only", action="store_true",
+                   help="train nothing; write the outputs from the finished cells")
+    _add_common(p)
+    p.set_defaults(func=cmd_protocol)
+
+
+# ---- robustness (issue 13) -------------------------------------------------------------------------
+
+def _add_perturb_argument(p):
+    p.add_argument("--perturb", metavar="KIND=VALUE", help="test-time perturbation of the images only: jpeg=Q, "
+                                                           "blur=SIGMA, noise=SIGMA, downscale=F (comma-joined)")
+
+
+def cmd_robustness(args):
+    from .engine.robustness import sweep
+
+    levels = [float(v) for v in args.levels.split(",")] if args.levels else None
+    out = args.out or os.path.join("logs", "robustness")
+    result = sweep(args.detector_path, args.weights_path, args.kind, levels,
+                   _overrides(args, test_dataset=args.test_dataset), out_dir=out)
+    print(f"curves: {result['csv']}")
+    for p in result["plots"]:
+        print(f"plot: {p}")
+    return 0
+
+
+def _add_robustness_parser(sub):
+    p = sub.add_parser("robustness", help="test a checkpoint under growing perturbations: degradation curves")
+    p.add_argument("--detector_path", required=True)
+    p.add_argument("--weights_path", required=True)
+    p.add_argument("--test_dataset", nargs="+")
+    p.add_argument("--kind", required=True, choices=["jpeg", "blur", "noise", "downscale"])
+    p.add_argument("--levels", help="comma-separated levels (default: jpeg 90,70,50,30; blur 0.5,1,2,3; "
+                                    "noise 2,5,10,20; downscale 1.5,2,3,4)")
+    p.add_argument("--out", help="output folder (default: logs/robustness)")
+    _add_common(p)
+    p.set_defaults(func=cmd_robustness)
+
+
+# ---- declip report (issue 13) -----------------------------------------------------------------------
+
+def cmd_report(args):
+    from .report import write_report
+
+    print(f"report: {write_report(args.dirs, out=args.out)}")
+    return 0
+
+
+def _add_report_parser(sub):
+    p = sub.add_parser("report", help="one self-contained HTML file for runs, protocols, robustness sweeps")
+    p.add_argument("dirs", nargs="+", help="run, protocol, robustness or log folders")
+    p.add_argument("--out", help="the HTML file (default: <first folder>/report.html)")
+    p.set_defaults(func=cmd_report)
+
+
+# ---- official checkpoints by name (issue 13) --------------------------------------------------------
+
+def cmd_weights(args):
+    from . import official_weights as ow
+
+    if args.action == "list":
+        rows = ow.listing()
+        width = max(len(r[0]) for r in rows)
+        print(f"{'name':{width}s}  {'detector config':16s}  status")
+        for name, det, status, path in rows:
+            print(f"{name:{width}s}  {det:16s}  {status}: {path}")
+        print(f"\ncache: {ow.cache_dir()} ($DECLIP_WEIGHTS_DIR); use a name wherever --weights_path is taken")
+        return 0
+    if not args.names:
+        raise DeclipError("declip weights fetch NAME...: give one or more names (declip weights list)")
+    for name in args.names:
+        print(f"{name}: {ow.resolve(name)}")
+    return 0
+
+
+def _add_weights_parser(sub):
+    p = sub.add_parser("weights", help="the official DeCLIP checkpoints by name (list, fetch)")
+    p.add_argument("action", choices=["list", "fetch"])
+    p.add_argument("names", nargs="*", help="names such as declip:vit-l14_layer20_conv-20_lama (fetch)")
+    p.set_defaults(func=cmd_weights)
+
+
+def _resolve_weights_name(args):
+    """A ``declip:<name>`` --weights_path becomes the cached (or downloaded) official checkpoint."""
+    from .official_weights import is_name, resolve
+
+    if is_name(getattr(args, "weights_path", None)):
+        args.weights_path = resolve(args.weights_path)
+
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
@@ -189,6 +328,7 @@ def build_parser():
     p.add_argument("--test_dataset", nargs="+")
     p.add_argument("--weights_path", required=True)
     p.add_argument("--log_dir")
+    _add_perturb_argument(p)
     _add_common(p)
     p.set_defaults(func=cmd_test)
 
@@ -204,12 +344,12 @@ def build_parser():
     p = sub.add_parser("make-demo-data", help="write the procedural demo dataset (Dolos layout)")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--size", type=int, default=128)
     p.set_defaults(func=cmd_make_demo_data)
 
     p = sub.add_parser("leaderboard", help="compare runs (ours and DeepfakeBench's) in one table")
     p.add_argument("runs", nargs="+", help="run directories or log folders that contain them")
-    p.add_argument("--format", choices=["md", "csv"], default="md")
+    p.add_argument("--format", choices=["md", "csv", "html", "png"], default="md", help="png needs --out")
     p.add_argument("--out")
     p.add_argument("--metrics", help="comma-separated metric names (default: those present)")
     p.add_argument("--in-domain", dest="in_domain", help="comma-separated in-domain datasets (overrides run.json)")
@@ -261,6 +401,11 @@ def build_parser():
     bench.add_arguments(p)
     p.set_defaults(func=bench.command)
 
+    _add_protocol_parser(sub)
+    _add_robustness_parser(sub)
+    _add_report_parser(sub)
+    _add_weights_parser(sub)
+
     p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
     p.set_defaults(func=cmd_datasets)
 
@@ -289,6 +434,7 @@ def main(argv=None):
     if not args.debug:
         logging.getLogger("PIL").setLevel(logging.WARNING)
     try:
+        _resolve_weights_name(args)
         return args.func(args)
     except DeclipError as exc:
         if args.debug:

@@ -14,8 +14,6 @@ import re
 from .errors import DeclipError
 
 LOWER_IS_BETTER = {"eer", "real_fp_rate"}
-LOCALIZATION_DEFAULT = ("iou", "f1_best", "pixel_auc")
-DETECTION_DEFAULT = ("auc", "ap", "eer", "acc")
 _RUN_DIR = re.compile(r"^(?P<model>.+)_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
 
 
@@ -129,12 +127,57 @@ def _run_of(source):
     return os.path.dirname(os.path.dirname(os.path.dirname(source)))
 
 
+# metric families: detection always, localization and video where a run has them. The first metric of a
+# family gets one column per test set in the default table; every metric gets its ID / OOD means.
+FAMILIES = {
+    "detection": ("auc", "ap", "eer", "acc"),
+    "localization": ("iou", "f1_best", "pixel_auc"),
+    "video": ("video_auc",),
+}
+KNOWN_METRICS = ("auc", "ap", "eer", "acc", "acc_best", "video_auc", "iou", "f1", "f1_best", "pixel_ap", "pixel_auc",
+                 "real_fp_rate", "video_acc", "video_eer", "video_ap")
+
+
+def known_metrics(entries=()):
+    found = {k for e in entries for k in e.metrics if k not in ("n_images", "n_real", "n_fake", "n_videos")}
+    return sorted(set(KNOWN_METRICS) | found)
+
+
+def check_metrics(metrics, entries=()):
+    """Refuse a metric name no run can have: one line listing the known ones."""
+    known = known_metrics(entries)
+    bad = [m for m in metrics if m not in known]
+    if bad:
+        raise DeclipError(f"leaderboard: unknown metric{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+                          f"known: {', '.join(known)}")
+
+
+def default_columns(entries):
+    """(per-dataset metrics, mean-only metrics): every family present in any entry, detection always."""
+    present = {k for e in entries for k in e.metrics}
+    per_dataset, means = [], []
+    for family, names in FAMILIES.items():
+        have = [m for m in names if m in present]
+        if have:
+            per_dataset.append(have[0])
+            means += have[1:]
+    return per_dataset, means
+
+
 def build_table(entries, metrics=None, in_domain=None):
-    """Rows (method) and columns (metric/dataset, plus ID / OOD means); best value marked."""
-    if not metrics:
-        loc = any("iou" in e.metrics for e in entries)
-        metrics = [m for m in (LOCALIZATION_DEFAULT if loc else DETECTION_DEFAULT) if any(m in e.metrics for e in entries)]
-    if not metrics:
+    """Rows (method) and columns (metric/dataset, plus ID / OOD means); best value marked.
+
+    ``metrics`` given: per-dataset columns and means for each. Default: every metric family any
+    entry has (detection, localization, video): per-dataset columns for the family's first metric,
+    ID / OOD means (or the plain mean where the in-domain split is unknown) for all of them.
+    """
+    if metrics:
+        check_metrics(metrics, entries)
+        per_dataset = [m for m in metrics if any(m in e.metrics for e in entries)]
+        means_only = []
+    else:
+        per_dataset, means_only = default_columns(entries)
+    if not per_dataset and not means_only:
         raise DeclipError("leaderboard: none of the requested metrics appear in the results")
     datasets = sorted({e.dataset for e in entries})
     methods = list(dict.fromkeys(e.method for e in entries))
@@ -147,23 +190,32 @@ def build_table(entries, metrics=None, in_domain=None):
         return None if e is None else e.in_domain
 
     columns, values = [], {}
-    for m in metrics:
+
+    def add_means(m):
+        for label, want in (("ID mean", True), ("OOD mean", False), ("mean", None)):
+            col = f"{m} {label}"
+            vals_any = False
+            for meth in methods:
+                vs = [cell[(meth, d)].metrics.get(m) for d in datasets
+                      if (meth, d) in cell and cell[(meth, d)].metrics.get(m) is not None
+                      and (want is None or is_id(meth, d) is want)]
+                if want is None and any(is_id(meth, d) is not None for d in datasets if (meth, d) in cell):
+                    vs = []  # the plain mean only for rows without an in-domain split
+                values[(meth, col)] = sum(vs) / len(vs) if vs else None
+                vals_any = vals_any or bool(vs)
+            if vals_any:
+                columns.append((col, m))
+
+    for m in per_dataset:
         for d in datasets:
             col = f"{m} {d}"
             columns.append((col, m))
             for meth in methods:
                 e = cell.get((meth, d))
                 values[(meth, col)] = e.metrics.get(m) if e else None
-        for label, want in (("ID mean", True), ("OOD mean", False)):
-            col = f"{m} {label}"
-            vals_any = False
-            for meth in methods:
-                vs = [cell[(meth, d)].metrics.get(m) for d in datasets
-                      if (meth, d) in cell and is_id(meth, d) is want and cell[(meth, d)].metrics.get(m) is not None]
-                values[(meth, col)] = sum(vs) / len(vs) if vs else None
-                vals_any = vals_any or bool(vs)
-            if vals_any:
-                columns.append((col, m))
+        add_means(m)
+    for m in means_only:
+        add_means(m)
     best = {}
     for col, m in columns:
         vals = [values[(meth, col)] for meth in methods if values[(meth, col)] is not None]
@@ -178,28 +230,46 @@ def _fmt(v, metric):
     return f"{v:.1f}" if metric == "iou" else f"{v:.3f}"
 
 
-def render(entries, fmt="md", metrics=None, in_domain=None):
+FORMATS = ("md", "csv", "html", "png")
+NOTE = "IoU on a 0-100 scale, the other metrics on 0-1; best of each column in bold (lowest for eer)."
+
+
+def render(entries, fmt="md", metrics=None, in_domain=None, out=None):
+    """The table as text (md, csv, html); ``png`` writes a picture to ``out`` and returns its path."""
+    if fmt not in FORMATS:
+        raise DeclipError(f"leaderboard format {fmt!r}: use one of {', '.join(FORMATS)}")
     methods, columns, values, best = build_table(entries, metrics, in_domain)
     header = ["method"] + [c for c, _ in columns]
-    rows = []
+    rows, marks = [], []
     for meth in methods:
-        row = [meth]
+        row, mark = [meth], [False]
         for col, m in columns:
             v = values[(meth, col)]
-            text = _fmt(v, m)
-            if v is not None and col in best and v == best[col]:
-                text = f"**{text}**" if fmt == "md" else f"{text}*"
-            row.append(text)
+            row.append(_fmt(v, m))
+            mark.append(v is not None and col in best and v == best[col])
         rows.append(row)
+        marks.append(mark)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(header)
-        w.writerows(rows)
+        w.writerows([[f"{t}*" if k else t for t, k in zip(r, mk)] for r, mk in zip(rows, marks)])
         return buf.getvalue()
-    if fmt != "md":
-        raise DeclipError(f"leaderboard format {fmt!r}: use md or csv")
+    if fmt == "html":
+        import html
+
+        cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td><b>{html.escape(t)}</b></td>" if k else f"<td>{html.escape(t)}</td>"
+                                        for t, k in zip(r, mk)) + "</tr>\n" for r, mk in zip(rows, marks))
+        return (f'<table class="leaderboard">\n<thead><tr>{cells}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n'
+                f"<p>{html.escape(NOTE)}</p>\n")
+    if fmt == "png":
+        if not out:
+            raise DeclipError("leaderboard --format png needs --out FILE.png")
+        from .plots import table_png
+
+        return table_png(out, header, [[f"{t}*" if k else t for t, k in zip(r, mk)] for r, mk in zip(rows, marks)],
+                         title="leaderboard (* best of the column)")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    note = "IoU on a 0-100 scale, the other metrics on 0-1; best of each column in bold (lowest for eer)."
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    lines += ["| " + " | ".join(f"**{t}**" if k else t for t, k in zip(r, mk)) + " |" for r, mk in zip(rows, marks)]
+    return "\n".join(lines) + "\n\n" + NOTE + "\n"

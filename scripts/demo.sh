@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The main job on the bundled demo data, from a fresh clone:
-#   set up .venv -> generate the demo data -> train the demo DeCLIP on one demo method ->
-#   test it in-domain and on the three other methods (out-of-domain) -> print the leaderboard.
-# DATA_ROOT, LOG_DIR and DETECTOR can be overridden from the environment.
+# The main job on the bundled demo data, from a fresh clone: the paper's protocol in miniature.
+#   set up .venv -> generate the demo data (six manipulations, three kinds of trace) ->
+#   `declip protocol --preset demo`: three methods (declip_demo, clip_linear_demo, xception_demo),
+#   each trained on demo-telea and tested on all six demo sets (ID: telea; OOD: the other five) ->
+#   grids, ID/OOD means, heat-maps, leaderboard and a self-contained HTML report.
+# Rerunning it keeps the finished cells (the protocol is resumable); delete $OUT to start afresh.
+# DATA_ROOT, OUT and VENV can be overridden from the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_ROOT=${DATA_ROOT:-datasets}
-LOG_DIR=${LOG_DIR:-logs/demo}
-DETECTOR=${DETECTOR:-declip_demo}
+OUT=${OUT:-logs/demo/protocol}
 VENV=${VENV:-.venv}
 start=$(date +%s)
 bash scripts/setup_env.sh
@@ -16,11 +18,6 @@ DECLIP="$VENV/bin/declip"
 echo "[demo] generating the demo data in $DATA_ROOT/demo"
 "$DECLIP" make-demo-data "$DATA_ROOT/demo"
 
-echo "[demo] training $DETECTOR on demo-telea, then testing on demo-telea (in-domain) and demo-ns/blur/resample (out-of-domain)"
-"$DECLIP" train --detector_path "$DETECTOR" --data_root "$DATA_ROOT" --log_dir "$LOG_DIR" \
-    --train_dataset demo-telea --test_dataset demo-telea demo-ns demo-blur demo-resample
-run_dir=$(ls -td "$LOG_DIR"/*/ | head -n 1)
-
-echo "[demo] leaderboard of $run_dir (also written to $LOG_DIR/leaderboard.md)"
-"$DECLIP" leaderboard "$run_dir" | tee "$LOG_DIR/leaderboard.md"
-echo "[demo] done in $(( $(date +%s) - start )) s; run directory: $run_dir"
+echo "[demo] protocol: 3 methods trained on demo-telea, tested on the six demo sets -> $OUT"
+"$DECLIP" protocol --preset demo --data_root "$DATA_ROOT" --out "$OUT"
+echo "[demo] done in $(( $(date +%s) - start )) s; protocol folder: $OUT"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from declip_plugin.data import build_dataset, list_datasets
-from declip_plugin.data.demo import METHODS, make_demo_data
+from declip_plugin.data.demo import METHODS, TRACES, make_demo_data
 from declip_plugin.errors import DataError
 
 SMALL = dict(size=48, n_train=2, n_val=1, n_test=2)
@@ -73,21 +73,43 @@ def test_dolos_adapter_reads_every_method_and_split(demo_root):
                     assert area == 0
 
 
-def test_manipulation_removes_fine_texture(demo_root):
+def _laplacian_inside_outside(base, m, weight=None):
+    inside, outside = [], []
+    for split in ("train", "test"):
+        for i in range(2):
+            img = cv2.imread(str(base / m / "images" / split / f"{i:04d}.png"), cv2.IMREAD_GRAYSCALE)
+            manipulated = cv2.imread(str(base / m / "masks" / split / f"{i:04d}.png"), cv2.IMREAD_GRAYSCALE) < 128
+            core = cv2.erode(manipulated.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            ring = cv2.dilate(manipulated.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            lap = cv2.Laplacian(img.astype(np.float32), cv2.CV_32F)
+            if weight is None:
+                lap = np.abs(lap)
+            else:  # correlation of the high-pass image with the strongest phase of a periodic pattern
+                lap = max((np.abs(cv2.blur(lap * w, (8, 8))) for w in weight), key=lambda a: a[core].mean())
+            inside.append(lap[core].mean())
+            outside.append(lap[~ring].mean())
+    return np.mean(inside), np.mean(outside)
+
+
+def test_each_method_leaves_its_kind_of_trace(demo_root):
+    """removed: less fine texture inside than outside; added: more; periodic: a period-4 pattern inside only."""
     root, _ = demo_root
     base = root / "demo" / "celebahq" / "fake"
+    size = cv2.imread(str(base / METHODS[0] / "images" / "test" / "0000.png")).shape[0]
+    assert set(TRACES) == set(METHODS)
+    idx = np.arange(size)
+    checkers = [np.where((((idx + p) // 2)[:, None] + ((idx + p) // 2)[None, :]) % 2 == 0, 1.0, -1.0).astype(np.float32)
+                for p in range(4)]
     for m in METHODS:
-        inside, outside = [], []
-        for split in ("train", "test"):
-            for i in range(2):
-                img = cv2.imread(str(base / m / "images" / split / f"{i:04d}.png"), cv2.IMREAD_GRAYSCALE)
-                manipulated = cv2.imread(str(base / m / "masks" / split / f"{i:04d}.png"), cv2.IMREAD_GRAYSCALE) < 128
-                core = cv2.erode(manipulated.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-                ring = cv2.dilate(manipulated.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-                lap = np.abs(cv2.Laplacian(img.astype(np.float32), cv2.CV_32F))
-                inside.append(lap[core].mean())
-                outside.append(lap[~ring].mean())
-        assert np.mean(inside) < 0.6 * np.mean(outside), m
+        if TRACES[m] == "removed":
+            inside, outside = _laplacian_inside_outside(base, m)
+            assert inside < 0.6 * outside, m
+        elif TRACES[m] == "added":
+            inside, outside = _laplacian_inside_outside(base, m)
+            assert inside > 1.3 * outside, m
+        else:
+            inside, outside = _laplacian_inside_outside(base, m, weight=checkers)
+            assert inside > 3 * outside, m
 
 
 def test_refuses_a_foreign_non_empty_directory(tmp_path):

@@ -145,3 +145,6 @@ class RunConfig:
     dist_backend: Optional[str] = key(None, choices=("nccl", "gloo"))
     val_metric: Optional[str] = key(None, doc="the engine's validation metric; null: metric_scoring, else the "
                                               "detector's default")
+    perturb: Optional[str] = key(None, doc="test-time perturbation of the test split's images only, e.g. jpeg=50 "
+                                           "(data/perturb.py: jpeg, blur, noise, downscale)")
+    perturb_seed: Optional[int] = key(None, doc="seed of the perturbation's random draws; null: manualSeed")

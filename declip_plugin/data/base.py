@@ -200,7 +200,7 @@ class ManipulationDataset(Dataset):
         if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples <= 0):
             raise ConfigError(f"max_samples must be a positive integer or null, got {max_samples!r}")
         self.max_samples = max_samples
-        self.transform = SampleTransform(self.config, train=self.split == "train")
+        self.transform = SampleTransform(self.config, train=self.split == "train", perturb=self.split == "test")
         self.skipped = []
         self.looked_in = []  # directories/files an adapter searched, for the empty-split error
         self.has_masks = True
@@ -386,7 +386,7 @@ class ManipulationDataset(Dataset):
                 raise DataError(f"manipulated image {path} has no mask")
             else:
                 mask = np.zeros((self.transform.mask_size, self.transform.mask_size), np.uint8)
-        image_t, mask_t = self.transform(img, mask)
+        image_t, mask_t = self.transform(img, mask, key=path)
         return {"image": image_t, "label": int(label), "mask": mask_t, "name": path, "video": self.videos[index]}
 
     def __repr__(self):

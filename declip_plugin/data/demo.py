@@ -14,13 +14,21 @@ with ``root: demo``).
 Every image is procedural: a smooth gradient, random smooth shapes, multi-scale texture and
 per-pixel Gaussian "sensor" noise. A manipulated image starts from its own such image and
 replaces a free-form region (brush strokes, ellipses and polygons covering about 5-35% of the
-area, anywhere in the frame) by one of four fills that, like a generator's output, lack the
-original texture and noise:
+area, anywhere in the frame) by one of six fills. They leave three kinds of trace, so that a
+model trained on one kind has something to miss on another (the paper's generalisation gap):
 
-* ``telea`` - OpenCV inpainting, Telea's fast-marching method
-* ``ns``    - OpenCV inpainting, Navier-Stokes
-* ``blur``  - the region taken from a strongly Gaussian-blurred copy
-* ``resample`` - the region taken from a 4x down- then up-sampled copy
+* removed texture (the region lacks the original texture and noise, like an inpainter's output):
+
+  * ``telea`` - OpenCV inpainting, Telea's fast-marching method
+  * ``ns``    - OpenCV inpainting, Navier-Stokes
+  * ``blur``  - the region taken from a strongly Gaussian-blurred copy
+  * ``resample`` - the region taken from a 4x down- then up-sampled copy
+
+* added texture: ``noise`` - the region's content smoothed, then re-synthesised with new, stronger
+  texture and noise of other statistics (more high-frequency energy inside, not less);
+* a resampling fingerprint: ``grid`` - the whole image goes through a 2x down/up-sampling (as an
+  autoencoder's decoder leaves it over the full frame, like LDM inpainting) and the region keeps
+  its texture but carries a periodic period-4 checkerboard (a transposed-convolution pattern).
 
 Real images are separate samples. Everything is drawn from numpy Generators seeded by
 (seed, method, split, index) and written as PNG with fixed settings, so the same seed gives
@@ -42,7 +50,10 @@ from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("telea", "ns", "blur", "resample")
+METHODS = ("telea", "ns", "blur", "resample", "noise", "grid")
+# the kind of trace each method leaves (tests and docs): texture removed, texture added, periodic pattern
+TRACES = {"telea": "removed", "ns": "removed", "blur": "removed", "resample": "removed",
+          "noise": "added", "grid": "periodic"}
 SOURCE = "celebahq"
 SPLIT_DIRS = ("train", "valid", "test")
 MANIFEST = "demo.json"
@@ -153,9 +164,33 @@ def free_form_mask(rng, size, area=MASK_AREA):
     return mask
 
 
-def manipulate(img, mask, method):
-    """Replace the region ``mask`` (uint8, 255 = manipulated) of ``img`` with ``method``'s fill."""
+def _checker(size, period, phase):
+    """A +-1 checkerboard of ``period`` pixels (float32, size x size), shifted by ``phase``."""
+    idx = (np.arange(size) + phase) // (period // 2)
+    return np.where((idx[:, None] + idx[None, :]) % 2 == 0, 1.0, -1.0).astype(np.float32)
+
+
+def manipulate(img, mask, method, rng=None):
+    """Replace the region ``mask`` (uint8, 255 = manipulated) of ``img`` with ``method``'s fill.
+
+    ``noise`` and ``grid`` draw from ``rng`` (a numpy Generator; required for them).
+    """
     s = img.shape[0]
+    if method in ("noise", "grid") and rng is None:
+        raise DataError(f"demo method {method!r} needs a random generator")
+    if method == "noise":
+        base = cv2.GaussianBlur(img, (0, 0), max(2.0, s / 64)).astype(np.float32)
+        grain = 10.0 * _smooth_noise(rng, s, max(2, s // 3), 3)
+        grain += np.float32(rng.uniform(14.0, 20.0)) * (rng.random((s, s, 3), dtype=np.float32) - np.float32(0.5)) * 2
+        fill = np.clip(np.rint(base + grain), 0, 255).astype(np.uint8)
+        return np.where(mask[..., None] > 0, fill, img)
+    if method == "grid":
+        small = cv2.resize(img, (max(1, s // 2), max(1, s // 2)), interpolation=cv2.INTER_AREA)
+        whole = cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        pattern = np.float32(rng.uniform(7.0, 11.0)) * _checker(s, 4, int(rng.integers(0, 4)))
+        fill = img.astype(np.float32) + pattern[..., None]
+        out = np.where(mask[..., None] > 0, fill, whole)
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if method == "telea":
         return cv2.inpaint(img, mask, 3, cv2.INPAINT_TELEA)
     if method == "ns":
@@ -183,7 +218,7 @@ def _write_sample(job):
         _write_png(os.path.join(img_dir, f"{i:04d}.png"), img)
         return None
     mask = free_form_mask(rng, size)
-    _write_png(os.path.join(img_dir, f"{i:04d}.png"), manipulate(img, mask, kind))
+    _write_png(os.path.join(img_dir, f"{i:04d}.png"), manipulate(img, mask, kind, rng))
     _write_png(os.path.join(mask_dir, f"{i:04d}.png"), 255 - mask)  # inverted, as Dolos
     return np.count_nonzero(mask) / mask.size
 
@@ -199,7 +234,7 @@ def _prepare(out_dir):
     os.makedirs(out_dir, exist_ok=True)
 
 
-def make_demo_data(out_dir, seed=0, size=256, n_train=48, n_val=16, n_test=32, methods=METHODS):
+def make_demo_data(out_dir, seed=0, size=128, n_train=48, n_val=16, n_test=32, methods=METHODS):
     """Write the demo set to ``out_dir`` and return a summary dict.
 
     ``n_train``/``n_val``/``n_test`` are the images per split for each method and for the real
@@ -276,12 +311,14 @@ def _readme(m):
         f"  {SOURCE}/fake/<method>/masks/<split>/NNNN.png    masks, INVERTED: white = untouched\n"
         f"  {SOURCE}/real/<split>/NNNN.png                   real images\n\n"
         f"Methods: {', '.join(m['methods'])} (telea/ns: OpenCV inpainting; blur: blurred fill; "
-        "resample: 4x down/up-sampled fill).\n"
+        "resample: 4x down/up-sampled fill; noise: re-synthesised stronger texture; grid: whole image\n"
+        "2x down/up-sampled, region with a period-4 checkerboard).\n"
         f"Images per split and method (and real images per split): train {c['train']}, "
         f"valid {c['valid']}, test {c['test']}.\n"
         f"Manipulated area: {100 * m['mask_area']['min']:.0f}-{100 * m['mask_area']['max']:.0f}% "
         f"(mean {100 * m['mask_area']['mean']:.0f}%) of the image, free-form strokes, ellipses, polygons.\n"
         "Every image is procedural (gradient, shapes, multi-scale texture, Gaussian sensor noise);\n"
-        "the manipulations remove the texture and noise inside the region.\n"
+        "telea/ns/blur/resample remove the texture and noise inside the region, noise adds texture,\n"
+        "grid leaves a periodic pattern.\n"
         "Read it with the datasets demo-<method> (configs/dataset/demo.yaml, root `demo` under the data root).\n"
     )

@@ -12,6 +12,8 @@ Order (as in the official DeCLIP loader: Resize -> augmentation -> ToTensor -> N
    0.3, 0.3); ``jpeg_compression`` JPEG re-encoding at quality U{30..100}; ``all`` the three
    in the official order color jitter -> JPEG -> blur; ``none``.
 3. train split only: horizontal flip with probability ``flip_prob``, image and mask together.
+0. test split only, when ``perturb`` is set: the test-time perturbation of data/perturb.py (image
+   only), before everything else.
 4. image to float (3, R, R) in [0, 1], normalized with ``mean``/``std``; mask to float
    (1, M, M) in {0, 1}.
 
@@ -159,8 +161,14 @@ class SampleTransform:
     ``augmentation``, ``flip_prob``); ``train`` enables augmentation and flipping.
     """
 
-    def __init__(self, config=None, train=False, generator=None):
+    def __init__(self, config=None, train=False, generator=None, perturb=False):
         config = config or {}
+        # test-time perturbation (robustness; data/perturb.py): image only, before the resize
+        from . import perturb as _perturb
+
+        self.perturb = _perturb.parse(config.get("perturb")) if perturb else []
+        self.perturb_seed = int(config.get("perturb_seed") if config.get("perturb_seed") is not None
+                                else config.get("manualSeed", 0))
         self.resolution = _positive_int(config, "resolution", 224)
         self.mask_size = _positive_int(config, "mask_size", 256)
         self.mean = _triple(config, "mean", CLIP_MEAN)
@@ -180,8 +188,15 @@ class SampleTransform:
         self.train = bool(train)
         self.generator = generator
 
-    def __call__(self, img, mask=None):
-        """(H, W, 3) uint8 RGB image and optional (h, w) {0, 1} mask -> (image, mask) tensors."""
+    def __call__(self, img, mask=None, key=""):
+        """(H, W, 3) uint8 RGB image and optional (h, w) {0, 1} mask -> (image, mask) tensors.
+
+        ``key`` (the image path) seeds the test-time perturbation's random draws.
+        """
+        if self.perturb:
+            from .perturb import apply
+
+            img = apply(img, self.perturb, self.perturb_seed, key)
         img = resize_image(img, self.resolution)
         if mask is not None:
             mask = resize_mask(mask, self.mask_size)

@@ -1,0 +1,358 @@
+"""`declip protocol`: the paper's evaluation grid in one command.
+
+Methods (detector configs, optionally each with overrides) x train datasets x test datasets: each
+(method, train set) cell is trained once with :func:`declip_plugin.engine.run.train` and tested on
+every test set; the results are gathered into, per metric, a grid (CSV and JSON), the in-domain
+(ID) and out-of-domain (OOD) means, a heat-map PNG per method (the paper's Figure 5), and a
+leaderboard. A sweep over one config key (``feature_layer``, ``decoder_type``, ``backbone``, ...)
+turns every method into one method per value and draws the paper's Figure 3 (metric against
+the swept value, ID and OOD lines).
+
+Layout of the output folder::
+
+    <out>/protocol.json                 the plan (methods, datasets, sweep, overrides)
+    <out>/runs/<name>_<time>/           each cell's run directory (engine.run.train); name: the method
+                                        label, plus __<train> when there are several train sets
+    <out>/cells/<label>__<train>.json   the cell's marker: written atomically once the cell is
+                                        complete (trained and tested on every test set)
+    <out>/grid_<metric>.csv             rows "<method> | <train>", columns the test sets
+    <out>/grid.json                     every metric, every cell, and the ID / OOD means
+    <out>/means.csv                     method, train, metric, ID mean, OOD mean
+    <out>/heatmap_<method>_<metric>.png
+    <out>/sweep_<key>_<metric>.png, sweep_<key>.csv
+    <out>/leaderboard.md
+
+Resumable: a cell whose marker exists is kept and never retrained; a cell that was running when
+the protocol was killed continues from its last finished epoch (``train(resume=...)``) when its
+run directory holds ``ckpt_last.pth``, otherwise it starts again.
+
+ID: the test set is the train set, or both declare the same ``generator`` in configs/dataset.
+"""
+import csv
+import io
+import json
+import logging
+import os
+import re
+
+from ..errors import ConfigError
+from .rundir import atomic_write_text, write_json
+
+logger = logging.getLogger(__name__)
+
+DOLOS = ["dolos-lama", "dolos-ldm", "dolos-pluralistic", "dolos-repaint-p2-9k"]
+AUTOSPLICE = ["autosplice-75", "autosplice-90", "autosplice-100"]
+DEMO_TEST = ["demo-telea", "demo-ns", "demo-blur", "demo-resample", "demo-noise", "demo-grid"]
+
+PRESETS = {
+    # the paper's Table 1 / Figure 5: every Dolos generator against every other
+    "dolos": {"methods": ["declip", "clip_linear"], "train": DOLOS, "test": DOLOS},
+    # the paper's Table 3: Dolos-trained models on AutoSplice (all out-of-domain)
+    "autosplice": {"methods": ["declip", "clip_linear"], "train": DOLOS, "test": AUTOSPLICE},
+    # CPU-sized: three methods trained on one demo manipulation, tested on all of them
+    "demo": {"methods": ["declip_demo", "clip_linear_demo", "xception_demo"], "train": ["demo-telea"],
+             "test": DEMO_TEST},
+}
+SWEEP_KEYS = ("feature_layer", "decoder_type", "backbone")
+DEFAULT_METRICS = ("iou", "f1_best", "pixel_auc", "auc", "ap")
+PRIMARY = ("iou", "auc")  # the heat-map's metric: the first of these the grid has
+
+
+def _safe(text):
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-") or "x"
+
+
+def parse_sweep(text):
+    """``key=v1,v2,...`` -> (key, [values]) with YAML-typed values."""
+    import yaml
+
+    if not text or "=" not in text:
+        raise ConfigError(f"--sweep {text!r}: expected KEY=V1,V2,... (e.g. feature_layer=layer8,layer16,layer20)")
+    key, _, values = text.partition("=")
+    key = key.strip()
+    vals = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+    if not key or len(vals) < 2:
+        raise ConfigError(f"--sweep {text!r}: give one key and at least two values")
+    if key not in SWEEP_KEYS:
+        logger.warning("sweep over %s: the paper's Figure 3 sweeps %s", key, ", ".join(SWEEP_KEYS))
+    return key, vals
+
+
+def sweep_value_order(values):
+    """Values in a numeric order where they carry one number (layer8 < layer20, conv-4 < conv-20)."""
+    def num(v):
+        m = re.search(r"(\d+)", str(v))
+        return (0, int(m.group(1)), str(v)) if m else (1, 0, str(v))
+
+    return sorted(values, key=num)
+
+
+def make_plan(preset=None, methods=None, train=None, test=None, sweep=None, overrides=None):
+    """The protocol's plan: a dict saved as protocol.json."""
+    if preset and preset not in PRESETS:
+        raise ConfigError(f"unknown protocol preset {preset!r}; known: {', '.join(PRESETS)}")
+    base = dict(PRESETS[preset]) if preset else {}
+    methods = list(methods or base.get("methods") or [])
+    train = list(train or base.get("train") or [])
+    test = list(test or base.get("test") or [])
+    for what, val in (("--method", methods), ("--train", train), ("--test", test)):
+        if not val:
+            raise ConfigError(f"protocol: no {what[2:]} given; pass {what} or a --preset ({', '.join(PRESETS)})")
+    cells = []
+    for cfg in methods:
+        label = os.path.splitext(os.path.basename(str(cfg)))[0]
+        variants = [(label, {})]
+        if sweep:
+            key, values = sweep
+            variants = [(f"{label}[{key}={v}]", {key: v}) for v in values]
+        for mlabel, extra in variants:
+            for t in train:
+                cid = f"{_safe(mlabel)}__{_safe(t)}"
+                cells.append({"method": mlabel, "config": str(cfg), "train": t, "overrides": extra, "id": cid,
+                              # the run's method name (leaderboard rows): the train set only when there are several
+                              "name": cid if len(train) > 1 else _safe(mlabel)})
+    return {"preset": preset, "methods": methods, "train": train, "test": test,
+            "sweep": {"key": sweep[0], "values": sweep[1]} if sweep else None,
+            "overrides": dict(overrides or {}), "cells": cells}
+
+
+def generator_of(name):
+    from ..data import dataset_spec
+
+    try:
+        return dataset_spec(name).get("generator")
+    except Exception:  # noqa: BLE001 - a test set unknown to the catalog has no generator
+        return None
+
+
+def is_in_domain(train, test):
+    if train == test:
+        return True
+    g = generator_of(train)
+    return g is not None and g == generator_of(test)
+
+
+class Protocol:
+    """One protocol folder: plan, cell markers, results."""
+
+    def __init__(self, out_dir, plan=None):
+        self.out = os.fspath(out_dir)
+        path = os.path.join(self.out, "protocol.json")
+        if plan is None:
+            if not os.path.isfile(path):
+                raise ConfigError(f"{self.out}: no protocol.json; start a protocol with --preset or --method/--train/--test")
+            with open(path, encoding="utf-8") as f:
+                plan = json.load(f)
+        elif os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                old = json.load(f)
+            if _plan_key(old) != _plan_key(plan):
+                raise ConfigError(f"{self.out} holds another protocol (protocol.json differs); choose a new --out "
+                                  f"or rerun it with the same arguments to continue it")
+        self.plan = plan
+        os.makedirs(os.path.join(self.out, "cells"), exist_ok=True)
+        write_json(path, plan)
+
+    def marker(self, cell):
+        return os.path.join(self.out, "cells", cell["id"] + ".json")
+
+    def done(self, cell):
+        return os.path.isfile(self.marker(cell))
+
+    def read_cell(self, cell):
+        with open(self.marker(cell), encoding="utf-8") as f:
+            return json.load(f)
+
+    def run(self, train_fn=None, extra_overrides=None):
+        """Train and test every unfinished cell; returns the number of cells trained now."""
+        if train_fn is None:
+            from .run import train as train_fn
+        trained = 0
+        for cell in self.plan["cells"]:
+            if self.done(cell):
+                logger.info("protocol: cell %s done, kept (%s)", cell["id"], self.read_cell(cell)["run_dir"])
+                continue
+            overrides = {**self.plan.get("overrides", {}), **(extra_overrides or {}), **cell["overrides"],
+                         "train_dataset": [cell["train"]], "test_dataset": list(self.plan["test"]),
+                         "in_domain": [t for t in self.plan["test"] if is_in_domain(cell["train"], t)] or None,
+                         "log_dir": os.path.join(self.out, "runs"), "name": cell["name"]}
+            resume = self.interrupted_run(cell)
+            if resume:
+                logger.info("protocol: cell %s was interrupted; resuming %s", cell["id"], resume)
+            logger.info("protocol: training %s on %s, testing on %s", cell["method"], cell["train"],
+                        ", ".join(self.plan["test"]))
+            run_dir = train_fn(cell["config"], overrides if not resume else {}, resume=resume)
+            results = {}
+            for t in self.plan["test"]:
+                p = os.path.join(run_dir, "test", t, "metrics.json")
+                if not os.path.isfile(p):
+                    raise ConfigError(f"protocol: cell {cell['id']}: {p} missing after training; the run did not test {t}")
+                with open(p, encoding="utf-8") as f:
+                    results[t] = json.load(f).get("metrics", {})
+            write_json(self.marker(cell), {**cell, "run_dir": run_dir, "results": results})  # atomic: the cell is done
+            trained += 1
+        return trained
+
+    def interrupted_run(self, cell):
+        """The newest run directory of ``cell`` that can be resumed (config.yaml and ckpt_last.pth), or None."""
+        runs = os.path.join(self.out, "runs")
+        if not os.path.isdir(runs):
+            return None
+        pat = re.compile(re.escape(cell["name"]) + r"_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
+        found = sorted(d for d in os.listdir(runs) if pat.match(d)
+                       and os.path.isfile(os.path.join(runs, d, "ckpt_last.pth"))
+                       and os.path.isfile(os.path.join(runs, d, "config.yaml")))
+        return os.path.join(runs, found[-1]) if found else None
+
+    # ---- results ----------------------------------------------------------------------------------
+
+    def cells_done(self):
+        return [self.read_cell(c) for c in self.plan["cells"] if self.done(c)]
+
+    def metrics_present(self):
+        found = []
+        for c in self.cells_done():
+            for m in c["results"].values():
+                found += [k for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return [m for m in DEFAULT_METRICS if m in found]
+
+    def write_outputs(self, metrics=None):
+        """Grids, means, heat-maps, sweep plot and leaderboard; returns {kind: [paths]}."""
+        done = self.cells_done()
+        if not done:
+            raise ConfigError(f"{self.out}: no finished cell yet")
+        metrics = list(metrics or self.metrics_present())
+        tests = self.plan["test"]
+        grids = {m: grid_of(done, tests, m) for m in metrics}
+        paths = {"grids": [], "heatmaps": [], "sweep": []}
+        for m, g in grids.items():
+            p = os.path.join(self.out, f"grid_{m}.csv")
+            atomic_write_text(p, grid_csv(g, tests))
+            paths["grids"].append(p)
+        summary = {"test": tests, "metrics": {}}
+        mean_rows = []
+        for m, g in grids.items():
+            summary["metrics"][m] = []
+            for row in g:
+                idm, oodm = id_ood_means(row["train"], row["values"])
+                summary["metrics"][m].append({**row, "id_mean": idm, "ood_mean": oodm})
+                mean_rows.append([row["method"], row["train"], m, _num(idm), _num(oodm)])
+        write_json(os.path.join(self.out, "grid.json"), summary)
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["method", "train", "metric", "id_mean", "ood_mean"])
+        w.writerows(mean_rows)
+        atomic_write_text(os.path.join(self.out, "means.csv"), buf.getvalue())
+        paths["means"] = [os.path.join(self.out, "means.csv")]
+        primary = next((m for m in PRIMARY if m in grids), metrics[0] if metrics else None)
+        if primary:
+            from ..plots import heatmap
+
+            for method in dict.fromkeys(r["method"] for r in grids[primary]):
+                rows = [r for r in grids[primary] if r["method"] == method]
+                p = os.path.join(self.out, f"heatmap_{_safe(method)}_{primary}.png")
+                heatmap(p, [r["train"] for r in rows], tests, [[r["values"].get(t) for t in tests] for r in rows],
+                        title=f"{method}: {primary} (rows: trained on, columns: tested on)", metric=primary)
+                paths["heatmaps"].append(p)
+        if self.plan.get("sweep") and primary:
+            paths["sweep"] = self._write_sweep(summary["metrics"], metrics)
+        from ..leaderboard import collect, render
+
+        board = render(collect([os.path.join(self.out, "runs")]))
+        atomic_write_text(os.path.join(self.out, "leaderboard.md"), board)
+        paths["leaderboard"] = [os.path.join(self.out, "leaderboard.md")]
+        return paths
+
+    def _write_sweep(self, summary, metrics):
+        from ..plots import line_plot
+
+        key = self.plan["sweep"]["key"]
+        values = self.plan["sweep"]["values"]
+        out = []
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["method", key, "metric", "id_mean", "ood_mean"])
+        for m in metrics:
+            series = {}
+            for row in summary[m]:
+                base, value = _split_sweep_label(row["method"], key)
+                series.setdefault(base, {}).setdefault(value, []).append((row["id_mean"], row["ood_mean"]))
+            lines = {}
+            order = [str(v) for v in sweep_value_order(values)]
+            for base, per_value in series.items():
+                for part, idx in (("ID", 0), ("OOD", 1)):
+                    ys = []
+                    for v in order:
+                        vals = [p[idx] for p in per_value.get(v, []) if p[idx] is not None]
+                        ys.append(sum(vals) / len(vals) if vals else None)
+                    lines[f"{base} {part}"] = ys
+                for v in order:
+                    for idm, oodm in per_value.get(v, []):
+                        w.writerow([base, v, m, _num(idm), _num(oodm)])
+            p = os.path.join(self.out, f"sweep_{_safe(key)}_{m}.png")
+            line_plot(p, order, lines, xlabel=key, ylabel=m, title=f"{m} against {key} (ID and OOD means)")
+            out.append(p)
+        p = os.path.join(self.out, f"sweep_{_safe(key)}.csv")
+        atomic_write_text(p, buf.getvalue())
+        return out + [p]
+
+
+def _plan_key(plan):
+    return json.dumps({k: plan.get(k) for k in ("methods", "train", "test", "sweep", "overrides")}, sort_keys=True,
+                      default=str)
+
+
+def _split_sweep_label(label, key):
+    m = re.fullmatch(rf"(.*)\[{re.escape(key)}=(.*)\]", label)
+    return (m.group(1), m.group(2)) if m else (label, "")
+
+
+def _num(v):
+    return "" if v is None else f"{v:.6g}"
+
+
+def grid_of(cells, tests, metric):
+    """[{method, train, values: {test: value}}] in plan order."""
+    rows = []
+    for c in cells:
+        vals = {}
+        for t in tests:
+            v = c["results"].get(t, {}).get(metric)
+            vals[t] = v if isinstance(v, (int, float)) and v == v else None
+        rows.append({"method": c["method"], "train": c["train"], "values": vals})
+    return rows
+
+
+def id_ood_means(train, values):
+    """Mean over the in-domain test sets and over the others (None where there is none)."""
+    ids = [v for t, v in values.items() if v is not None and is_in_domain(train, t)]
+    oods = [v for t, v in values.items() if v is not None and not is_in_domain(train, t)]
+    return (sum(ids) / len(ids) if ids else None), (sum(oods) / len(oods) if oods else None)
+
+
+def grid_csv(grid, tests):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["method", "train"] + list(tests) + ["id_mean", "ood_mean"])
+    for row in grid:
+        idm, oodm = id_ood_means(row["train"], row["values"])
+        w.writerow([row["method"], row["train"]] + [_num(row["values"].get(t)) for t in tests] + [_num(idm), _num(oodm)])
+    return buf.getvalue()
+
+
+def format_grid(out_dir, metric):
+    """The grid of ``metric`` as a Markdown table (what the CLI prints)."""
+    with open(os.path.join(out_dir, "grid.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    rows = summary["metrics"].get(metric)
+    if rows is None:
+        raise ConfigError(f"{out_dir}: no metric {metric!r} in grid.json; present: {', '.join(summary['metrics'])}")
+    tests = summary["test"]
+    fmt = (lambda v: "" if v is None else f"{v:.1f}") if metric == "iou" else (
+        lambda v: "" if v is None else f"{v:.3f}")
+    head = ["method", "train"] + tests + ["ID mean", "OOD mean"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join([r["method"], r["train"]] + [fmt(r["values"].get(t)) for t in tests]
+                                       + [fmt(r["id_mean"]), fmt(r["ood_mean"])]) + " |")
+    return "\n".join(lines) + "\n"

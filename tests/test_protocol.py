@@ -1,0 +1,228 @@
+"""`declip protocol`: grids, ID/OOD means, heat-maps, resumability (a real kill), sweep plots."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from declip_plugin.data.demo import make_demo_data
+from declip_plugin.engine import protocol as proto
+from declip_plugin.errors import ConfigError
+
+TESTS = ["demo-telea", "demo-ns", "demo-noise"]
+# a fixed grid: (method, train) -> {test: iou}
+FIXED = {
+    ("a", "demo-telea"): {"demo-telea": 90.0, "demo-ns": 70.0, "demo-noise": 10.0},
+    ("a", "demo-noise"): {"demo-telea": 20.0, "demo-ns": 30.0, "demo-noise": 80.0},
+    ("b", "demo-telea"): {"demo-telea": 60.0, "demo-ns": 50.0, "demo-noise": 40.0},
+    ("b", "demo-noise"): {"demo-telea": 5.0, "demo-ns": 15.0, "demo-noise": 50.0},
+}
+
+
+def fake_train(calls):
+    """A stand-in for engine.run.train that writes the fixed grid as run results."""
+    def train(config, overrides, resume=None):
+        method = os.path.splitext(os.path.basename(config))[0]
+        key = (method, overrides["train_dataset"][0])
+        calls.append(key)
+        run_dir = os.path.join(overrides["log_dir"], f"{overrides['name']}_2026-01-01-00-00-0{len(calls)}")
+        for t in overrides["test_dataset"]:
+            os.makedirs(os.path.join(run_dir, "test", t))
+            with open(os.path.join(run_dir, "test", t, "metrics.json"), "w") as f:
+                json.dump({"dataset": t, "method": overrides["name"], "in_domain": t in (overrides["in_domain"] or []),
+                           "metrics": {"iou": FIXED[key][t], "pixel_auc": FIXED[key][t] / 100}}, f)
+        return run_dir
+    return train
+
+
+def test_grid_and_id_ood_means_match_a_hand_computation(tmp_path):
+    calls = []
+    plan = proto.make_plan(methods=["a", "b"], train=["demo-telea", "demo-noise"], test=TESTS)
+    p = proto.Protocol(tmp_path / "p", plan)
+    assert p.run(train_fn=fake_train(calls)) == 4
+    paths = p.write_outputs()
+    summary = json.loads((tmp_path / "p" / "grid.json").read_text())
+    rows = {(r["method"], r["train"]): r for r in summary["metrics"]["iou"]}
+    # by hand: ID = the diagonal (same generator), OOD = the mean of the other two
+    assert rows[("a", "demo-telea")]["id_mean"] == 90.0 and rows[("a", "demo-telea")]["ood_mean"] == 40.0
+    assert rows[("a", "demo-noise")]["id_mean"] == 80.0 and rows[("a", "demo-noise")]["ood_mean"] == 25.0
+    assert rows[("b", "demo-telea")]["id_mean"] == 60.0 and rows[("b", "demo-telea")]["ood_mean"] == 45.0
+    assert rows[("b", "demo-noise")]["id_mean"] == 50.0 and rows[("b", "demo-noise")]["ood_mean"] == 10.0
+    csv_text = (tmp_path / "p" / "grid_iou.csv").read_text().splitlines()
+    assert csv_text[0] == "method,train,demo-telea,demo-ns,demo-noise,id_mean,ood_mean"
+    assert csv_text[1] == "a,demo-telea,90,70,10,90,40"
+    heatmaps = paths["heatmaps"]
+    assert sorted(os.path.basename(h) for h in heatmaps) == ["heatmap_a_iou.png", "heatmap_b_iou.png"]
+    for h in heatmaps:
+        with open(h, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # a second run keeps every cell: nothing is trained again
+    again = proto.Protocol(tmp_path / "p", proto.make_plan(methods=["a", "b"], train=["demo-telea", "demo-noise"],
+                                                             test=TESTS))
+    assert again.run(train_fn=fake_train(calls)) == 0 and len(calls) == 4
+
+
+def test_an_interrupted_cell_is_retrained_and_finished_ones_kept(tmp_path):
+    calls = []
+    plan = proto.make_plan(methods=["a", "b"], train=["demo-telea"], test=TESTS)
+    p = proto.Protocol(tmp_path / "p", plan)
+    train = fake_train(calls)
+
+    def dies_on_b(config, overrides, resume=None):
+        if "b" in config:
+            raise KeyboardInterrupt
+        return train(config, overrides, resume)
+
+    with pytest.raises(KeyboardInterrupt):
+        p.run(train_fn=dies_on_b)
+    assert calls == [("a", "demo-telea")]
+    assert p.run(train_fn=train) == 1
+    assert calls == [("a", "demo-telea"), ("b", "demo-telea")]
+
+
+def test_another_plan_in_the_same_folder_is_refused(tmp_path):
+    proto.Protocol(tmp_path / "p", proto.make_plan(methods=["a"], train=["demo-telea"], test=TESTS))
+    with pytest.raises(ConfigError, match="another protocol"):
+        proto.Protocol(tmp_path / "p", proto.make_plan(methods=["b"], train=["demo-telea"], test=TESTS))
+
+
+def test_sweep_draws_metric_against_value(tmp_path):
+    calls = []
+    grid = {}
+
+    def train(config, overrides, resume=None):
+        layer = overrides["feature_layer"]
+        for t in overrides["test_dataset"]:
+            grid[(layer, t)] = {"layer2": 80.0, "layer10": 60.0}[layer] - (0 if t == "demo-telea" else 30.0)
+        run_dir = os.path.join(overrides["log_dir"], f"{overrides['name']}_2026-01-01-00-00-0{len(calls)}")
+        calls.append(layer)
+        for t in overrides["test_dataset"]:
+            os.makedirs(os.path.join(run_dir, "test", t))
+            with open(os.path.join(run_dir, "test", t, "metrics.json"), "w") as f:
+                json.dump({"dataset": t, "method": overrides["name"], "metrics": {"iou": grid[(layer, t)]}}, f)
+        return run_dir
+
+    key, values = proto.parse_sweep("feature_layer=layer10,layer2")
+    p = proto.Protocol(tmp_path / "s", proto.make_plan(methods=["m"], train=["demo-telea"], test=TESTS,
+                                                       sweep=(key, values)))
+    p.run(train_fn=train)
+    paths = p.write_outputs()
+    assert any(x.endswith("sweep_feature_layer_iou.png") for x in paths["sweep"])
+    lines = (tmp_path / "s" / "sweep_feature_layer.csv").read_text().splitlines()
+    assert lines[0] == "method,feature_layer,metric,id_mean,ood_mean"
+    assert lines[1:] == ["m,layer2,iou,80,50", "m,layer10,iou,60,30"]  # numeric order of the layers
+    with pytest.raises(ConfigError, match="KEY=V1,V2"):
+        proto.parse_sweep("feature_layer")
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(ConfigError, match="demo"):
+        proto.make_plan("nope")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_demo_data(root / "demo", seed=3, size=64, n_train=4, n_val=2, n_test=2, methods=("telea", "noise"))
+    return root
+
+
+def _tiny(path, epochs):
+    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
+           "resolution": 112, "mask_size": 64,
+           "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "train_batchSize": 4,
+           "test_batchSize": 4, "workers": 0, "nEpochs": epochs, "early_stopping": {"enabled": False}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_killed_protocol_continues_without_retraining_finished_cells(tmp_path, data_root):
+    a = _tiny(tmp_path / "tiny_a.yaml", 1)
+    b = _tiny(tmp_path / "tiny_b.yaml", 2)
+    out = tmp_path / "proto"
+    args = [sys.executable, "-m", "declip_plugin", "protocol", "--method", str(a), str(b), "--train", "demo-telea",
+            "--test", "demo-telea", "demo-noise", "--out", str(out), "--data_root", str(data_root), "--device", "cpu"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker_a = out / "cells" / "tiny_a__demo-telea.json"
+    try:
+        def b_started():
+            runs = out / "runs"
+            return runs.is_dir() and any(d.name.startswith("tiny_b_") for d in runs.iterdir())
+
+        deadline = time.time() + 240
+        while not b_started():
+            assert proc.poll() is None, "the protocol ended before it could be killed"
+            assert time.time() < deadline, "the second cell did not start within 240 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert marker_a.is_file() and not (out / "cells" / "tiny_b__demo-telea.json").exists()
+    before = marker_a.read_text()
+    runs_a = sorted(d.name for d in (out / "runs").iterdir() if d.name.startswith("tiny_a_"))
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert marker_a.read_text() == before  # not retrained
+    assert sorted(d.name for d in (out / "runs").iterdir() if d.name.startswith("tiny_a_")) == runs_a
+    assert "1 trained now, 1 kept" in done.stdout
+    summary = json.loads((out / "grid.json").read_text())
+    assert [r["method"] for r in summary["metrics"]["iou"]] == ["tiny_a", "tiny_b"]
+    assert (out / "heatmap_tiny_a_iou.png").is_file() and (out / "leaderboard.md").is_file()
+
+
+# ---- leaderboard: every method keeps its row --------------------------------------------------------
+
+def _declip_run_and_meso4_pickle(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from declip_plugin.engine.evaluator import EvalResult, write_results
+
+    run = tmp_path / "ours" / "declip_2026-01-01-00-00-00"
+    write_results(run / "test" / "ff-df", "ff-df", EvalResult({"iou": 61.0, "pixel_auc": 0.9, "f1_best": 0.7,
+                                                                "auc": 0.93, "ap": 0.9, "eer": 0.1}, []),
+                  {"method": "declip", "in_domain": True})
+    dfb = tmp_path / "dfb" / "meso4_2026-02-03-04-05-06" / "test" / "ff-df"
+    dfb.mkdir(parents=True)
+    with open(dfb / "metric_dict_best.pickle", "wb") as f:  # DeepfakeBench's own, of a maskless detector
+        pickle.dump({"acc": 0.7, "auc": 0.81, "eer": 0.25, "ap": 0.8, "pred": np.random.rand(4),
+                     "label": np.array([0, 1, 0, 1]), "video_auc": 0.84}, f)
+    return run, tmp_path / "dfb"
+
+
+def test_leaderboard_default_table_gives_every_method_its_detection_columns(tmp_path):
+    from declip_plugin.leaderboard import collect, render
+
+    run, dfb = _declip_run_and_meso4_pickle(tmp_path)
+    md = render(collect([str(run), str(dfb)]))
+    lines = md.splitlines()
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    rows = {l.split("|")[1].strip(): [c.strip() for c in l.strip("|").split("|")] for l in lines[2:4]}
+    assert set(rows) == {"declip", "meso4"}
+    auc = header.index("auc ff-df")
+    assert rows["declip"][auc] == "**0.930**" and rows["meso4"][auc] == "0.810"
+    assert rows["meso4"][header.index("iou ff-df")] == ""  # maskless: no localization, but the row is there
+    assert rows["meso4"][header.index("video_auc mean")] == "0.840"
+
+
+def test_leaderboard_unknown_metric_is_refused_with_the_known_ones(tmp_path):
+    from declip_plugin.cli import main as cli_main
+    from declip_plugin.errors import DeclipError
+    from declip_plugin.leaderboard import collect, render
+
+    run, dfb = _declip_run_and_meso4_pickle(tmp_path)
+    with pytest.raises(DeclipError, match=r"unknown metric 'aucc'; known: .*\bauc\b.*\biou\b"):
+        render(collect([str(run), str(dfb)]), metrics=["iou", "aucc"])
+    assert cli_main(["leaderboard", str(run), str(dfb), "--metrics", "aucc"]) == 2
+    html_text = render(collect([str(run), str(dfb)]), fmt="html")
+    assert "<td>meso4</td>" in html_text and "<b>0.930</b>" in html_text
+    png = tmp_path / "lb.png"
+    assert cli_main(["leaderboard", str(run), str(dfb), "--format", "png", "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
