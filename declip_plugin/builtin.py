@@ -30,6 +30,8 @@ def deepfakebench_register_datasets(register):
 def deepfakebench_register_metrics(register):
     from .metrics.detection import DetectionMetrics
     from .metrics.localization import LocalizationMetrics
+    from .metrics.video import VideoMetrics
 
     register("detection", DetectionMetrics)
     register("localization", LocalizationMetrics)
+    register("video", VideoMetrics)
