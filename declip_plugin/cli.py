@@ -88,6 +88,16 @@ def cmd_make_demo_data(args):
     return 0
 
 
+def cmd_make_demo_videos(args):
+    from .data.demo_video import make_demo_videos
+
+    m = make_demo_videos(args.out, seed=args.seed, size=args.size, n_frames=args.frames, paths_base=args.paths_base)
+    per = "/".join(str(v) for v in m["videos_per_label"].values())
+    print(f"demo videos written to {args.out}: {m['files']} files in {m['seconds']}s; dataset demo-video "
+          f"(DeepfakeBench JSON {m['json']}); train/val/test videos per label: {per}, {m['n_frames']} frames each")
+    return 0
+
+
 def cmd_leaderboard(args):
     from .leaderboard import collect, render
 
@@ -176,6 +186,15 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=256)
     p.set_defaults(func=cmd_make_demo_data)
+
+    p = sub.add_parser("make-demo-videos", help="write the procedural demo video set (DeepfakeBench JSON layout)")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--paths-base", default=None,
+                   help="write frame paths as ./<relative to this folder> (a DeepfakeBench checkout's root)")
+    p.set_defaults(func=cmd_make_demo_videos)
 
     p = sub.add_parser("leaderboard", help="compare runs (ours and DeepfakeBench's) in one table")
     p.add_argument("runs", nargs="+", help="run directories or log folders that contain them")
