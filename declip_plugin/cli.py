@@ -68,10 +68,13 @@ def cmd_predict(args):
     from .engine.predict import predict
 
     records, errors = predict(args.images, args.weights_path, args.detector_path, args.out, args.threshold,
-                              _overrides(args))
+                              _overrides(args), explain=args.explain)
     for r in records:
-        print(f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']}), "
-              f"{100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}")
+        line = f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']})"
+        if "mask" in r:
+            line += f", {100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}"
+        maps = [r[k] for k in ("gradcam", "attention") if k in r]
+        print(line + (f"; maps: {', '.join(maps)}" if maps else ""))
     for e in errors:
         print(f"error: {e['error']}", file=sys.stderr)
     print(f"summary: {os.path.join(args.out, 'predictions.json')}")
@@ -178,6 +181,8 @@ def build_parser():
     p.add_argument("--detector_path", help="detector YAML (default: read from the checkpoint)")
     p.add_argument("--out", default="predictions")
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--explain", action="store_true",
+                   help="also write a Grad-CAM overlay (and attention rollout for ViT towers) per image")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
 

@@ -16,7 +16,7 @@ DeepfakeBench checkout reads when its scripts run from ``paths_base``.
 Every video is a procedural image (the generator of :mod:`declip_plugin.data.demo`) seen through a
 slowly drifting camera (sub-pixel translation per frame), with a global gain that jitters per frame
 and fresh sensor noise in every frame. Every video, real or fake, has one feathered elliptical region
-whose brightness is offset by ``A`` grey levels (``A`` in [8, 16], random sign):
+whose brightness is offset by ``A`` grey levels (``A`` in [12, 24], random sign):
 
 * **real**: the offset is constant over time (a static local lighting difference);
 * **fake** (``flicker``): the offset's sign is drawn anew in every frame, so the region flickers
@@ -47,7 +47,7 @@ NAME = "DemoVideo"
 REAL, FAKE = f"{NAME}_real", f"{NAME}_flicker"
 MANIFEST = "demo_video.json"
 SPLITS = ("train", "val", "test")
-OFFSET = (8.0, 16.0)
+OFFSET = (12.0, 24.0)
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
@@ -94,7 +94,7 @@ def render_video(rng, size, n_frames, fake):
     return frames, masks
 
 
-def make_demo_videos(out_dir, seed=0, size=64, n_frames=16, n_train=40, n_val=10, n_test=20, paths_base=None,
+def make_demo_videos(out_dir, seed=0, size=64, n_frames=16, n_train=100, n_val=20, n_test=40, paths_base=None,
                      overwrite=True):
     """Write the demo video set (``n_*`` videos per label and split); returns the manifest dict."""
     if n_frames < 2 or size < 16:

@@ -170,6 +170,7 @@ class ClipSTANDetector(ClipDetector):
         self.time_embed = nn.Embedding(MAX_FRAMES, self.width)
         nn.init.normal_(self.time_embed.weight, std=0.02)
         self.head = nn.Linear(self.width, 2)
+        self.tap = nn.Identity()  # the last CLIP block's tokens, for Grad-CAM (engine/explain.py)
         self.loss_func = self.build_loss(self.config)
         self._select_trainable()
         self.log_parameters()
@@ -221,6 +222,8 @@ class ClipSTANDetector(ClipDetector):
         cls = patches = None
         for i, block in enumerate(v.transformer.resblocks):
             x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+            if i == len(v.transformer.resblocks) - 1:
+                x = self.tap(x)
             if i < self.first:
                 continue
             tokens = x.reshape(b, t, *x.shape[1:])
@@ -238,6 +241,10 @@ class ClipSTANDetector(ClipDetector):
 
     def classifier(self, features):
         return self.head(features)
+
+    def explain_tap(self):
+        """The module whose output (the last CLIP block's tokens, per frame) Grad-CAM reads."""
+        return self.tap
 
     # --- weights --------------------------------------------------------------------------------
     def state_to_save(self):

@@ -90,6 +90,7 @@ class TimeSformerDetector(ClipDetector):
         self.norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(width, 2)
+        self.tap = nn.Identity()  # the encoder's per-frame maps, for Grad-CAM (engine/explain.py)
         self.loss_func = self.build_loss(self.config)
         self.log_parameters()
 
@@ -117,7 +118,7 @@ class TimeSformerDetector(ClipDetector):
     def features(self, data_dict):
         clip = as_clip(data_dict["image"], "timesformer")
         b, t = clip.shape[:2]
-        maps = self.backbone.forward_features(clip.flatten(0, 1))  # (B*T, D, h, w)
+        maps = self.tap(self.backbone.forward_features(clip.flatten(0, 1)))  # (B*T, D, h, w)
         d = maps.shape[1]
         x = maps.flatten(2).transpose(1, 2).reshape(b, t, -1, d)
         for block in self.blocks:
@@ -126,6 +127,10 @@ class TimeSformerDetector(ClipDetector):
 
     def classifier(self, features):
         return self.head(self.dropout(features))
+
+    def explain_tap(self):
+        """The module whose output (the encoder's (B*T, D, h, w) maps) Grad-CAM reads."""
+        return self.tap
 
 
 TimeSformerDetector.config_keys = TimeSformerDetector._keys_from_config_class()
