@@ -14,7 +14,7 @@ def deepfakebench_register_detectors(register):
 
     register("declip", DeCLIPDetector)
     register("clip_stan", ClipSTANDetector)
-    register("timesformer", TimeSformerDetector)
+    register("timesformer_effb0", TimeSformerDetector)
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from declip_plugin.engine.explain import attention_rollout, explain
 
 STAN = {"model_name": "clip_stan", "backbone": "declip-tiny-vit-96", "pretrained": "none", "depth": 1,
         "resolution": 96}
-TSF = {"model_name": "timesformer", "encoder": "test_efficientnet", "pretrained": "none", "resolution": 64,
+TSF = {"model_name": "timesformer_effb0", "encoder": "test_efficientnet", "pretrained": "none", "resolution": 64,
        "heads": 4, "mlp_ratio": 1.0}
 
 

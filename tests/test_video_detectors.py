@@ -11,7 +11,7 @@ from declip_plugin.detectors.base import capability
 
 STAN = {"model_name": "clip_stan", "backbone": "declip-tiny-vit", "pretrained": "none", "depth": 2}
 # timm's tiny test_efficientnet (256 channels) stands in for EfficientNet-B0 in the fast tests
-TSF = {"model_name": "timesformer", "encoder": "test_efficientnet", "pretrained": "none", "resolution": 64,
+TSF = {"model_name": "timesformer_effb0", "encoder": "test_efficientnet", "pretrained": "none", "resolution": 64,
        "heads": 4, "mlp_ratio": 1.0}
 
 

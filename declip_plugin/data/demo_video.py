@@ -73,18 +73,18 @@ def render_video(rng, size, n_frames, fake):
     region = np.zeros((big, big), np.uint8)
     center = (int(rng.uniform(margin + size * 0.25, margin + size * 0.75)),
               int(rng.uniform(margin + size * 0.25, margin + size * 0.75)))
-    axes = (int(rng.uniform(size / 8, size / 4.5)), int(rng.uniform(size / 8, size / 4.5)))
+    axes = (int(rng.uniform(size / 5, size / 3)), int(rng.uniform(size / 5, size / 3)))
     cv2.ellipse(region, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
     alpha = cv2.GaussianBlur(region.astype(np.float32) / 255.0, (0, 0), 1.2)[..., None]
     amplitude = float(rng.uniform(*OFFSET))
     sign = 1.0 if rng.random() < 0.5 else -1.0
-    velocity = rng.uniform(-0.8, 0.8, 2)
+    velocity = rng.uniform(-0.3, 0.3, 2)
     noise = float(rng.uniform(2.0, 4.0))
     frames, masks = [], []
     for t in range(n_frames):
         s = (1.0 if rng.random() < 0.5 else -1.0) if fake else sign
         img = scene + (s * amplitude) * alpha
-        img = img * np.float32(1.0 + rng.normal(0.0, 0.03))
+        img = img * np.float32(1.0 + rng.normal(0.0, 0.01))
         shift = np.array([[1.0, 0.0, -margin + velocity[0] * t], [0.0, 1.0, -margin + velocity[1] * t]], np.float32)
         frame = cv2.warpAffine(img, shift, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         frame += np.float32(noise) * rng.standard_normal(frame.shape, dtype=np.float32)

@@ -1,4 +1,7 @@
-"""``timesformer``: DeepFakesDetection's "TimeSformer + EfficientNet-B0" video baseline, rebuilt on timm.
+"""``timesformer_effb0``: DeepFakesDetection's "TimeSformer + EfficientNet-B0" video baseline (its
+``model_name: timesformer``), rebuilt on timm. Registered as ``timesformer_effb0`` because DeepfakeBench
+itself registers ``timesformer`` (its HF TimeSformer) and a plugin may not replace a checkout's
+detector (``declip dfb`` refuses the clash); the seed replaced DeepfakeBench's in its copy.
 
 * frame encoder: timm ``efficientnet_b0`` without pooling and classifier, every frame to a
   (1280, h, w) map (7 x 7 at 224 px), its cells the tokens (B, T, P = h*w, 1280);
@@ -73,7 +76,7 @@ class DividedSpaceTimeBlock(nn.Module):
 
 
 class TimeSformerDetector(ClipDetector):
-    """``model_name: timesformer``."""
+    """``model_name: timesformer_effb0`` (the seed's ``timesformer``)."""
 
     config_class = TimeSformerConfig
 
