@@ -8,11 +8,13 @@ from .hookspecs import hookimpl
 
 @hookimpl
 def deepfakebench_register_detectors(register):
+    from .detectors.clip_enhanced import ClipEnhancedDetector
     from .detectors.clip_stan import ClipSTANDetector
     from .detectors.declip import DeCLIPDetector
     from .detectors.timesformer import TimeSformerDetector
 
     register("declip", DeCLIPDetector)
+    register("clip_enhanced", ClipEnhancedDetector)
     register("clip_stan", ClipSTANDetector)
     register("timesformer_effb0", TimeSformerDetector)
 

@@ -420,7 +420,7 @@ def test_launch_registers_passes_arguments_and_adds_localization(checkout, recor
     assert r["cwd"] == os.path.realpath(checkout)
     assert os.path.realpath(r["sys_path0"]) == os.path.realpath(os.path.join(checkout, "training"))
     assert r["name"] != "__main__" and r["same_registry"]
-    assert r["detectors"] == ["declip", "xception"] and r["declip_class"] == "DeCLIPDetector"
+    assert r["detectors"] == ["clip_enhanced", "declip", "xception"] and r["declip_class"] == "DeCLIPDetector"
     assert r["fwa_stub"] is True and r["cuda_visible"] == ""
     cfg = r["config"]
     assert cfg["workers"] == 0 and cfg["dataset_json_folder"] == "/data/json" and cfg["seeded"]
@@ -520,7 +520,7 @@ def test_localization_metrics_beside_the_trainers_files(checkout, record, tmp_pa
     rc = dfb.launch(checkout, "train", ["--detector_path", det, "--test_dataset", "ds1"],
                     overrides={"log_dir": str(logs)}, env={"FAKE_DFB_RECORD": record})
     assert rc == 0
-    assert _read(record)["detectors"] == ["declip", "xception"]
+    assert _read(record)["detectors"] == ["clip_enhanced", "declip", "xception"]
     folder = logs / "declip_2026-01-01-00-00-00" / "test" / "ds1"
     assert (folder / "metric_dict_best.pickle").is_file()
     loc = _read(folder / dfb.LOCALIZATION_FILE)

@@ -89,3 +89,31 @@ def test_checkout_reads_the_exported_lmdb_alike(exported):
         assert a == pytest.approx(b, abs=1e-5)
     assert loc_lmdb["n_manipulated"] == loc_rgb["n_manipulated"] == 3
     assert loc_lmdb["pixel_ap"] == pytest.approx(loc_rgb["pixel_ap"], abs=1e-3)
+
+
+def test_checkout_test_py_with_clip_enhanced(exported, tmp_path):
+    """The checkout's test.py builds model_name clip_enhanced from its DETECTOR registry and scores
+    the export with its own metrics; the checkpoint is in our format (converted by the launcher)."""
+    from declip_plugin import build_detector
+    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.config import load_yaml
+    from declip_plugin.integrations import export_dfb, launch
+
+    tmp, _, _ = exported
+    summary = export_dfb("demo-telea", str(tmp_path / "export"),
+                         {"data_root": str(tmp / "data"), "bench_root": ROOT, "detector": "clip_enhanced_demo"})
+    config = load_yaml(summary["yaml"])
+    assert config["model_name"] == "clip_enhanced"
+    ckpt = save_detector_checkpoint(tmp_path / "clip_enhanced.pth", build_detector(config))
+    results = tmp_path / "results"
+    rc = launch(ROOT, "test", ["--detector_path", summary["yaml"], "--test_dataset", "demo-telea", "--weights_path", ckpt],
+                cpu=os.environ.get("DEEPFAKEBENCH_CPU", "1") != "0", data_dir=summary["out_dir"],
+                results_dir=str(results), overrides={"workers": 0, "test_batchSize": 4},
+                env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert rc == 0
+    (folder,) = glob.glob(str(results / "clip_enhanced_*" / "test" / "demo-telea"))
+    with open(os.path.join(folder, "metric_dict_best.pickle"), "rb") as f:
+        dfb_metrics = pickle.load(f)
+    assert {"acc", "auc", "eer", "ap", "video_auc", "pred", "label"} <= set(dfb_metrics)
+    assert len(dfb_metrics["pred"]) == 6 and sorted(dfb_metrics["label"].tolist()) == [0, 0, 0, 1, 1, 1]
+    assert not os.path.exists(os.path.join(folder, "localization_metrics.json"))  # no mask, no pixel metrics
