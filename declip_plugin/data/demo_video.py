@@ -16,7 +16,7 @@ DeepfakeBench checkout reads when its scripts run from ``paths_base``.
 Every video is a procedural image (the generator of :mod:`declip_plugin.data.demo`) seen through a
 slowly drifting camera (sub-pixel translation per frame), with a global gain that jitters per frame
 and fresh sensor noise in every frame. Every video, real or fake, has one feathered elliptical region
-whose brightness is offset by ``A`` grey levels (``A`` in [12, 24], random sign):
+whose brightness is offset by ``A`` grey levels (``A`` in [20, 40], random sign):
 
 * **real**: the offset is constant over time (a static local lighting difference);
 * **fake** (``flicker``): the offset's sign is drawn anew in every frame, so the region flickers
@@ -47,7 +47,7 @@ NAME = "DemoVideo"
 REAL, FAKE = f"{NAME}_real", f"{NAME}_flicker"
 MANIFEST = "demo_video.json"
 SPLITS = ("train", "val", "test")
-OFFSET = (12.0, 24.0)
+OFFSET = (20.0, 40.0)
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
@@ -78,7 +78,7 @@ def render_video(rng, size, n_frames, fake):
     alpha = cv2.GaussianBlur(region.astype(np.float32) / 255.0, (0, 0), 1.2)[..., None]
     amplitude = float(rng.uniform(*OFFSET))
     sign = 1.0 if rng.random() < 0.5 else -1.0
-    velocity = rng.uniform(-0.3, 0.3, 2)
+    velocity = rng.uniform(-0.2, 0.2, 2)
     noise = float(rng.uniform(2.0, 4.0))
     frames, masks = [], []
     for t in range(n_frames):
