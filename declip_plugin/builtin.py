@@ -9,10 +9,14 @@ from .hookspecs import hookimpl
 @hookimpl
 def deepfakebench_register_detectors(register):
     from .detectors.clip_enhanced import ClipEnhancedDetector
+    from .detectors.clip_stan import ClipSTANDetector
     from .detectors.declip import DeCLIPDetector
+    from .detectors.timesformer import TimeSformerDetector
 
     register("declip", DeCLIPDetector)
     register("clip_enhanced", ClipEnhancedDetector)
+    register("clip_stan", ClipSTANDetector)
+    register("timesformer_effb0", TimeSformerDetector)
 
 
 @hookimpl
@@ -32,6 +36,8 @@ def deepfakebench_register_datasets(register):
 def deepfakebench_register_metrics(register):
     from .metrics.detection import DetectionMetrics
     from .metrics.localization import LocalizationMetrics
+    from .metrics.video import VideoMetrics
 
     register("detection", DetectionMetrics)
     register("localization", LocalizationMetrics)
+    register("video", VideoMetrics)

@@ -72,11 +72,13 @@ def cmd_predict(args):
     from .engine.predict import predict
 
     records, errors = predict(args.images, args.weights_path, args.detector_path, args.out, args.threshold,
-                              _overrides(args))
+                              _overrides(args), explain=args.explain)
     for r in records:
-        where = (f", {100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}"
-                 if r.get("mask") else "")
-        print(f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']}){where}")
+        line = f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']})"
+        if "mask" in r:
+            line += f", {100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}"
+        maps = [r[k] for k in ("gradcam", "attention") if k in r]
+        print(line + (f"; maps: {', '.join(maps)}" if maps else ""))
     for e in errors:
         print(f"error: {e['error']}", file=sys.stderr)  # the one place a bad image is reported
     print(f"summary: {os.path.join(args.out, 'predictions.json')}")
@@ -92,6 +94,16 @@ def cmd_make_demo_data(args):
     counts = "/".join(str(v) for v in summary["images_per_split"].values())
     print(f"demo data written to {args.out}: {summary['files']} files; methods {', '.join(summary['methods'])} "
           f"(datasets demo-<method>); train/valid/test images per method: {counts}")
+    return 0
+
+
+def cmd_make_demo_videos(args):
+    from .data.demo_video import make_demo_videos
+
+    m = make_demo_videos(args.out, seed=args.seed, size=args.size, n_frames=args.frames, paths_base=args.paths_base)
+    per = "/".join(str(v) for v in m["videos_per_label"].values())
+    print(f"demo videos written to {args.out}: {m['files']} files in {m['seconds']}s; dataset demo-video "
+          f"(DeepfakeBench JSON {m['json']}); train/val/test videos per label: {per}, {m['n_frames']} frames each")
     return 0
 
 
@@ -338,6 +350,8 @@ def build_parser():
     p.add_argument("--detector_path", help="detector YAML (default: read from the checkpoint)")
     p.add_argument("--out", default="predictions")
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--explain", action="store_true",
+                   help="also write a Grad-CAM overlay (and attention rollout for ViT towers) per image")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
 
@@ -346,6 +360,15 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128)
     p.set_defaults(func=cmd_make_demo_data)
+
+    p = sub.add_parser("make-demo-videos", help="write the procedural demo video set (DeepfakeBench JSON layout)")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--paths-base", default=None,
+                   help="write frame paths as ./<relative to this folder> (a DeepfakeBench checkout's root)")
+    p.set_defaults(func=cmd_make_demo_videos)
 
     p = sub.add_parser("leaderboard", help="compare runs (ours and DeepfakeBench's) in one table")
     p.add_argument("runs", nargs="+", help="run directories or log folders that contain them")

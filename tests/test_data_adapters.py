@@ -220,9 +220,9 @@ def test_deepfakebench_json_frames_masks_and_videos(tmp_path, nested):
         os.path.join("original", "frames", "000", f"{i}.png") for i in (1, 2, 10)]
     assert [s[1] for s in ds.samples] == [1, 1, 1, 0, 0, 0]
     assert all(os.sep + "masks" + os.sep in m for _, lab, m in ds.samples if lab == 1)
-    assert ds.videos[0] == "FF-DF_000_003" and ds.videos[-1] == "FF-real_000"
+    assert ds.videos[0] == "FF-DF/FF-DF/000_003" and ds.videos[-1] == "FF-DF/FF-real/000"
     item = ds[0]
-    assert item["video"] == "FF-DF_000_003" and item["mask"].sum() == 16 * 8
+    assert item["video"] == "FF-DF/FF-DF/000_003" and item["mask"].sum() == 16 * 8
     assert ds[5]["mask"].sum() == 0
     # localization default: fake frames only
     loc = DeepfakeBenchJsonAdapter(spec, "train", SMALL)

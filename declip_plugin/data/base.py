@@ -11,7 +11,13 @@ Items are dicts::
     mask   float (1, M, M) in {0, 1}, 1 = manipulated (zeros for real images), or None when the
            dataset has no masks at all (detection-only data)
     name   the image file path
-    video  a group id (deepfakebench_json: the video) or None
+    video  the video identity ``<dataset>/<label or method folder>/<video id>`` (deepfakebench_json,
+           folder with video_dirs) or None
+
+Video data (see :mod:`declip_plugin.data.video`): ``frame_num`` keeps that many evenly spread frames
+per video (the spec's ``frame_num``; in video mode also the config's ``frame_num[split]``), and
+``video_mode: true`` with ``clip_size: T`` makes each item a clip of T consecutive frames:
+``image`` (T, 3, R, R), ``mask`` (T, 1, M, M) or None, ``frames`` the T paths.
 
 Bad files raise :class:`~declip_plugin.errors.DataError` naming the file when the sample is
 loaded; with ``skip_bad_files: true`` every sample is checked once at construction instead, and
@@ -30,6 +36,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, DataError
 from . import io
 from .transforms import SampleTransform
+from .video import ClipIndex, clip_size_of, frame_num_for, limit_frames
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +218,13 @@ class ManipulationDataset(Dataset):
         if not samples:
             self._raise_empty()
         samples.sort(key=self.sort_key)
+        self.video_mode = bool(self.config.get("video_mode", False))
+        frame_num = self.spec.get("frame_num")
+        if frame_num is None and self.video_mode:
+            frame_num = frame_num_for(self.config, self.split, f"dataset {self.name}")
+        elif frame_num is not None:
+            frame_num = frame_num_for({"frame_num": frame_num}, self.split, f"dataset {self.name}")
+        samples = limit_frames(samples, frame_num)
         samples = self._cap(samples)
         if not self.has_masks:
             samples = [s._replace(mask=None) for s in samples]
@@ -223,6 +237,15 @@ class ManipulationDataset(Dataset):
             samples = self._drop_bad(samples)
         self.samples = [(s.image, s.label, s.mask) for s in samples]
         self.videos = [s.video for s in samples]
+        self.clip_index = None
+        if self.video_mode:
+            self.clip_index = ClipIndex(self.videos, clip_size_of(self.config, f"dataset {self.name}"),
+                                        train=self.split == "train", name=self.name)
+            if not len(self.clip_index):
+                raise DataError(f"dataset {self.name}: no video of split {self.split!r} has clip_size="
+                                f"{self.clip_index.clip_size} frames, so video_mode gives no clips")
+            logger.info("dataset %s/%s: video_mode, %d clips of %d frames", self.name, self.split,
+                        len(self.clip_index), self.clip_index.clip_size)
         n_fake = sum(1 for s in samples if s.label == 1)
         logger.info(
             "dataset %s/%s: %d samples (%d manipulated, %d real)%s",
@@ -372,9 +395,34 @@ class ManipulationDataset(Dataset):
         return good
 
     def __len__(self):
-        return len(self.samples)
+        return len(self.clip_index) if self.clip_index is not None else len(self.samples)
 
     def __getitem__(self, index):
+        if self.clip_index is not None:
+            return self._load_clip(index)
+        return self._load_frame(index)
+
+    def _load_clip(self, index):
+        """A clip: T frames through one random draw of the transform (the same flip for all)."""
+        video, frames = self.clip_index.frames(index, self.transform.generator)
+        gen = self.transform.generator
+        state = gen.get_state() if gen is not None else torch.get_rng_state()
+        items = []
+        for i in frames:
+            if gen is not None:
+                gen.set_state(state)
+            else:
+                torch.set_rng_state(state)
+            items.append(self._load_frame(i))
+        labels = {it["label"] for it in items}
+        if len(labels) != 1:
+            raise DataError(f"dataset {self.name}: video {video} mixes labels {sorted(labels)}")
+        masks = [it["mask"] for it in items]
+        return {"image": torch.stack([it["image"] for it in items], 0), "label": items[0]["label"],
+                "mask": None if masks[0] is None else torch.stack(masks, 0), "name": items[0]["name"],
+                "video": video, "frames": [it["name"] for it in items]}
+
+    def _load_frame(self, index):
         path, label, mask_path = self.samples[index]
         img = io.read_image(path)
         mask = None
@@ -403,7 +451,9 @@ def _stack(tensors):
 
 def collate_fn(batch):
     """Stack items into a data_dict: image (B,3,R,R), label (B,) long, mask (B,1,M,M) or None,
-    name list[str], video list, landmark None (DeepfakeBench's key; DeCLIP uses none).
+    name list[str], video list, landmark None (DeepfakeBench's key; DeCLIP uses none). Clips
+    (video_mode) stack the same way: image (B,T,3,R,R), mask (B,T,1,M,M), and ``frames`` (B lists
+    of T paths).
 
     ``mask`` is None only when every item's mask is None; if only some are (datasets mixed in
     one batch), those become zeros and ``mask_valid`` (B,) bool marks the real ones.
@@ -417,6 +467,8 @@ def collate_fn(batch):
         "video": [b.get("video") for b in batch],
         "landmark": None,
     }
+    if "frames" in batch[0]:
+        out["frames"] = [b.get("frames") for b in batch]
     masks = [b.get("mask") for b in batch]
     present = [m for m in masks if m is not None]
     if not present:

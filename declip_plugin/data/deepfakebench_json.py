@@ -21,13 +21,15 @@ Spec keys::
                                       #   from its checkout root; default: current directory)
     compression: c23
     with_mask: null                   # null: masks used when any manipulated frame has one
-    frame_num: null                   # keep N evenly spaced frames per video (as DeepfakeBench)
+    frame_num: null                   # keep N evenly spread frames per video (see data/video.py;
+                                      #   in video_mode the config's frame_num applies too)
     mask_polarity: normal
 
 Frames are ordered by their integer file stem within each video (videos by name). The mask of a
 frame is the frame path with its ``frames`` directory component replaced by ``masks`` (the last
 one, if several); those masks have normal polarity (white = manipulated). Each item's ``video``
-is ``<label>_<video>``, DeepfakeBench's unique video name. JSON files and relative paths are
+is ``<dataset>/<label folder>/<video>``: the full identity, so that FF++ videos with the same id
+under different manipulation folders stay apart (DeepfakeBench's video AUC keys on the id alone). JSON files and relative paths are
 resolved against the data root unless absolute; Windows separators in frame paths are accepted.
 """
 import json
@@ -124,7 +126,6 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
             raise ConfigError(f"dataset {self.name}: label_dict (label name -> 0 real / 1 fake) is required")
         rgb_dir = self.resolve(self.spec.get("rgb_dir") or ".")
         base_dir = os.path.abspath(os.path.expanduser(str(self.spec.get("base_dir") or ".")))
-        frame_num = self.spec.get("frame_num")
         split_keys = ("val", "valid") if self.split == "val" else (self.split,)
         self.looked_in.append(f"{path} [{key}/*/{self.split}]")
 
@@ -147,10 +148,7 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
                 if label == 0 and not self.include_real:
                     continue
                 frames = sorted((self._resolve_frame(f, rgb_dir, base_dir) for f in vinfo["frames"]), key=frame_order)
-                if frame_num and len(frames) > int(frame_num):
-                    step = len(frames) // int(frame_num)
-                    frames = frames[::step][: int(frame_num)]
-                vid = f"{vlabel}_{video}"
+                vid = f"{key}/{label_name}/{video}"
                 samples.extend(Sample(f, label, mask_path_of(f.replace(os.sep, "/")), vid) for f in frames)
         return self._attach_masks(samples)
 

@@ -46,8 +46,28 @@ def overlay(rgb, prob, alpha=0.45):
     return cv2.addWeighted(bgr, 1 - alpha, heat, alpha, 0)
 
 
-def predict(images, weights_path, detector_path=None, out_dir="predictions", threshold=0.5, overrides=None):
-    """Predict every image; a bad image is reported and skipped. Returns (records, errors)."""
+def _write_maps(out_dir, stem, rgb, maps, index=0):
+    """Grad-CAM (and attention rollout) overlays of one image; returns their paths."""
+    h, w = rgb.shape[:2]
+    out = {}
+    for key in ("gradcam", "attention"):
+        m = maps.get(key)
+        if m is None:
+            continue
+        m = torch.nn.functional.interpolate(m[index][None, None].float(), size=(h, w), mode="bilinear",
+                                            align_corners=False)[0, 0].clamp(0, 1).cpu().numpy()
+        path = os.path.join(out_dir, f"{stem}_{key}.png")
+        write_png(path, overlay(rgb, m))
+        out[key] = path
+    return out
+
+
+def predict(images, weights_path, detector_path=None, out_dir="predictions", threshold=0.5, overrides=None,
+            explain=False):
+    """Predict every image; a bad image is reported and skipped. Returns (records, errors).
+
+    ``explain``: also write a Grad-CAM overlay (and an attention-rollout overlay for ViT towers) per
+    image (engine/explain.py). A detector without a decoder writes no mask."""
     check_output_dir(out_dir, "--out")
     ckpt = read_detector_checkpoint(weights_path)
     config = config_for_checkpoint(ckpt, detector_path, overrides)
@@ -70,22 +90,25 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
         with torch.inference_mode():
             pred = detector({"image": x}, inference=True)
         prob = float(pred["prob"][0])
+        h, w = rgb.shape[:2]
+        stem = os.path.splitext(os.path.basename(str(path)))[0]
+        if stem in used:  # same file name from two folders
+            stem = f"{stem}_{len(records)}"
+        used.add(stem)
         record = {"image": str(path), "prob_fake": prob, "label": "fake" if prob > threshold else "real"}
         if pred.get("mask") is not None:
-            h, w = rgb.shape[:2]
             mask = torch.sigmoid(pred["mask"].float())
             mask = torch.nn.functional.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
             mask = mask.clamp(0, 1).cpu().numpy()
-            stem = os.path.splitext(os.path.basename(str(path)))[0]
-            if stem in used:  # same file name from two folders
-                stem = f"{stem}_{len(records)}"
-            used.add(stem)
             mask_path = os.path.join(out_dir, f"{stem}_mask.png")
             overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
             write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))
             write_png(overlay_path, overlay(rgb, mask))
-            record.update({"manipulated_fraction": float((mask > 0.5).mean()), "mask": mask_path,
-                           "overlay": overlay_path})
+            record.update(manipulated_fraction=float((mask > 0.5).mean()), mask=mask_path, overlay=overlay_path)
+        if explain:
+            from .explain import explain as explain_maps
+
+            record.update(_write_maps(out_dir, stem, rgb, explain_maps(detector, {"image": x})))
         records.append(record)
     write_json(os.path.join(out_dir, "predictions.json"),
                {"weights": str(weights_path), "detector": capability(detector, "describe"), "threshold": threshold,

@@ -1,0 +1,149 @@
+"""A procedural demo *video* set in DeepfakeBench's JSON + frames/masks layout, where time matters.
+
+``make_demo_videos(out_dir)`` writes::
+
+    <out>/dataset_json/DemoVideo.json                              DeepfakeBench dataset JSON
+    <out>/rgb/DemoVideo/DemoVideo_real/frames/<vid>/<t>.png        real videos
+    <out>/rgb/DemoVideo/DemoVideo_flicker/frames/<vid>/<t>.png     manipulated videos
+    <out>/rgb/DemoVideo/DemoVideo_flicker/masks/<vid>/<t>.png      their masks per frame (white = manipulated)
+    <out>/demo_video.json                                          manifest (parameters, counts)
+
+``configs/dataset/demo_video.yaml`` declares it as ``demo-video`` (``root: demo_video`` under the
+data root). The frame paths in the JSON are relative to ``<out>`` (``rgb/DemoVideo/...``); with
+``paths_base`` they are written as ``./<path relative to paths_base>`` instead, the form a real
+DeepfakeBench checkout reads when its scripts run from ``paths_base``.
+
+Every video is a procedural image (the generator of :mod:`declip_plugin.data.demo`) seen through a
+slowly drifting camera (sub-pixel translation per frame), with a global gain that jitters per frame
+and fresh sensor noise in every frame. Every video, real or fake, has one feathered elliptical region
+whose brightness is offset by ``A`` grey levels (``A`` in [20, 40], random sign):
+
+* **real**: the offset is constant over time (a static local lighting difference);
+* **fake** (``flicker``): the offset's sign is drawn anew in every frame, so the region flickers
+  while the rest of the video stays consistent. Its mask (the region) is written per frame.
+
+A single frame of either class shows the same kind of region with the same offset distribution, so
+a frame-level detector can only separate them by chance; the difference is purely temporal (how
+the region behaves from frame to frame). Everything is drawn from numpy Generators seeded by
+(seed, label, split, index): the same seed gives byte-identical files.
+"""
+import json
+import logging
+import os
+import shutil
+import time
+import zlib
+
+import cv2
+import numpy as np
+
+from ..atomicio import atomic_write_bytes
+from ..errors import DataError
+from .demo import base_image
+
+logger = logging.getLogger(__name__)
+
+NAME = "DemoVideo"
+REAL, FAKE = f"{NAME}_real", f"{NAME}_flicker"
+MANIFEST = "demo_video.json"
+SPLITS = ("train", "val", "test")
+OFFSET = (20.0, 40.0)
+_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+
+
+def _rng(seed, label, split, index):
+    return np.random.default_rng([int(seed), zlib.crc32(label.encode()), zlib.crc32(split.encode()), int(index)])
+
+
+def _png(path, array):
+    """A frame or mask file (plain write: the tree is removed and rewritten whole; the JSON, written
+    last and atomically, is what makes a set complete)."""
+    ok, buf = cv2.imencode(".png", array, _PNG)
+    if not ok:
+        raise DataError(f"cannot encode {path}")
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
+
+
+def render_video(rng, size, n_frames, fake):
+    """``(frames, masks)``: n_frames RGB uint8 (size, size, 3) and uint8 {0, 255} (size, size) masks."""
+    margin = size // 4
+    big = size + 2 * margin
+    scene = base_image(rng, big).astype(np.float32)
+    region = np.zeros((big, big), np.uint8)
+    center = (int(rng.uniform(margin + size * 0.25, margin + size * 0.75)),
+              int(rng.uniform(margin + size * 0.25, margin + size * 0.75)))
+    axes = (int(rng.uniform(size / 5, size / 3)), int(rng.uniform(size / 5, size / 3)))
+    cv2.ellipse(region, center, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    alpha = cv2.GaussianBlur(region.astype(np.float32) / 255.0, (0, 0), 1.2)[..., None]
+    amplitude = float(rng.uniform(*OFFSET))
+    sign = 1.0 if rng.random() < 0.5 else -1.0
+    velocity = rng.uniform(-0.2, 0.2, 2)
+    noise = float(rng.uniform(2.0, 4.0))
+    frames, masks = [], []
+    for t in range(n_frames):
+        s = (1.0 if rng.random() < 0.5 else -1.0) if fake else sign
+        img = scene + (s * amplitude) * alpha
+        img = img * np.float32(1.0 + rng.normal(0.0, 0.01))
+        shift = np.array([[1.0, 0.0, -margin + velocity[0] * t], [0.0, 1.0, -margin + velocity[1] * t]], np.float32)
+        frame = cv2.warpAffine(img, shift, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frame += np.float32(noise) * rng.standard_normal(frame.shape, dtype=np.float32)
+        frames.append(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
+        m = cv2.warpAffine(region, shift, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+        masks.append(m if fake else np.zeros_like(m))
+    return frames, masks
+
+
+def make_demo_videos(out_dir, seed=0, size=64, n_frames=16, n_train=100, n_val=20, n_test=40, paths_base=None,
+                     overwrite=True):
+    """Write the demo video set (``n_*`` videos per label and split); returns the manifest dict."""
+    if n_frames < 2 or size < 16:
+        raise DataError(f"demo videos need at least 2 frames of 16 px (got n_frames={n_frames}, size={size})")
+    t0 = time.perf_counter()
+    out = os.path.abspath(os.path.expanduser(str(out_dir)))
+    rgb = os.path.join(out, "rgb", NAME)
+    if os.path.exists(rgb):
+        if not overwrite:
+            raise DataError(f"{rgb} exists; remove it or pass overwrite")
+        shutil.rmtree(rgb)
+    base = os.path.abspath(os.path.expanduser(str(paths_base))) if paths_base else None
+
+    def key(path):
+        if base is None:
+            return os.path.relpath(path, out).replace(os.sep, "/")
+        return "./" + os.path.relpath(path, base).replace(os.sep, "/")
+
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    tree = {REAL: {s: {} for s in SPLITS}, FAKE: {s: {} for s in SPLITS}}
+    files = 0
+    for split in SPLITS:
+        for label in (REAL, FAKE):
+            fake = label == FAKE
+            for i in range(counts[split]):
+                vid = f"{'f' if fake else 'r'}{split[:2]}{i:03d}"
+                frames, masks = render_video(_rng(seed, label, split, i), size, n_frames, fake)
+                paths = []
+                for t, (frame, mask) in enumerate(zip(frames, masks)):
+                    fpath = os.path.join(rgb, label, "frames", vid, f"{t:03d}.png")
+                    os.makedirs(os.path.dirname(fpath), exist_ok=True)
+                    _png(fpath, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                    files += 1
+                    if fake:
+                        mpath = os.path.join(rgb, label, "masks", vid, f"{t:03d}.png")
+                        os.makedirs(os.path.dirname(mpath), exist_ok=True)
+                        _png(mpath, mask)
+                        files += 1
+                    paths.append(key(fpath))
+                tree[label][split][vid] = {"label": label, "frames": paths}
+    json_path = os.path.join(out, "dataset_json", f"{NAME}.json")
+    os.makedirs(os.path.dirname(json_path), exist_ok=True)
+    atomic_write_bytes(json_path, json.dumps({NAME: tree}, indent=1).encode("utf-8"))
+    manifest = {"name": NAME, "labels": {REAL: 0, FAKE: 1}, "seed": seed, "size": size, "n_frames": n_frames,
+                "videos_per_label": counts, "files": files, "json": json_path, "paths_base": base,
+                "seconds": round(time.perf_counter() - t0, 2)}
+    atomic_write_bytes(os.path.join(out, MANIFEST), json.dumps(manifest, indent=1).encode("utf-8"))
+    logger.info("demo videos: %d files in %s (%.1fs)", files, out, manifest["seconds"])
+    return manifest
+
+
+__all__ = ["make_demo_videos", "render_video", "NAME", "REAL", "FAKE"]
