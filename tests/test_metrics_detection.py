@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
 
-from declip_plugin.metrics import DetectionMetrics, video_ids_from_paths
+from declip_plugin.metrics import DetectionMetrics
 from declip_plugin.metrics import detection as det
 
 
@@ -49,7 +49,6 @@ def test_compute_matches_sklearn(seed, decimals):
     assert r["eer"] == pytest.approx(_dfb_eer(y, s32), abs=1e-12)
     assert r["acc_best"] == pytest.approx(_brute_best_acc(y, s32), abs=1e-12)
     assert (r["n"], r["n_real"], r["n_fake"]) == (len(y), int((y == 0).sum()), int(y.sum()))
-    assert r["video_auc"] is None
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -131,51 +130,11 @@ def test_empty():
     assert r["n"] == 0 and math.isnan(r["acc"]) and math.isnan(r["auc"])
 
 
-def test_video_ids_from_paths():
-    paths = ["/d/ff/Deepfakes/000_003/001.png", "C:\\d\\real\\000\\002.png", "img.png", None]
-    assert video_ids_from_paths(paths) == ["/d/ff/Deepfakes/000_003", "C:/d/real/000", None, None]
-
-
-def test_video_auc():
-    rng = np.random.default_rng(7)
-    videos, probs, labels = [], [], []
-    for v in range(20):
-        lab = v % 2
-        nf = int(rng.integers(1, 6))
-        for f in range(nf):
-            videos.append(f"/data/{'fake' if lab else 'real'}/vid{v}/{f:03d}.png")
-            probs.append(float(np.clip(rng.normal(0.4 + 0.2 * lab, 0.3), 0, 1)))
-            labels.append(lab)
-    probs32 = torch.tensor(probs).float()
-    m = DetectionMetrics()
-    ids = video_ids_from_paths(videos)
-    m.update(probs32[:33], torch.tensor(labels[:33]), ids[:33])
-    m.update(probs32[33:], torch.tensor(labels[33:]), ids[33:])
-    # reference: mean score per parent folder
-    groups = {}
-    for vid, p, lab in zip(ids, probs32.double().tolist(), labels):
-        groups.setdefault(vid, []).append((p, lab))
-    vp = [np.mean([p for p, _ in g]) for g in groups.values()]
-    vy = [int(np.mean([lab for _, lab in g])) for g in groups.values()]
-    assert m.compute()["video_auc"] == pytest.approx(roc_auc_score(vy, vp), abs=1e-12)
-    # frame-level auc differs from the video-level one on this data
-    assert m.compute()["auc"] != pytest.approx(m.compute()["video_auc"])
-
-
-def test_video_auc_absent_when_all_singletons():
-    m = DetectionMetrics()
-    m.update(torch.tensor([0.1, 0.9]), torch.tensor([0, 1]), ["a", "b"])
-    assert m.compute()["video_auc"] is None
-    m2 = DetectionMetrics()
-    m2.update(torch.tensor([0.1, 0.9]), torch.tensor([0, 1]), [None, None])
-    assert m2.compute()["video_auc"] is None
-
-
 def _split_updates(y, s, vids, cuts):
     m = DetectionMetrics()
     prev = 0
     for c in list(cuts) + [len(y)]:
-        m.update(torch.tensor(s[prev:c]), torch.tensor(y[prev:c]), vids[prev:c])
+        m.update(torch.tensor(s[prev:c]), torch.tensor(y[prev:c]))
         prev = c
     return m
 
@@ -194,7 +153,6 @@ def test_accumulation_merge_and_state():
     st = pickle.loads(pickle.dumps([a2.state(), b2.state()]))
     gathered = DetectionMetrics.from_state(st[0]).merge(DetectionMetrics.from_state(st[1]))
     via_state = gathered.compute()
-    assert one["video_auc"] is not None
     for r in (many, merged, via_state):
         assert r.keys() == one.keys()
         for k in one:
@@ -204,28 +162,13 @@ def test_accumulation_merge_and_state():
 
 def test_state_is_plain_python():
     m = DetectionMetrics()
-    m.update(torch.tensor([0.3, 0.6]), torch.tensor([0, 1]), ["x", "y"])
+    m.update(torch.tensor([0.3, 0.6]), torch.tensor([0, 1]))
     st = m.state()
     assert isinstance(st["probs"], list) and isinstance(st["probs"][0], float)
     assert isinstance(st["labels"][0], int)
-    assert st["videos"] == ["x", "y"]
 
 
 def test_keys():
     m = DetectionMetrics()
     m.update(torch.tensor([0.3, 0.6]), torch.tensor([0, 1]))
-    assert set(m.compute()) == {"acc", "auc", "eer", "ap", "acc_best", "video_auc",
-                                "n", "n_real", "n_fake"}
-
-
-def test_video_with_mixed_labels_counts_as_real_like_deepfakebench(caplog):
-    m = DetectionMetrics()
-    # video "m" has 2 fake frames of 3: int(2/3) = 0 -> real, as DeepfakeBench
-    m.update(torch.tensor([0.9, 0.9, 0.9, 0.2, 0.3, 0.8]), torch.tensor([1, 1, 0, 0, 0, 1]),
-             ["m", "m", "m", "r", "r", "f"])
-    with caplog.at_level(logging.WARNING, logger="declip_plugin.metrics.detection"):
-        r = m.compute()
-    # videos: m (0.9, real), r (0.25, real), f (0.8, fake) -> the fake ranks below one real
-    assert r["video_auc"] == pytest.approx(roc_auc_score([0, 0, 1], [0.9, 0.25, 0.8]))
-    assert r["video_auc"] == pytest.approx(0.5)
-    assert any("mix real and fake" in rec.getMessage() for rec in caplog.records)
+    assert set(m.compute()) == {"acc", "auc", "eer", "ap", "acc_best", "n", "n_real", "n_fake"}

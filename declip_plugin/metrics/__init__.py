@@ -1,5 +1,5 @@
 """Detection and localization metrics shared by every host (embedded engine, DeepfakeBench)."""
-from .detection import DetectionMetrics, video_ids_from_paths
+from .detection import DetectionMetrics
 from .localization import LocalizationMetrics
 
-__all__ = ["DetectionMetrics", "LocalizationMetrics", "video_ids_from_paths"]
+__all__ = ["DetectionMetrics", "LocalizationMetrics"]

@@ -5,8 +5,8 @@ accumulated batch by batch with :meth:`DetectionMetrics.update`, accumulators fr
 processes are combined with :meth:`DetectionMetrics.merge` (or through the plain-python
 :meth:`DetectionMetrics.state` / :meth:`DetectionMetrics.from_state`, which suit
 ``torch.distributed.all_gather_object``), and :meth:`DetectionMetrics.compute` returns the
-DeepfakeBench keys ``acc``, ``auc``, ``eer``, ``ap`` and ``video_auc`` plus ``acc_best``, ``n``,
-``n_real`` and ``n_fake``.
+DeepfakeBench keys ``acc``, ``auc``, ``eer``, ``ap`` plus ``acc_best``, ``n``, ``n_real`` and
+``n_fake``. Video-level metrics (``video_auc`` ...) are the ``video`` metric plugin's (metrics/video.py).
 
 Definitions (all match DeepfakeBench ``training/metrics/utils.py::get_test_metrics``; AUC, AP, the
 ROC curve and the EER are scikit-learn's, computed at :meth:`DetectionMetrics.compute` over the
@@ -24,21 +24,13 @@ accumulated scores):
   ``(fpr + fnr) / 2`` nor an interpolated crossing.
 * ``acc_best``: the best accuracy over every threshold (``fake if prob >= t`` for every distinct
   score ``t``, plus "everything real"), whatever the order of real and fake samples.
-* ``video_auc``: AUC over per-video mean scores; a video's label is ``int(mean frame label)``
-  as in DeepfakeBench. Only reported when video ids were given and at least one video has more
-  than one frame (else ``None``). Videos are grouped by the id given to :meth:`update`;
-  :func:`video_ids_from_paths` returns the full parent directory of each frame path
-  (DeepfakeBench keys on the parent folder's *name* only, which merges same-named videos from
-  different folders, e.g. FF++ ``Deepfakes/000_003`` and ``Face2Face/000_003``).
-
-With a single class present, ``auc``, ``eer``, ``ap``, ``acc_best`` (and ``video_auc`` where it
-applies) are ``float('nan')`` and the case is logged (info: a localization test set of fakes only is normal).
+With a single class present, ``auc``, ``eer``, ``ap`` and ``acc_best`` are ``float('nan')`` and the case is logged (info: a localization test set of fakes only is normal).
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -48,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DetectionMetrics",
-    "video_ids_from_paths",
     "accuracy",
     "roc_curve",
     "roc_auc",
@@ -264,26 +255,13 @@ def best_threshold_accuracy(scores: Any, labels: Any) -> float:
     return best_threshold(scores, labels)[1]
 
 
-def video_ids_from_paths(paths: Sequence[Optional[str]]) -> List[Optional[str]]:
-    """The parent folder of each frame path (``/`` or ``\\`` separators), ``None`` for a path
-    without a folder or a ``None`` path (such a sample forms a group of its own)."""
-    out: List[Optional[str]] = []
-    for p in paths:
-        if p is None:
-            out.append(None)
-            continue
-        q = str(p).replace("\\", "/").rstrip("/")
-        out.append(q.rsplit("/", 1)[0] if "/" in q else None)
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # accumulator
 # ----------------------------------------------------------------------------------------------
 class DetectionMetrics(Metric):
     """Accumulates image-level fake probabilities and labels; see the module docstring."""
 
-    keys = ("acc", "auc", "eer", "ap", "acc_best", "video_auc")
+    keys = ("acc", "auc", "eer", "ap", "acc_best")
 
     @classmethod
     def from_config(cls, config):
@@ -291,7 +269,7 @@ class DetectionMetrics(Metric):
 
     def update_batch(self, data_dict: Dict[str, Any], pred_dict: Dict[str, Any]) -> None:
         """The metric contract (metrics/base.py): ``pred_dict['prob']`` against ``data_dict['label']``."""
-        self.update(pred_dict["prob"].float(), data_dict["label"], video=data_dict.get("video"))
+        self.update(pred_dict["prob"].float(), data_dict["label"])
 
     def __init__(self, threshold: float = 0.5):
         self.threshold = float(threshold)
@@ -300,8 +278,6 @@ class DetectionMetrics(Metric):
     def reset(self) -> None:
         self._probs: List[torch.Tensor] = []
         self._labels: List[torch.Tensor] = []
-        self._videos: List[Optional[str]] = []
-        self._has_video = False
         self._n = 0
         self._warned_range = False
 
@@ -309,34 +285,22 @@ class DetectionMetrics(Metric):
         return self._n
 
     # -- accumulation --------------------------------------------------------------------------
-    def update(self, prob: Any, label: Any,
-               video: Optional[Sequence[Optional[str]]] = None) -> None:
+    def update(self, prob: Any, label: Any) -> None:
         """Add a batch: ``prob`` (B,) fake probabilities in [0, 1], ``label`` (B,) 0/1 (any
-        positive integer counts as fake, as DeepfakeBench; float labels at 0.5), ``video`` an
-        optional group id per sample."""
+        positive integer counts as fake, as DeepfakeBench; float labels at 0.5)."""
         p = _to_tensor(prob)
         p = p.reshape(-1).float()
         y = _to_tensor(label, p.device).reshape(-1)
         if y.numel() != p.numel():
             raise ValueError(f"prob has {p.numel()} values but label has {y.numel()}")
         y = ((y >= 0.5) if torch.is_floating_point(y) else (y > 0)).to(torch.int64)
-        if video is not None:
-            video = list(video)
-            if len(video) != p.numel():
-                raise ValueError(f"prob has {p.numel()} values but video has {len(video)} ids")
         if not self._warned_range and p.numel() and bool(((p < 0) | (p > 1)).any()):
             logger.warning("DetectionMetrics.update: probabilities outside [0, 1] "
                            "(were logits passed?)")
             self._warned_range = True
-        self._append(p, y, video)
+        self._append(p, y)
 
-    def _append(self, p: torch.Tensor, y: torch.Tensor,
-                video: Optional[List[Optional[str]]]) -> None:
-        if video is not None:
-            self._has_video = True
-            self._videos.extend(None if v is None else str(v) for v in video)
-        else:
-            self._videos.extend([None] * p.numel())
+    def _append(self, p: torch.Tensor, y: torch.Tensor) -> None:
         self._probs.append(p)
         self._labels.append(y)
         self._n += p.numel()
@@ -348,8 +312,6 @@ class DetectionMetrics(Metric):
         for p, y in zip(other._probs, other._labels):
             self._probs.append(p)
             self._labels.append(y)
-        self._videos.extend(other._videos)
-        self._has_video = self._has_video or other._has_video
         self._n += other._n
         return self
 
@@ -361,7 +323,6 @@ class DetectionMetrics(Metric):
             "threshold": self.threshold,
             "probs": p.tolist(),
             "labels": y.tolist(),
-            "videos": list(self._videos) if self._has_video else None,
         }
 
     @classmethod
@@ -370,7 +331,7 @@ class DetectionMetrics(Metric):
         probs = torch.tensor(state["probs"], dtype=torch.float32)
         labels = torch.tensor(state["labels"], dtype=torch.int64)
         if probs.numel():
-            m._append(probs, labels, state.get("videos"))
+            m._append(probs, labels)
         return m
 
     # -- results ---------------------------------------------------------------------------------
@@ -391,7 +352,7 @@ class DetectionMetrics(Metric):
         nan = math.nan
         out: Dict[str, Any] = {
             "acc": float(((p > self.threshold).to(torch.int64) == y).double().mean()) if n else nan,
-            "auc": nan, "eer": nan, "ap": nan, "acc_best": nan, "video_auc": None,
+            "auc": nan, "eer": nan, "ap": nan, "acc_best": nan,
             "n": n, "n_real": n_real, "n_fake": n_fake,
         }
         two_classes = n_real > 0 and n_fake > 0
@@ -401,34 +362,4 @@ class DetectionMetrics(Metric):
         else:
             out["auc"], out["ap"], out["eer"] = roc_auc(p, y), average_precision(p, y), eer(p, y)
             out["acc_best"] = float(Ranking(p[None].double()).best_accuracy(y[None].bool())[0][0])
-        out["video_auc"] = self._video_auc(p, y)
         return out
-
-    def _video_auc(self, p: torch.Tensor, y: torch.Tensor) -> Optional[float]:
-        if not self._has_video or p.numel() == 0:
-            return None
-        index: Dict[str, int] = {}
-        gid = [-1 if v is None else index.setdefault(v, len(index)) for v in self._videos]
-        nxt = len(index)
-        for i, gi in enumerate(gid):  # a sample without a video id is a group of its own
-            if gi < 0:
-                gid[i] = nxt
-                nxt += 1
-        g = torch.tensor(gid, dtype=torch.int64, device=p.device)
-        G = nxt
-        counts = torch.zeros(G, dtype=torch.float64, device=p.device).index_add_(
-            0, g, torch.ones_like(p, dtype=torch.float64))
-        if not bool((counts > 1).any()):
-            return None
-        sums = torch.zeros(G, dtype=torch.float64, device=p.device).index_add_(0, g, p.double())
-        lab = torch.zeros(G, dtype=torch.float64, device=p.device).index_add_(0, g, y.double())
-        vp = sums / counts
-        vy = torch.floor(lab / counts)  # int(label_sum / n) as DeepfakeBench
-        if bool(((lab > 0) & (lab < counts)).any()):
-            logger.warning("DetectionMetrics: some videos mix real and fake frames; such a video "
-                           "counts as real (DeepfakeBench's int(mean label))")
-        n_fake = int(vy.sum())
-        if n_fake == 0 or n_fake == G:
-            logger.warning("DetectionMetrics: video-level labels are one class; video_auc is NaN")
-            return math.nan
-        return roc_auc(vp, vy)

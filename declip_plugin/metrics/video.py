@@ -30,12 +30,10 @@ CSV_FIELDS = ("video", "label", "score", "n_samples")
 
 
 def video_eer(labels, scores):
-    """DeepfakeBench's EER on ``sklearn.metrics.roc_curve``."""
-    from sklearn.metrics import roc_curve
+    """DeepfakeBench's EER (metrics/detection.py ``eer``) on per-video scores."""
+    from .detection import eer
 
-    fpr, tpr, _ = roc_curve(labels, scores)
-    fnr = 1.0 - tpr
-    return float(fpr[int(np.nanargmin(np.abs(fnr - fpr)))])
+    return eer(scores, labels)
 
 
 class VideoMetrics:
