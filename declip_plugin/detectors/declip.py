@@ -160,12 +160,10 @@ class DeCLIPDetector(AbstractDetector):
 
     @torch.no_grad()
     def get_train_metrics(self, data_dict, pred_dict):
-        from ..metrics.detection import DetectionMetrics
+        from ..metrics.detection import batch_metrics
         from ..metrics.localization import LocalizationMetrics
 
-        det = DetectionMetrics()
-        det.update(pred_dict["prob"].detach().float(), data_dict["label"])
-        out = {k: v for k, v in det.compute().items() if k in ("acc", "auc", "eer", "ap")}
+        out = batch_metrics(pred_dict["prob"], data_dict["label"])
         if self.cfg.fully_supervised and data_dict.get("mask") is not None:
             loc = LocalizationMetrics()
             loc.update(pred_dict["mask"].detach().float(), mask_to_nchw(data_dict["mask"]), data_dict["label"])

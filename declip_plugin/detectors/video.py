@@ -55,11 +55,9 @@ class ClipDetector(AbstractDetector):
 
     @torch.no_grad()
     def get_train_metrics(self, data_dict, pred_dict):
-        from ..metrics.detection import DetectionMetrics
+        from ..metrics.detection import batch_metrics
 
-        det = DetectionMetrics()
-        det.update(pred_dict["prob"].detach().float(), data_dict["label"])
-        return {k: v for k, v in det.compute().items() if k in ("acc", "auc", "eer", "ap")}
+        return batch_metrics(pred_dict["prob"], data_dict["label"])
 
     def forward(self, data_dict, inference=False):
         feat = self.features(data_dict)

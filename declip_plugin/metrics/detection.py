@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DetectionMetrics",
+    "batch_metrics",
     "accuracy",
     "roc_curve",
     "roc_auc",
@@ -363,3 +364,10 @@ class DetectionMetrics(Metric):
             out["auc"], out["ap"], out["eer"] = roc_auc(p, y), average_precision(p, y), eer(p, y)
             out["acc_best"] = float(Ranking(p[None].double()).best_accuracy(y[None].bool())[0][0])
         return out
+
+
+def batch_metrics(prob: Any, label: Any) -> Dict[str, Any]:
+    """``acc``, ``auc``, ``eer`` and ``ap`` of one batch (a detector's ``get_train_metrics``)."""
+    m = DetectionMetrics()
+    m.update(_to_tensor(prob).float(), label)
+    return {k: v for k, v in m.compute().items() if k in ("acc", "auc", "eer", "ap")}
