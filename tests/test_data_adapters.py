@@ -5,6 +5,8 @@ import os
 import cv2
 import numpy as np
 import pytest
+
+from declip_plugin.data.base import REQUIRE_MASKS
 import torch
 
 from declip_plugin.data import build_dataset, collate_fn, dataset_spec, list_datasets
@@ -15,7 +17,7 @@ from declip_plugin.data.dolos import DolosAdapter
 from declip_plugin.data.folder import FolderAdapter
 from declip_plugin.errors import DataError
 
-SMALL = {"resolution": 32, "mask_size": 16}
+SMALL = {"resolution": 32, "mask_size": 16, "include_real": False}  # localization data: fakes only
 
 
 def write(path, array):
@@ -69,7 +71,7 @@ def test_dolos_named_dataset_valid_alias_and_include_real(tmp_path):
     assert all(os.sep + "valid" + os.sep in p for p, _, _ in val.samples)
     assert [lab for _, lab, _ in val.samples] == [1, 1, 1]
 
-    det = build_dataset("dolos-lama", "test", {**cfg, "fully_supervised": False})  # include_real auto
+    det = build_dataset("dolos-lama", "test", {**cfg, "include_real": True})  # include_real auto
     labels = sorted(lab for _, lab, _ in det.samples)
     assert labels == [0, 0, 1, 1, 1]
     real_idx = next(i for i, s in enumerate(det.samples) if s[1] == 0)
@@ -171,11 +173,12 @@ def test_folder_inverted_same_stem_and_strip_last_underscore(tmp_path):
 def test_folder_without_masks_is_detection_only(tmp_path):
     write(tmp_path / "img" / "a.png", image(1))
     write(tmp_path / "img" / "b.png", image(2))
-    ds = FolderAdapter({"root": str(tmp_path), "images": "img"}, "test", {**SMALL, "fully_supervised": False})
+    ds = FolderAdapter({"root": str(tmp_path), "images": "img"}, "test", {**SMALL, "include_real": True})
     assert ds.has_masks is False and ds[0]["mask"] is None
     assert collate_fn([ds[0], ds[1]])["mask"] is None
-    with pytest.raises(DataError, match="has no masks"):
-        FolderAdapter({"root": str(tmp_path), "images": "img"}, "train", SMALL)
+    with pytest.raises(DataError, match="has no masks, but detector 'declip' trains on masks"):
+        FolderAdapter({"root": str(tmp_path), "images": "img"}, "train",
+                      {**SMALL, "model_name": "declip", REQUIRE_MASKS: True})
 
 
 def test_collate_mixed_masks_marks_missing():
@@ -214,7 +217,7 @@ def make_dfb(root, nested=False):
 def test_deepfakebench_json_frames_masks_and_videos(tmp_path, nested):
     path = make_dfb(tmp_path, nested)
     spec = {"json": str(path), "rgb_dir": str(tmp_path), "label_dict": {"FF-real": 0, "FF-DF": 1}}
-    ds = DeepfakeBenchJsonAdapter(spec, "valid", {**SMALL, "fully_supervised": False})
+    ds = DeepfakeBenchJsonAdapter(spec, "valid", {**SMALL, "include_real": True})
     names = [os.path.relpath(p, tmp_path) for p, _, _ in ds.samples]
     assert names == [os.path.join("manipulated", "frames", "000_003", f"{i}.png") for i in (1, 2, 10)] + [
         os.path.join("original", "frames", "000", f"{i}.png") for i in (1, 2, 10)]
@@ -233,10 +236,10 @@ def test_deepfakebench_json_folder_and_errors(tmp_path):
     make_dfb(tmp_path)
     spec = {"adapter": "deepfakebench_json", "dataset_json_folder": str(tmp_path), "dataset": "FF-DF",
             "rgb_dir": str(tmp_path), "label_dict": {"FF-real": 0, "FF-DF": 1}, "with_mask": False}
-    ds = build_dataset(spec, "test", {**SMALL, "fully_supervised": False})
+    ds = build_dataset(spec, "test", {**SMALL, "include_real": True})
     assert ds.has_masks is False and ds[0]["mask"] is None
     with pytest.raises(DataError, match="not in label_dict"):
-        build_dataset({**spec, "label_dict": {"FF-DF": 1}}, "test", {**SMALL, "fully_supervised": False})
+        build_dataset({**spec, "label_dict": {"FF-DF": 1}}, "test", {**SMALL, "include_real": True})
     assert mask_path_of("a/frames/v/frames/1.png") == "a/frames/v/masks/1.png"
     assert mask_path_of("a/b/1.png") is None
 
@@ -262,7 +265,7 @@ def test_folder_hash_split_partitions_files(tmp_path):
         write(tmp_path / "img" / f"f{i}.png", image(i, 8, 8))
     spec = {"adapter": "folder", "root": str(tmp_path), "images": "img", "split": "hash",
             "split_ratios": [0.5, 0.25, 0.25]}
-    cfg = {**SMALL, "fully_supervised": False}
+    cfg = {**SMALL, "include_real": True}
     parts = {}
     for split in ("train", "val", "test"):
         try:

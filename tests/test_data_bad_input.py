@@ -12,7 +12,7 @@ from declip_plugin.data import build_dataset
 from declip_plugin.data import io as dio
 from declip_plugin.errors import DataError
 
-SMALL = {"resolution": 32, "mask_size": 16}
+SMALL = {"resolution": 32, "mask_size": 16, "include_real": False}  # localization data: fakes only
 
 
 def write(path, array, params=()):
