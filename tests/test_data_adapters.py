@@ -5,13 +5,11 @@ import os
 import cv2
 import numpy as np
 import pytest
-
-from declip_plugin.data.base import REQUIRE_MASKS
 import torch
 
 from declip_plugin.data import build_dataset, collate_fn, dataset_spec, list_datasets
 from declip_plugin.data.autosplice import AutoSpliceAdapter
-from declip_plugin.data.base import hash_split
+from declip_plugin.data.base import REQUIRE_MASKS, hash_split
 from declip_plugin.data.deepfakebench_json import DeepfakeBenchJsonAdapter, mask_path_of
 from declip_plugin.data.dolos import DolosAdapter
 from declip_plugin.data.folder import FolderAdapter
