@@ -88,9 +88,9 @@ def test_evaluate_and_train_with_the_hook(images):
     batch = _batch(images, cfg)
     hook = FeatureCache(det, cfg)
     device = torch.device("cpu")
-    plain = evaluate(det, [batch], device, "fp32", progress=False).metrics
+    plain = evaluate(det, [batch], device, cfg, "fp32", progress=False).metrics
     # the hook fills the cache under inference_mode here
-    cached = evaluate(det, [batch], device, "fp32", progress=False, batch_hook=hook).metrics
+    cached = evaluate(det, [batch], device, cfg, "fp32", progress=False, batch_hook=hook).metrics
     assert plain == cached
     # a training step on entries stored under inference_mode: same loss and gradients as without the cache
     grads = []

@@ -21,6 +21,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from declip_plugin.config import load_yaml, resolve_config_path
 from declip_plugin.errors import ConfigError, DataError, DeclipError
 from declip_plugin.integrations import deepfakebench as dfb
 from declip_plugin.integrations.deepfakebench import bootstrap, checkout as dfb_checkout, facts, launcher, patches, \
@@ -530,7 +531,7 @@ def test_export_writes_what_deepfakebenchs_loader_reads(demo_root, checkout, tmp
     assert cfg["label_dict"] == s["label_dict"] and cfg["test_dataset"] == ["demo-telea"]
     assert cfg["resolution"] == 224 and cfg["with_mask"] is True and cfg["frame_num"] == {"train": 1, "test": 1}
     assert cfg["mean"] == [0.48145466, 0.4578275, 0.40821073] and cfg["metric_scoring"] in facts.METRIC_SCORING
-    assert cfg["backbone"] == "declip-tiny-rn"  # demo datasets start from declip_demo.yaml
+    assert cfg["backbone"] == load_yaml(resolve_config_path("declip_demo"))["backbone"]  # demo sets start from declip_demo.yaml
     # the launcher's --data points the checkout at it (rgb tree: paths are relative to this checkout)
     over, summaries = launcher.data_overrides(str(out), checkout)
     assert over["lmdb"] is False and over["dataset_json_folder"] == str(out / "dataset_json")
