@@ -254,7 +254,9 @@ def test_resumed_run_ends_bitwise_equal_to_an_uninterrupted_one(tmp_path, data_r
     run = only_run_dir(tmp_path / "cut")
     assert torch.load(run / "ckpt_last.pth", weights_only=True)["epoch"] == 1
     monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", real_epoch)
+    (run / ".tmp-killed.pth").write_bytes(b"half a checkpoint")  # what a write killed mid-way leaves
     assert cli_main(["train", "--resume", str(run), "--device", "cpu", "--data_root", str(data_root)]) == 0
+    assert not list(run.rglob(".tmp-*"))
 
     whole = torch.load(only_run_dir(tmp_path / "whole") / "ckpt_last.pth", weights_only=True)
     resumed = torch.load(run / "ckpt_last.pth", weights_only=True)
