@@ -420,7 +420,7 @@ def test_launch_registers_passes_arguments_and_adds_localization(checkout, recor
     assert r["cwd"] == os.path.realpath(checkout)
     assert os.path.realpath(r["sys_path0"]) == os.path.realpath(os.path.join(checkout, "training"))
     assert r["name"] != "__main__" and r["same_registry"]
-    assert r["detectors"] == ["clip_enhanced", "declip", "xception"] and r["declip_class"] == "DeCLIPDetector"
+    assert r["detectors"] == ["clip_enhanced", "clip_stan", "declip", "timesformer_effb0", "xception"] and r["declip_class"] == "DeCLIPDetector"
     assert r["fwa_stub"] is True and r["cuda_visible"] == ""
     cfg = r["config"]
     assert cfg["workers"] == 0 and cfg["dataset_json_folder"] == "/data/json" and cfg["seeded"]
