@@ -520,7 +520,7 @@ def test_localization_metrics_beside_the_trainers_files(checkout, record, tmp_pa
     rc = dfb.launch(checkout, "train", ["--detector_path", det, "--test_dataset", "ds1"],
                     overrides={"log_dir": str(logs)}, env={"FAKE_DFB_RECORD": record})
     assert rc == 0
-    assert _read(record)["detectors"] == ["clip_enhanced", "declip", "xception"]
+    assert _read(record)["detectors"] == ["clip_enhanced", "clip_stan", "declip", "timesformer_effb0", "xception"]
     folder = logs / "declip_2026-01-01-00-00-00" / "test" / "ds1"
     assert (folder / "metric_dict_best.pickle").is_file()
     loc = _read(folder / dfb.LOCALIZATION_FILE)
