@@ -2,6 +2,7 @@
 # Test a checkpoint, DeepfakeBench style (see train.sh for ENGINE / NPROC and overrides):
 #   WEIGHTS=logs/declip/declip_<time>/ckpt_best.pth bash scripts/test.sh
 #   DETECTOR=declip_vit_rn50 WEIGHTS=ViT_layer20+RN50_layer3_conv-20_lama.pth bash scripts/test.sh  (official checkpoints)
+#   DETECTOR=clip_stan_demo TEST_DATASET=demo-video WEIGHTS=logs/demo_video/clip_stan_demo_<time>/ckpt_best.pth bash scripts/test.sh
 set -euo pipefail
 DETECTOR=${DETECTOR:-declip}
 TEST_DATASET=${TEST_DATASET:-"dolos-pluralistic dolos-lama dolos-repaint-p2-9k dolos-ldm"}

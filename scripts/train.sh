@@ -5,6 +5,8 @@
 #   ENGINE=embedded       the package's own DeepfakeBench-compatible engine (default)
 #   ENGINE=deepfakebench  a real DeepfakeBench checkout at DEEPFAKEBENCH_ROOT (declip dfb)
 #   NPROC=N               N processes on one machine with torchrun (DDP; embedded engine)
+# Video detectors (video_mode: true in their YAML), e.g. on the demo videos (declip make-demo-videos):
+#   DETECTOR=clip_stan_demo TRAIN_DATASET=demo-video TEST_DATASET=demo-video OMP_NUM_THREADS=1 bash scripts/train.sh --device cpu
 set -euo pipefail
 DETECTOR=${DETECTOR:-declip}                       # configs/detector/<name>.yaml or a path
 TRAIN_DATASET=${TRAIN_DATASET:-"dolos-pluralistic"}
