@@ -72,14 +72,17 @@ def test_merge_across_processes_equals_one_pass():
 
 def test_eer_ap_and_degenerate_cases():
     m = VideoMetrics()
-    m.update([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], ["r/a", "r/b", "f/c", "f/d"])
+    m.update([0.1, 0.4, 0.35, 0.8] * 2, [0, 0, 1, 1] * 2, ["r/a", "r/b", "f/c", "f/d"] * 2)  # two frames each
     out = m.compute()
     assert out["video_auc"] == pytest.approx(0.75)
     assert out["video_ap"] == pytest.approx((1 + 2 / 3) / 2)
     assert out["video_eer"] == pytest.approx(0.5)
     only_fake = VideoMetrics()
-    only_fake.update([0.5], [1], ["f/a"])
+    only_fake.update([0.5, 0.6], [1, 1], ["f/a", "f/a"])
     assert math.isnan(only_fake.compute()["video_auc"])
+    images = VideoMetrics()  # one sample per "video": an image set has no video level
+    images.update([0.1, 0.9], [0, 1], ["r/a", "f/b"])
+    assert images.compute()["video_auc"] is None and images.write_files("unused") is None
     none = VideoMetrics()
     none.update_batch({"video": [None, None], "label": torch.tensor([0, 1])}, {"prob": torch.tensor([0.1, 0.9])})
     assert none.compute() == {"video_auc": None, "video_ap": None, "video_eer": None, "n_videos": 0}

@@ -108,10 +108,15 @@ class VideoMetrics:
                            "majority label", len(mixed), mixed[0])
         return rows
 
+    def is_video_data(self):
+        """Whether any video has more than one sample: frame-level image sets (one image per
+        ``video``) have no video level, and report none."""
+        return any(n > 1 for n in self._count.values())
+
     def compute(self):
-        rows = self.per_video()
-        if not rows:
+        if not self.is_video_data():
             return {"video_auc": None, "video_ap": None, "video_eer": None, "n_videos": 0}
+        rows = self.per_video()
         labels = np.array([r[1] for r in rows])
         scores = np.array([r[2] for r in rows], dtype=np.float64)
         out = {"n_videos": len(rows)}
@@ -128,7 +133,9 @@ class VideoMetrics:
         return out
 
     def write_files(self, folder):
-        """``<folder>/per_video.csv``; returns its path."""
+        """``<folder>/per_video.csv`` (video data only); returns its path, or None."""
+        if not self.is_video_data():
+            return None
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(CSV_FIELDS)
