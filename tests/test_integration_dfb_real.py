@@ -56,10 +56,6 @@ def _input_kind(config_name):
     return getattr(cls, "input_kind", "frame")
 
 
-#: test.py overrides per input kind. A clip detector (clip_stan) runs test.py's video_mode path:
-#: the dataset yields (B, T, 3, H, W) clips of clip_size consecutive frames; it needs an export with
-#: several frames per video (the "videos" export below, to be built with the video adapters).
-KIND_OVERRIDES = {"frame": {}, "clip": {"video_mode": True, "clip_size": 4, "frame_num": {"train": 4, "test": 4}}}
 
 
 @pytest.fixture(scope="module")
@@ -118,18 +114,15 @@ def plugin_runs(dfb, demo_data, tmp_path_factory):
     return {}
 
 
-@pytest.mark.parametrize("config_name", DEMO_CONFIGS)
+@pytest.mark.parametrize("config_name", [c for c in DEMO_CONFIGS if _input_kind(c) == "frame"])
 def test_test_py_runs_our_detector(dfb, demo_data, tmp_path_factory, config_name, capfd, plugin_runs):
     import torch
 
     from declip_plugin import build_detector
     from declip_plugin.checkpoints import save_detector_checkpoint
     from declip_plugin.config import load_yaml
+    from declip_plugin.detectors import capability
 
-    kind = _input_kind(config_name)
-    if kind != "frame":
-        pytest.xfail(f"{config_name}: a {kind} detector runs test.py's video_mode path with {KIND_OVERRIDES[kind]}, "
-                     f"which needs an export with several frames per video (not built yet)")
     tmp = tmp_path_factory.mktemp(f"run_{config_name}")
     summary = _export(dfb, demo_data, tmp, config_name)
     torch.manual_seed(0)
@@ -138,8 +131,6 @@ def test_test_py_runs_our_detector(dfb, demo_data, tmp_path_factory, config_name
     results = str(tmp / "results")
     opts = ["--cpu", "--data", summary["out_dir"], "--results_dir", results, "--opt", "workers=0",
             "--opt", "test_batchSize=4"]
-    for k, v in KIND_OVERRIDES[kind].items():
-        opts += ["--opt", f"{k}={json.dumps(v)}"]
     rc = _cli(dfb, "test", opts, ["--detector_path", summary["yaml"], "--test_dataset", DATASET, "--weights_path", ckpt])
     out = capfd.readouterr().out
     print(out)
@@ -153,13 +144,50 @@ def test_test_py_runs_our_detector(dfb, demo_data, tmp_path_factory, config_name
     # the same predictions as our own detector on the same images (test.py's loader, our weights)
     probs = _our_probs(detector, summary, dfb)
     assert sorted(dfb_metrics["pred"].tolist()) == pytest.approx(sorted(probs), abs=1e-4)
+    plugin_runs[config_name] = results
+    if not capability(detector, "produces_mask"):  # a detector without a decoder: detection only
+        assert loc is None and "(localization, declip_plugin)" not in out
+        return
     # ours, from the same forward passes, printed after DeepfakeBench's table
     assert loc["n_manipulated"] == 3 and loc["n_real"] == 3
     for key in ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc"):
         assert loc[key] is not None
     assert out.index(f"dataset: {DATASET}\n") < out.index(f"dataset: {DATASET} (localization, declip_plugin)")
     assert f"iou: {loc['iou']}" in out
-    plugin_runs[config_name] = results
+
+
+@pytest.mark.parametrize("config_name", [c for c in DEMO_CONFIGS if _input_kind(c) == "clip"])
+def test_test_py_runs_a_clip_detector_in_video_mode(dfb, tmp_path_factory, config_name, capfd):
+    """test.py's video_mode path ((B, T, 3, H, W) clips) with our clip detector, on the demo videos
+    written in DeepfakeBench's JSON layout with paths relative to the checkout."""
+    import torch
+
+    from declip_plugin import build_detector
+    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.config import load_yaml, resolve_config_path
+    from declip_plugin.data.demo_video import NAME, make_demo_videos
+
+    tmp = tmp_path_factory.mktemp(f"video_{config_name}")
+    made = make_demo_videos(str(tmp / "videos"), seed=0, size=96, n_frames=16, n_train=1, n_val=1, n_test=3,
+                            paths_base=dfb[0])
+    cfg = load_yaml(resolve_config_path(config_name))
+    torch.manual_seed(0)
+    ckpt = save_detector_checkpoint(str(tmp / "ckpt.pth"), build_detector({**cfg, "pretrained": "none"}))
+    results = str(tmp / "results")
+    opts = ["--cpu", "--no-lmdb", "--results_dir", results, "--opt", "workers=0", "--opt", "test_batchSize=2",
+            "--opt", f"dataset_json_folder={os.path.dirname(made['json'])}",
+            "--opt", f"label_dict={{{NAME}_real: 0, {NAME}_flicker: 1}}"]
+    rc = _cli(dfb, "test", opts, ["--detector_path", str(resolve_config_path(config_name)), "--test_dataset", NAME,
+                                  "--weights_path", ckpt])
+    out = capfd.readouterr().out
+    print(out)
+    assert rc == 0
+    folder = _one(os.path.join(results, "*_*", "test", NAME))
+    with open(os.path.join(folder, "metric_dict_best.pickle"), "rb") as f:
+        metrics = pickle.load(f)
+    # 3 real + 3 fake videos of 16 frames, clip_size 8: two clips each, one prediction per clip
+    assert len(metrics["pred"]) == 12 and sorted(metrics["label"].tolist()) == [0] * 6 + [1] * 6
+    assert f"video_auc: {metrics['video_auc']}" in out
 
 
 def _our_probs(detector, summary, dfb):
