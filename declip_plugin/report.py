@@ -81,7 +81,7 @@ def find_runs(root):
 
 
 def _protocol_section(folder):
-    parts = [f"<h2>Protocol {html.escape(os.path.basename(os.path.normpath(folder)))}</h2>"]
+    parts = [f"<h2>Protocol: {html.escape(folder)}</h2>"]
     with open(os.path.join(folder, "protocol.json"), encoding="utf-8") as f:
         plan = json.load(f)
     parts.append(f'<p class="note">methods: {html.escape(", ".join(plan["methods"]))}; trained on: '
@@ -106,7 +106,7 @@ def _protocol_section(folder):
 
 def _robustness_section(folder):
     figs = sorted(glob.glob(os.path.join(folder, "robustness_*.png")))
-    parts = [f"<h2>Robustness {html.escape(os.path.basename(os.path.normpath(folder)))}</h2>"]
+    parts = [f"<h2>Robustness: {html.escape(folder)}</h2>"]
     for c in sorted(glob.glob(os.path.join(folder, "robustness_*.csv"))):
         with open(c, encoding="utf-8") as f:
             rows = list(csv.reader(f))
