@@ -181,7 +181,7 @@ def cmd_plugins(args):
 # ---- declip protocol (issue 13) -------------------------------------------------------------------
 
 def cmd_protocol(args):
-    from .engine import protocol as proto
+    from . import protocol as proto
 
     sweep = proto.parse_sweep(args.sweep) if args.sweep else None
     overrides = _overrides(args)
@@ -211,7 +211,7 @@ def cmd_protocol(args):
 
 
 def _add_protocol_parser(sub):
-    from .engine.protocol import PRESETS
+    from .protocol import PRESETS
 
     p = sub.add_parser("protocol", help="methods x train sets x test sets: grids, ID/OOD means, heat-maps, leaderboard",
                        description="Train each (method, train set) once, test on every test set, and write the "

@@ -99,6 +99,9 @@ def collect(paths):
     return _disambiguate(entries)
 
 
+SINGLE_CLASS_UNDEFINED = ("auc", "ap", "eer", "acc", "acc_best")  # need real and fake images
+
+
 def _our_entry(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -108,6 +111,8 @@ def _our_entry(path):
     if not isinstance(data, dict) or not isinstance(data.get("metrics", {}), dict):
         raise DeclipError(f"{path}: expected {{'metrics': {{name: value}}, ...}}, as `declip test` writes")
     metrics = {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float)) and v == v}
+    if metrics.get("n_real") == 0 or metrics.get("n_fake") == 0:  # a test set of one class: no detection figure
+        metrics = {k: v for k, v in metrics.items() if k not in SINGLE_CLASS_UNDEFINED}
     return Entry(data.get("method") or "run", data.get("dataset") or os.path.basename(os.path.dirname(path)),
                  metrics, data.get("in_domain"), path)
 
@@ -219,7 +224,7 @@ def build_table(entries, metrics=None, in_domain=None):
     best = {}
     for col, m in columns:
         vals = [values[(meth, col)] for meth in methods if values[(meth, col)] is not None]
-        if len(vals) > 1:
+        if len(vals) > 1 and len(set(vals)) > 1:  # a column where all are equal has no best
             best[col] = min(vals) if m in LOWER_IS_BETTER else max(vals)
     return methods, columns, values, best
 

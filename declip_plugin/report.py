@@ -81,7 +81,7 @@ def find_runs(root):
 
 
 def _protocol_section(folder):
-    parts = [f"<h2>Protocol {html.escape(os.path.basename(os.path.normpath(folder)))}</h2>"]
+    parts = [f"<h2>Protocol: {html.escape(folder)}</h2>"]
     with open(os.path.join(folder, "protocol.json"), encoding="utf-8") as f:
         plan = json.load(f)
     parts.append(f'<p class="note">methods: {html.escape(", ".join(plan["methods"]))}; trained on: '
@@ -106,7 +106,7 @@ def _protocol_section(folder):
 
 def _robustness_section(folder):
     figs = sorted(glob.glob(os.path.join(folder, "robustness_*.png")))
-    parts = [f"<h2>Robustness {html.escape(os.path.basename(os.path.normpath(folder)))}</h2>"]
+    parts = [f"<h2>Robustness: {html.escape(folder)}</h2>"]
     for c in sorted(glob.glob(os.path.join(folder, "robustness_*.csv"))):
         with open(c, encoding="utf-8") as f:
             rows = list(csv.reader(f))
@@ -273,11 +273,17 @@ def build_html(paths, title="declip report"):
         if glob.glob(os.path.join(p, "robustness_*.png")):
             sections.append(_robustness_section(p))
         runs += find_runs(p)
-    for run in runs:
-        try:
-            sections.append(_gallery_section(run))
-        except (DeclipError, OSError) as exc:
-            sections.append(f'<p class="note">{html.escape(run)}: no gallery ({html.escape(str(exc))})</p>')
+    quiet = logging.getLogger("declip_plugin")  # the galleries rebuild datasets and detectors: no log lines
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for run in runs:
+            try:
+                sections.append(_gallery_section(run))
+            except (DeclipError, OSError) as exc:
+                sections.append(f'<p class="note">{html.escape(run)}: no gallery ({html.escape(str(exc))})</p>')
+    finally:
+        quiet.setLevel(level)
     sources = "".join(f"<li>{html.escape(os.path.abspath(p))}</li>" for p in paths)
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1><ul class=\"note\">{sources}</ul>\n"

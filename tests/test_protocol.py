@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from declip_plugin.data.demo import make_demo_data
-from declip_plugin.engine import protocol as proto
+from declip_plugin import protocol as proto
 from declip_plugin.errors import ConfigError
 
 TESTS = ["demo-telea", "demo-ns", "demo-noise"]

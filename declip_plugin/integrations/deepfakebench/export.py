@@ -170,6 +170,9 @@ def _detector_yaml(name, base_detector, has_masks, counts):
     if cfg.get("resolution") != 224:
         notes.append(f"resolution {cfg.get('resolution')} -> 224")
         cfg["resolution"] = 224
+        if cfg.get("backbone") == "declip-tiny-rn112":  # the demo tower at 112: its 224 twin, same weights
+            notes.append("backbone declip-tiny-rn112 -> declip-tiny-rn")
+            cfg["backbone"] = "declip-tiny-rn"
     if cfg.get("metric_scoring") not in facts.METRIC_SCORING:
         notes.append(f"metric_scoring {cfg.get('metric_scoring')!r} -> 'auc' (DeepfakeBench accepts "
                      f"{', '.join(facts.METRIC_SCORING)})")

@@ -35,8 +35,8 @@ import logging
 import os
 import re
 
-from ..errors import ConfigError
-from .rundir import atomic_write_text, write_json
+from .errors import ConfigError
+from .engine.rundir import atomic_write_text, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def make_plan(preset=None, methods=None, train=None, test=None, sweep=None, over
 
 
 def generator_of(name):
-    from ..data import dataset_spec
+    from .data import dataset_spec
 
     try:
         return dataset_spec(name).get("generator")
@@ -163,7 +163,7 @@ class Protocol:
     def run(self, train_fn=None, extra_overrides=None):
         """Train and test every unfinished cell; returns the number of cells trained now."""
         if train_fn is None:
-            from .run import train as train_fn
+            from .engine.run import train as train_fn
         trained = 0
         for cell in self.plan["cells"]:
             if self.done(cell):
@@ -243,7 +243,7 @@ class Protocol:
         paths["means"] = [os.path.join(self.out, "means.csv")]
         primary = next((m for m in PRIMARY if m in grids), metrics[0] if metrics else None)
         if primary:
-            from ..plots import heatmap
+            from .plots import heatmap
 
             for method in dict.fromkeys(r["method"] for r in grids[primary]):
                 rows = [r for r in grids[primary] if r["method"] == method]
@@ -253,7 +253,7 @@ class Protocol:
                 paths["heatmaps"].append(p)
         if self.plan.get("sweep") and primary:
             paths["sweep"] = self._write_sweep(summary["metrics"], metrics)
-        from ..leaderboard import collect, render
+        from .leaderboard import collect, render
 
         board = render(collect([os.path.join(self.out, "runs")]))
         atomic_write_text(os.path.join(self.out, "leaderboard.md"), board)
@@ -261,7 +261,7 @@ class Protocol:
         return paths
 
     def _write_sweep(self, summary, metrics):
-        from ..plots import line_plot
+        from .plots import line_plot
 
         key = self.plan["sweep"]["key"]
         values = self.plan["sweep"]["values"]
