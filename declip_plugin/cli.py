@@ -241,7 +241,12 @@ def _add_perturb_argument(p):
 def cmd_robustness(args):
     from .engine.robustness import sweep
 
-    levels = [float(v) for v in args.levels.split(",")] if args.levels else None
+    levels = None
+    if args.levels:
+        try:
+            levels = [float(v) for v in args.levels.split(",")]
+        except ValueError:
+            raise DeclipError(f"--levels {args.levels!r}: give comma-separated numbers, e.g. 90,70,50") from None
     out = args.out or os.path.join("logs", "robustness")
     result = sweep(args.detector_path, args.weights_path, args.kind, levels,
                    _overrides(args, test_dataset=args.test_dataset), out_dir=out)

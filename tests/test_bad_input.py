@@ -387,3 +387,48 @@ def test_deepfakebench_train_without_cuda_is_refused_before_the_child(tmp_path_f
                      "--detector_path", "training/config/detector/meso4.yaml"], capsys)
     assert code == 2 and not started
     assert_one_line(err, "needs CUDA", sys.executable)
+
+
+# --- the commands of the protocol and the report go through the same handling ------------------------
+def test_protocol_with_an_unknown_method(world, tmp_path, capsys):
+    code, err = run(["protocol", "--method", "declip_dmeo", "--train", "demo-telea", "--test", "demo-ns",
+                     "--out", tmp_path / "proto", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "declip_dmeo", "did you mean 'declip_demo'")
+
+
+def test_protocol_with_a_misspelled_test_set(world, tmp_path, capsys):
+    code, err = run(["protocol", "--method", world / "tiny.yaml", "--train", "demo-telea", "--test", "demo-nss",
+                     "--out", tmp_path / "proto", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "demo-nss")
+    assert not list((tmp_path / "proto").rglob("ckpt_*.pth"))  # nothing trained
+
+
+def test_report_of_a_missing_folder(tmp_path, capsys):
+    code, err = run(["report", tmp_path / "nothing"], capsys)
+    assert code == 2
+    assert_one_line(err, "nothing")
+
+
+def test_unknown_official_weights_name(capsys):
+    code, err = run(["weights", "fetch", "declip:vit-l14_layer20_conv-20_lamma"], capsys)
+    assert code == 2
+    assert_one_line(err, "lamma")
+
+
+def test_leaderboard_unknown_metric_is_refused(world, tmp_path, capsys):
+    folder = tmp_path / "runs" / "r" / "test" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"method": "m", "metrics": {"iou": 50.0, "auc": 0.9}}))
+    code, err = run(["leaderboard", tmp_path / "runs", "--metrics", "iuo"], capsys)
+    assert code == 2
+    assert_one_line(err, "iuo", "iou")
+
+
+def test_robustness_with_a_bad_level(world, tmp_path, capsys):
+    code, err = run(["robustness", "--detector_path", world / "tiny.yaml", "--weights_path", world / "tiny.pth",
+                     "--kind", "jpeg", "--levels", "90,abc", "--out", tmp_path / "rob", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "abc")
+    assert not (tmp_path / "rob").exists()
