@@ -145,7 +145,7 @@ def test_pretrained_openai_saves_only_the_trainable_part(tmp_path, monkeypatch):
     with torch.no_grad():
         assert torch.equal(back(x)["cls"], want["cls"])
     # the same file cannot rebuild a model on random weights: the frozen part is missing
-    with pytest.raises(CheckpointError, match="missing keys"):
+    with pytest.raises(CheckpointError, match="missing key"):
         build_detector(ce_config(), weights_path=DetectorCheckpoint("in-memory", "plain", dict(state), {}))
 
 

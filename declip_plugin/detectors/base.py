@@ -31,7 +31,6 @@ import logging
 
 from torch import nn
 
-from ..errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -115,23 +114,13 @@ class AbstractDetector(nn.Module, abc.ABC):
 
         if not hasattr(ckpt, "state"):
             ckpt = read_detector_checkpoint(ckpt)
-        own = self.state_dict()
+        from ..backbones.weights import load_module_weights
+
         saved = set(capability(self, "state_to_save"))
-        missing = sorted(k for k in saved if k not in ckpt.state)
-        unexpected = sorted(k for k in ckpt.state if k not in own)
-        wrong = sorted(k for k in ckpt.state if k in own and tuple(own[k].shape) != tuple(ckpt.state[k].shape))
-        if missing or unexpected or wrong:
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-            if wrong:
-                parts.append("shape mismatches " + ", ".join(
-                    f"{k} {tuple(ckpt.state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5]))
-            raise CheckpointError(f"checkpoint {ckpt.path} does not fit {type(self).__name__} "
-                                  f"(model_name {(getattr(self, 'config', None) or {}).get('model_name')!r}): " + "; ".join(parts))
-        nn.Module.load_state_dict(self, ckpt.state, strict=False)
+        state = {k: v for k, v in self.state_dict().items() if k not in saved}  # rebuilt by the config
+        state.update(ckpt.state)
+        name = (getattr(self, "config", None) or {}).get("model_name") or type(self).__name__
+        load_module_weights(self, state, ckpt.path, what=f"detector {name}")
         return self
 
     @classmethod
