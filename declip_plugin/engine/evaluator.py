@@ -129,7 +129,7 @@ def format_metrics(metrics, keys=None):
     """One log line of ``keys`` (default: every numeric metric); detection metrics only when both
     classes are present (a localization test set of fakes alone has no meaningful accuracy)."""
     both = metrics.get("n_real", 0) and metrics.get("n_fake", 0)
-    keys = keys or [k for k in metrics if not k.startswith("n_")]
+    keys = keys or [k for k in metrics if k != "n" and not k.startswith("n_")]  # counts are not metrics
     parts = []
     for k in keys:
         v = metrics.get(k)
