@@ -84,11 +84,9 @@ def _record_path(path):
 
 
 def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from .engine.feature_cache import file_digest  # the package's one file hash (memoized per stat)
+
+    return file_digest(path)
 
 
 def _write_record(path, size, sha256, url):
