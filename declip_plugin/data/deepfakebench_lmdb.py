@@ -57,6 +57,22 @@ def key_for(frame, style, folder):
     return "/".join([folder] + tail)
 
 
+_ENVS = {}  # (pid, path) -> environment: an LMDB may be opened once per process
+
+
+def open_env(path):
+    """The read-only environment of ``path`` in this process (opened once, shared by its datasets)."""
+    key = (os.getpid(), os.path.realpath(path))  # py-lmdb refuses a second open of the same files
+    if key not in _ENVS:
+        import lmdb
+
+        try:
+            _ENVS[key] = lmdb.open(path, readonly=True, lock=False, subdir=True, readahead=False)
+        except lmdb.Error as e:
+            raise DataError(f"cannot open LMDB {path}: {e}") from None
+    return _ENVS[key]
+
+
 class LmdbStore:
     """Read-only access to one DeepfakeBench LMDB; ``name`` is the folder its keys start with."""
 
@@ -75,13 +91,7 @@ class LmdbStore:
 
     def _txn_env(self):
         if self._env is None or self._pid != os.getpid():
-            import lmdb
-
-            try:
-                self._env = lmdb.open(self.path, readonly=True, lock=False, subdir=True, readahead=False)
-            except lmdb.Error as e:
-                raise DataError(f"cannot open LMDB {self.path}: {e}") from None
-            self._pid = os.getpid()
+            self._env, self._pid = open_env(self.path), os.getpid()
         return self._env
 
     def get(self, key):
