@@ -71,6 +71,19 @@ def test_lmdb_and_rgb_reads_are_equal_frame_level(checkout):
     assert [decoded(rgb4[i]["image"])[2] for i in range(4)] == [0, 2, 5, 7]
 
 
+def test_lmdb_read_in_forked_dataloader_workers(checkout):
+    """Workers inherit the parent's open LMDB (which LMDB forbids using after fork): they open their own."""
+    from torch.utils.data import DataLoader
+
+    from declip_plugin.data import collate_fn
+
+    ds = build_dataset("UADFV", "test", {**SMALL, **folders(checkout, True)})
+    direct = torch.stack([ds[i]["image"] for i in range(len(ds))])  # the parent has the LMDB open now
+    loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=collate_fn, multiprocessing_context="fork")
+    assert torch.equal(torch.cat([b["image"] for b in loader]), direct)
+    assert torch.equal(ds[3]["image"], direct[3])  # and the parent's stays usable
+
+
 def test_lmdb_and_rgb_reads_are_equal_in_video_mode(checkout):
     cfg = {**SMALL, "video_mode": True, "clip_size": 4, "frame_num": {"train": 8, "test": 8}}
     rgb = build_dataset("UADFV", "test", {**cfg, **folders(checkout, False)})

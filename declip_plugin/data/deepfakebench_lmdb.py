@@ -61,8 +61,14 @@ _ENVS = {}  # (pid, path) -> environment: an LMDB may be opened once per process
 
 
 def open_env(path):
-    """The read-only environment of ``path`` in this process (opened once, shared by its datasets)."""
-    key = (os.getpid(), os.path.realpath(path))  # py-lmdb refuses a second open of the same files
+    """The read-only environment of ``path`` in this process (opened once, shared by its datasets).
+
+    A forked DataLoader worker inherits its parent's environments, which LMDB forbids using there
+    and py-lmdb counts as open: the worker closes its copies first (the parent's stay open)."""
+    pid = os.getpid()
+    key = (pid, os.path.realpath(path))  # py-lmdb refuses a second open of the same files
+    for inherited in [k for k in _ENVS if k[0] != pid]:
+        _ENVS.pop(inherited).close()
     if key not in _ENVS:
         import lmdb
 
