@@ -149,6 +149,11 @@ def test_lmdb_problems_name_the_lmdb_and_the_keys_tried(checkout, tmp_path):
     msg = str(e.value)
     assert "has no entry for frame 'Other/fake/frames/v0/000.png'" in msg
     assert "'Other\\\\fake/frames/v0/000.png'" in msg and "its first key is 'UADFV\\\\fake/frames/v0/000.png'" in msg
+    assert "skips every folder" not in msg
+    # a folder named like a video: DeepfakeBench's LMDB writer skipped it, and the error says so
+    (tmp_path / "UADFV.json").write_text(json.dumps(info).replace("/v0/", "/video0/"))
+    with pytest.raises(DataError, match="dataset2lmdb_test.py skips every folder whose path contains 'video'"):
+        build_dataset("UADFV", "test", {**SMALL, **keys, "dataset_json_folder": str(tmp_path)})
 
 
 def test_the_cli_reads_dfb_config_and_reports_bad_input_in_one_line(checkout, capsys):

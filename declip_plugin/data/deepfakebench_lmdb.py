@@ -42,6 +42,15 @@ def split_parts(path):
     return [p for p in re.split(r"[\\/]+", str(path)) if p not in ("", ".")]
 
 
+def writer_skipped(key):
+    """A hint when ``key`` lies in a folder DeepfakeBench's LMDB writer skips (else "")."""
+    folders = split_parts(key)[:-1]
+    if any(facts.LMDB_WRITER_SKIPS in f for f in folders):
+        return (f" (DeepfakeBench's dataset2lmdb_test.py skips every folder whose path contains "
+                f"{facts.LMDB_WRITER_SKIPS!r}: rename it and rebuild the LMDB, or read with lmdb: false)")
+    return ""
+
+
 def key_for(frame, style, folder):
     """The LMDB key of the JSON frame string ``frame`` in ``style`` (None: the style does not apply)."""
     if style == "deepfakebench":
@@ -128,7 +137,7 @@ class LmdbStore:
         raise DataError(
             f"{where}: LMDB {self.path} has no entry for frame {frame!r} (tried the keys "
             f"{', '.join(repr(k) for k in tried)}; its first key is {self.first_key()!r}): check lmdb_dir, or read "
-            f"the frames from rgb_dir with lmdb: false")
+            f"the frames from rgb_dir with lmdb: false{writer_skipped(frame)}")
 
     def key(self, frame):
         """The key of JSON frame string ``frame`` in the detected style (None if it has no such key)."""
@@ -148,7 +157,7 @@ class LmdbStore:
         """The bytes of the sample named ``label`` as a uint8 array; DataError naming it if absent."""
         data = self.get(self.key_of_label(label))
         if data is None:
-            raise DataError(f"{what} {label} is not in the LMDB")
+            raise DataError(f"{what} {label} is not in the LMDB{writer_skipped(self.key_of_label(label))}")
         if not data:
             raise DataError(f"{what} {label} is empty (0 bytes)")
         return np.frombuffer(data, dtype=np.uint8)

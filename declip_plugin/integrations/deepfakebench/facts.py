@@ -166,7 +166,5 @@ LMDB_KEY_STRIP = "./datasets\\"
 #: the key ``<name>\`` + its path relative to that folder (os.path.relpath: "/" on Linux, "\" on
 #: Windows); it skips every folder whose path contains this string
 LMDB_WRITER_SKIPS = "video"
-#: dataset names with a compression level between split and videos in their JSON, and the suffix
-#: that picks c40 (``FF-DF_c40``)
-COMPRESSED_JSON = ("FF-DF", "FF-F2F", "FF-FS", "FF-NT", "FaceForensics++", "DeepFakeDetection", "FaceShifter")
+#: the suffix of a dataset name that picks the c40 level of FaceForensics++'s JSONs (``FF-DF_c40``)
 C40_SUFFIX = "_c40"
