@@ -97,13 +97,20 @@ def test_lmdb_and_rgb_reads_are_equal_in_video_mode(checkout):
         assert frames[0][2] in (0, 5)  # frames 0, 1, 2, 3, 5, 6, 7, 8 kept; clips start at 0 and 5
 
 
-def test_dfb_config_reads_the_checkout_as_deepfakebench_does(checkout):
+def test_dfb_config_reads_the_checkout_as_deepfakebench_does(checkout, tmp_path):
     """Its own test_config.yaml: lmdb True, ./datasets/lmdb, ./preprocessing/dataset_json from the checkout root."""
     cfg = {**SMALL, "mode": "test"}
     by_file = build_dataset("UADFV", "test", {**cfg, "dfb_config": os.path.join(checkout, "training/config/test_config.yaml")})
     by_root = build_dataset("UADFV", "val", {**cfg, "dfb_config": checkout})
     assert by_file.store is not None and by_root.store is not None  # lmdb: True in its config
     assert_same_items(by_file, build_dataset("UADFV", "test", {**cfg, **folders(checkout, False)}))
+    # frame paths starting with "." are relative to the checkout root (where DeepfakeBench runs), not the cwd
+    src = os.path.join(checkout, "preprocessing", "dataset_json", f"{NAME}.json")
+    (tmp_path / f"{NAME}.json").write_text(open(src).read().replace('"UADFV/', '"./datasets/rgb/UADFV/'))
+    dotted = {"adapter": "deepfakebench_json", "dataset": NAME, "dataset_json_folder": str(tmp_path)}
+    assert os.getcwd() != checkout
+    for lmdb in (False, True):
+        assert_same_items(by_file, build_dataset(dotted, "test", {**cfg, "dfb_config": checkout, "lmdb": lmdb}))
     # the run config's own keys win over the dfb_config's
     plain = build_dataset("UADFV", "test", {**cfg, "dfb_config": checkout, "lmdb": False})
     assert plain.store is None and os.path.isfile(plain.samples[0][0])

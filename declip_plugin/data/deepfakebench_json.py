@@ -177,7 +177,11 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         else:
             if self.store.style is None:
                 self.store.detect_style(frame, where)
-            image = self.store.label(self.store.key(frame) or frame)
+            key = self.store.key(frame)
+            if key is None:
+                raise DataError(f"{where}: frame {frame!r} is not under the folder {self.store.folder!r} whose files "
+                                f"LMDB {self.store.path} holds (keys {self.store.style} style, as the dataset's first frame)")
+            image = self.store.label(key)
             mask_key = self.store.key(mask) if mask else None
             mask = self.store.label(mask_key) if mask_key else None
         self._order[image] = frame_order(frame)
