@@ -97,7 +97,7 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         if not isinstance(info, dict) or not info:
             raise DataError(f"JSON file {path} is not a DeepfakeBench dataset file (expected {{dataset: {{label: ...}}}})")
         compression = self.spec.get("compression") or self.config.get("compression") or "c23"
-        if key is None or (key not in info and len(info) == 1 and not self.spec.get("dataset")):
+        if key is None:
             if len(info) != 1:
                 raise ConfigError(
                     f"dataset {self.name}: JSON file {path} holds several datasets "
