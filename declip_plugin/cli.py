@@ -161,10 +161,12 @@ def cmd_datasets(args):
     from .data import list_datasets
     from .data.base import data_root
     from .data.catalog import locate
+    from .data.deepfakebench_layout import host_json_names
 
     config = {k: v for k, v in (("data_root", args.data_root), ("dfb_config", args.dfb_config), ("mode", "train"))
               if v is not None}
-    names = args.names or list_datasets()
+    declared = list_datasets()
+    names = args.names or declared + [n for n in host_json_names(config) if n not in declared]
     print(f"data root: {os.path.abspath(data_root(config))}" + (f"; dfb_config: {args.dfb_config}" if args.dfb_config else ""))
     print(f"{'dataset':24s} {'adapter':20s} {'status':8s} expected at")
     for name in names:

@@ -164,7 +164,13 @@ def test_lmdb_problems_name_the_lmdb_and_the_keys_tried(checkout, tmp_path):
 
 
 def test_the_cli_reads_dfb_config_and_reports_bad_input_in_one_line(checkout, capsys):
-    assert main(["datasets", "--dfb_config", checkout]) == 0
+    extra = os.path.join(checkout, "preprocessing", "dataset_json", "MyOwn.json")  # a JSON no config declares
+    with open(extra, "w") as f:
+        f.write("{}")
+    try:
+        assert main(["datasets", "--dfb_config", checkout]) == 0
+    finally:
+        os.remove(extra)
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert set(STANDARD) <= set(rows)
@@ -173,6 +179,7 @@ def test_the_cli_reads_dfb_config_and_reports_bad_input_in_one_line(checkout, ca
     ff = rows["FF-DF"]
     assert ff.split()[2] == "missing" and f"{checkout}/preprocessing/dataset_json/FF-DF.json (missing)" in ff
     assert f"LMDB {lmdb}/FaceForensics++_lmdb (missing)" in ff  # every FF++ variant reads FaceForensics++_lmdb
+    assert f"JSON {extra}; LMDB {lmdb}/MyOwn_lmdb (missing)" in rows["MyOwn"]
     assert main(["datasets", "--dfb_config", os.path.join(checkout, "nowhere.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: dfb_config") and "nowhere.yaml does not exist" in err and "\n" not in err

@@ -156,12 +156,26 @@ def layout(spec, config, data_root, name):
                   label_dict=labels, origin={k: v[1] for k, v in picked.items()})
 
 
+def host_json_folder(config):
+    """The DeepfakeBench JSON folder the run config points at (its ``dataset_json_folder``, else its
+    ``dfb_config``'s), or None."""
+    config = dict(config or {})
+    folder = config.get("dataset_json_folder")
+    return _absolute(folder, os.getcwd()) if folder else host_keys(config)[0].get("dataset_json_folder")
+
+
+def host_json_names(config):
+    """Sorted names of the dataset JSONs in :func:`host_json_folder` (empty without one)."""
+    folder = host_json_folder(config)
+    if not folder or not os.path.isdir(folder):
+        return []
+    return sorted(os.path.splitext(n)[0] for n in os.listdir(folder) if n.endswith(".json"))
+
+
 def host_json(name, config):
     """The JSON of an undeclared dataset ``name`` in the DeepfakeBench JSON folder the run config
     points at (its ``dataset_json_folder`` or its ``dfb_config``'s), or None."""
-    config = dict(config or {})
-    folder = config.get("dataset_json_folder")
-    folder = _absolute(folder, os.getcwd()) if folder else host_keys(config)[0].get("dataset_json_folder")
+    folder = host_json_folder(config)
     if not folder:
         return None
     stem = name[: -len(facts.C40_SUFFIX)] if name.endswith(facts.C40_SUFFIX) else name
@@ -169,4 +183,4 @@ def host_json(name, config):
     return path if os.path.isfile(path) else None
 
 
-__all__ = ["Layout", "layout", "host_keys", "host_config_file", "host_json"]
+__all__ = ["Layout", "layout", "host_keys", "host_config_file", "host_json", "host_json_folder", "host_json_names"]
