@@ -106,12 +106,17 @@ class RunConfig:
     cudnn: bool = key(True, dfb_only=True)
     ddp: bool = key(False, dfb_only=True)
     local_rank: int = key(0, dfb_only=True)
-    lmdb: bool = key(False, dfb_only=True)
+    lmdb: Optional[bool] = key(None, doc="read DeepfakeBench datasets' frames from <lmdb_dir>/<name>_lmdb; null: "
+                                          "dfb_config's, else false (data/deepfakebench_layout.py)")
     dry_run: bool = key(False, dfb_only=True)
-    rgb_dir: Optional[str] = key(None, dfb_only=True)
-    lmdb_dir: Optional[str] = key(None, dfb_only=True)
-    dataset_json_folder: Optional[str] = key(None, dfb_only=True)
-    label_dict: Optional[dict] = key(None, dfb_only=True)
+    rgb_dir: Optional[str] = key(None, doc="base of DeepfakeBench JSON frame paths; null: dfb_config's, else "
+                                           "<data root>/rgb")
+    lmdb_dir: Optional[str] = key(None, doc="folder of DeepfakeBench's <name>_lmdb; null: dfb_config's, else "
+                                            "<data root>/lmdb")
+    dataset_json_folder: Optional[str] = key(None, doc="folder of DeepfakeBench's <name>.json; null: dfb_config's, "
+                                                       "else <data root>/dataset_json")
+    label_dict: Optional[dict] = key(None, doc="DeepfakeBench JSON label name -> 0 real / 1 fake, added to the "
+                                               "dataset's")
     SWA: bool = key(False, dfb_only=True)
     save_avg: bool = key(False, dfb_only=True)
     dataset_type: Optional[str] = key(None, dfb_only=True)
@@ -122,6 +127,8 @@ class RunConfig:
     # --- the embedded engine and the data side ---------------------------------------------------
     name: Optional[str] = key(None, doc="method name in run dirs and leaderboards (default: the YAML's name)")
     data_root: Optional[str] = key(None, doc="root of configs/dataset roots; null: $DECLIP_DATA_ROOT or ./datasets")
+    dfb_config: Optional[str] = key(None, doc="a DeepfakeBench train_config.yaml / test_config.yaml or checkout: its "
+                                              "dataset_json_folder, rgb_dir, lmdb, lmdb_dir, label_dict")
     val_dataset: StrList = key(None, doc="null: the train datasets' val split")
     in_domain: StrList = key(None, doc="null: the train datasets")
     mask_size: int = key(256, minimum=1)
