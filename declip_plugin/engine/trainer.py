@@ -250,7 +250,8 @@ class Trainer:
             self.epoch += 1
             lr = self.optimizer.param_groups[0]["lr"]
             record = {"epoch": self.epoch, "train_loss": stats["loss"], "lr": lr,
-                      "train_img_s": stats["images"] / max(stats["seconds"], 1e-9), "skipped_steps": stats["skipped_steps"]}
+                      "train_img_s": stats["images"] / max(stats["seconds"], 1e-9),
+                      "skipped_steps": stats["skipped_steps"]}
             val_every = int(self.config.get("val_every", 1))
             if self.val_loader is not None and (self.epoch % val_every == 0 or self.epoch == n_epochs):
                 metrics = self.validate()
