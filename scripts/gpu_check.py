@@ -14,7 +14,7 @@ Steps (each one's result, or its error, goes into logs/gpu_check/<device>.json a
    export, with our localization line in its training.log (needs DEEPFAKEBENCH_ROOT and
    DEEPFAKEBENCH_PYTHON; ``bash scripts/setup_dfb_env.sh`` builds both).
 
-``--dry-run`` runs the same steps on the CPU at tiny shapes (tiny towers, batch 2, 2 gloo processes,
+``--dry-run`` runs the same steps on the CPU at tiny shapes (tiny towers, batch 1 or 2, 2 gloo processes,
 ``torch.compile`` with the eager backend, bf16 autocast on the CPU, train.py's CUDA calls stubbed by
 tests/dfb_harness) in seconds: CI runs it, so the script is known to work before a GPU exists.
 """
@@ -52,7 +52,7 @@ PLANS = {
                           ("tiny ViT,RN layer0 + conv-4 (fusion, 224 px)", "declip_quick",
                            {"backbone": "declip-tiny-vit,declip-tiny-rn", "feature_layer": "layer0"},
                            False, 1)],
-                "batch_size": 2, "n_images": 2, "demo": {"size": 64, "n_train": 2, "n_val": 1, "n_test": 2},
+                "batch_size": 1, "n_images": 1, "demo": {"size": 64, "n_train": 2, "n_val": 1, "n_test": 2},
                 "epochs": 1, "demo_opts": {"train_batchSize": 2, "test_batchSize": 2}},
 }
 #: goals of issue 20 (H100/H200 class GPUs)

@@ -204,3 +204,11 @@ def test_ddp_from_the_yaml_is_refused_too_and_accepted_under_torchrun(tmp_path, 
     runtime.check_ddp({"ddp": False})
     monkeypatch.setenv("WORLD_SIZE", "2")
     runtime.check_ddp({"ddp": True})
+
+
+def test_torch_distributed_launch_arguments_are_accepted():
+    from declip_plugin.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--detector_path", "declip_demo", "--local-rank=1", "--ddp"])
+    assert (args.local_rank, args.ddp) == (1, True)
+    assert build_parser().parse_args(["train", "--detector_path", "declip_demo"]).ddp is None  # the YAML decides
