@@ -46,7 +46,8 @@ def cmd_train(args):
     from .engine.run import train
 
     overrides = _overrides(args, train_dataset=args.train_dataset, test_dataset=args.test_dataset,
-                           save_ckpt=False if args.no_save_ckpt else None, task_target=args.task_target)
+                           save_ckpt=False if args.no_save_ckpt else None, task_target=args.task_target,
+                           ddp=args.ddp)
     if not args.resume and not args.detector_path:
         raise DeclipError("train needs --detector_path (a YAML or a bundled name such as declip_demo), or --resume RUN_DIR")
     if args.resume and args.detector_path:
@@ -355,6 +356,10 @@ def build_parser():
     p.add_argument("--no-save_feat", dest="no_save_feat", action="store_true", help="accepted for DeepfakeBench parity")
     p.add_argument("--task_target", default=None, help="accepted for DeepfakeBench parity")
     p.add_argument("--log_dir", help="where run directories go (default: the config's log_dir)")
+    p.add_argument("--ddp", action="store_true", default=None,
+                   help="DeepfakeBench's flag: one process per GPU, started by torchrun (docs/distributed.md)")
+    p.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
+                   help="accepted for torch.distributed.launch; LOCAL_RANK from the environment is used")
     _add_common(p)
     p.set_defaults(func=cmd_train)
 

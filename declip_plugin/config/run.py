@@ -104,7 +104,8 @@ class RunConfig:
     losstype: Optional[str] = key(None, dfb_only=True)
     cuda: bool = key(True, dfb_only=True)
     cudnn: bool = key(True, dfb_only=True)
-    ddp: bool = key(False, dfb_only=True)
+    ddp: bool = key(False, doc="DeepfakeBench's --ddp: the processes come from torchrun (docs/distributed.md); "
+                               "refused in a process torchrun did not start")
     local_rank: int = key(0, dfb_only=True)
     lmdb: Optional[bool] = key(None, doc="read DeepfakeBench datasets' frames from <lmdb_dir>/<name>_lmdb; null: "
                                           "dfb_config's, else false (data/deepfakebench_layout.py)")
@@ -139,7 +140,9 @@ class RunConfig:
     max_samples: Optional[int] = key(None, minimum=1)
     early_stopping: Optional[EarlyStoppingKeys] = key(factory=EarlyStoppingKeys)
     device: Optional[str] = key(None, doc="null: cuda when available, else cpu")
-    precision: str = key("bf16", choices=("bf16", "fp32", "fp16"), doc="autocast on CUDA; the CPU runs fp32")
+    precision: str = key("auto", choices=("auto", "bf16", "fp16", "fp32"),
+                         doc="autocast on CUDA (auto: bf16 where the GPU has it, else fp16; fp16 with a gradient "
+                             "scaler; bf16 refused on a GPU without it); the CPU runs fp32")
     channels_last: bool = key(False)
     compile: bool = key(False)
     pin_memory: bool = key(True)
