@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Parity of our ``clip_enhanced`` and ``clip_stan`` with DeepFakesDetection's own detector code.
+"""Parity of our ``clip_enhanced``, ``clip_stan`` and ``timesformer_effb0`` with DeepFakesDetection's own detector code.
 
 The seed's ``training/detectors/clip_enhanced.py`` and ``clip_stan.py`` are imported from the
 unpacked snapshot (not re-typed) and built on random HF CLIP weights of ``clip-vit-base-patch16``'s
@@ -10,7 +10,9 @@ compared; the trainable parameter counts of both sides are printed beside them.
 
 For ``clip_stan`` the seed's forward is run twice: as it is (its difference is reported, not
 checked) and with exactly two token-order corrections applied by a monkeypatch in this harness
-(:func:`corrected_seed_stan`), which must match ours within the tolerance.
+(:func:`corrected_seed_stan`), which must match ours within the tolerance. The seed's
+``timesformer`` differs from ours in structure after its frame encoder (docs/video.md): what is
+compared there is the encoder and the tokens it hands the attention (:func:`timesformer_rows`).
 
     PYTHONPATH=.dfb/seed-site:.dfb/DeepFakesDetection/training \\
         .venv/bin/python scripts/parity_seed.py --seed-root .dfb/DeepFakesDetection
@@ -54,8 +56,10 @@ def import_seed(seed_root):
         pkg.__path__ = [os.path.join(training, name)]
         sys.modules[name] = pkg
     importlib.import_module("loss.cross_entropy_loss")
-    sys.modules["loss"].LOSSFUNC = importlib.import_module("metrics.registry").LOSSFUNC
-    return importlib.import_module("detectors.clip_enhanced"), importlib.import_module("detectors.clip_stan")
+    registry = importlib.import_module("metrics.registry")
+    sys.modules["loss"].LOSSFUNC = registry.LOSSFUNC
+    sys.modules["detectors"].DETECTOR = registry.DETECTOR  # timesformer_detector imports it from the package
+    return tuple(importlib.import_module(f"detectors.{m}") for m in ("clip_enhanced", "clip_stan", "timesformer_detector"))
 
 
 def random_hf_clip(folder, seed):
@@ -216,6 +220,55 @@ def run_case(name, seed_cls, seed_cfg, ours_cfg, kind, x, stan_module=None, seed
     return [(case, diff, checked, scale, trainable(ours), trainable(theirs)) for case, diff, checked in rows]
 
 
+@contextlib.contextmanager
+def offline_efficientnet():
+    """The seed's timesformer builds ``EfficientNet.from_pretrained('efficientnet-b0')``, which
+    downloads; for the duration it builds ``from_name`` (the same network, random weights)."""
+    from efficientnet_pytorch import EfficientNet
+
+    original = EfficientNet.from_pretrained
+    EfficientNet.from_pretrained = classmethod(lambda cls, name, **kw: cls.from_name(name))
+    try:
+        yield
+    finally:
+        EfficientNet.from_pretrained = original
+
+
+def timesformer_rows(seed_cls, x, seed=0):
+    """Where the two timesformers have the same structure: the frame encoder and the tokens it
+    gives the attention. The seed's EfficientNet-B0 (efficientnet_pytorch: TF "same" padding, BN eps
+    1e-3) equals timm's ``tf_efficientnet_b0``; its 358 tensors are copied by position (same order
+    and shapes). Compared: the (B, T, 49, 1280) tokens entering the first attention of each."""
+    torch.manual_seed(seed + 7)
+    with offline_efficientnet():
+        theirs = quiet(seed_cls, {"loss_func": "cross_entropy"}).eval()
+    g = torch.Generator().manual_seed(seed + 13)
+    with torch.no_grad():  # BatchNorms away from their initial (identity) state
+        for m in theirs.efficientnet.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                for t in (m.weight, m.running_var):
+                    t.copy_(1 + 0.2 * torch.rand(t.shape, generator=g))
+                for t in (m.bias, m.running_mean):
+                    t.copy_(0.1 * torch.randn(t.shape, generator=g))
+    ours = build_detector({"model_name": "timesformer_effb0", "encoder": "tf_efficientnet_b0",
+                           "pretrained": "none"}).eval()
+    src = [v for k, v in theirs.efficientnet.state_dict().items() if not k.startswith("_fc")]
+    dst = ours.backbone.state_dict()
+    assert len(src) == len(dst) and all(a.shape == b.shape for a, b in zip(src, dst.values()))
+    ours.backbone.load_state_dict(dict(zip(dst, src)), strict=True)
+    seen = {}
+    h1 = theirs.temporal_attn.register_forward_pre_hook(lambda m, a: seen.__setitem__("seed", a[0]))
+    h2 = ours.blocks[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("ours", a[0]))
+    with torch.no_grad():
+        theirs({"image": x})
+        ours({"image": x})
+    h1.remove(), h2.remove()
+    mine = seen["ours"].reshape(seen["seed"].shape)
+    return [("timesformer: tokens into the attention (encoder tf_efficientnet_b0)",
+             (mine - seen["seed"]).abs().max().item(), True, seen["seed"].abs().max().item(),
+             trainable(ours), trainable(theirs))]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed-root", default=".dfb/DeepFakesDetection", help="the unpacked DeepFakesDetection snapshot")
@@ -224,7 +277,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     try:
-        enhanced, stan = import_seed(args.seed_root)
+        enhanced, stan, tsf = import_seed(args.seed_root)
     except (ImportError, FileNotFoundError) as exc:
         print(f"error: the seed's detector code does not import ({exc}); build its packages with "
               f"`bash scripts/setup_seed_env.sh` and put .dfb/seed-site and <seed-root>/training on PYTHONPATH",
@@ -245,12 +298,13 @@ def main(argv=None):
                          dict(base, depth=4, time_module="selfattn", gradient_checkpointing=False),
                          {"model_name": "clip_stan", "pretrained": "none", "depth": 4, "time_module": "selfattn",
                           "branch_init": "random"}, "clip_stan", clips, stan_module=stan, seed=args.seed)
-    print(f"{'case':<60} {'max |ours - seed|':>17} {'max |logit|':>11} {'trainable ours':>15} {'trainable seed':>15}")
+    rows += timesformer_rows(tsf.TimeSformerDetector, clips, seed=args.seed)
+    print(f"{'case':<70} {'max |ours - seed|':>17} {'max |value|':>11} {'trainable ours':>15} {'trainable seed':>15}")
     ok = True
     for case, diff, checked, scale, mine, theirs in rows:
         verdict = ("ok" if diff <= args.tolerance else "FAIL") if checked else "reported, not checked"
         ok &= diff <= args.tolerance or not checked
-        print(f"{case:<60} {diff:>17.3g} {scale:>11.3g} {mine:>15,} {theirs:>15,}  {verdict}")
+        print(f"{case:<70} {diff:>17.3g} {scale:>11.3g} {mine:>15,} {theirs:>15,}  {verdict}")
     print(f"tolerance {args.tolerance:g} on the checked rows: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
