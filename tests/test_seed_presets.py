@@ -63,3 +63,12 @@ def test_seed_preset_has_the_seeds_training_settings(name):
 def test_seed_clip_stan_preset_builds_the_seeds_branch():
     ours = load_detector_config("clip_stan_seed")
     assert (ours["branch_init"], ours["drop_mode"], ours["drop_path"]) == ("random", "dropout", 0.1)
+
+
+@pytest.mark.parametrize("name", ["clip_stan", "clip_stan_demo", "clip_stan_seed", "clip_enhanced", "clip_enhanced_demo",
+                                  "clip_enhanced_seed", "clip_enhanced_vitl14", "timesformer", "timesformer_demo"])
+def test_bundled_configs_of_the_seeds_detectors_load(name):
+    """Every key of these YAMLs is one the schema knows (`fully_supervised`, DeCLIP's key, made
+    clip_stan / timesformer configs fail to load)."""
+    config = load_detector_config(name)
+    assert config["model_name"] in ("clip_stan", "clip_enhanced", "timesformer_effb0", "timesformer")
