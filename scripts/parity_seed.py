@@ -135,7 +135,7 @@ def corrected_seed_stan(stan_module):
 
 
 # --- the name map -------------------------------------------------------------------------------
-def _hf_block(src, dst, out, q="q_proj", attn="self_attn"):
+def _hf_block(src, dst, out, attn="self_attn"):
     """One HF CLIPEncoderLayer-like block (``src`` prefix) into an open_clip residual block's keys."""
     out[dst + "attn.in_proj_weight"] = torch.cat([src[f"{attn}.{x}_proj.weight"] for x in "qkv"])
     out[dst + "attn.in_proj_bias"] = torch.cat([src[f"{attn}.{x}_proj.bias"] for x in "qkv"])
