@@ -13,7 +13,7 @@ import re
 
 from .errors import DeclipError
 
-LOWER_IS_BETTER = {"eer", "real_fp_rate"}
+LOWER_IS_BETTER = {"eer", "empty_gt_fp_rate"}
 _RUN_DIR = re.compile(r"^(?P<model>.+)_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
 
 
@@ -140,7 +140,7 @@ FAMILIES = {
     "video": ("video_auc",),
 }
 KNOWN_METRICS = ("auc", "ap", "eer", "acc", "acc_best", "video_auc", "iou", "f1", "f1_best", "pixel_ap", "pixel_auc",
-                 "real_fp_rate", "video_acc", "video_eer", "video_ap")
+                 "empty_gt_fp_rate", "video_acc", "video_eer", "video_ap")
 
 
 def known_metrics(entries=()):

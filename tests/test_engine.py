@@ -15,7 +15,7 @@ from declip_plugin.cli import main as cli_main
 from declip_plugin.data.demo import make_demo_data
 
 DETECTION = ["acc", "auc", "eer", "ap", "acc_best"]
-LOCALIZATION = ["iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "real_fp_rate"]
+LOCALIZATION = ["iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "empty_gt_fp_rate"]
 
 
 @pytest.fixture(scope="module")

@@ -455,7 +455,7 @@ def test_test_py_wrapping(tmp_path, with_mask):
             assert pickle.load(f) == {"auc": 0.5, "acc": 0.5}
         if with_mask:
             loc = _read(folder / results.LOCALIZATION_FILE)["metrics"]
-            assert loc["iou"] == pytest.approx(100.0) and loc["n_manipulated"] == n and loc["real_fp_rate"] == 0
+            assert loc["iou"] == pytest.approx(100.0) and loc["n_manipulated"] == n and loc["empty_gt_fp_rate"] == 0
         else:
             assert not (folder / results.LOCALIZATION_FILE).exists()
 

@@ -149,7 +149,7 @@ def test_test_py_runs_our_detector(dfb, demo_data, tmp_path_factory, config_name
         assert loc is None and "(localization, declip_plugin)" not in out
         return
     # ours, from the same forward passes, printed after DeepfakeBench's table
-    assert loc["n_manipulated"] == 3 and loc["n_real"] == 3
+    assert loc["n_manipulated"] == 3 and loc["n_empty_gt"] == 3
     for key in ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc"):
         assert loc[key] is not None
     assert out.index(f"dataset: {DATASET}\n") < out.index(f"dataset: {DATASET} (localization, declip_plugin)")

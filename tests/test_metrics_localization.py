@@ -75,7 +75,7 @@ def test_perfect_prediction():
     assert r["f1_best"] == pytest.approx(1.0)
     assert r["pixel_ap"] == pytest.approx(1.0)
     assert r["pixel_auc"] == pytest.approx(1.0)
-    assert r["n_manipulated"] == 1 and r["n_real"] == 0 and math.isnan(r["real_fp_rate"])
+    assert r["n_manipulated"] == 1 and r["n_empty_gt"] == 0 and math.isnan(r["empty_gt_fp_rate"])
 
 
 def test_all_zero_prediction_on_nonempty_mask():
@@ -176,7 +176,7 @@ def test_resize_matches_manual_reference():
     m = LocalizationMetrics()
     m.update(logits, gt[:, 0])  # (B, H, W) layout
     probs = F.interpolate(torch.sigmoid(logits), size=(96, 96), mode="bilinear",
-                          align_corners=False)
+                          align_corners=False, antialias=True)  # torchvision's resize (official code)
     for i, rec in enumerate(m.per_image):
         p = probs[i, 0].numpy().ravel()
         g = gt[i, 0].numpy().ravel().astype(int)
@@ -186,6 +186,28 @@ def test_resize_matches_manual_reference():
         assert rec["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
         assert rec["pixel_ap"] == pytest.approx(average_precision_score(g, p), abs=1e-9)
         assert rec["pixel_auc"] == pytest.approx(roc_auc_score(g, p), abs=1e-9)
+
+
+def test_shrinking_resize_antialiases_as_torchvision():
+    """A 256 px map scored on 224 px masks (DeepfakeBench's): the probabilities are resized as the
+    official validate.py's torchvision F.resize does (bilinear, antialiased); without antialiasing
+    the IoU of this map moves by more than the tolerance."""
+    from torchvision.transforms import functional as TF
+
+    torch.manual_seed(1)
+    logits = F.avg_pool2d(torch.randn(1, 1, 256, 256) * 8, 5, 1, 2)  # features a few pixels wide
+    gt = (F.avg_pool2d(torch.rand(1, 1, 224, 224), 31, 1, 15) > 0.5).float()
+    m = LocalizationMetrics()
+    m.update(logits, gt)
+    official = TF.resize(torch.sigmoid(logits)[0], [224, 224], interpolation=TF.InterpolationMode.BILINEAR)
+    plain = F.interpolate(torch.sigmoid(logits), size=(224, 224), mode="bilinear", align_corners=False)[0]
+
+    def iou_of(p):
+        pb, g = p[0] > 0.5, gt[0, 0] > 0.5
+        return 100.0 * float((pb & g).sum()) / float((pb | g).sum())
+
+    assert m.per_image[0]["iou"] == pytest.approx(iou_of(official), abs=1e-9)
+    assert abs(iou_of(plain) - iou_of(official)) > 1e-3
 
 
 def test_real_images_reported_apart():
@@ -200,9 +222,9 @@ def test_real_images_reported_apart():
     m = LocalizationMetrics()
     m.update(logits, gts, label=torch.tensor([1, 0, 1, 0]), names=["f", "r1", "r2", "r3"])
     r = m.compute()
-    assert r["n_manipulated"] == 1 and r["n_real"] == 3
+    assert r["n_manipulated"] == 1 and r["n_empty_gt"] == 3
     assert r["iou"] == pytest.approx(100.0)  # the real images are not averaged in as zeros
-    assert r["real_fp_rate"] == pytest.approx((0.25 + 0.0 + 1.0) / 3)
+    assert r["empty_gt_fp_rate"] == pytest.approx((0.25 + 0.0 + 1.0) / 3)
     rows = m.per_image
     assert [row["name"] for row in rows] == ["f", "r1", "r2", "r3"]
     assert rows[0]["fp_rate"] is None and rows[0]["iou"] == pytest.approx(100.0)
@@ -212,8 +234,8 @@ def test_real_images_reported_apart():
 
 def test_no_images_gives_nan():
     r = LocalizationMetrics().compute()
-    assert r["n_manipulated"] == 0 and r["n_real"] == 0
-    for k in ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "real_fp_rate"):
+    assert r["n_manipulated"] == 0 and r["n_empty_gt"] == 0
+    for k in ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "empty_gt_fp_rate"):
         assert math.isnan(r[k])
 
 
@@ -321,7 +343,7 @@ def test_accumulation_and_merge_equal_one_pass():
         LocalizationMetrics.from_state(states[1]))
     _assert_same(one.compute(), gathered.compute())
     assert gathered.per_image == one.per_image
-    assert one.compute()["n_real"] == 4
+    assert one.compute()["n_empty_gt"] == 4
 
 
 def test_merge_rejects_different_settings():
@@ -335,12 +357,12 @@ def test_keys():
     m = LocalizationMetrics()
     m.update(torch.randn(1, 1, 8, 8), torch.ones(1, 1, 8, 8))
     assert set(m.compute()) == {"iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "n_manipulated",
-                                "real_fp_rate", "n_real", "n_pixel_auc_undefined",
+                                "empty_gt_fp_rate", "n_empty_gt", "n_pixel_auc_undefined",
                                 "n_f1_best_unbanded", "n_fake_no_mask"}
 
 
 def test_fake_without_mask_is_left_out_not_scored_as_real():
-    """mask_valid False on a fake: no localization score, counted, and not in real_fp_rate."""
+    """mask_valid False on a fake: no localization score, counted, and not in empty_gt_fp_rate."""
     logits = torch.full((3, 1, 8, 8), -5.0)
     logits[2] = 5.0  # the maskless fake is predicted fully manipulated
     gt = torch.zeros(3, 1, 8, 8)
@@ -349,6 +371,6 @@ def test_fake_without_mask_is_left_out_not_scored_as_real():
     m = LocalizationMetrics()
     m.update(logits, gt, label=torch.tensor([1, 0, 1]), valid=torch.tensor([True, True, False]))
     r = m.compute()
-    assert r["n_manipulated"] == 1 and r["n_real"] == 1 and r["n_fake_no_mask"] == 1
+    assert r["n_manipulated"] == 1 and r["n_empty_gt"] == 1 and r["n_fake_no_mask"] == 1
     assert r["iou"] == pytest.approx(100.0)
-    assert r["real_fp_rate"] == pytest.approx(0.0)  # would be 1/2 if the maskless fake counted as real
+    assert r["empty_gt_fp_rate"] == pytest.approx(0.0)  # would be 1/2 if the maskless fake counted as real

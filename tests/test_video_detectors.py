@@ -133,3 +133,40 @@ def test_save_load_identical(tmp_path, cfg, size):
     batch = clip_batch(2, 3, size, seed=2)
     with torch.no_grad():
         assert torch.equal(det(batch)["cls"], loaded(batch)["cls"])
+
+
+# --- fidelity to the seed (DeepFakesDetection's clip_stan): docs/video.md ---------------------------
+def test_clip_stan_time_embed_starts_as_nn_embedding_default():
+    """The seed's time_embed is nn.Embedding's N(0, 1) (64 x D values: the std is 1 within a few %)."""
+    torch.manual_seed(0)
+    std = build_detector(STAN).time_embed.weight.std().item()
+    assert 0.95 < std < 1.05, std
+
+
+def test_clip_stan_random_branch_and_temporal_attention_start_as_nn_linear():
+    """branch_init: random and every temporal attention start as the seed's HF layers built outside
+    from_pretrained: nn.Linear's default, U(+-1/sqrt(D)) weights and biases (MultiheadAttention's own
+    init is xavier with zero biases)."""
+    torch.manual_seed(0)
+    det = build_detector({**STAN, "branch_init": "random"})
+    for attn in (det.spatial[0].block.attn, det.temporal[0].attn):
+        bound = 1 / attn.embed_dim ** 0.5
+        for t in (attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.bias):
+            assert t.abs().max() <= bound and t.abs().max() > 0.9 * bound
+
+
+def test_clip_stan_dropout_is_element_wise_before_temporal_fc_as_the_seed():
+    """drop_mode dropout (default): the temporal attention's output is dropped element-wise before
+    temporal_fc; drop_path drops whole samples after it."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 5, 32)
+    for mode in ("dropout", "drop_path"):
+        layer = TemporalAttention(32, 2, drop_path=0.5, drop_mode=mode).train()
+        with torch.no_grad():
+            layer.temporal_fc.weight.copy_(torch.eye(32))  # temporal_fc = identity: the drop shows as is
+        delta = (layer(x) - x).detach()
+        zero_per_sample = (delta == 0).flatten(1).float().mean(1)
+        if mode == "dropout":  # about half the elements of every sample
+            assert ((zero_per_sample > 0.3) & (zero_per_sample < 0.7)).all(), zero_per_sample
+        else:  # a sample is dropped whole or not at all
+            assert set(zero_per_sample.tolist()) <= {0.0, 1.0}, zero_per_sample

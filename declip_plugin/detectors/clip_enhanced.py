@@ -11,7 +11,8 @@ logits; ``prob`` = softmax(cls)[:, 1]; ``feat`` = the normalised pooled feature.
 On ViT-B/16 that is 41,474 trainable parameters of 85,800,962 (0.0483%) with one linear layer and
 434,690 of 86,194,178 (0.5043%) with the MLP: the trainable counts the original logs (its totals
 are 39,936 higher, as its PEFT wrapper keeps a copy of every LayerNorm). The pooled feature equals
-the original's ``CLIPVisionModel.pooler_output`` on the same weights (scripts/parity_clip_enhanced.py).
+the original's on the same weights: scripts/parity_seed.py runs DeepFakesDetection's own
+clip_enhanced beside ours and compares the logits (docs/parity.md).
 
 Checkpoints (:meth:`ClipEnhancedDetector.state_to_save`): with ``pretrained: openai`` only the
 trainable part (LayerNorms and head) is saved, the frozen weights being rebuilt from the OpenAI

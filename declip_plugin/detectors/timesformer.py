@@ -10,7 +10,11 @@ detector (``declip dfb`` refuses the clash); the seed replaced DeepfakeBench's i
   every frame, ``x += MLP(LN(x))``; ``heads`` heads (the seed: one block, 8 heads, with neither
   residuals nor LayerNorms nor MLP: a fix here);
 * head: mean over all T x P tokens -> LayerNorm -> dropout 0.1 -> Linear(1280, 2) (the seed reads
-  token 0, the top-left cell of frame 0, instead of pooling).
+  token 0, the top-left cell of frame 0, instead of pooling, and never applies its Dropout(0.1)).
+
+The seed's encoder is efficientnet_pytorch's EfficientNet-B0 (TF "same" padding, BatchNorm eps
+1e-3, TF-ported weights): ``encoder: tf_efficientnet_b0`` is that network in timm, and its tokens
+equal the seed's on the same weights (scripts/parity_seed.py; docs/video.md lists every difference).
 
 Everything trains. ``pretrained``: ``none`` (random init) or the path of a timm ``efficientnet_b0``
 state dict (ImageNet weights as timm saves them; the classifier keys are ignored). Nothing is
@@ -40,7 +44,7 @@ class TimeSformerConfig:
     heads: int = key(8, doc="attention heads")
     mlp_ratio: float = key(4.0, doc="MLP width / token width in each block (0: no MLP)")
     drop_path: float = key(0.0, doc="drop-path rate of the attention blocks")
-    dropout: float = key(0.1, doc="dropout before the head (the seed: 0.1)")
+    dropout: float = key(0.1, doc="dropout before the head (the seed defines Dropout(0.1) and never applies it)")
     resolution: int = key(224, doc="input size (224: 7x7 maps)")
 
 

@@ -20,7 +20,7 @@ from .evaluator import evaluate, format_metrics, to_device
 
 logger = logging.getLogger(__name__)
 
-LOWER_IS_BETTER = {"eer", "real_fp_rate"}
+LOWER_IS_BETTER = {"eer", "empty_gt_fp_rate"}
 
 
 def build_optimizer(params, config):

@@ -4,12 +4,17 @@ predictions and kept as python floats (memory O(images), not O(pixels)).
 Protocol (DESIGN.md section 3, official DeCLIP ``utils/utils.py`` and ``validate.py``):
 
 * Predictions are mask *logits* (B, 1, h, w). They go through a sigmoid and are then resized
-  (bilinear, ``align_corners=False``, no antialiasing) to the ground-truth size, in this order as
-  in the official ``validate.py``. The GT is binarised at 0.5 (1 = manipulated).
+  (bilinear, ``align_corners=False``, antialiased) to the ground-truth size, in this order as in
+  the official ``validate.py``, whose torchvision ``F.resize`` (0.17, its pinned version, and later)
+  antialiases tensors by default: that matters when the GT is smaller than the prediction (e.g.
+  DeepfakeBench's 224 px masks against the 256 px map); upsampling is the same either way. The GT
+  is binarised at 0.5 (1 = manipulated).
 * An image is *manipulated* when its GT has a positive pixel and its label (if given) is not 0;
-  otherwise it is *real*. Real images never enter the manipulated averages: they give
+  otherwise it has an *empty GT* for scoring: a real image, a fake whose mask marks no pixel, or
+  an image labelled real whatever its mask. Those never enter the manipulated averages: they give
   ``fp_rate`` (fraction of pixels with probability > ``threshold``), averaged as
-  ``real_fp_rate`` over ``n_real`` images.
+  ``empty_gt_fp_rate`` over ``n_empty_gt`` images (named for that population: it is not the real
+  images alone when fakes with empty masks are present).
 * Per manipulated image:
 
   - ``iou``: 100 * |pred & gt| / |pred | gt| with ``pred = prob > threshold`` (0-100 scale).
@@ -33,7 +38,7 @@ Protocol (DESIGN.md section 3, official DeCLIP ``utils/utils.py`` and ``validate
     skipped in the mean and counted in ``n_pixel_auc_undefined``.
 
 ``compute()`` keys: ``iou``, ``f1``, ``f1_best``, ``pixel_ap``, ``pixel_auc``, ``n_manipulated``,
-``real_fp_rate``, ``n_real``, ``n_pixel_auc_undefined``, ``n_f1_best_unbanded`` (means are NaN
+``empty_gt_fp_rate``, ``n_empty_gt``, ``n_fake_no_mask``, ``n_pixel_auc_undefined``, ``n_f1_best_unbanded`` (means are NaN
 when no image of that kind was seen).
 """
 from __future__ import annotations
@@ -217,7 +222,7 @@ class LocalizationMetrics(Metric):
     ``n_fake_no_mask``; it is never scored as a real image.
     """
 
-    keys = ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "real_fp_rate")
+    keys = ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "empty_gt_fp_rate")
 
     @classmethod
     def applies(cls, detector, config):
@@ -290,7 +295,8 @@ class LocalizationMetrics(Metric):
 
         probs = torch.sigmoid(logits)
         if tuple(probs.shape[-2:]) != (H, W):
-            probs = F.interpolate(probs, size=(H, W), mode="bilinear", align_corners=False)
+            # antialias as the official code's torchvision resize (no effect when upsampling)
+            probs = F.interpolate(probs, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
         probs = probs[:, 0]
         pred = probs > self.threshold
 
@@ -404,8 +410,8 @@ class LocalizationMetrics(Metric):
         real = [r for r in self._records if not r["manipulated"] and not r.get("no_mask")]
         out: Dict[str, Any] = {k: _mean([r[k] for r in man]) for k in _MEAN_KEYS}
         out["n_manipulated"] = len(man)
-        out["real_fp_rate"] = _mean([r["fp_rate"] for r in real])
-        out["n_real"] = len(real)
+        out["empty_gt_fp_rate"] = _mean([r["fp_rate"] for r in real])
+        out["n_empty_gt"] = len(real)
         out["n_fake_no_mask"] = sum(1 for r in self._records if r.get("no_mask"))
         out["n_pixel_auc_undefined"] = sum(1 for r in man if r["pixel_auc"] is None)
         out["n_f1_best_unbanded"] = sum(1 for r in man if r.get("unbanded"))
