@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import DeclipError, one_line
+from .errors import ConfigError, DeclipError, one_line
 
 logger = logging.getLogger("declip_plugin.cli")
 
@@ -130,10 +130,29 @@ def cmd_leaderboard(args):
 def cmd_dfb(args):
     from .integrations.deepfakebench import launch
 
+    if args.mode == "setup":
+        return _dfb_setup(args)
+    if args.venv:
+        raise ConfigError("--venv is for `declip dfb setup`; train/test take the interpreter from --python, "
+                          "$DEEPFAKEBENCH_PYTHON or the one `declip dfb setup` recorded")
     return launch(args.bench_root, args.mode, args.dfb_args, cpu=args.cpu, stub_datasets=args.stub_datasets or None,
                   data_dir=args.data, lmdb=args.lmdb,
                   overrides=args.opt, results_dir=args.results_dir, localization=args.localization,
                   convert_weights=args.convert_weights, python=args.python)
+
+
+def _dfb_setup(args):
+    from .integrations.deepfakebench.environment import setup_environment
+
+    if args.dfb_args:
+        raise ConfigError(f"`declip dfb setup` takes no script arguments after `--` (got {' '.join(args.dfb_args)})")
+    env = setup_environment(args.bench_root, args.venv)
+    print(f"DeepfakeBench environment ready: {env['python']}")
+    print(f"  checkout {env['root']}; installed now: {', '.join(env['installed']) or 'nothing (all present)'}")
+    print(f"  {env['report']}")
+    print(f"  recorded in {env['recorded']}: `declip dfb --bench_root {env['root']} test|train ...` uses it;")
+    print(f"  elsewhere: export DEEPFAKEBENCH_PYTHON={env['python']}")
+    return 0
 
 
 def cmd_export_dfb(args):
@@ -386,7 +405,8 @@ def build_parser():
     p = sub.add_parser("dfb", help="run a real DeepfakeBench checkout's own train.py / test.py with the plugins "
                                    "registered; its arguments follow `--`",
                        description="declip dfb [options] train|test -- [DeepfakeBench's train.py/test.py arguments]")
-    p.add_argument("mode", choices=["train", "test"])
+    p.add_argument("mode", choices=["train", "test", "setup"],
+                   help="setup: build (or check) an environment for the checkout and record it")
     p.add_argument("--bench_root", "--bench-root", dest="bench_root", default=os.environ.get("DEEPFAKEBENCH_ROOT"),
                    help="the DeepfakeBench checkout (default: $DEEPFAKEBENCH_ROOT)")
     p.add_argument("--cpu", action="store_true", help="opt-in CPU mode for test.py (see docs/deepfakebench.md)")
@@ -401,8 +421,10 @@ def build_parser():
     p.add_argument("--results_dir", help="where test results are written (default: the config's log_dir)")
     p.add_argument("--no-localization", dest="localization", action="store_false")
     p.add_argument("--no-convert_weights", dest="convert_weights", action="store_false")
-    p.add_argument("--python", default=os.environ.get("DEEPFAKEBENCH_PYTHON"),
-                   help="the interpreter of the checkout's environment (default: $DEEPFAKEBENCH_PYTHON or this one)")
+    p.add_argument("--python", default=None,
+                   help="the interpreter of the checkout's environment (default: $DEEPFAKEBENCH_PYTHON, else the one "
+                        "`declip dfb setup` recorded for the checkout, else this one)")
+    p.add_argument("--venv", help="setup: the environment's folder (default: <checkout>-venv beside the checkout)")
     p.set_defaults(func=cmd_dfb, dfb_args=[])
 
     p = sub.add_parser("export-dfb", help="write a dataset as a DeepfakeBench dataset JSON + frame/mask tree")

@@ -304,7 +304,7 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
         "localization": bool(localization), "skip_detectors": sorted(skip),
         "results_dir": os.path.abspath(os.path.expanduser(str(results_dir))) if results_dir else None,
     }
-    python = python or os.environ.get(ENV_PYTHON) or sys.executable
+    python = choose_python(python, root)
     if mode == "train":
         _require_cuda(python, root, env)
     with tempfile.TemporaryDirectory(prefix="declip-dfb-") as workdir:
@@ -313,6 +313,19 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
             spec["argv"] = _convert_weights_if_needed(argv, root, det_file, workdir)
         spec["status_file"] = os.path.join(workdir, "status.json")
         return _run_child(spec, python, root, env, cpu)
+
+
+def choose_python(python, root):
+    """``python``, else $DEEPFAKEBENCH_PYTHON, else the interpreter `declip dfb setup` recorded for
+    ``root``, else this one."""
+    from .environment import recorded_python
+
+    chosen = python or os.environ.get(ENV_PYTHON) or recorded_python(root)
+    if chosen:
+        return chosen
+    logger.info("no --python, $%s or environment recorded by `declip dfb setup` for %s: running the checkout "
+                "under %s", ENV_PYTHON, root, sys.executable)
+    return sys.executable
 
 
 def _plugin_detector_sources():
