@@ -189,11 +189,24 @@ def cmd_plugins(args):
     from .plugins import get_plugin_manager, get_registry
 
     pm = get_plugin_manager()
+    inside, host = {}, {}
+    if args.bench_root:  # the names our detectors run under in that checkout (its own keep theirs)
+        from .integrations.deepfakebench import validate_checkout
+        from .integrations.deepfakebench.launcher import names_in_checkout
+
+        host = validate_checkout(args.bench_root)["host_detectors"]
+        inside = names_in_checkout(host)
     for kind in ("detectors", "datasets", "metrics"):
         reg = get_registry(kind)
         print(f"{kind}:")
         for name in reg.names():
-            print(f"  {name:24s} {reg.source(name)}")
+            note = ""
+            if kind == "detectors" and name in inside:
+                note = (f"  (the checkout's {host[name]} keeps this name; "
+                        + (f"ours runs as {inside[name]})" if inside[name] else "ours runs under its other name)"))
+            print(f"  {name:24s} {reg.source(name)}{note}")
+    if args.bench_root:
+        print(f"the checkout registers {len(host)} detector(s) of its own: {', '.join(sorted(host))}")
     print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
     return 0
 
@@ -463,6 +476,8 @@ def build_parser():
     p.set_defaults(func=cmd_config_keys)
 
     p = sub.add_parser("plugins", help="the installed plugins and what each registers")
+    p.add_argument("--bench_root", "--bench-root", dest="bench_root",
+                   help="a DeepfakeBench checkout (or fork): also the names our detectors run under in it")
     p.set_defaults(func=cmd_plugins)
     return parser
 

@@ -332,13 +332,83 @@ def test_dict_registry_is_accepted(tmp_path):
     assert dfb.validate_checkout(root)["registry_kind"] == "dict"
 
 
-def test_name_clash_with_the_checkout_is_an_error_for_the_detector_run(tmp_path):
-    root = make_checkout(tmp_path / "c", host_detector="declip")
+def test_our_names_a_checkout_registers_too_run_under_a_stated_alternative():
+    # DeepFakesDetection registers clip_enhanced, clip_stan and timesformer itself: its own stay
+    fork = {"clip_enhanced": "training/detectors/clip_enhanced.py", "clip_stan": "training/detectors/clip_stan.py",
+            "timesformer": "training/detectors/timesformer_detector.py", "xception": "x.py"}
+    assert launcher.names_in_checkout(fork) == {"clip_enhanced": "clip_enhanced_plugin",
+                                                "clip_stan": "clip_stan_plugin", "timesformer": None}
+    assert launcher.names_in_checkout({"xception": "x.py"}) == {}
+    with pytest.raises(DeclipError, match="'declip' .* and so is its alternative 'declip_plugin'"):
+        launcher.names_in_checkout({"declip": "a.py", "declip_plugin": "b.py"})
+
+
+def test_the_renamed_detectors_are_registered_under_their_alternative_names():
+    class Registry(dict):
+        pass
+
+    registry, state = Registry(), patches.HostState({})
+    detectors = bootstrap.plugin_detectors()
+    spec = {"rename": {"clip_enhanced": "clip_enhanced_plugin", "timesformer": None}}
+    renamed = {spec["rename"].get(n, n): d for n, d in detectors.items() if spec["rename"].get(n, n)}
+    bootstrap.register_into(registry, renamed)
+    assert registry["clip_enhanced_plugin"] is detectors["clip_enhanced"][0] and "clip_enhanced" not in registry
+    assert "timesformer" not in registry and registry["timesformer_effb0"] is detectors["timesformer"][0]
+
+
+def test_plugins_lists_the_names_ours_run_under_in_a_checkout(tmp_path, capsys):
+    from declip_plugin import cli
+
+    root = make_checkout(tmp_path / "fork", host_detector="clip_enhanced")
+    assert cli.main(["plugins", "--bench_root", root]) == 0
+    out = capsys.readouterr().out
+    assert "clip_enhanced_plugin" in out and "training/detectors/host_detector.py" in out
+    line = next(ln for ln in out.splitlines() if ln.split()[:1] == ["clip_enhanced"])
+    assert "runs as clip_enhanced_plugin" in line
+
+
+def test_a_fork_import_the_environment_lacks_is_one_line(tmp_path):
+    root = make_checkout(tmp_path / "fork")
+    with open(os.path.join(root, "training", "test.py"), "a", encoding="utf-8") as f:
+        f.write("\nimport no_such_module_of_a_fork\n")
     det = _yaml(tmp_path / "det.yaml", TINY)
-    with pytest.raises(DeclipError, match="'declip' .* also registered by the checkout"):
-        dfb.launch(root, "test", ["--detector_path", det])
-    # another model: ours stays unregistered, the checkout's is kept
-    assert launcher._clashes({"declip": "builtin"}, {"declip": "f.py"}, "xception") == {"declip"}
+    with pytest.raises(DeclipError, match=r"no_such_module_of_a_fork \(imported by training/test.py\); run "
+                                          r"`declip dfb setup --bench_root "):
+        dfb.launch(root, "test", ["--detector_path", det], cpu=True)
+
+
+def test_the_dataset_whitelist_of_a_fork_is_one_line():
+    err = bootstrap.host_error(ValueError("Dataset demo-telea not found."), {"root": "/x"})
+    assert "refused 'demo-telea'" in str(err) and "--name UADFV" in str(err)
+    assert bootstrap.host_error(ValueError("something else"), {"root": "/x"}) is None
+
+
+def test_test_without_cpu_on_a_machine_without_cuda_is_refused_up_front(checkout, tmp_path, capsys):
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from declip_plugin import cli
+
+    det = _yaml(tmp_path / "det.yaml", TINY)
+    rc = cli.main(["dfb", "test", "--bench_root", checkout, "--python", sys.executable, "--", "--detector_path", det])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: DeepfakeBench's training/test.py imports its dataset package, which needs CUDA")
+    assert "pass --cpu" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", ["test", "train"])
+def test_the_fork_deepfakesdetection_has_every_wrapped_function(tmp_path_factory, mode):
+    from dfb_support import fork_root
+
+    root = fork_root(tmp_path_factory)
+    info = dfb.validate_checkout(root, mode=mode)  # its signatures are DeepfakeBench's: it runs
+    assert {"clip_enhanced", "clip_stan", "timesformer"} <= set(info["host_detectors"])
+    assert launcher.names_in_checkout(info["host_detectors"]) == {
+        "clip_enhanced": "clip_enhanced_plugin", "clip_stan": "clip_stan_plugin", "timesformer": None}
 
 
 def test_cpu_training_is_refused(checkout):
