@@ -292,6 +292,40 @@ def test_train_py_trainer_logs_the_config_that_runs_and_localization(dfb, demo_d
     assert loc["host"].startswith("DeepfakeBench Trainer") and loc["metrics"]["n_manipulated"] == 3
     line = _one_line(log, f"dataset: {DATASET}    localization (declip_plugin): ")
     assert f"iou: {loc['metrics']['iou']}" in line and f"pixel_ap: {loc['metrics']['pixel_ap']}" in line
+    _trainer_checkpoint_works_here(summary, demo_data, folder, dfb_metrics, tmp_path, logs)
+
+
+def _trainer_checkpoint_works_here(summary, demo_data, folder, dfb_metrics, tmp_path, logs):
+    """Round trip there -> here: the Trainer's ckpt_best.pth (a plain state dict of the detector) in
+    `declip test` (the same predictions as the Trainer's test round: the images are at the model's
+    resolution, so both loaders feed the same pixels), `predict`, `leaderboard` and `report`."""
+    ckpt = os.path.join(folder, "ckpt_best.pth")
+    ours_dir = str(tmp_path / "ours")
+    common = ["--data_root", demo_data, "--device", "cpu", "--opt", "workers=0", "--opt", "precision=fp32"]
+    assert _declip("test", "--detector_path", summary["yaml"], "--weights_path", ckpt, "--test_dataset", DATASET,
+                   "--log_dir", ours_dir, "--opt", "include_real=true", *common) == 0
+    ours = _our_test_scores(_one(os.path.join(ours_dir, "*")))
+    theirs = _per_label(dfb_metrics["pred"], dfb_metrics["label"])
+    for label in (0, 1):
+        assert theirs[label] == pytest.approx(ours[label], abs=1e-4)
+    image = summary["sources"][next(k for k in summary["sources"] if k.endswith("fake_test_00000"))]["image"]
+    pred_dir = str(tmp_path / "pred")
+    assert _declip("predict", image, "--weights_path", ckpt, "--detector_path", summary["yaml"], "--out", pred_dir,
+                   "--device", "cpu") == 0
+    with open(os.path.join(pred_dir, "predictions.json"), encoding="utf-8") as f:
+        record = json.load(f)["predictions"][0]
+    # the same image in the Trainer's test round: its score among the fake ones
+    assert min(abs(record["prob_fake"] - p) for p in theirs[1]) < 1e-4
+    from declip_plugin.leaderboard import collect
+
+    entries = [e for e in collect([logs, ours_dir]) if e.dataset == DATASET]  # the Trainer adds an 'avg' too
+    assert len(entries) == 2
+    trainer = next(e for e in entries if e.source.endswith("metric_dict_best.pickle") and e.source.startswith(logs))
+    assert trainer.metrics["auc"] == pytest.approx(dfb_metrics["auc"])
+    report = str(tmp_path / "report.html")
+    assert _declip("report", logs, ours_dir, "--out", report) == 0
+    with open(report, encoding="utf-8") as f:
+        assert DATASET in f.read()
 
 
 def _one_line(text, start):
