@@ -202,8 +202,7 @@ def cmd_plugins(args):
         for name in reg.names():
             note = ""
             if kind == "detectors" and name in inside:
-                note = (f"  (the checkout's {host[name]} keeps this name; "
-                        + (f"ours runs as {inside[name]})" if inside[name] else "ours runs under its other name)"))
+                note = f"  (the checkout's {host[name]} keeps this name; ours runs as {inside[name]})"
             print(f"  {name:24s} {reg.source(name)}{note}")
     if args.bench_root:
         print(f"the checkout registers {len(host)} detector(s) of its own: {', '.join(sorted(host))}")

@@ -337,7 +337,7 @@ def test_our_names_a_checkout_registers_too_run_under_a_stated_alternative():
     fork = {"clip_enhanced": "training/detectors/clip_enhanced.py", "clip_stan": "training/detectors/clip_stan.py",
             "timesformer": "training/detectors/timesformer_detector.py", "xception": "x.py"}
     assert launcher.names_in_checkout(fork) == {"clip_enhanced": "clip_enhanced_plugin",
-                                                "clip_stan": "clip_stan_plugin", "timesformer": None}
+                                                "clip_stan": "clip_stan_plugin", "timesformer": "timesformer_effb0"}
     assert launcher.names_in_checkout({"xception": "x.py"}) == {}
     with pytest.raises(DeclipError, match="'declip' .* and so is its alternative 'declip_plugin'"):
         launcher.names_in_checkout({"declip": "a.py", "declip_plugin": "b.py"})
@@ -349,9 +349,9 @@ def test_the_renamed_detectors_are_registered_under_their_alternative_names():
 
     registry, state = Registry(), patches.HostState({})
     detectors = bootstrap.plugin_detectors()
-    spec = {"rename": {"clip_enhanced": "clip_enhanced_plugin", "timesformer": None}}
-    renamed = {spec["rename"].get(n, n): d for n, d in detectors.items() if spec["rename"].get(n, n)}
-    bootstrap.register_into(registry, renamed)
+    rename = {"clip_enhanced": "clip_enhanced_plugin", "timesformer": "timesformer_effb0"}
+    state.registry = registry
+    bootstrap.register_into(registry, bootstrap.as_named_in_checkout(detectors, rename))
     assert registry["clip_enhanced_plugin"] is detectors["clip_enhanced"][0] and "clip_enhanced" not in registry
     assert "timesformer" not in registry and registry["timesformer_effb0"] is detectors["timesformer"][0]
 
@@ -408,7 +408,7 @@ def test_the_fork_deepfakesdetection_has_every_wrapped_function(tmp_path_factory
     info = dfb.validate_checkout(root, mode=mode)  # its signatures are DeepfakeBench's: it runs
     assert {"clip_enhanced", "clip_stan", "timesformer"} <= set(info["host_detectors"])
     assert launcher.names_in_checkout(info["host_detectors"]) == {
-        "clip_enhanced": "clip_enhanced_plugin", "clip_stan": "clip_stan_plugin", "timesformer": None}
+        "clip_enhanced": "clip_enhanced_plugin", "clip_stan": "clip_stan_plugin", "timesformer": "timesformer_effb0"}
 
 
 def test_cpu_training_is_refused(checkout):

@@ -123,6 +123,13 @@ def register_into(registry, detectors, where="metrics.registry.DETECTOR"):
     return done
 
 
+def as_named_in_checkout(detectors, rename):
+    """``detectors`` keyed by the names they run under in the checkout (``rename``: ours -> that name,
+    from launcher.names_in_checkout); the checkout's own keep the names they share with ours."""
+    rename = rename or {}
+    return {rename.get(n, n): d for n, d in detectors.items()}
+
+
 def plugin_detectors():
     """{name: (class, source label)} of every detector our plugin manager knows."""
     from ...plugins import build_registries, create_plugin_manager
@@ -175,8 +182,7 @@ def _register(spec, state):
     except Exception as e:  # noqa: BLE001 - a broken plugin: say which step failed
         raise BootstrapError(f"loading the plugins of entry-point group 'deepfakebench' failed: "
                              f"{type(e).__name__}: {e}") from None
-    rename = spec.get("rename") or {}  # ours -> the name it runs under (None: a twin name of ours does)
-    detectors = {rename.get(n, n): d for n, d in detectors.items() if rename.get(n, n)}
+    detectors = as_named_in_checkout(detectors, spec.get("rename"))
     registered = register_into(registry, detectors)
     state.registry, state.ours = registry, {n: detectors[n][0] for n in registered}
     return registered

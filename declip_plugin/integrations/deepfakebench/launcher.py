@@ -346,9 +346,9 @@ ALIAS_SUFFIX = "_plugin"
 
 
 def names_in_checkout(host_detectors):
-    """{our detector name: the name it is registered under in the checkout, or None when another of
-    our names for the same class is registered instead} for our names the checkout registers too
-    (its detector keeps the name). E.g. DeepFakesDetection registers clip_enhanced, clip_stan and
+    """{our detector name: the name it runs under in the checkout} for our names the checkout
+    registers too (its detector keeps the name): another of our names for the same class when one is
+    free, else ``<name>_plugin``. E.g. DeepFakesDetection registers clip_enhanced, clip_stan and
     timesformer: ours run as clip_enhanced_plugin, clip_stan_plugin and timesformer_effb0."""
     from ...plugins import build_registries, create_plugin_manager
 
@@ -360,7 +360,7 @@ def names_in_checkout(host_detectors):
             continue
         twins = [n for n, c in classes.items() if c is cls and n != name and n not in host_detectors]
         if twins:
-            out[name] = None
+            out[name] = twins[0]
             continue
         alias = name + ALIAS_SUFFIX
         if alias in host_detectors or alias in classes:
@@ -368,8 +368,7 @@ def names_in_checkout(host_detectors):
                               f"({host_detectors[name]}) and so is its alternative {alias!r}: rename the plugin's detector")
         out[name] = alias
     for name, alias in out.items():
-        logger.info("the checkout registers %r itself (%s): ours runs as %r", name, host_detectors[name],
-                    alias or next(n for n, c in classes.items() if c is classes[name] and n not in host_detectors))
+        logger.info("the checkout registers %r itself (%s): ours runs as %r", name, host_detectors[name], alias)
     return out
 
 
