@@ -666,3 +666,45 @@ def test_detector_yaml_has_the_keys_deepfakebench_reads(name, mode):
         cfg = yaml.safe_load(f)
     problems = dfb.dfb_config_problems(cfg, mode)
     assert not problems, f"configs/detector/{name} in DeepfakeBench's {mode}.py: {'; '.join(problems)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# declip dfb setup (environment.py): what a checkout imports, the recorded interpreter
+# ---------------------------------------------------------------------------------------------
+def test_the_forks_extra_imports_are_found_by_following_its_scripts(tmp_path_factory, real_checkout):
+    from declip_plugin.integrations.deepfakebench.environment import IMPORT_PACKAGES, external_imports
+    from dfb_support import fork_root
+
+    base, fork = external_imports(real_checkout), external_imports(fork_root(tmp_path_factory))
+    extra = {n: f for n, f in fork.items() if n not in base}
+    assert set(extra) == {"dataclasses", "pandas", "peft", "seaborn", "tensorboardX"}
+    assert extra["seaborn"] == extra["pandas"] == "training/test.py"
+    assert extra["tensorboardX"] == "training/detectors/rfm_detector.py"
+    assert extra["peft"] in ("training/detectors/clip_stan.py", "training/detectors/clip_enhanced.py")
+    assert {"torch", "cv2", "albumentations", "imgaug", "dlib", "lmdb", "transformers"} <= set(base)
+    assert "slowfast" not in base and "training" not in base  # the checkout's own modules
+    assert {"pandas", "peft", "seaborn", "tensorboardX"} <= set(IMPORT_PACKAGES)  # dataclasses: stdlib
+
+
+def test_the_interpreter_setup_recorded_is_the_one_dfb_uses(tmp_path, monkeypatch, checkout):
+    from declip_plugin.integrations.deepfakebench.environment import record_python
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("DEEPFAKEBENCH_PYTHON", raising=False)
+    exe = tmp_path / "venv" / "bin" / "python"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("")
+    assert launcher.choose_python(None, checkout) != str(exe)
+    record_python(checkout, str(exe))
+    assert launcher.choose_python(None, checkout) == str(exe)
+    assert launcher.choose_python("/other/python", checkout) == "/other/python"
+    monkeypatch.setenv("DEEPFAKEBENCH_PYTHON", "/env/python")
+    assert launcher.choose_python(None, checkout) == "/env/python"
+
+
+def test_setup_refuses_a_venv_folder_that_is_not_one(tmp_path, checkout):
+    from declip_plugin.integrations.deepfakebench.environment import setup_environment
+
+    (tmp_path / "notavenv").mkdir()
+    with pytest.raises(ConfigError, match="is not a virtual environment"):
+        setup_environment(checkout, str(tmp_path / "notavenv"))
