@@ -232,8 +232,12 @@ def _create_venv(venv, host_site):
     if not os.path.isfile(python):
         logger.info("creating the virtual environment %s (Python %s)", venv, sys.version.split()[0])
         _run([sys.executable, "-m", "venv", venv], f"python -m venv {venv}")
-    site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                f"{python} (the new environment)").strip()
+    version, site = _run([python, "-c", "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); "
+                                        "print(sysconfig.get_paths()['purelib'])"],
+                         f"{python} (the environment)").split()
+    if version != "%d.%d" % sys.version_info[:2]:
+        raise ConfigError(f"--venv {venv} runs Python {version}, but the packages it would reuse (torch, this "
+                          f"plugin) are installed for Python {sys.version.split()[0]}: choose another --venv folder")
     # after this environment's own site-packages (so numpy<2 etc. win), the current one's, with its
     # .pth files (an editable install of this package)
     atomic_write_text(os.path.join(site, "zz_declip_host_site.pth"), f"import site; site.addsitedir({host_site!r})\n")

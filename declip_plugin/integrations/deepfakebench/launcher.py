@@ -274,30 +274,9 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
         over = {**data_over, **over}
     elif lmdb is not None:
         over.setdefault("lmdb", bool(lmdb))
-    _, det_path = _argv_value(argv, "--detector_path")
-    det_file, model_name = None, None
-    if det_path is None:
-        logger.warning("no --detector_path given: training/%s.py uses its built-in default path", mode)
-    else:
-        det_file = det_path if os.path.isabs(det_path) else os.path.join(root, det_path)
-        if not os.path.isfile(det_file):
-            logger.warning("--detector_path %s not found (relative paths are relative to %s)", det_path, root)
-            det_file = None
-    ours = _plugin_detector_sources()
-    if det_file is not None:
-        from ...config import merge
-
-        det_cfg = _read_yaml(det_file)
-        label_dict_extra = {**(det_cfg.get("label_dict") or {}), **label_dict_extra}
-        problems = dfb_config_problems(merge(det_cfg, over), mode)
-        if problems:
-            logger.warning("%s may not run in DeepfakeBench's %s.py: %s", det_path, mode, "; ".join(problems))
-        model_name = det_cfg.get("model_name")
-        if model_name and model_name not in ours and model_name not in info["host_detectors"]:
-            logger.warning("model_name %r of %s is neither one of our detectors (%s) nor registered by the "
-                           "checkout", model_name, det_path, ", ".join(sorted(ours)) or "none")
+    det_path, det_file, model_name, label_dict_extra = _detector_yaml(argv, root, mode, over, label_dict_extra, info)
     rename = names_in_checkout(info["host_detectors"])
-    if model_name in rename and model_name in info["host_detectors"]:
+    if model_name in rename:
         logger.warning("model_name %r of %s is the checkout's own detector (%s), which runs; ours runs as %r (set "
                        "model_name: %s to run it)", model_name, det_path, info["host_detectors"][model_name],
                        rename[model_name], rename[model_name])
@@ -318,6 +297,33 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
             spec["argv"] = _convert_weights_if_needed(argv, root, det_file, workdir)
         spec["status_file"] = os.path.join(workdir, "status.json")
         return _run_child(spec, python, root, env, cpu)
+
+
+def _detector_yaml(argv, root, mode, over, label_dict_extra, info):
+    """The --detector_path the script gets: (as passed, the file or None, its model_name, label_dict
+    with its entries added); warns about what may not run."""
+    _, det_path = _argv_value(argv, "--detector_path")
+    det_file, model_name = None, None
+    if det_path is None:
+        logger.warning("no --detector_path given: training/%s.py uses its built-in default path", mode)
+        return det_path, det_file, model_name, label_dict_extra
+    det_file = det_path if os.path.isabs(det_path) else os.path.join(root, det_path)
+    if not os.path.isfile(det_file):
+        logger.warning("--detector_path %s not found (relative paths are relative to %s)", det_path, root)
+        return det_path, None, model_name, label_dict_extra
+    from ...config import merge
+
+    ours = _plugin_detector_sources()
+    det_cfg = _read_yaml(det_file)
+    label_dict_extra = {**(det_cfg.get("label_dict") or {}), **label_dict_extra}
+    problems = dfb_config_problems(merge(det_cfg, over), mode)
+    if problems:
+        logger.warning("%s may not run in DeepfakeBench's %s.py: %s", det_path, mode, "; ".join(problems))
+    model_name = det_cfg.get("model_name")
+    if model_name and model_name not in ours and model_name not in info["host_detectors"]:
+        logger.warning("model_name %r of %s is neither one of our detectors (%s) nor registered by the "
+                       "checkout", model_name, det_path, ", ".join(sorted(ours)) or "none")
+    return det_path, det_file, model_name, label_dict_extra
 
 
 def choose_python(python, root):
