@@ -708,3 +708,15 @@ def test_setup_refuses_a_venv_folder_that_is_not_one(tmp_path, checkout):
     (tmp_path / "notavenv").mkdir()
     with pytest.raises(ConfigError, match="is not a virtual environment"):
         setup_environment(checkout, str(tmp_path / "notavenv"))
+
+
+def test_imports_in_functions_and_try_blocks_are_not_required(tmp_path):
+    from declip_plugin.integrations.deepfakebench.environment import external_imports
+
+    root = make_checkout(tmp_path / "c")
+    with open(os.path.join(root, "training", "test.py"), "a", encoding="utf-8") as f:
+        f.write("\ntry:\n    import optional_thing\nexcept ImportError:\n    optional_thing = None\n"
+                "def later():\n    import only_when_called\nif True:\n    import needed_at_import\n")
+    found = external_imports(root)
+    assert "needed_at_import" in found and "yaml" in found
+    assert "optional_thing" not in found and "only_when_called" not in found

@@ -73,15 +73,32 @@ def _module_file(base, parts):
     return None
 
 
+def _import_time_nodes(node):
+    """The statements that run when the module is imported: not function bodies, not ``try`` bodies
+    (an import there may be optional)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        yield child
+        if isinstance(child, ast.Try):
+            for part in (child.orelse, child.finalbody):
+                for stmt in part:
+                    yield stmt
+                    yield from _import_time_nodes(stmt)
+            continue
+        yield from _import_time_nodes(child)
+
+
 def _imports_of(path):
-    """(absolute module names, (level, module, names) of relative imports) in ``path``."""
+    """(absolute module names, (level, module, names) of relative imports) that run when ``path`` is
+    imported."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             tree = ast.parse(f.read(), filename=path)
     except (OSError, SyntaxError, ValueError):
         return [], []
     absolute, relative = [], []
-    for node in ast.walk(tree):
+    for node in _import_time_nodes(tree):
         if isinstance(node, ast.Import):
             absolute += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
