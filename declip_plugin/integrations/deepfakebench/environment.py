@@ -55,7 +55,7 @@ REQUIREMENTS = (
 #: extras; DeepFakesDetection: seaborn, tensorboardX, peft, pandas). Pins keep numpy < 2.
 IMPORT_PACKAGES = {
     "seaborn": "seaborn==0.13.2", "tensorboardX": "tensorboardX==2.6.4", "peft": "peft==0.18.1",
-    "pandas": "pandas<2.3", "matplotlib": "matplotlib<3.11", "sklearn": "scikit-learn", "skimage": "scikit-image",
+    "pandas": "pandas<2.3", "matplotlib": "matplotlib", "sklearn": "scikit-learn", "skimage": "scikit-image",
     "yaml": "pyyaml", "PIL": "pillow", "cv2": "opencv-python==4.10.0.84", "dlib": "dlib-bin==20.0.1.post1",
     "lmdb": "lmdb", "scipy": "scipy", "tqdm": "tqdm", "timm": "timm", "imutils": "imutils", "filterpy": "filterpy",
 }
