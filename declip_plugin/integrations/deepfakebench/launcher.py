@@ -288,9 +288,9 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
         "results_dir": os.path.abspath(os.path.expanduser(str(results_dir))) if results_dir else None,
     }
     python = choose_python(python, root)
-    _require_imports(python, root)
     if mode == "train" or not spec["stub_datasets"]:
         _require_cuda(python, root, env, mode)
+    _require_imports(python, root)
     with tempfile.TemporaryDirectory(prefix="declip-dfb-") as workdir:
         spec["serve"] = prepare_configs(mode, root, det_file, det_path, over, label_dict_extra, workdir)
         if mode == "test" and convert_weights:
