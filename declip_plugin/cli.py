@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import DeclipError, one_line
+from .errors import ConfigError, DeclipError, one_line
 
 logger = logging.getLogger("declip_plugin.cli")
 
@@ -138,10 +138,29 @@ def cmd_leaderboard(args):
 def cmd_dfb(args):
     from .integrations.deepfakebench import launch
 
+    if args.mode == "setup":
+        return _dfb_setup(args)
+    if args.venv:
+        raise ConfigError("--venv is for `declip dfb setup`; train/test take the interpreter from --python, "
+                          "$DEEPFAKEBENCH_PYTHON or the one `declip dfb setup` recorded")
     return launch(args.bench_root, args.mode, args.dfb_args, cpu=args.cpu, stub_datasets=args.stub_datasets or None,
                   data_dir=args.data, lmdb=args.lmdb,
                   overrides=args.opt, results_dir=args.results_dir, localization=args.localization,
                   convert_weights=args.convert_weights, python=args.python)
+
+
+def _dfb_setup(args):
+    from .integrations.deepfakebench.environment import setup_environment
+
+    if args.dfb_args:
+        raise ConfigError(f"`declip dfb setup` takes no script arguments after `--` (got {' '.join(args.dfb_args)})")
+    env = setup_environment(args.bench_root, args.venv)
+    print(f"DeepfakeBench environment ready: {env['python']}")
+    print(f"  checkout {env['root']}; installed now: {', '.join(env['installed']) or 'nothing (all present)'}")
+    print(f"  {env['report']}")
+    print(f"  recorded in {env['recorded']}: `declip dfb --bench_root {env['root']} test|train ...` uses it;")
+    print(f"  elsewhere: export DEEPFAKEBENCH_PYTHON={env['python']}")
+    return 0
 
 
 def cmd_export_dfb(args):
@@ -189,11 +208,23 @@ def cmd_plugins(args):
     from .plugins import get_plugin_manager, get_registry
 
     pm = get_plugin_manager()
+    inside, host = {}, {}
+    if args.bench_root:  # the names our detectors run under in that checkout (its own keep theirs)
+        from .integrations.deepfakebench import validate_checkout
+        from .integrations.deepfakebench.launcher import names_in_checkout
+
+        host = validate_checkout(args.bench_root)["host_detectors"]
+        inside = names_in_checkout(host)
     for kind in ("detectors", "datasets", "metrics"):
         reg = get_registry(kind)
         print(f"{kind}:")
         for name in reg.names():
-            print(f"  {name:24s} {reg.source(name)}")
+            note = ""
+            if kind == "detectors" and name in inside:
+                note = f"  (the checkout's {host[name]} keeps this name; ours runs as {inside[name]})"
+            print(f"  {name:24s} {reg.source(name)}{note}")
+    if args.bench_root:
+        print(f"the checkout registers {len(host)} detector(s) of its own: {', '.join(sorted(host))}")
     print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
     return 0
 
@@ -409,7 +440,8 @@ def build_parser():
     p = sub.add_parser("dfb", help="run a real DeepfakeBench checkout's own train.py / test.py with the plugins "
                                    "registered; its arguments follow `--`",
                        description="declip dfb [options] train|test -- [DeepfakeBench's train.py/test.py arguments]")
-    p.add_argument("mode", choices=["train", "test"])
+    p.add_argument("mode", choices=["train", "test", "setup"],
+                   help="setup: build (or check) an environment for the checkout and record it")
     p.add_argument("--bench_root", "--bench-root", dest="bench_root", default=os.environ.get("DEEPFAKEBENCH_ROOT"),
                    help="the DeepfakeBench checkout (default: $DEEPFAKEBENCH_ROOT)")
     p.add_argument("--cpu", action="store_true", help="opt-in CPU mode for test.py (see docs/deepfakebench.md)")
@@ -424,8 +456,10 @@ def build_parser():
     p.add_argument("--results_dir", help="where test results are written (default: the config's log_dir)")
     p.add_argument("--no-localization", dest="localization", action="store_false")
     p.add_argument("--no-convert_weights", dest="convert_weights", action="store_false")
-    p.add_argument("--python", default=os.environ.get("DEEPFAKEBENCH_PYTHON"),
-                   help="the interpreter of the checkout's environment (default: $DEEPFAKEBENCH_PYTHON or this one)")
+    p.add_argument("--python", default=None,
+                   help="the interpreter of the checkout's environment (default: $DEEPFAKEBENCH_PYTHON, else the one "
+                        "`declip dfb setup` recorded for the checkout, else this one)")
+    p.add_argument("--venv", help="setup: the environment's folder (default: <checkout>-venv beside the checkout)")
     p.set_defaults(func=cmd_dfb, dfb_args=[])
 
     p = sub.add_parser("export-dfb", help="write a dataset as a DeepfakeBench dataset JSON + frame/mask tree")
@@ -468,6 +502,8 @@ def build_parser():
     p.set_defaults(func=cmd_config_keys)
 
     p = sub.add_parser("plugins", help="the installed plugins and what each registers")
+    p.add_argument("--bench_root", "--bench-root", dest="bench_root",
+                   help="a DeepfakeBench checkout (or fork): also the names our detectors run under in it")
     p.set_defaults(func=cmd_plugins)
     return parser
 

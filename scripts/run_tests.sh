@@ -16,7 +16,8 @@ rc=$?
 set -e
 dfb_ready=0
 if [ "$rc" -eq 0 ]; then
-    export DEEPFAKEBENCH_ROOT=$PWD/.dfb/DeepfakeBench DEEPFAKEBENCH_PYTHON=$PWD/.dfb/venv/bin/python
+    export DEEPFAKEBENCH_ROOT=$PWD/.dfb/DeepfakeBench DEEPFAKEBENCH_PYTHON=$PWD/.dfb/venv/bin/python \
+        DEEPFAKESDETECTION_ROOT=$PWD/.dfb/DeepFakesDetection
     dfb_ready=1
 elif [ "$rc" -eq 3 ] && [ "${CI:-}" != "true" ]; then
     echo "[tests] no reference snapshots: the real-checkout tests and the parity check are skipped"

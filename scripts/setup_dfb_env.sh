@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The DeepfakeBench checkout, its CPU environment and the official DeCLIP code, for the real-checkout
-# tests (tests/test_integration_dfb_real.py) and the parity check (scripts/parity_official.py).
+# The DeepfakeBench checkout, its fork DeepFakesDetection, their CPU environment and the official DeCLIP
+# code, for the real-checkout tests (tests/test_integration_dfb_real.py) and the parity check
+# (scripts/parity_official.py).
 #
 #   bash scripts/setup_dfb_env.sh
 #
-# Unpacks ../shared/reference/DeepfakeBench-*.tar.gz and DeCLIP-*.tar.gz (or $DECLIP_REFERENCE_DIR)
-# into .dfb/, and builds .dfb/venv: DeepfakeBench's requirements that run on a CPU
-# (scripts/dfb-requirements.txt), with the project's .venv (torch, open_clip, this package) visible
-# after its own packages through a .pth file, so torch is not installed twice.
+# Unpacks ../shared/reference/{DeepfakeBench,DeCLIP,DeepFakesDetection}-*.tar.gz (or $DECLIP_REFERENCE_DIR)
+# into .dfb/, and builds .dfb/venv with `declip dfb setup` (once per checkout; the second adds the
+# fork's extra imports), with the project's .venv (torch, open_clip, this package) visible after its
+# own packages, so torch is not installed twice. The interpreters are recorded in .dfb/config/.
 # Exit status: 0 ready; 3 a snapshot is missing (a failure when CI=true); else the failing step's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +22,10 @@ snapshot() {  # newest $REF/<name>-*.tar.gz
 }
 DFB_TAR=$(snapshot DeepfakeBench)
 DECLIP_TAR=$(snapshot DeCLIP)
-if [ -z "$DFB_TAR" ] || [ -z "$DECLIP_TAR" ]; then
-    echo "[dfb-setup] no DeepfakeBench / DeCLIP snapshot in $REF (found: '${DFB_TAR}' '${DECLIP_TAR}')" >&2
+FORK_TAR=$(snapshot DeepFakesDetection)
+if [ -z "$DFB_TAR" ] || [ -z "$DECLIP_TAR" ] || [ -z "$FORK_TAR" ]; then
+    echo "[dfb-setup] no DeepfakeBench / DeCLIP / DeepFakesDetection snapshot in $REF (found: '${DFB_TAR}'" \
+         "'${DECLIP_TAR}' '${FORK_TAR}')" >&2
     exit 3
 fi
 
@@ -40,29 +43,17 @@ unpack() {  # unpack $1 into $OUT (it holds folder $2) unless this snapshot is a
 }
 unpack "$DFB_TAR" DeepfakeBench
 unpack "$DECLIP_TAR" DeCLIP
+unpack "$FORK_TAR" DeepFakesDetection
 
-MAIN_SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-DVENV=$OUT/venv
-stamp="$DVENV/declip-requirements.stamp"
-want="$(cat scripts/dfb-requirements.txt) | $MAIN_SITE"
-if [ -x "$DVENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    echo "[dfb-setup] reusing $DVENV"
-else
-    rm -rf "$DVENV"
-    "$VENV/bin/python" -m venv "$DVENV"
-    site=$("$DVENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    # after this venv's own site-packages (so numpy<2 etc. win), the project's, with its .pth files
-    # (the editable install of this package)
-    echo "import site; site.addsitedir('$MAIN_SITE')" > "$site/zz_declip_project_venv.pth"
-    log="$DVENV/pip-install.log"
-    echo "[dfb-setup] installing DeepfakeBench's CPU requirements into $DVENV (scripts/dfb-requirements.txt)"
-    if ! "$DVENV/bin/python" -m pip install --disable-pip-version-check -q -r scripts/dfb-requirements.txt >"$log" 2>&1; then
-        cat "$log" >&2
-        echo "[dfb-setup] pip install failed (log: $log)" >&2
+# the environment: `declip dfb setup` (DeepfakeBench's CPU-tested pins, torch and this package from
+# $VENV through a .pth file); run again for the fork, it adds what the fork imports beyond them
+for checkout in DeepfakeBench DeepFakesDetection; do
+    if ! XDG_CONFIG_HOME=$PWD/$OUT/config "$VENV/bin/python" -m declip_plugin dfb setup --bench_root "$OUT/$checkout" \
+            --venv "$OUT/venv" | sed 's/^/[dfb-setup] /'; then
+        echo "[dfb-setup] declip dfb setup failed for $OUT/$checkout" >&2
         exit 1
     fi
-    echo "$want" > "$stamp"
-fi
+done
 # the checkout's dataset package imports (the two CPU-unimportable modules stubbed); its detectors are
 # imported by the tests' first run
 if ! check=$(cd "$OUT/DeepfakeBench" && CUDA_VISIBLE_DEVICES= PYTHONPATH="training${PYTHONPATH:+:$PYTHONPATH}" \
@@ -74,7 +65,7 @@ print("[dfb-setup] ready: numpy", numpy.__version__, "| opencv", cv2.__version__
       albumentations.__version__, "| torch", torch.__version__)
 ' 2>&1); then
     echo "$check" | tail -n 20 >&2
-    echo "[dfb-setup] the checkout's modules do not import in $DVENV" >&2
+    echo "[dfb-setup] the checkout's modules do not import in $OUT/venv" >&2
     exit 1
 fi
 echo "$check" | grep '^\[dfb-setup\]'

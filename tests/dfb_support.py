@@ -39,20 +39,26 @@ def snapshot(name):
     return found[-1] if found else None
 
 
-def checkout_root(tmp_path_factory):
-    """An unpacked DeepfakeBench checkout: $DEEPFAKEBENCH_ROOT, or the snapshot unpacked into a temp folder."""
-    root = os.environ.get("DEEPFAKEBENCH_ROOT")
+def checkout_root(tmp_path_factory, name="DeepfakeBench", env="DEEPFAKEBENCH_ROOT"):
+    """An unpacked checkout: ``$<env>``, or the snapshot ``<name>-*.tar.gz`` unpacked into a temp folder
+    (DeepfakeBench; its fork DeepFakesDetection with name="DeepFakesDetection", env="DEEPFAKESDETECTION_ROOT")."""
+    root = os.environ.get(env)
     if root:
         if not os.path.isfile(os.path.join(root, "training", "test.py")):
-            missing(f"DEEPFAKEBENCH_ROOT={root} is not a DeepfakeBench checkout")
+            missing(f"{env}={root} is not a DeepfakeBench checkout")
         return root
-    tar = snapshot("DeepfakeBench")
+    tar = snapshot(name)
     if tar is None:
-        missing(f"no DeepfakeBench snapshot in {reference_dir()} and DEEPFAKEBENCH_ROOT is not set")
-    out = tmp_path_factory.mktemp("dfb_snapshot")
+        missing(f"no {name} snapshot in {reference_dir()} and {env} is not set")
+    out = tmp_path_factory.mktemp(f"{name}_snapshot")
     with tarfile.open(tar) as t:
         t.extractall(out, filter="data")
-    return str(out / "DeepfakeBench")
+    return str(out / name)
+
+
+def fork_root(tmp_path_factory):
+    """The DeepFakesDetection fork (a DeepfakeBench fork with its own clip_enhanced, clip_stan, timesformer)."""
+    return checkout_root(tmp_path_factory, "DeepFakesDetection", "DEEPFAKESDETECTION_ROOT")
 
 
 def checkout_python():

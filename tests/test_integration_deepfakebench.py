@@ -332,13 +332,83 @@ def test_dict_registry_is_accepted(tmp_path):
     assert dfb.validate_checkout(root)["registry_kind"] == "dict"
 
 
-def test_name_clash_with_the_checkout_is_an_error_for_the_detector_run(tmp_path):
-    root = make_checkout(tmp_path / "c", host_detector="declip")
+def test_our_names_a_checkout_registers_too_run_under_a_stated_alternative():
+    # DeepFakesDetection registers clip_enhanced, clip_stan and timesformer itself: its own stay
+    fork = {"clip_enhanced": "training/detectors/clip_enhanced.py", "clip_stan": "training/detectors/clip_stan.py",
+            "timesformer": "training/detectors/timesformer_detector.py", "xception": "x.py"}
+    assert launcher.names_in_checkout(fork) == {"clip_enhanced": "clip_enhanced_plugin",
+                                                "clip_stan": "clip_stan_plugin", "timesformer": "timesformer_effb0"}
+    assert launcher.names_in_checkout({"xception": "x.py"}) == {}
+    with pytest.raises(DeclipError, match="'declip' .* and so is its alternative 'declip_plugin'"):
+        launcher.names_in_checkout({"declip": "a.py", "declip_plugin": "b.py"})
+
+
+def test_the_renamed_detectors_are_registered_under_their_alternative_names():
+    class Registry(dict):
+        pass
+
+    registry, state = Registry(), patches.HostState({})
+    detectors = bootstrap.plugin_detectors()
+    rename = {"clip_enhanced": "clip_enhanced_plugin", "timesformer": "timesformer_effb0"}
+    state.registry = registry
+    bootstrap.register_into(registry, bootstrap.as_named_in_checkout(detectors, rename))
+    assert registry["clip_enhanced_plugin"] is detectors["clip_enhanced"][0] and "clip_enhanced" not in registry
+    assert "timesformer" not in registry and registry["timesformer_effb0"] is detectors["timesformer"][0]
+
+
+def test_plugins_lists_the_names_ours_run_under_in_a_checkout(tmp_path, capsys):
+    from declip_plugin import cli
+
+    root = make_checkout(tmp_path / "fork", host_detector="clip_enhanced")
+    assert cli.main(["plugins", "--bench_root", root]) == 0
+    out = capsys.readouterr().out
+    assert "clip_enhanced_plugin" in out and "training/detectors/host_detector.py" in out
+    line = next(ln for ln in out.splitlines() if ln.split()[:1] == ["clip_enhanced"])
+    assert "runs as clip_enhanced_plugin" in line
+
+
+def test_a_fork_import_the_environment_lacks_is_one_line(tmp_path):
+    root = make_checkout(tmp_path / "fork")
+    with open(os.path.join(root, "training", "test.py"), "a", encoding="utf-8") as f:
+        f.write("\nimport no_such_module_of_a_fork\n")
     det = _yaml(tmp_path / "det.yaml", TINY)
-    with pytest.raises(DeclipError, match="'declip' .* also registered by the checkout"):
-        dfb.launch(root, "test", ["--detector_path", det])
-    # another model: ours stays unregistered, the checkout's is kept
-    assert launcher._clashes({"declip": "builtin"}, {"declip": "f.py"}, "xception") == {"declip"}
+    with pytest.raises(DeclipError, match=r"no_such_module_of_a_fork \(imported by training/test.py\); run "
+                                          r"`declip dfb setup --bench_root "):
+        dfb.launch(root, "test", ["--detector_path", det], cpu=True)
+
+
+def test_the_dataset_whitelist_of_a_fork_is_one_line():
+    err = bootstrap.host_error(ValueError("Dataset demo-telea not found."), {"root": "/x"})
+    assert "refused 'demo-telea'" in str(err) and "--name UADFV" in str(err)
+    assert bootstrap.host_error(ValueError("something else"), {"root": "/x"}) is None
+
+
+def test_test_without_cpu_on_a_machine_without_cuda_is_refused_up_front(checkout, tmp_path, capsys):
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from declip_plugin import cli
+
+    det = _yaml(tmp_path / "det.yaml", TINY)
+    rc = cli.main(["dfb", "test", "--bench_root", checkout, "--python", sys.executable, "--", "--detector_path", det])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: DeepfakeBench's training/test.py imports its dataset package, which needs CUDA")
+    assert "pass --cpu" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", ["test", "train"])
+def test_the_fork_deepfakesdetection_has_every_wrapped_function(tmp_path_factory, mode):
+    from dfb_support import fork_root
+
+    root = fork_root(tmp_path_factory)
+    info = dfb.validate_checkout(root, mode=mode)  # its signatures are DeepfakeBench's: it runs
+    assert {"clip_enhanced", "clip_stan", "timesformer"} <= set(info["host_detectors"])
+    assert launcher.names_in_checkout(info["host_detectors"]) == {
+        "clip_enhanced": "clip_enhanced_plugin", "clip_stan": "clip_stan_plugin", "timesformer": "timesformer_effb0"}
 
 
 def test_cpu_training_is_refused(checkout):
@@ -529,10 +599,12 @@ def test_export_writes_what_deepfakebenchs_loader_reads(demo_root, checkout, tmp
         cfg = yaml.safe_load(f)
     assert dfb.dfb_config_problems(cfg, "test") == [] and dfb.dfb_config_problems(cfg, "train") == []
     assert cfg["label_dict"] == s["label_dict"] and cfg["test_dataset"] == ["demo-telea"]
-    assert cfg["resolution"] == 224 and cfg["with_mask"] is True and cfg["frame_num"] == {"train": 1, "test": 1}
+    assert cfg["with_mask"] is True and cfg["frame_num"] == {"train": 1, "test": 1}
     assert cfg["mean"] == [0.48145466, 0.4578275, 0.40821073] and cfg["metric_scoring"] in facts.METRIC_SCORING
-    demo_backbone = load_yaml(resolve_config_path("declip_demo"))["backbone"]  # demo sets start from declip_demo.yaml
-    assert cfg["backbone"] == {"declip-tiny-rn112": "declip-tiny-rn"}.get(demo_backbone, demo_backbone)  # at 224
+    # demo sets start from declip_demo.yaml: its tower and resolution as they are, so that a checkpoint
+    # of `declip train --detector_path declip_demo` loads strictly from the exported YAML
+    demo = load_yaml(resolve_config_path("declip_demo"))
+    assert (cfg["backbone"], cfg["resolution"]) == (demo["backbone"], demo["resolution"]) == ("declip-tiny-rn112", 112)
     # the launcher's --data points the checkout at it (rgb tree: paths are relative to this checkout)
     over, summaries = launcher.data_overrides(str(out), checkout)
     assert over["lmdb"] is False and over["dataset_json_folder"] == str(out / "dataset_json")
@@ -594,3 +666,57 @@ def test_detector_yaml_has_the_keys_deepfakebench_reads(name, mode):
         cfg = yaml.safe_load(f)
     problems = dfb.dfb_config_problems(cfg, mode)
     assert not problems, f"configs/detector/{name} in DeepfakeBench's {mode}.py: {'; '.join(problems)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# declip dfb setup (environment.py): what a checkout imports, the recorded interpreter
+# ---------------------------------------------------------------------------------------------
+def test_the_forks_extra_imports_are_found_by_following_its_scripts(tmp_path_factory, real_checkout):
+    from declip_plugin.integrations.deepfakebench.environment import IMPORT_PACKAGES, external_imports
+    from dfb_support import fork_root
+
+    base, fork = external_imports(real_checkout), external_imports(fork_root(tmp_path_factory))
+    extra = {n: f for n, f in fork.items() if n not in base}
+    assert set(extra) == {"dataclasses", "pandas", "peft", "seaborn", "tensorboardX"}
+    assert extra["seaborn"] == extra["pandas"] == "training/test.py"
+    assert extra["tensorboardX"] == "training/detectors/rfm_detector.py"
+    assert extra["peft"] in ("training/detectors/clip_stan.py", "training/detectors/clip_enhanced.py")
+    assert {"torch", "cv2", "albumentations", "imgaug", "dlib", "lmdb", "transformers"} <= set(base)
+    assert "slowfast" not in base and "training" not in base  # the checkout's own modules
+    assert {"pandas", "peft", "seaborn", "tensorboardX"} <= set(IMPORT_PACKAGES)  # dataclasses: stdlib
+
+
+def test_the_interpreter_setup_recorded_is_the_one_dfb_uses(tmp_path, monkeypatch, checkout):
+    from declip_plugin.integrations.deepfakebench.environment import record_python
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("DEEPFAKEBENCH_PYTHON", raising=False)
+    exe = tmp_path / "venv" / "bin" / "python"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("")
+    assert launcher.choose_python(None, checkout) != str(exe)
+    record_python(checkout, str(exe))
+    assert launcher.choose_python(None, checkout) == str(exe)
+    assert launcher.choose_python("/other/python", checkout) == "/other/python"
+    monkeypatch.setenv("DEEPFAKEBENCH_PYTHON", "/env/python")
+    assert launcher.choose_python(None, checkout) == "/env/python"
+
+
+def test_setup_refuses_a_venv_folder_that_is_not_one(tmp_path, checkout):
+    from declip_plugin.integrations.deepfakebench.environment import setup_environment
+
+    (tmp_path / "notavenv").mkdir()
+    with pytest.raises(ConfigError, match="is not a virtual environment"):
+        setup_environment(checkout, str(tmp_path / "notavenv"))
+
+
+def test_imports_in_functions_and_try_blocks_are_not_required(tmp_path):
+    from declip_plugin.integrations.deepfakebench.environment import external_imports
+
+    root = make_checkout(tmp_path / "c")
+    with open(os.path.join(root, "training", "test.py"), "a", encoding="utf-8") as f:
+        f.write("\ntry:\n    import optional_thing\nexcept ImportError:\n    optional_thing = None\n"
+                "def later():\n    import only_when_called\nif True:\n    import needed_at_import\n")
+    found = external_imports(root)
+    assert "needed_at_import" in found and "yaml" in found
+    assert "optional_thing" not in found and "only_when_called" not in found

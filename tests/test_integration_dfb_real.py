@@ -10,7 +10,12 @@ Through `declip dfb` (the CLI), in the environment scripts/setup_dfb_env.sh buil
   workers started by *spawn*, and the leaderboard over both;
 * train.py's Trainer (its CUDA calls stubbed by tests/dfb_harness, for this test only): the config
   it logs is the one with our overrides, localization metrics in its training.log and beside its
-  metric pickle.
+  metric pickle; its ckpt_best.pth is accepted by `declip test`, `predict`, `leaderboard`, `report`
+  (round trip there -> here);
+* `declip train` (embedded engine) -> `declip export-dfb` -> the checkout's test.py on that
+  checkpoint: the same predictions as `declip test` (round trip here -> there);
+* the fork DeepFakesDetection ($DEEPFAKESDETECTION_ROOT): our declip_demo through its own test.py,
+  exported under a dataset name its loader accepts (`--name UADFV`), with our localization metrics.
 
 With CI=true a missing snapshot or environment fails (tests/dfb_support.py).
 """
@@ -23,7 +28,7 @@ import re
 import pytest
 import yaml
 
-from dfb_support import HARNESS, checkout_python, checkout_root
+from dfb_support import HARNESS, checkout_python, checkout_root, fork_root
 
 DATASET = "demo-telea"
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "detector")
@@ -73,7 +78,9 @@ def demo_data(tmp_path_factory):
     from declip_plugin.data.demo import make_demo_data
 
     tmp = tmp_path_factory.mktemp("dfb_real_data")
-    make_demo_data(str(tmp / "demo"), n_train=2, n_val=1, n_test=3, size=64)
+    # 112 px: declip_demo's resolution, so neither DeepfakeBench's loader (INTER_CUBIC) nor ours
+    # (INTER_LINEAR) resizes, and the two pipelines see the same pixels
+    make_demo_data(str(tmp / "demo"), n_train=2, n_val=1, n_test=3, size=112)
     return str(tmp)
 
 
@@ -87,7 +94,8 @@ def _export(dfb, demo_data, tmp, config_name):
 def _cli(dfb, mode, opts, script_args):
     from declip_plugin import cli
 
-    return cli.main(["dfb", mode, "--bench-root", dfb[0], "--python", dfb[1], *opts, "--", *script_args])
+    return cli.main([str(a) for a in ["dfb", mode, "--bench-root", dfb[0], "--python", dfb[1], *opts, "--",
+                                      *script_args]])
 
 
 def _one(pattern):
@@ -284,9 +292,127 @@ def test_train_py_trainer_logs_the_config_that_runs_and_localization(dfb, demo_d
     assert loc["host"].startswith("DeepfakeBench Trainer") and loc["metrics"]["n_manipulated"] == 3
     line = _one_line(log, f"dataset: {DATASET}    localization (declip_plugin): ")
     assert f"iou: {loc['metrics']['iou']}" in line and f"pixel_ap: {loc['metrics']['pixel_ap']}" in line
+    _trainer_checkpoint_works_here(summary, demo_data, folder, dfb_metrics, tmp_path, logs)
+
+
+def _trainer_checkpoint_works_here(summary, demo_data, folder, dfb_metrics, tmp_path, logs):
+    """Round trip there -> here: the Trainer's ckpt_best.pth (a plain state dict of the detector) in
+    `declip test` (the same predictions as the Trainer's test round: the images are at the model's
+    resolution, so both loaders feed the same pixels), `predict`, `leaderboard` and `report`."""
+    ckpt = os.path.join(folder, "ckpt_best.pth")
+    ours_dir = str(tmp_path / "ours")
+    common = ["--data_root", demo_data, "--device", "cpu", "--opt", "workers=0", "--opt", "precision=fp32"]
+    assert _declip("test", "--detector_path", summary["yaml"], "--weights_path", ckpt, "--test_dataset", DATASET,
+                   "--log_dir", ours_dir, "--opt", "include_real=true", *common) == 0
+    ours = _our_test_scores(_one(os.path.join(ours_dir, "*")))
+    theirs = _per_label(dfb_metrics["pred"], dfb_metrics["label"])
+    for label in (0, 1):
+        assert theirs[label] == pytest.approx(ours[label], abs=1e-4)
+    image = summary["sources"][next(k for k in summary["sources"] if k.endswith("fake_test_00000"))]["image"]
+    pred_dir = str(tmp_path / "pred")
+    assert _declip("predict", image, "--weights_path", ckpt, "--detector_path", summary["yaml"], "--out", pred_dir,
+                   "--device", "cpu") == 0
+    with open(os.path.join(pred_dir, "predictions.json"), encoding="utf-8") as f:
+        record = json.load(f)["predictions"][0]
+    # the same image in the Trainer's test round: its score among the fake ones
+    assert min(abs(record["prob_fake"] - p) for p in theirs[1]) < 1e-4
+    from declip_plugin.leaderboard import collect
+
+    entries = [e for e in collect([logs, ours_dir]) if e.dataset == DATASET]  # the Trainer adds an 'avg' too
+    assert len(entries) == 2
+    trainer = next(e for e in entries if e.source.endswith("metric_dict_best.pickle") and e.source.startswith(logs))
+    assert trainer.metrics["auc"] == pytest.approx(dfb_metrics["auc"])
+    report = str(tmp_path / "report.html")
+    assert _declip("report", logs, ours_dir, "--out", report) == 0
+    with open(report, encoding="utf-8") as f:
+        assert DATASET in f.read()
 
 
 def _one_line(text, start):
     lines = [ln for ln in text.splitlines() if start in ln]
     assert len(lines) == 1, f"expected one line with {start!r}, found {lines}"
     return lines[0]
+
+
+def _per_label(preds, labels):
+    """{label: sorted predictions}: DeepfakeBench's loader shuffles, so pair by label and value."""
+    out = {}
+    for p, y in zip(preds, labels):
+        out.setdefault(int(y), []).append(float(p))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _our_test_scores(run_dir):
+    import csv
+
+    with open(_one(os.path.join(run_dir, "test", DATASET, "per_image.csv")), encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return _per_label([r["score"] for r in rows], [r["label"] for r in rows])
+
+
+def _declip(*args):
+    from declip_plugin import cli
+
+    return cli.main([str(a) for a in args])
+
+
+def test_round_trip_declip_train_here_then_test_py_there(dfb, demo_data, tmp_path, capfd):
+    """declip train (embedded engine) -> export-dfb -> the checkout's test.py with that ckpt_best.pth:
+    the YAML export-dfb wrote loads it strictly, and the predictions equal `declip test`'s."""
+    logs, exp, res = (str(tmp_path / n) for n in ("runs", "exports", "results"))
+    common = ["--data_root", demo_data, "--device", "cpu", "--opt", "workers=0", "--opt", "precision=fp32"]
+    assert _declip("train", "--detector_path", "declip_demo", "--train_dataset", DATASET, "--test_dataset", DATASET,
+                   "--log_dir", logs, "--opt", "nEpochs=1", *common) == 0
+    ckpt = _one(os.path.join(logs, "*", "ckpt_best.pth"))
+    assert _declip("test", "--detector_path", "declip_demo", "--weights_path", ckpt, "--test_dataset", DATASET,
+                   "--log_dir", tmp_path / "ours", "--opt", "include_real=true", *common) == 0  # as exported
+    ours = _our_test_scores(_one(os.path.join(str(tmp_path / "ours"), "*")))
+    assert _declip("export-dfb", DATASET, exp, "--data_root", demo_data, "--bench_root", dfb[0]) == 0
+    capfd.readouterr()
+    rc = _cli(dfb, "test", ["--cpu", "--data", exp, "--results_dir", res, "--opt", "workers=0"],
+              ["--detector_path", os.path.join(exp, f"declip_{DATASET}.yaml"), "--test_dataset", DATASET, "--weights_path", ckpt])
+    out, err = capfd.readouterr()
+    assert rc == 0, err[-4000:]
+    assert "===> Load checkpoint done!" in out  # test.py's strict load of our checkpoint, converted
+    dfb_metrics, loc = _read_results(str(res))
+    theirs = _per_label(dfb_metrics["pred"], dfb_metrics["label"])
+    assert set(theirs) == set(ours) == {0, 1}
+    for label in (0, 1):
+        assert theirs[label] == pytest.approx(ours[label], abs=1e-4)
+    assert loc["n_manipulated"] == 3
+
+
+def test_fork_deepfakesdetection_runs_declip_demo_through_its_test_py(demo_data, tmp_path_factory, capfd):
+    import torch
+
+    from declip_plugin import build_detector
+    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.config import load_yaml
+
+    fork = (fork_root(tmp_path_factory), checkout_python())
+    tmp = tmp_path_factory.mktemp("fork")
+    # its loader accepts only its own dataset names (collect_img_and_label): the demo set goes in as UADFV
+    summary = export_dfb_as(fork, demo_data, tmp, "UADFV")
+    torch.manual_seed(0)
+    ckpt = save_detector_checkpoint(str(tmp / "ckpt.pth"), build_detector(load_yaml(summary["yaml"])))
+    results = str(tmp / "results")
+    rc = _cli(fork, "test", ["--cpu", "--data", summary["out_dir"], "--results_dir", results, "--opt", "workers=0"],
+              ["--detector_path", summary["yaml"], "--test_dataset", "UADFV", "--weights_path", ckpt])
+    out, err = capfd.readouterr()
+    print(out)
+    assert rc == 0, err[-4000:]
+    assert "Optimal threshold:" in out  # the fork's own test.py (DeepfakeBench's has no such line)
+    folder = _one(os.path.join(results, "*_*", "test", "UADFV"))
+    with open(os.path.join(folder, "metric_dict_best.pickle"), "rb") as f:
+        assert sorted(pickle.load(f)["label"].tolist()) == [0, 0, 0, 1, 1, 1]
+    with open(os.path.join(folder, "localization_metrics.json"), encoding="utf-8") as f:
+        loc = json.load(f)["metrics"]
+    assert loc["n_manipulated"] == 3 and loc["iou"] is not None
+    assert f"dataset: UADFV (localization, declip_plugin)\niou: {loc['iou']}" in out
+
+
+def export_dfb_as(checkout, demo_data, tmp, name):
+    from declip_plugin.integrations import export_dfb
+
+    return export_dfb(DATASET, str(tmp / f"export_{name}"), {"data_root": demo_data, "bench_root": checkout[0],
+                                                             "name": name, "detector": "declip_demo"})

@@ -16,6 +16,7 @@ before they unpickle the dataset: :func:`prepare_worker` installs the same CPU s
 import json
 import logging
 import os
+import re
 import sys
 import types
 
@@ -122,6 +123,13 @@ def register_into(registry, detectors, where="metrics.registry.DETECTOR"):
     return done
 
 
+def as_named_in_checkout(detectors, rename):
+    """``detectors`` keyed by the names they run under in the checkout (``rename``: ours -> that name,
+    from launcher.names_in_checkout); the checkout's own keep the names they share with ours."""
+    rename = rename or {}
+    return {rename.get(n, n): d for n, d in detectors.items()}
+
+
 def plugin_detectors():
     """{name: (class, source label)} of every detector our plugin manager knows."""
     from ...plugins import build_registries, create_plugin_manager
@@ -174,8 +182,8 @@ def _register(spec, state):
     except Exception as e:  # noqa: BLE001 - a broken plugin: say which step failed
         raise BootstrapError(f"loading the plugins of entry-point group 'deepfakebench' failed: "
                              f"{type(e).__name__}: {e}") from None
-    skip = set(spec.get("skip_detectors") or ())
-    registered = register_into(registry, {n: d for n, d in detectors.items() if n not in skip})
+    detectors = as_named_in_checkout(detectors, spec.get("rename"))
+    registered = register_into(registry, detectors)
     state.registry, state.ours = registry, {n: detectors[n][0] for n in registered}
     return registered
 
@@ -216,6 +224,29 @@ def _wrap(g, state, reporter):
         patch_trainer(trainer_cls, state, reporter)
 
 
+#: DeepFakesDetection's loader (dataset/abstract_dataset.py, collect_img_and_label) accepts only the
+#: dataset names it lists and raises this for any other
+_NOT_FOUND = re.compile(r"Dataset (.+) not found\.?")
+
+
+def host_error(exc, spec):
+    """A BootstrapError (one line saying what to do) for what a fork raises where DeepfakeBench would
+    not: a module its environment lacks, a dataset name outside its whitelist; None for the rest."""
+    if isinstance(exc, ModuleNotFoundError):
+        return BootstrapError(
+            f"the checkout {spec['root']} imports {exc.name!r}, which {sys.executable} cannot find: run `declip dfb "
+            f"setup --bench_root {spec['root']}` (DeepfakeBench's requirements plus a fork's extra imports) or pip "
+            f"install it there")
+    m = _NOT_FOUND.fullmatch(str(exc))
+    if m:
+        return BootstrapError(
+            f"the checkout's dataset loader (training/dataset/abstract_dataset.py) accepts only the dataset names it "
+            f"lists and refused {m.group(1)!r}: export the data under a name it accepts, e.g. `declip export-dfb "
+            f"DATASET OUT --name UADFV` (DeepFakesDetection accepts FaceForensics++ and its FF-* parts, DFDC, "
+            f"FMFCC-V, DFDCP, UADFV, Celeb-DF-v2, FaceShifter, ForgeryNet)")
+    return None
+
+
 def bootstrap_main():
     """The child: register our detectors into the checkout's DETECTOR, wrap, run its script."""
     _setup_logging()
@@ -234,9 +265,12 @@ def bootstrap_main():
         from ...plugins import build_registries, create_plugin_manager
 
         reporter = LocalizationReporter(build_registries(create_plugin_manager())["metrics"].get("localization"))
-        g = _load_script(spec)
-        _wrap(g, state, reporter)
-        result = g["main"]()
+        try:
+            g = _load_script(spec)
+            _wrap(g, state, reporter)
+            result = g["main"]()
+        except (ModuleNotFoundError, ValueError) as e:
+            raise host_error(e, spec) or e
     except BootstrapError as e:
         write_status(status_file, {"error": str(e)})
         logger.error("%s", e)

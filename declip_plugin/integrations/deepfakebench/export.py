@@ -167,12 +167,8 @@ def _detector_yaml(name, base_detector, has_masks, counts):
     cfg["label_dict"] = label_dict_for(name)
     cfg["frame_num"] = {"train": 1, "test": 1}
     cfg["with_mask"] = bool(has_masks)
-    if cfg.get("resolution") != 224:
-        notes.append(f"resolution {cfg.get('resolution')} -> 224")
-        cfg["resolution"] = 224
-        if cfg.get("backbone") == "declip-tiny-rn112":  # the demo tower at 112: its 224 twin, same weights
-            notes.append("backbone declip-tiny-rn112 -> declip-tiny-rn")
-            cfg["backbone"] = "declip-tiny-rn"
+    # backbone and resolution stay the base YAML's: a checkpoint trained with it (`declip train`)
+    # loads strictly, and DeepfakeBench's loader resizes every image and mask to `resolution`
     if cfg.get("metric_scoring") not in facts.METRIC_SCORING:
         notes.append(f"metric_scoring {cfg.get('metric_scoring')!r} -> 'auc' (DeepfakeBench accepts "
                      f"{', '.join(facts.METRIC_SCORING)})")

@@ -274,45 +274,69 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
         over = {**data_over, **over}
     elif lmdb is not None:
         over.setdefault("lmdb", bool(lmdb))
-    _, det_path = _argv_value(argv, "--detector_path")
-    det_file, model_name = None, None
-    if det_path is None:
-        logger.warning("no --detector_path given: training/%s.py uses its built-in default path", mode)
-    else:
-        det_file = det_path if os.path.isabs(det_path) else os.path.join(root, det_path)
-        if not os.path.isfile(det_file):
-            logger.warning("--detector_path %s not found (relative paths are relative to %s)", det_path, root)
-            det_file = None
-    ours = _plugin_detector_sources()
-    if det_file is not None:
-        from ...config import merge
-
-        det_cfg = _read_yaml(det_file)
-        label_dict_extra = {**(det_cfg.get("label_dict") or {}), **label_dict_extra}
-        problems = dfb_config_problems(merge(det_cfg, over), mode)
-        if problems:
-            logger.warning("%s may not run in DeepfakeBench's %s.py: %s", det_path, mode, "; ".join(problems))
-        model_name = det_cfg.get("model_name")
-        if model_name and model_name not in ours and model_name not in info["host_detectors"]:
-            logger.warning("model_name %r of %s is neither one of our detectors (%s) nor registered by the "
-                           "checkout", model_name, det_path, ", ".join(sorted(ours)) or "none")
-    skip = _clashes(ours, info["host_detectors"], model_name)
+    det_path, det_file, model_name, label_dict_extra = _detector_yaml(argv, root, mode, over, label_dict_extra, info)
+    rename = names_in_checkout(info["host_detectors"])
+    if model_name in rename:
+        logger.warning("model_name %r of %s is the checkout's own detector (%s), which runs; ours runs as %r (set "
+                       "model_name: %s to run it)", model_name, det_path, info["host_detectors"][model_name],
+                       rename[model_name], rename[model_name])
     spec = {
         "mode": mode, "root": root, "commit": info["commit"], "script": os.path.join(root, facts.SCRIPTS[mode]),
         "argv": argv, "cpu": bool(cpu), "stub_datasets": bool(cpu if stub_datasets is None else stub_datasets),
         "overrides": over, "label_dict": label_dict_extra,
-        "localization": bool(localization), "skip_detectors": sorted(skip),
+        "localization": bool(localization), "rename": rename,
         "results_dir": os.path.abspath(os.path.expanduser(str(results_dir))) if results_dir else None,
     }
-    python = python or os.environ.get(ENV_PYTHON) or sys.executable
-    if mode == "train":
-        _require_cuda(python, root, env)
+    python = choose_python(python, root)
+    if mode == "train" or not spec["stub_datasets"]:
+        _require_cuda(python, root, env, mode)
+    _require_imports(python, root)
     with tempfile.TemporaryDirectory(prefix="declip-dfb-") as workdir:
         spec["serve"] = prepare_configs(mode, root, det_file, det_path, over, label_dict_extra, workdir)
         if mode == "test" and convert_weights:
             spec["argv"] = _convert_weights_if_needed(argv, root, det_file, workdir)
         spec["status_file"] = os.path.join(workdir, "status.json")
         return _run_child(spec, python, root, env, cpu)
+
+
+def _detector_yaml(argv, root, mode, over, label_dict_extra, info):
+    """The --detector_path the script gets: (as passed, the file or None, its model_name, label_dict
+    with its entries added); warns about what may not run."""
+    _, det_path = _argv_value(argv, "--detector_path")
+    det_file, model_name = None, None
+    if det_path is None:
+        logger.warning("no --detector_path given: training/%s.py uses its built-in default path", mode)
+        return det_path, det_file, model_name, label_dict_extra
+    det_file = det_path if os.path.isabs(det_path) else os.path.join(root, det_path)
+    if not os.path.isfile(det_file):
+        logger.warning("--detector_path %s not found (relative paths are relative to %s)", det_path, root)
+        return det_path, None, model_name, label_dict_extra
+    from ...config import merge
+
+    ours = _plugin_detector_sources()
+    det_cfg = _read_yaml(det_file)
+    label_dict_extra = {**(det_cfg.get("label_dict") or {}), **label_dict_extra}
+    problems = dfb_config_problems(merge(det_cfg, over), mode)
+    if problems:
+        logger.warning("%s may not run in DeepfakeBench's %s.py: %s", det_path, mode, "; ".join(problems))
+    model_name = det_cfg.get("model_name")
+    if model_name and model_name not in ours and model_name not in info["host_detectors"]:
+        logger.warning("model_name %r of %s is neither one of our detectors (%s) nor registered by the "
+                       "checkout", model_name, det_path, ", ".join(sorted(ours)) or "none")
+    return det_path, det_file, model_name, label_dict_extra
+
+
+def choose_python(python, root):
+    """``python``, else $DEEPFAKEBENCH_PYTHON, else the interpreter `declip dfb setup` recorded for
+    ``root``, else this one."""
+    from .environment import recorded_python
+
+    chosen = python or os.environ.get(ENV_PYTHON) or recorded_python(root)
+    if chosen:
+        return chosen
+    logger.info("no --python, $%s or environment recorded by `declip dfb setup` for %s: running the checkout "
+                "under %s", ENV_PYTHON, root, sys.executable)
+    return sys.executable
 
 
 def _plugin_detector_sources():
@@ -322,18 +346,45 @@ def _plugin_detector_sources():
     return {name: reg.source(name) for name in reg.names()}
 
 
-def _clashes(ours, host_detectors, model_name):
-    """Our detector names the checkout registers too: an error for the one the config runs, left
-    unregistered (the checkout's stays) for the others."""
-    clash = {n: host_detectors[n] for n in ours if n in host_detectors}
-    if model_name in clash:
-        raise DeclipError(
-            f"detector name {model_name!r} of {ours[model_name]} is also registered by the checkout "
-            f"({clash[model_name]}): DeepfakeBench's registry would silently replace one with the other; "
-            f"rename the plugin's detector")
-    for n, f in clash.items():
-        logger.info("our detector %r is not registered: the checkout has its own (%s)", n, f)
-    return set(clash)
+#: what a plugin detector whose name the checkout registers too is called inside it (when no other of
+#: our names for the same class is free)
+ALIAS_SUFFIX = "_plugin"
+
+
+def names_in_checkout(host_detectors):
+    """{our detector name: the name it runs under in the checkout} for our names the checkout
+    registers too (its detector keeps the name): another of our names for the same class when one is
+    free, else ``<name>_plugin``. E.g. DeepFakesDetection registers clip_enhanced, clip_stan and
+    timesformer: ours run as clip_enhanced_plugin, clip_stan_plugin and timesformer_effb0."""
+    from ...plugins import build_registries, create_plugin_manager
+
+    reg = build_registries(create_plugin_manager())["detectors"]
+    classes = dict(reg.items())
+    out = {}
+    for name, cls in classes.items():
+        if name not in host_detectors:
+            continue
+        twins = [n for n, c in classes.items() if c is cls and n != name and n not in host_detectors]
+        if twins:
+            out[name] = twins[0]
+            continue
+        alias = name + ALIAS_SUFFIX
+        if alias in host_detectors or alias in classes:
+            raise DeclipError(f"detector name {name!r} of {reg.source(name)} is registered by the checkout "
+                              f"({host_detectors[name]}) and so is its alternative {alias!r}: rename the plugin's detector")
+        out[name] = alias
+    for name, alias in out.items():
+        logger.info("the checkout registers %r itself (%s): ours runs as %r", name, host_detectors[name], alias)
+    return out
+
+
+def _require_imports(python, root):
+    """Every module the checkout's scripts import is there (a fork's extras: one line, before it runs)."""
+    from .environment import missing_imports, missing_imports_line
+
+    missing = missing_imports(python, root)
+    if missing:
+        raise DeclipError(missing_imports_line(missing, python, root))
 
 
 #: set in the environment of the CUDA check that precedes train.py
@@ -346,15 +397,22 @@ def _child_env(env):
     return out
 
 
-def _require_cuda(python, root, env):
-    """DeepfakeBench's train.py needs CUDA (torch.cuda.set_device at import, .cuda() in its Trainer):
-    ask the interpreter that will run it, in the environment it will get, before starting it."""
+def _require_cuda(python, root, env, mode="train"):
+    """DeepfakeBench's train.py needs CUDA (torch.cuda.set_device at import, .cuda() in its Trainer),
+    and so does importing its dataset package unstubbed (test.py without --cpu): ask the interpreter
+    that will run it, in the environment it will get, before starting it."""
     probe = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"
     try:  # CUDA_PROBE_ENV marks the probe, so that a test harness can answer it alone
         rc = subprocess.run([python, "-c", probe], cwd=root, env={**_child_env(env), CUDA_PROBE_ENV: "1"},
                             capture_output=True, timeout=300).returncode
     except (OSError, subprocess.SubprocessError) as e:
         raise DeclipError(f"cannot start {python} to check for CUDA: {e}") from None
+    if rc == 3 and mode == "test":
+        module, (_, why) = next(iter(facts.CPU_UNIMPORTABLE.items()))
+        raise DeclipError(
+            f"DeepfakeBench's training/test.py imports its dataset package, which needs CUDA ({module}: {why}), and "
+            f"{python} sees no GPU (torch.cuda.is_available() is false): pass --cpu (it stubs those modules and "
+            f"test.py runs on the CPU), or run on a GPU machine")
     if rc == 3:
         raise DeclipError(
             f"DeepfakeBench's training/train.py needs CUDA and {python} sees no GPU (torch.cuda.is_available() is "
