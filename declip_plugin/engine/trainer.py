@@ -10,12 +10,12 @@ import os
 import time
 
 import torch
-from tqdm import tqdm
 
 from ..checkpoints import atomic_save, save_detector_checkpoint
 from ..detectors import capability, load_weights
 from ..errors import ConfigError
 from . import runtime
+from .progress import eta_line, progress, quiet
 from .evaluator import evaluate, format_metrics, to_device
 
 logger = logging.getLogger(__name__)
@@ -172,8 +172,7 @@ class Trainer:
         self.seed_epoch()
         log_every = int(self.config.get("log_every", 10))
         total, n, t0 = 0.0, 0, time.perf_counter()
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="batch", leave=False,
-                   disable=not runtime.is_main())
+        bar = progress(self.train_loader, f"epoch {self.epoch + 1}", enabled=runtime.is_main(), summary=False)
         for batch in bar:
             batch = to_device(batch, self.device)
             if self.batch_hook is not None:
@@ -187,6 +186,7 @@ class Trainer:
             self.step_count += 1
             b = int(batch["label"].shape[0])
             total, n = total + losses["overall"].item() * b, n + b
+            bar.update_images(b)
             rate = n / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{losses['overall'].item():.4f}", img_s=f"{rate:.1f}")
             if self.writer and self.step_count % log_every == 0:
@@ -198,17 +198,21 @@ class Trainer:
 
     def validate(self):
         result = evaluate(self.detector, self.val_loader, self.device, self.config, self.precision, desc="validation",
-                          batch_hook=self.batch_hook)
+                          batch_hook=self.batch_hook, summary_line=False)  # the epoch line carries it
         return result.metrics
 
     def fit(self, n_epochs):
         stop = False
+        start_epoch, t_fit = self.epoch, time.perf_counter()
+        log = logger.debug if quiet() else logger.info  # --quiet: no progress lines
         while self.epoch < n_epochs and not stop:
             stats = self.train_epoch()
             self.epoch += 1
             lr = self.optimizer.param_groups[0]["lr"]
             record = {"epoch": self.epoch, "train_loss": stats["loss"], "lr": lr,
                       "train_img_s": stats["images"] / max(stats["seconds"], 1e-9)}
+            speed = (f" | {record['train_img_s']:.1f} img/s, "
+                     f"{eta_line(self.epoch - start_epoch, n_epochs - start_epoch, time.perf_counter() - t_fit)}")
             val_every = int(self.config.get("val_every", 1))
             if self.val_loader is not None and (self.epoch % val_every == 0 or self.epoch == n_epochs):
                 metrics = self.validate()
@@ -219,8 +223,8 @@ class Trainer:
                 is_best, stop = self.early.step(score, self.optimizer)
                 record.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 if runtime.is_main():
-                    logger.info("epoch %d: train loss %.4f, lr %.1e | validation %s%s", self.epoch, stats["loss"], lr,
-                                format_metrics(metrics), "  (best)" if is_best else "")
+                    log("epoch %d/%d: train loss %.4f, lr %.1e | validation %s%s%s", self.epoch, n_epochs,
+                        stats["loss"], lr, format_metrics(metrics), "  (best)" if is_best else "", speed)
                     if self.writer:
                         self.writer.add_scalar("train/lr", lr, self.epoch)
                         self.writer.add_scalar("train/epoch_loss", stats["loss"], self.epoch)
@@ -233,7 +237,7 @@ class Trainer:
                         save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch,
                                                  metric={self.metric: score})
             elif runtime.is_main():
-                logger.info("epoch %d: train loss %.4f, lr %.1e", self.epoch, stats["loss"], lr)
+                log("epoch %d/%d: train loss %.4f, lr %.1e%s", self.epoch, n_epochs, stats["loss"], lr, speed)
             self.history.append(record)
             if runtime.is_main() and self.config.get("save_ckpt", True):
                 if self.val_loader is None:
