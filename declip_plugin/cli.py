@@ -106,7 +106,8 @@ def cmd_make_demo_videos(args):
     m = make_demo_videos(args.out, seed=args.seed, size=args.size, n_frames=args.frames, paths_base=args.paths_base,
                          methods=args.methods, **counts)
     per = "/".join(str(v) for v in m["videos_per_label"].values())
-    sets = ", ".join(["demo-video"] + [f"demo-video-{x}" for x in m["methods"]] if len(m["methods"]) > 1 else ["demo-video"])
+    sets = ["demo-video"] + ([f"demo-video-{x}" for x in m["methods"]] if len(m["methods"]) > 1 else [])
+    sets = ", ".join(sets)
     print(f"demo videos written to {args.out}: {m['files']} files in {m['seconds']}s; datasets {sets} "
           f"(DeepfakeBench JSON {m['json']}); train/val/test videos per label: {per}, {m['n_frames']} frames each")
     return 0
@@ -122,8 +123,8 @@ def cmd_leaderboard(args):
         from .leaderboard import render_by_task
 
         if args.format not in ("md", "html") or args.metrics or args.in_domain:
-            raise DeclipError("--by-task writes one table per task in md or html; drop --metrics, --in-domain or --format "
-                              f"{args.format}")
+            raise DeclipError("--by-task writes one table per task in md or html; drop --metrics, --in-domain "
+                              f"or --format {args.format}")
         text = "\n".join(f"### {task}\n\n{table}" if args.format == "md" else f"<h3>{task}</h3>\n{table}"
                          for task, table in render_by_task(collect(args.runs), fmt=args.format))
         if args.out:

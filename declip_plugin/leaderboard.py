@@ -316,7 +316,7 @@ def render(entries, fmt="md", metrics=None, in_domain=None, out=None, reference=
         body = "".join("<tr>" + "".join(f"<td><b>{html.escape(t)}</b></td>" if k else f"<td>{html.escape(t)}</td>"
                                         for t, k in zip(r, mk)) + "</tr>\n" for r, mk in zip(rows, marks))
         return (f'<table class="leaderboard">\n<thead><tr>{cells}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n'
-                f"<p>{html.escape(note)}</p>\n")
+                f'<p class="note">{html.escape(note)}</p>\n')
     if fmt == "png":
         if not out:
             raise DeclipError("leaderboard --format png needs --out FILE.png")

@@ -36,7 +36,8 @@ echo "[demo] video protocol: 3 methods trained on demo-video-flicker, tested on 
 end=$(date +%s)
 {
     echo "Wall time of \`bash scripts/demo.sh\`: $(( end - start )) s, of which setup $(( setup_done - start )) s" \
-         "($(nproc) CPU cores, OMP_NUM_THREADS=$OMP_NUM_THREADS)."
+         "($(getconf _NPROCESSORS_ONLN) CPU cores, OMP_NUM_THREADS=$OMP_NUM_THREADS; load average at the end:" \
+         "$(cut -d' ' -f1-3 /proc/loadavg))."
     echo
     "$DECLIP" leaderboard "$OUT/image/runs" "$OUT/video/runs" --by-task
 } > "$OUT/results.md"
