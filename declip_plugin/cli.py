@@ -224,6 +224,8 @@ def cmd_protocol(args):
     for kind in ("grids", "means", "heatmaps", "sweep"):
         for path in paths.get(kind, []):
             print(f"{kind[:-1] if kind.endswith('s') else kind}: {path}")
+    if not args.report:
+        return 0
     try:
         from .report import write_report
     except ImportError:  # the report module is optional
@@ -249,6 +251,8 @@ def _add_protocol_parser(sub):
     p.add_argument("--out", help="the protocol folder (default: logs/protocol/<preset>)")
     p.add_argument("--report-only", dest="report_only", action="store_true",
                    help="train nothing; write the outputs from the finished cells")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="write no report.html (e.g. when `declip report` later combines several protocols)")
     _add_common(p)
     p.set_defaults(func=cmd_protocol)
 

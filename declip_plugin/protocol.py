@@ -64,7 +64,7 @@ PRESETS = {
              "test": DEMO_TEST},
     # CPU-sized video detection: DeepFakesDetection's detectors trained on one demo video manipulation,
     # tested on all three (`declip make-demo-videos <root>/demo_video --methods flicker jitter freeze`)
-    "demo-video": {"methods": ["clip_enhanced_video_demo", "clip_stan_demo", "timesformer_demo"],
+    "demo-video": {"methods": ["clip_enhanced_demo_video", "clip_stan_demo", "timesformer_demo"],
                    "train": ["demo-video-flicker"], "test": DEMO_VIDEO_TEST},
 }
 DEFAULT_METRICS = ("iou", "f1_best", "pixel_auc", "real_fp_rate", "auc", "ap", "eer", "video_auc")

@@ -4,7 +4,7 @@
 #   every split) and the demo videos (real videos and three temporal manipulations) ->
 #   `declip protocol --preset demo`: declip_demo, clip_linear_demo, xception_demo trained on demo-telea,
 #     tested on the six image sets (ID: telea; OOD: the other five), localization and detection ->
-#   `declip protocol --preset demo-video`: clip_enhanced_video_demo (per frame), clip_stan_demo,
+#   `declip protocol --preset demo-video`: clip_enhanced_demo_video (per frame), clip_stan_demo,
 #     timesformer_demo trained on demo-video-flicker, tested on flicker (ID), jitter and freeze (OOD) ->
 #   one HTML report of both (summary figure first, a leaderboard per task, heat-maps, video strips,
 #   mask galleries) and $OUT/results.md (the three leaderboards and the wall time).
@@ -28,9 +28,9 @@ echo "[demo] generating the demo images in $DATA_ROOT/demo and the demo videos i
 "$DECLIP" make-demo-videos "$DATA_ROOT/demo_video" --methods flicker jitter freeze --videos 48 8 16
 
 echo "[demo] image protocol: 3 methods trained on demo-telea, tested on the six demo sets -> $OUT/image"
-"$DECLIP" protocol --preset demo --data_root "$DATA_ROOT" --out "$OUT/image"
+"$DECLIP" protocol --preset demo --data_root "$DATA_ROOT" --out "$OUT/image" --no-report
 echo "[demo] video protocol: 3 methods trained on demo-video-flicker, tested on the three -> $OUT/video"
-"$DECLIP" protocol --preset demo-video --data_root "$DATA_ROOT" --out "$OUT/video"
+"$DECLIP" protocol --preset demo-video --data_root "$DATA_ROOT" --out "$OUT/video" --no-report
 
 "$DECLIP" report "$OUT/image" "$OUT/video" --out "$OUT/report.html"
 end=$(date +%s)

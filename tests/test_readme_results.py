@@ -34,7 +34,7 @@ def test_the_quoted_results_are_a_whole_demo_run():
     sections = dict(re.findall(r"^### (.+?)\n\n(.*?)(?=^### |\Z)", text, re.M | re.S))
     expect = {"image localization": ("declip_demo", "clip_linear_demo", "xception_demo"),
               "image detection": ("declip_demo", "clip_linear_demo", "xception_demo"),
-              "video detection": ("clip_enhanced_video_demo", "clip_stan_demo", "timesformer_demo")}
+              "video detection": ("clip_enhanced_demo_video", "clip_stan_demo", "timesformer_demo")}
     assert sorted(sections) == sorted(expect)
     headline = {"image localization": "iou", "image detection": "auc", "video detection": "video_auc"}
     for task, methods in expect.items():
