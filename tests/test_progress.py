@@ -51,6 +51,10 @@ def test_quiet_prints_neither_bars_nor_progress_lines(tiny):
     text = _train(root, path, "--quiet")
     assert "\r" not in text and "img/s" not in text and "ETA" not in text
     assert "run directory:" in text  # results are still printed
+    # the run's own log keeps the epoch lines
+    (run,) = (root / "logs1").iterdir()
+    log = (run / "training.log").read_text()
+    assert "epoch 1/2: train loss" in log and "epoch 2/2: train loss" in log and " img/s, ETA " in log
 
 
 def test_off_a_terminal_one_summary_line_per_loop(caplog):

@@ -3,25 +3,37 @@
 tqdm redraws its bar with carriage returns; written to a file (CI logs, ``> log``, nohup) every refresh
 stays there as a fragment. So a bar is drawn only when stderr is a terminal; elsewhere each loop (an
 epoch, a test set) ends with one line: batches, images, seconds, images/s, and for training the ETA of
-the run (``eta_line``). ``set_quiet(True)`` (the CLI's ``--quiet``) turns both off.
+the run (``eta_line``). ``set_quiet(True)`` (the CLI's ``--quiet``) turns both off on the console;
+the lines, marked with ``extra=PROGRESS``, still reach a run's log file (training.log).
 """
 import logging
-import os
 import sys
 import time
 
 logger = logging.getLogger(__name__)
 
 _QUIET = {"on": False}
-QUIET_ENV = "DECLIP_QUIET"
+PROGRESS = {"progress": True}  # ``extra`` of a progress log line
+
+
+class _NoProgress(logging.Filter):
+    def filter(self, record):
+        return not getattr(record, "progress", False)
+
+
+_FILTER = _NoProgress()
 
 
 def set_quiet(on=True):
+    """No bars, and no progress lines on the console handlers of the root logger (files keep them)."""
     _QUIET["on"] = bool(on)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            (handler.addFilter if on else handler.removeFilter)(_FILTER)
 
 
 def quiet():
-    return _QUIET["on"] or os.environ.get(QUIET_ENV, "") not in ("", "0")
+    return _QUIET["on"]
 
 
 def on_terminal(stream=None):
@@ -56,7 +68,7 @@ class _Lines:
             rate = self.images / s if s > 0 and self.images else 0.0
             extra = "".join(f", {k} {v}" for k, v in self.postfix.items() if k != "img_s")
             logger.info("%s: %d batches, %d images in %.1f s (%.1f img/s%s)", self.desc, self.batches, self.images,
-                        s, rate, extra)
+                        s, rate, extra, extra=PROGRESS)
 
     def close(self):
         pass
@@ -68,9 +80,9 @@ def progress(iterable, desc, enabled=True, unit="batch", summary=True):
 
     Callers report images with ``bar.update_images(n)`` when they have it (a no-op on a tqdm bar,
     whose postfix shows img/s)."""
-    if not enabled or quiet():
+    if not enabled:
         return _Lines(iterable, desc, log=False)
-    if on_terminal():
+    if on_terminal() and not quiet():
         from tqdm import tqdm
 
         bar = tqdm(iterable, desc=desc, unit=unit, leave=False)

@@ -15,7 +15,7 @@ from ..checkpoints import atomic_save, save_detector_checkpoint
 from ..detectors import capability, load_weights
 from ..errors import ConfigError
 from . import runtime
-from .progress import eta_line, progress, quiet
+from .progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
 
 logger = logging.getLogger(__name__)
@@ -204,7 +204,6 @@ class Trainer:
     def fit(self, n_epochs):
         stop = False
         start_epoch, t_fit = self.epoch, time.perf_counter()
-        log = logger.debug if quiet() else logger.info  # --quiet: no progress lines
         while self.epoch < n_epochs and not stop:
             stats = self.train_epoch()
             self.epoch += 1
@@ -223,8 +222,9 @@ class Trainer:
                 is_best, stop = self.early.step(score, self.optimizer)
                 record.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 if runtime.is_main():
-                    log("epoch %d/%d: train loss %.4f, lr %.1e | validation %s%s%s", self.epoch, n_epochs,
-                        stats["loss"], lr, format_metrics(metrics), "  (best)" if is_best else "", speed)
+                    logger.info("epoch %d/%d: train loss %.4f, lr %.1e | validation %s%s%s", self.epoch, n_epochs,
+                                stats["loss"], lr, format_metrics(metrics), "  (best)" if is_best else "", speed,
+                                extra=PROGRESS)  # --quiet: in training.log, not on the console
                     if self.writer:
                         self.writer.add_scalar("train/lr", lr, self.epoch)
                         self.writer.add_scalar("train/epoch_loss", stats["loss"], self.epoch)
@@ -237,7 +237,8 @@ class Trainer:
                         save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch,
                                                  metric={self.metric: score})
             elif runtime.is_main():
-                log("epoch %d/%d: train loss %.4f, lr %.1e%s", self.epoch, n_epochs, stats["loss"], lr, speed)
+                logger.info("epoch %d/%d: train loss %.4f, lr %.1e%s", self.epoch, n_epochs, stats["loss"], lr, speed,
+                            extra=PROGRESS)
             self.history.append(record)
             if runtime.is_main() and self.config.get("save_ckpt", True):
                 if self.val_loader is None:
