@@ -90,3 +90,11 @@ def test_predict_explain_on_a_frame_folder_writes_a_strip_per_video(tmp_path):
     img = tmp_path / "one.png"
     cv2.imwrite(str(img), cv2.imread(str(folder / "0.png")))
     assert main(["predict", str(img), "--weights_path", ckpt, "--out", str(tmp_path / "p2"), "--device", "cpu"]) == 1
+
+
+def test_rollout_reaches_a_bare_image_tower_too():
+    """clip_enhanced keeps open_clip's image tower itself as its backbone: rollout finds its blocks."""
+    det = build_detector({"model_name": "clip_enhanced", "backbone": "declip-tiny-vit-96", "pretrained": "none",
+                          "resolution": 96})
+    out = explain(det, {"image": torch.randn(2, 3, 96, 96)})
+    assert out["attention"] is not None and out["attention"].shape == (2, 6, 6)

@@ -121,7 +121,7 @@ def gradcam(detector, data_dict):
 def _vit_blocks(detector):
     """The residual blocks of the detector's open_clip ViT tower (empty if none)."""
     backbone = getattr(detector, "backbone", None)
-    visual = getattr(backbone, "visual", None)
+    visual = getattr(backbone, "visual", backbone)  # a whole CLIP model, or its image tower (clip_enhanced)
     transformer = getattr(visual, "transformer", None)
     blocks = getattr(transformer, "resblocks", None)
     if blocks is None or not len(blocks) or not hasattr(blocks[0], "attn"):
