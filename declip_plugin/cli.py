@@ -85,7 +85,7 @@ def cmd_predict(args):
         line = f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']})"
         if "mask" in r:
             line += f", {100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}"
-        maps = [r[k] for k in ("gradcam", "attention") if k in r]
+        maps = [r[k] for k in ("gradcam", "attention", "strip") if k in r]
         print(line + (f"; maps: {', '.join(maps)}" if maps else ""))
     for e in errors:
         print(f"error: {e['error']}", file=sys.stderr)  # the one place a bad image is reported
@@ -108,9 +108,15 @@ def cmd_make_demo_data(args):
 def cmd_make_demo_videos(args):
     from .data.demo_video import make_demo_videos
 
-    m = make_demo_videos(args.out, seed=args.seed, size=args.size, n_frames=args.frames, paths_base=args.paths_base)
+    counts = dict(zip(("n_train", "n_val", "n_test"), args.videos)) if args.videos else {}
+    if any(n < 1 for n in counts.values()):
+        raise DeclipError(f"--videos {' '.join(map(str, args.videos))}: give three positive counts (train val test)")
+    m = make_demo_videos(args.out, seed=args.seed, size=args.size, n_frames=args.frames, paths_base=args.paths_base,
+                         methods=args.methods, **counts)
     per = "/".join(str(v) for v in m["videos_per_label"].values())
-    print(f"demo videos written to {args.out}: {m['files']} files in {m['seconds']}s; dataset demo-video "
+    sets = ["demo-video"] + ([f"demo-video-{x}" for x in m["methods"]] if len(m["methods"]) > 1 else [])
+    sets = ", ".join(sets)
+    print(f"demo videos written to {args.out}: {m['files']} files in {m['seconds']}s; datasets {sets} "
           f"(DeepfakeBench JSON {m['json']}); train/val/test videos per label: {per}, {m['n_frames']} frames each")
     return 0
 
@@ -121,6 +127,22 @@ def cmd_leaderboard(args):
 
     if args.out:
         check_output_file(args.out, "--out")
+    if args.by_task:
+        from .leaderboard import render_by_task
+
+        if args.format not in ("md", "html") or args.metrics or args.in_domain:
+            raise DeclipError("--by-task writes one table per task in md or html; drop --metrics, --in-domain "
+                              f"or --format {args.format}")
+        text = "\n".join(f"### {task}\n\n{table}" if args.format == "md" else f"<h3>{task}</h3>\n{table}"
+                         for task, table in render_by_task(collect(args.runs), fmt=args.format))
+        if args.out:
+            from .engine.rundir import atomic_write_text
+
+            atomic_write_text(args.out, text)
+            print(f"leaderboard written to {args.out}")
+        else:
+            print(text)
+        return 0
     text = render(collect(args.runs), fmt=args.format, metrics=args.metrics.split(",") if args.metrics else None,
                   in_domain=args.in_domain.split(",") if args.in_domain else None, out=args.out)
     if args.format == "png":
@@ -252,6 +274,8 @@ def cmd_protocol(args):
     for kind in ("grids", "means", "heatmaps", "sweep"):
         for path in paths.get(kind, []):
             print(f"{kind[:-1] if kind.endswith('s') else kind}: {path}")
+    if not args.report:
+        return 0
     try:
         from .report import write_report
     except ImportError:  # the report module is optional
@@ -277,6 +301,8 @@ def _add_protocol_parser(sub):
     p.add_argument("--out", help="the protocol folder (default: logs/protocol/<preset>)")
     p.add_argument("--report-only", dest="report_only", action="store_true",
                    help="train nothing; write the outputs from the finished cells")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="write no report.html (e.g. when `declip report` later combines several protocols)")
     _add_common(p)
     p.set_defaults(func=cmd_protocol)
 
@@ -374,6 +400,8 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
     parser.add_argument("--version", action="version", version=f"declip-plugin {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output (bars on a terminal, per-epoch / per-test-set lines otherwise)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a detector (DeepfakeBench's training/train.py flags)")
@@ -403,14 +431,15 @@ def build_parser():
     _add_common(p)
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("predict", help="masks and scores for single images")
-    p.add_argument("images", nargs="+")
+    p = sub.add_parser("predict", help="masks and scores for single images; scores of videos (folders of frames)")
+    p.add_argument("images", nargs="+", help="image files, or folders of a video's frames (clip detectors: always)")
     p.add_argument("--weights_path", required=True, help="our checkpoint or an official DeCLIP one")
     p.add_argument("--detector_path", help="detector YAML (default: read from the checkpoint)")
     p.add_argument("--out", default="predictions")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--explain", action="store_true",
-                   help="also write a Grad-CAM overlay (and attention rollout for ViT towers) per image")
+                   help="also write a Grad-CAM overlay (and attention rollout for ViT towers) per image; for a "
+                        "folder of frames, one strip PNG: the frames over their per-frame maps")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
 
@@ -427,6 +456,12 @@ def build_parser():
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--paths-base", default=None,
                    help="write frame paths as ./<relative to this folder> (a DeepfakeBench checkout's root)")
+    from .data.demo_video import METHODS as VIDEO_METHODS
+
+    p.add_argument("--methods", nargs="+", default=["flicker"], choices=VIDEO_METHODS,
+                   help="manipulations (default: flicker); each gets the dataset demo-video-<method>")
+    p.add_argument("--videos", nargs=3, type=int, metavar=("TRAIN", "VAL", "TEST"),
+                   help="videos per label and split (default: 100 20 40)")
     p.set_defaults(func=cmd_make_demo_videos)
 
     p = sub.add_parser("leaderboard", help="compare runs (ours and DeepfakeBench's) in one table")
@@ -435,6 +470,8 @@ def build_parser():
     p.add_argument("--out")
     p.add_argument("--metrics", help="comma-separated metric names (default: those present)")
     p.add_argument("--in-domain", dest="in_domain", help="comma-separated in-domain datasets (overrides run.json)")
+    p.add_argument("--by-task", dest="by_task", action="store_true",
+                   help="one table per task: image localization, image detection, video detection")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("dfb", help="run a real DeepfakeBench checkout's own train.py / test.py with the plugins "
@@ -524,6 +561,10 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if not args.debug:
         logging.getLogger("PIL").setLevel(logging.WARNING)
+    if args.quiet:
+        from .engine.progress import set_quiet
+
+        set_quiet(True)
     try:
         _resolve_weights_name(args)
         return args.func(args)

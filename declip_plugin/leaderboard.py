@@ -13,7 +13,7 @@ import re
 
 from .errors import DeclipError
 
-LOWER_IS_BETTER = {"eer", "empty_gt_fp_rate"}
+LOWER_IS_BETTER = {"eer", "empty_gt_fp_rate", "video_eer"}
 _RUN_DIR = re.compile(r"^(?P<model>.+)_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
 
 
@@ -169,17 +169,40 @@ def default_columns(entries):
     return per_dataset, means
 
 
-def build_table(entries, metrics=None, in_domain=None):
+# one leaderboard per task (the report, a protocol's leaderboard.md): which runs belong to it, the metric
+# with a column per test set, the metrics shown as ID / OOD means
+TASKS = (
+    ("image localization", lambda e: "iou" in e.metrics and "video_auc" not in e.metrics,
+     ("iou",), ("f1_best", "pixel_auc", "empty_gt_fp_rate")),
+    ("image detection", lambda e: "auc" in e.metrics and "video_auc" not in e.metrics, ("auc",), ("ap", "eer")),
+    ("video detection", lambda e: "video_auc" in e.metrics, ("video_auc",), ("auc", "video_eer")),
+)
+
+
+def by_task(entries):
+    """[(task, its entries, (per-dataset metrics, mean-only metrics))] for every task some entry has."""
+    out = []
+    for task, member, per_dataset, means in TASKS:
+        mine = [e for e in entries if member(e)]
+        if mine:
+            out.append((task, mine, (per_dataset, means)))
+    return out
+
+
+def build_table(entries, metrics=None, in_domain=None, columns=None):
     """Rows (method) and columns (metric/dataset, plus ID / OOD means); best value marked.
 
-    ``metrics`` given: per-dataset columns and means for each. Default: every metric family any
-    entry has (detection, localization, video): per-dataset columns for the family's first metric,
-    ID / OOD means (or the plain mean where the in-domain split is unknown) for all of them.
+    ``metrics`` given: per-dataset columns and means for each. ``columns`` = (per-dataset metrics,
+    mean-only metrics) given: those present. Default: every metric family any entry has (detection,
+    localization, video): per-dataset columns for the family's first metric, ID / OOD means (or the
+    plain mean where the in-domain split is unknown) for all of them.
     """
     if metrics:
         check_metrics(metrics, entries)
         per_dataset = [m for m in metrics if any(m in e.metrics for e in entries)]
         means_only = []
+    elif columns:
+        per_dataset, means_only = ([m for m in group if any(m in e.metrics for e in entries)] for group in columns)
     else:
         per_dataset, means_only = default_columns(entries)
     if not per_dataset and not means_only:
@@ -236,14 +259,35 @@ def _fmt(v, metric):
 
 
 FORMATS = ("md", "csv", "html", "png")
-NOTE = "IoU on a 0-100 scale, the other metrics on 0-1; best of each column in bold (lowest for eer)."
+NOTE = "IoU on a 0-100 scale, the other metrics on 0-1; best of each column in bold (lowest for eer and empty_gt_fp_rate)."
 
 
-def render(entries, fmt="md", metrics=None, in_domain=None, out=None):
-    """The table as text (md, csv, html); ``png`` writes a picture to ``out`` and returns its path."""
+PUBLISHED = "(published)"
+
+
+def reference_rows(reference, columns):
+    """The published rows of a preset's ``reference`` block (``{source, metric, rows: {method: {id, ood}}}``)
+    laid on ``columns``: ``<metric> ID mean`` / ``OOD mean`` filled, every other cell empty."""
+    if not reference:
+        return []
+    metric = reference.get("metric")
+    if not any(col in (f"{metric} ID mean", f"{metric} OOD mean") for col, _ in columns):
+        return []
+    out = []
+    for name, vals in (reference.get("rows") or {}).items():
+        cells = {f"{metric} ID mean": vals.get("id"), f"{metric} OOD mean": vals.get("ood")}
+        out.append([f"{name} {PUBLISHED}"] + [_fmt(cells.get(col), m) for col, m in columns])
+    return out
+
+
+def render(entries, fmt="md", metrics=None, in_domain=None, out=None, reference=None, columns=None):
+    """The table as text (md, csv, html); ``png`` writes a picture to ``out`` and returns its path.
+
+    ``reference``: a preset's published figures, appended as rows named ``<method> (published)``, never
+    ranked (no best mark) and explained under the table. ``columns``: see :func:`build_table`."""
     if fmt not in FORMATS:
         raise DeclipError(f"leaderboard format {fmt!r}: use one of {', '.join(FORMATS)}")
-    methods, columns, values, best = build_table(entries, metrics, in_domain)
+    methods, columns, values, best = build_table(entries, metrics, in_domain, columns)
     header = ["method"] + [c for c, _ in columns]
     rows, marks = [], []
     for meth in methods:
@@ -254,6 +298,11 @@ def render(entries, fmt="md", metrics=None, in_domain=None, out=None):
             mark.append(v is not None and col in best and v == best[col])
         rows.append(row)
         marks.append(mark)
+    published = reference_rows(reference, columns)
+    rows += published
+    marks += [[False] * len(header) for _ in published]
+    note = NOTE + (f" Rows marked {PUBLISHED}: the paper's own figures ({reference.get('source', 'published')}), "
+                   "not measured by this run." if published else "")
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -267,7 +316,7 @@ def render(entries, fmt="md", metrics=None, in_domain=None, out=None):
         body = "".join("<tr>" + "".join(f"<td><b>{html.escape(t)}</b></td>" if k else f"<td>{html.escape(t)}</td>"
                                         for t, k in zip(r, mk)) + "</tr>\n" for r, mk in zip(rows, marks))
         return (f'<table class="leaderboard">\n<thead><tr>{cells}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n'
-                f"<p>{html.escape(NOTE)}</p>\n")
+                f'<p class="note">{html.escape(note)}</p>\n')
     if fmt == "png":
         if not out:
             raise DeclipError("leaderboard --format png needs --out FILE.png")
@@ -277,4 +326,9 @@ def render(entries, fmt="md", metrics=None, in_domain=None, out=None):
                          title="leaderboard (* best of the column)")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(f"**{t}**" if k else t for t, k in zip(r, mk)) + " |" for r, mk in zip(rows, marks)]
-    return "\n".join(lines) + "\n\n" + NOTE + "\n"
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def render_by_task(entries, fmt="md", reference=None):
+    """[(task, table text)]: one leaderboard per task (image localization, image detection, video detection)."""
+    return [(task, render(mine, fmt=fmt, reference=reference, columns=cols)) for task, mine, cols in by_task(entries)]

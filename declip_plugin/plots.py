@@ -1,6 +1,6 @@
 """Figures (matplotlib, headless Agg backend): heat-maps of a protocol grid, metric curves, tables.
 
-Every function writes one PNG atomically and returns its path.
+Every function writes one PNG atomically and returns its path (``path=None``: returns the PNG bytes).
 """
 import io
 import math
@@ -21,7 +21,7 @@ def _save(fig, path, plt):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue() if path is None else atomic_write_bytes(path, buf.getvalue())
 
 
 def _scale(metric):
@@ -79,4 +79,38 @@ def table_png(path, header, rows, title=""):
     table.auto_set_column_width(list(range(len(header))))
     if title:
         ax.set_title(title, fontsize=9)
+    return _save(fig, path, plt)
+
+
+def summary_figure(path, panels):
+    """The report's first figure: one panel per task, per method its ID and OOD mean of the task's headline
+    metric as two bars. ``panels``: [(title, metric, [(method, id_mean, ood_mean, published)])]; a
+    published (not measured) row is drawn hatched, a missing value is left out."""
+    plt = _pyplot()
+    n = max(1, len(panels))
+    widest = max((len(rows) for _, _, rows in panels), default=1)
+    fig, axes = plt.subplots(1, n, figsize=(max(3.2, 0.9 * widest + 1.6) * n, 3.6), squeeze=False)
+    for ax, (title, metric, rows) in zip(axes[0], panels):
+        lo, hi = _scale(metric)
+        for i, (method, idm, oodm, published) in enumerate(rows):
+            for dx, value, colour, label in ((-0.2, idm, "#1f77b4", "ID"), (0.2, oodm, "#ff7f0e", "OOD")):
+                if value is None:
+                    continue
+                ax.bar(i + dx, value, 0.38, color=colour, hatch="//" if published else None,
+                       edgecolor="white" if published else colour, label=label if i == 0 else None)
+                ax.text(i + dx, value, f"{value:.1f}" if metric == "iou" else f"{value:.2f}", ha="center",
+                        va="bottom", fontsize=7)
+        ax.set_xticks(range(len(rows)), labels=[r[0] + (" *" if r[3] else "") for r in rows], rotation=25,
+                      ha="right", fontsize=8)
+        ax.set_ylim(lo, hi * 1.08)
+        if metric != "iou":
+            ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)  # chance
+        ax.set_ylabel(metric)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        uniq = dict(zip(labels, handles))
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper right")
+    if any(r[3] for _, _, rows in panels for r in rows):
+        fig.text(0.01, -0.02, "* published figures (hatched), not measured here", fontsize=7)
     return _save(fig, path, plt)

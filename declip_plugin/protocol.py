@@ -43,18 +43,32 @@ logger = logging.getLogger(__name__)
 DOLOS = ["dolos-lama", "dolos-ldm", "dolos-pluralistic", "dolos-repaint-p2-9k"]
 AUTOSPLICE = ["autosplice-75", "autosplice-90", "autosplice-100"]
 DEMO_TEST = ["demo-telea", "demo-ns", "demo-blur", "demo-resample", "demo-noise", "demo-grid"]
+DEMO_VIDEO_TEST = ["demo-video-flicker", "demo-video-jitter", "demo-video-freeze"]
+
+# Published figures shown beside a preset's measured rows (never mixed with them): per method, the
+# ID and OOD means of ``metric`` as its paper reports them.
+DOLOS_REFERENCE = {
+    "source": "DeCLIP paper (Smeu et al., WACV 2025), Dolos, 4x4 train/test generators",
+    "metric": "iou",
+    "rows": {"Patch Forensics": {"id": 69.3, "ood": 20.4}, "CLIP-linear": {"id": 36.2, "ood": 18.5},
+             "DeCLIP ViT-L/14+RN50": {"id": 73.8, "ood": 34.7}, "PSCC-Net": {"id": 81.0, "ood": 21.6}},
+}
 
 PRESETS = {
     # the paper's Table 1 / Figure 5: every Dolos generator against every other
-    "dolos": {"methods": ["declip", "clip_linear"], "train": DOLOS, "test": DOLOS},
+    "dolos": {"methods": ["declip", "clip_linear"], "train": DOLOS, "test": DOLOS, "reference": DOLOS_REFERENCE},
     # the paper's Table 3: Dolos-trained models on AutoSplice (all out-of-domain)
     "autosplice": {"methods": ["declip", "clip_linear"], "train": DOLOS, "test": AUTOSPLICE},
     # CPU-sized: three methods trained on one demo manipulation, tested on all of them
     "demo": {"methods": ["declip_demo", "clip_linear_demo", "xception_demo"], "train": ["demo-telea"],
              "test": DEMO_TEST},
+    # CPU-sized video detection: DeepFakesDetection's detectors trained on one demo video manipulation,
+    # tested on all three (`declip make-demo-videos <root>/demo_video --methods flicker jitter freeze`)
+    "demo-video": {"methods": ["clip_enhanced_demo_video", "clip_stan_demo", "timesformer_demo"],
+                   "train": ["demo-video-flicker"], "test": DEMO_VIDEO_TEST},
 }
-DEFAULT_METRICS = ("iou", "f1_best", "pixel_auc", "auc", "ap")
-PRIMARY = ("iou", "auc")  # the heat-map's metric: the first of these the grid has
+DEFAULT_METRICS = ("iou", "f1_best", "pixel_auc", "empty_gt_fp_rate", "auc", "ap", "eer", "video_auc")
+PRIMARY = ("iou", "video_auc", "auc")  # the heat-map's metric: the first of these the grid has
 
 
 def _safe(text):
@@ -110,7 +124,7 @@ def make_plan(preset=None, methods=None, train=None, test=None, sweep=None, over
                               "name": cid if len(train) > 1 else _safe(mlabel)})
     return {"preset": preset, "methods": methods, "train": train, "test": test,
             "sweep": {"key": sweep[0], "values": sweep[1]} if sweep else None,
-            "overrides": dict(overrides or {}), "cells": cells}
+            "overrides": dict(overrides or {}), "cells": cells, "reference": base.get("reference")}
 
 
 def generator_of(name):
@@ -253,9 +267,10 @@ class Protocol:
                 paths["heatmaps"].append(p)
         if self.plan.get("sweep") and primary:
             paths["sweep"] = self._write_sweep(summary["metrics"], metrics)
-        from .leaderboard import collect, render
+        from .leaderboard import collect, render_by_task
 
-        board = render(collect([os.path.join(self.out, "runs")]))
+        board = "\n".join(f"### {task}\n\n{table}" for task, table in
+                          render_by_task(collect([os.path.join(self.out, "runs")]), reference=self.plan.get("reference")))
         atomic_write_text(os.path.join(self.out, "leaderboard.md"), board)
         paths["leaderboard"] = [os.path.join(self.out, "leaderboard.md")]
         return paths

@@ -4,9 +4,15 @@ set of runs.
 Everything is inside the file: tables as HTML, figures and images as ``data:`` URIs, the style
 inline; no script, no font, no link to anything outside. Sections:
 
-* the leaderboard of every run found under the given folders (leaderboard.py);
+* the summary figure, first: per task (image localization, image detection, video detection) and
+  method, the ID and OOD means of the task's headline metric (IoU, AUC, video AUC), with a protocol
+  preset's published reference figures hatched beside them;
+* one leaderboard per task of every run found under the given folders (leaderboard.py), a preset's
+  published rows marked as such;
 * protocol folders: the grid of each metric with its ID / OOD means, the heat-maps, the sweep plots;
 * robustness folders: the degradation curves;
+* video strips: for each video run, one test video's frames over their Grad-CAM / attention-rollout
+  maps (engine/explain.py), from the run's checkpoint;
 * mask galleries: for each run and test set, its best, median and worst manipulated image by IoU
   (per_image.csv), each as input | ground truth | prediction | overlay. The prediction is the run's
   saved mask (``save_masks``) when there is one, otherwise recomputed with the run's checkpoint.
@@ -148,9 +154,8 @@ class _Predictor:
             w = json.load(f).get("weights")
         return w if w and os.path.isfile(str(w)) else None
 
-    def __call__(self, image_tensor):
-        import torch
-
+    def load(self):
+        """The run's detector on the CPU, or None (``self.error`` says why)."""
         if self.detector is None and self.error is None:
             weights = self.weights()
             if weights is None:
@@ -160,7 +165,12 @@ class _Predictor:
 
                 cfg = {**self.config, "device": "cpu"}
                 self.detector = build_detector(cfg, weights_path=weights).eval()
-        if self.error:
+        return self.detector
+
+    def __call__(self, image_tensor):
+        import torch
+
+        if self.load() is None:
             return None
         with torch.inference_mode():
             pred = self.detector({"image": image_tensor[None], "label": torch.zeros(1, dtype=torch.long)},
@@ -252,20 +262,103 @@ def _gallery_section(run_dir):
             "ground truth | prediction | overlay (red: predicted, green: ground-truth outline)</p>" + "".join(parts))
 
 
+# ---- video strips -------------------------------------------------------------------------------------
+
+def _video_strip(run_dir):
+    """One manipulated in-domain test video of a video run (``per_video.csv``): the frames over their maps."""
+    import yaml
+
+    from .engine.explain import explain_frames, frame_files
+
+    test_dir = os.path.join(run_dir, "test")
+    with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    names = [d for d in info.get("in_domain") or [] if os.path.isfile(os.path.join(test_dir, d, "per_video.csv"))]
+    names += sorted(d for d in os.listdir(test_dir) if os.path.isfile(os.path.join(test_dir, d, "per_video.csv")))
+    if not names:
+        return ""
+    with open(os.path.join(test_dir, names[0], "per_image.csv"), encoding="utf-8") as f:
+        fakes = [r["path"] for r in csv.DictReader(f) if r.get("label") == "1"]
+    folder = os.path.dirname(fakes[0]) if fakes else None
+    if folder is None or not os.path.isdir(folder):
+        return f'<p class="note">{html.escape(info.get("name", run_dir))}: no video strip (frames not found)</p>'
+    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    predictor = _Predictor(run_dir, config)
+    detector = predictor.load()
+    if detector is None:
+        return f'<p class="note">{html.escape(info.get("name", run_dir))}: no video strip ({predictor.error})</p>'
+    prob, strip, maps = explain_frames(detector, config, frame_files(folder, int(config.get("clip_size") or 8)))
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:  # pragma: no cover
+        raise DeclipError("report: cannot encode a video strip")
+    return (f"<h3>{html.escape(info.get('name') or os.path.basename(run_dir))}</h3><p class=\"note\">"
+            f"{html.escape(names[0])}, video {html.escape(os.path.basename(folder))} (manipulated): p(fake) "
+            f"{prob:.3f}; Grad-CAM from {html.escape(maps['gradcam_method'])} gradients</p>"
+            + _img_tag(buf.tobytes(), f"{names[0]} video strip", mime="image/jpeg"))
+
+
 # ---- the report ---------------------------------------------------------------------------------------
 
-def build_html(paths, title="declip report"):
-    from .leaderboard import collect, render
+def _references(paths):
+    """The ``reference`` block of every protocol folder among ``paths`` (a preset's published figures)."""
+    out = []
+    for p in paths:
+        plan_path = os.path.join(p, "protocol.json")
+        if os.path.isfile(plan_path):
+            with open(plan_path, encoding="utf-8") as f:
+                ref = json.load(f).get("reference")
+            if ref and ref not in out:
+                out.append(ref)
+    return out
 
-    sections = []
+
+def summary_panels(entries, references=()):
+    """[(task, headline metric, [(method, ID mean, OOD mean, published)])] for the summary figure."""
+    from .leaderboard import build_table, by_task
+
+    panels = []
+    for task, mine, (per_dataset, _) in by_task(entries):
+        metric = per_dataset[0]
+        methods, _, values, _ = build_table(mine, columns=((), (metric,)))
+        rows = []
+        for m in methods:
+            idm, oodm = values.get((m, f"{metric} ID mean")), values.get((m, f"{metric} OOD mean"))
+            if idm is None and oodm is None:
+                idm = values.get((m, f"{metric} mean"))  # no in-domain split known: the plain mean
+            rows.append((m, idm, oodm, False))
+        for ref in references:
+            if ref.get("metric") == metric:
+                rows += [(name, v.get("id"), v.get("ood"), True) for name, v in (ref.get("rows") or {}).items()]
+        panels.append((task, metric, rows))
+    return panels
+
+
+def _summary_and_leaderboards(paths):
+    from .leaderboard import collect, render_by_task
+    from .plots import summary_figure
+
+    try:
+        entries = collect(list(paths))
+    except DeclipError as exc:
+        return [f'<p class="note">no leaderboard: {html.escape(str(exc))}</p>']
+    references = _references(paths)
+    panels = summary_panels(entries, references)
+    figure = _img_tag(summary_figure(None, panels), "summary: ID and OOD per method and task")
+    sections = ['<h2>Summary</h2><p class="note">per task, each method\'s mean over the in-domain (ID) and '
+                "out-of-domain (OOD) test sets of the task's headline metric</p>" + figure]
+    ref = references[0] if references else None
+    tables = "".join(f"<h3>{html.escape(task)}</h3>" + table
+                     for task, table in render_by_task(entries, fmt="html", reference=ref))
+    sections.append("<h2>Leaderboards</h2>" + tables)
+    return sections
+
+
+def build_html(paths, title="declip report"):
     for p in paths:
         if not os.path.isdir(p):
             raise DeclipError(f"report: {p} is not a folder (give run, protocol or log folders)")
-    try:
-        board = render(collect(list(paths)), fmt="html")
-        sections.append("<h2>Leaderboard</h2>" + board)
-    except DeclipError as exc:
-        sections.append(f'<p class="note">no leaderboard: {html.escape(str(exc))}</p>')
+    sections = _summary_and_leaderboards(paths)
     runs = []
     for p in paths:
         if os.path.isfile(os.path.join(p, "protocol.json")):
@@ -277,6 +370,16 @@ def build_html(paths, title="declip report"):
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
+        strips = []
+        for run in runs:
+            try:
+                strips.append(_video_strip(run))
+            except (DeclipError, OSError) as exc:
+                strips.append(f'<p class="note">{html.escape(run)}: no video strip ({html.escape(str(exc))})</p>')
+        if any(strips):
+            sections.append("<h2>Video maps</h2><p class=\"note\">per video method, one manipulated test video: its "
+                            "frames (top), Grad-CAM (middle) and, for ViT towers, attention rollout (bottom)</p>"
+                            + "".join(s for s in strips if s))
         for run in runs:
             try:
                 sections.append(_gallery_section(run))

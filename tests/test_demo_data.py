@@ -124,3 +124,23 @@ def test_rerun_replaces_a_previous_demo_set(tmp_path):
     make_demo_data(tmp_path / "d", size=32, n_train=1, n_val=1, n_test=1, methods=("blur",))
     assert os.listdir(tmp_path / "d" / "celebahq" / "real" / "train") == ["0000.png"]
     assert not (tmp_path / "d" / "celebahq" / "fake" / "telea").exists()
+
+
+def test_demo_localization_configs_test_on_reals_too_and_train_on_fakes_only(demo_root):
+    """The demo detectors train on manipulated images only (the paper) but their test splits hold the
+    real images as well, so detection AUC/AP/EER and the real-image false-positive rate exist."""
+    from declip_plugin.config import load_run_config
+    from declip_plugin.data import data_config
+    from declip_plugin.detectors import build_detector
+    from declip_plugin.engine.loaders import build_split
+    from declip_plugin.engine.run import build_test_sets
+
+    root, _ = demo_root
+    for name in ("declip_demo", "clip_linear_demo", "xception_demo"):
+        cfg = load_run_config(name, "test", {"data_root": str(root), "test_dataset": ["demo-grid"]})
+        cfg = data_config(cfg, build_detector(cfg))
+        test = build_test_sets(cfg)["demo-grid"]
+        labels = sorted(s[1] for s in test.samples)
+        assert labels == [0] * SMALL["n_test"] + [1] * SMALL["n_test"], name
+        train = build_split("demo-grid", "train", cfg)
+        assert {s[1] for s in train.samples} == {1}, name

@@ -3,6 +3,7 @@ import hashlib
 import os
 
 import numpy as np
+import pytest
 
 from declip_plugin.data import build_dataset
 from declip_plugin.data.demo_video import REAL, FAKE, make_demo_videos, render_video
@@ -49,3 +50,41 @@ def test_the_signal_is_temporal():
     fake = np.mean([region_stats(True, s) for s in range(6)])
     real = np.mean([region_stats(False, s) for s in range(6)])
     assert fake > real + 4.0
+
+
+def test_three_manipulations_each_its_own_dataset_with_the_same_reals(tmp_path):
+    from declip_plugin.errors import DataError
+
+    m = make_demo_videos(tmp_path / "demo_video", size=32, n_frames=6, n_train=1, n_val=1, n_test=2,
+                         methods=("flicker", "jitter", "freeze"))
+    cfg = {"data_root": str(tmp_path), "resolution": 32, "mask_size": 32, "include_real": True}
+    reals = None
+    for method in ("flicker", "jitter", "freeze"):
+        ds = build_dataset(f"demo-video-{method}", "test", cfg)
+        fakes = {os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(s[0])))) for s in ds.samples
+                 if s[1] == 1}
+        assert fakes == {f"DemoVideo_{method}"}
+        mine = sorted(s[0] for s in ds.samples if s[1] == 0)
+        assert len(mine) == 2 * 6 and (reals is None or mine == reals)
+        reals = mine
+    assert sorted(m["jsons"]) == ["DemoVideo", "DemoVideo-flicker", "DemoVideo-freeze", "DemoVideo-jitter"]
+    with pytest.raises(DataError, match="wobble"):
+        make_demo_videos(tmp_path / "x", size=32, n_frames=4, n_train=1, n_val=1, n_test=1, methods=("wobble",))
+
+
+def _region_motion(method, seed):
+    """Mean frame-to-frame change inside the region and outside it (camera drift + noise)."""
+    frames, masks = render_video(np.random.default_rng(seed), 64, 12, True, method)
+    f = np.stack(frames).astype(np.float32).mean(-1)
+    inside = np.stack(masks)[1:] > 0
+    d = np.abs(np.diff(f, axis=0))
+    return d[inside].mean(), d[~inside].mean()
+
+
+def test_jitter_and_freeze_leave_temporal_traces_of_their_own():
+    """jitter: the region moves against its surroundings (more change inside than outside); freeze: its
+    pixels do not change at all while the noise outside does."""
+    jit = np.array([_region_motion("jitter", s) for s in range(4)])
+    frz = np.array([_region_motion("freeze", s) for s in range(4)])
+    assert (jit[:, 0] > jit[:, 1] + 1.0).all()
+    assert (frz[:, 0] < 0.5 * frz[:, 1]).all()

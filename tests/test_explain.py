@@ -1,4 +1,7 @@
 """Grad-CAM and attention rollout maps (engine/explain.py) for detectors without a decoder."""
+import json
+import os
+
 import torch
 
 from declip_plugin.detectors import build_detector
@@ -50,3 +53,48 @@ def test_attention_rollout_is_uniform_for_uniform_attention():
             block.attn.in_proj_bias[: 2 * d].zero_()
     att = attention_rollout(det, {"image": torch.randn(1, 2, 3, 96, 96)})
     assert att.shape == (2, 6, 6) and float(att.abs().max()) < 1e-6
+
+
+def _frame_folder(root, n=10, size=48):
+    import cv2
+    import numpy as np
+
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for t in range(n):  # integer names, listed out of order on purpose (frame order is numeric)
+        cv2.imwrite(str(root / f"{t}.png"), rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+    return root
+
+
+def test_predict_explain_on_a_frame_folder_writes_a_strip_per_video(tmp_path):
+    """`declip predict --explain VIDEO_DIR` for a clip detector: one strip, frames over Grad-CAM and rollout."""
+    import cv2
+
+    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.cli import main
+    from declip_plugin.engine.explain import STRIP_PANEL, frame_files
+
+    folder = _frame_folder(tmp_path / "vid7")
+    assert [os.path.basename(p) for p in frame_files(str(folder), 4)] == ["0.png", "3.png", "6.png", "9.png"]
+    det = build_detector({**STAN, "clip_size": 4, "video_mode": True, "mean": [0.5] * 3, "std": [0.5] * 3})
+    ckpt = save_detector_checkpoint(str(tmp_path / "stan.pth"), det)
+    out = tmp_path / "preds"
+    assert main(["predict", str(folder), "--weights_path", ckpt, "--out", str(out), "--explain", "--device", "cpu"]) == 0
+    strip = cv2.imread(str(out / "vid7_strip.png"))
+    gap = 3
+    # 4 frames across; rows: frames, Grad-CAM, attention rollout (a ViT tower)
+    assert strip.shape == (3 * STRIP_PANEL + 2 * gap, 4 * STRIP_PANEL + 3 * gap, 3)
+    rec = json.loads((out / "predictions.json").read_text())["predictions"][0]
+    assert rec["frames"] == 4 and rec["strip"].endswith("vid7_strip.png") and 0.0 <= rec["prob_fake"] <= 1.0
+    # a single image is not a clip: one error line, non-zero exit
+    img = tmp_path / "one.png"
+    cv2.imwrite(str(img), cv2.imread(str(folder / "0.png")))
+    assert main(["predict", str(img), "--weights_path", ckpt, "--out", str(tmp_path / "p2"), "--device", "cpu"]) == 1
+
+
+def test_rollout_reaches_a_bare_image_tower_too():
+    """clip_enhanced keeps open_clip's image tower itself as its backbone: rollout finds its blocks."""
+    det = build_detector({"model_name": "clip_enhanced", "backbone": "declip-tiny-vit-96", "pretrained": "none",
+                          "resolution": 96})
+    out = explain(det, {"image": torch.randn(2, 3, 96, 96)})
+    assert out["attention"] is not None and out["attention"].shape == (2, 6, 6)

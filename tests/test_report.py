@@ -22,7 +22,7 @@ def tiny_run(tmp_path_factory):
            "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "train_batchSize": 4,
            "test_batchSize": 4, "workers": 0, "nEpochs": 1, "early_stopping": {"enabled": False},
            "data_root": str(root / "data"), "log_dir": str(root / "logs"), "device": "cpu",
-           "train_dataset": ["demo-telea"], "test_dataset": ["demo-telea", "demo-grid"]}
+           "train_dataset": ["demo-telea"], "test_dataset": ["demo-telea", "demo-grid"], "test_include_real": True}
     import yaml
 
     (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
@@ -58,22 +58,92 @@ def test_examples_are_best_median_worst_of_the_fakes():
 
 
 def _browser():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
+    """Headless Chromium; under CI=true installed from the Debian packages when missing (never a skip there)."""
+    def find():
+        for name in ("chromium", "chromium-browser", "google-chrome"):
+            if shutil.which(name):
+                return shutil.which(name)
+        return None
+
+    if find() is None and os.environ.get("CI") == "true":
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=900,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    path = find()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true: headless Chromium is required (apt-get install -y chromium)")
+        pytest.skip("no headless browser installed (apt-get install chromium)")
+    return path
 
 
-@pytest.mark.skipif(_browser() is None, reason="no headless browser installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_video_run(tmp_path_factory):
+    """A one-epoch timesformer on a few tiny demo videos: a video run for the report's strips."""
+    import yaml
+
+    from declip_plugin.data.demo_video import make_demo_videos
+    from declip_plugin.engine.run import train
+
+    root = tmp_path_factory.mktemp("video")
+    make_demo_videos(root / "data" / "demo_video", size=32, n_frames=8, n_train=2, n_val=1, n_test=2,
+                     methods=("flicker", "jitter"))
+    cfg = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "configs", "detector",
+                                           "timesformer_demo.yaml"), encoding="utf-8"))
+    cfg.update({"resolution": 64, "clip_size": 4, "frame_num": {"train": 8, "test": 8}, "nEpochs": 1,
+                "data_root": str(root / "data"), "log_dir": str(root / "logs"), "device": "cpu",
+                "train_dataset": ["demo-video-flicker"], "in_domain": ["demo-video-flicker"],
+                "test_dataset": ["demo-video-flicker", "demo-video-jitter"]})
+    (root / "tsf.yaml").write_text(yaml.safe_dump(cfg))
+    return train(str(root / "tsf.yaml"))
+
+
+def test_report_of_images_and_video_puts_the_summary_first_and_a_leaderboard_per_task(tiny_run, tiny_video_run,
+                                                                                     tmp_path):
     root, run_dir = tiny_run
-    out = write_report([run_dir], out=str(tmp_path / "report.html"))
+    text = open(write_report([run_dir, tiny_video_run], out=str(tmp_path / "r.html")), encoding="utf-8").read()
+    assert external_references(text) == []
+    order = [text.index(h) for h in ("<h2>Summary</h2>", "<h2>Leaderboards</h2>", "<h3>image localization</h3>",
+                                     "<h3>image detection</h3>", "<h3>video detection</h3>", "<h2>Video maps</h2>")]
+    assert order == sorted(order)
+    first_img = text.index("<img")
+    assert text.index("<h2>Summary</h2>") < first_img < text.index("<h2>Leaderboards</h2>")  # the summary figure
+    video = text[text.index("<h3>video detection</h3>"):text.index("<h2>Video maps</h2>")]
+    assert "tsf" in video and "tiny" not in video.split("</table>")[0]  # the image run is not a video method
+    strip = text[text.index("<h2>Video maps</h2>"):]
+    assert "video strip" in strip and "demo-video-flicker" in strip and "(manipulated)" in strip
+
+
+_CHECK_IMAGES = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  var d = document.createElement('pre'); d.id = 'img-check';
+  d.textContent = 'IMAGES ' + imgs.length + ' BROKEN ' + bad.length;
+  document.body.appendChild(d);
+});
+</script></body>"""
+
+
+def test_report_renders_in_headless_chromium(tiny_run, tiny_video_run, tmp_path):
+    """Real headless Chromium: a screenshot that is not blank, and every image of the page decoded."""
+    browser = _browser()
+    root, run_dir = tiny_run
+    out = write_report([run_dir, tiny_video_run], out=str(tmp_path / "report.html"))
+    n_images = open(out, encoding="utf-8").read().count("<img")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,1600"]
     shot = tmp_path / "shot.png"
-    proc = subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--window-size=1200,1600", f"--screenshot={shot}", "file://" + os.path.abspath(out)],
+    proc = subprocess.run(flags + [f"--screenshot={shot}", "file://" + os.path.abspath(out)],
                           capture_output=True, text=True, timeout=120)
     assert shot.is_file(), proc.stderr[-2000:]
     img = cv2.imread(str(shot))
     assert img.shape[:2] == (1600, 1200)
-    # the page drew something: the inlined gallery images give many distinct colours
+    # not blank: the summary figure at the top and the inlined images give many distinct colours
     assert len(np.unique(img.reshape(-1, 3)[::7], axis=0)) > 500
+    # every image loaded: a copy of the page with a checking script (the report itself has none)
+    probe = tmp_path / "probe.html"
+    probe.write_text(open(out, encoding="utf-8").read().replace("</body>", _CHECK_IMAGES), encoding="utf-8")
+    dom = subprocess.run(flags + ["--virtual-time-budget=10000", "--dump-dom", "file://" + str(probe)],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert f"IMAGES {n_images} BROKEN 0" in dom, dom[-500:]
+    assert n_images >= 8  # summary, heat-map-free run: 6 gallery strips, 1 video strip

@@ -134,6 +134,9 @@ class RunConfig:
     in_domain: StrList = key(None, doc="null: the train datasets")
     mask_size: int = key(256, minimum=1)
     include_real: Optional[bool] = key(None)
+    test_include_real: Optional[bool] = key(None, doc="real images in the test splits (detection metrics, real-image "
+                                                      "false-positive rate) even where training leaves them out; "
+                                                      "null: as include_real")
     augmentation: Optional[str] = key("none", choices=("none", "blur", "color_jitter", "jpeg_compression", "all"))
     flip_prob: float = key(0.0, minimum=0, maximum=1)
     skip_bad_files: bool = key(False)

@@ -9,7 +9,10 @@
     <out>/demo_video.json                                          manifest (parameters, counts)
 
 ``configs/dataset/demo_video.yaml`` declares it as ``demo-video`` (``root: demo_video`` under the
-data root). The frame paths in the JSON are relative to ``<out>`` (``rgb/DemoVideo/...``); with
+data root). With ``methods`` naming more manipulations (:data:`METHODS`), each is written beside the
+flicker under ``DemoVideo_<method>/`` and gets its own JSON ``dataset_json/DemoVideo-<method>.json``
+(the real videos and that manipulation: datasets ``demo-video-<method>``), so a detector trained on one
+manipulation can be tested on the others (the ``demo-video`` protocol preset). The frame paths in the JSON are relative to ``<out>`` (``rgb/DemoVideo/...``); with
 ``paths_base`` they are written as ``./<path relative to paths_base>`` instead, the form a real
 DeepfakeBench checkout reads when its scripts run from ``paths_base``.
 
@@ -21,6 +24,10 @@ whose brightness is offset by ``A`` grey levels (``A`` in [20, 40], random sign)
 * **real**: the offset is constant over time (a static local lighting difference);
 * **fake** (``flicker``): the offset's sign is drawn anew in every frame, so the region flickers
   while the rest of the video stays consistent. Its mask (the region) is written per frame.
+* **fake** (``jitter``): the offset is constant, but the region jumps by a few pixels in a random
+  direction every frame instead of following the camera (a pasted region that does not track).
+* **fake** (``freeze``): the offset is constant and the region's pixels are frozen: the same content,
+  noise included, in every frame while the camera drifts and the noise changes around it.
 
 A single frame of either class shows the same kind of region with the same offset distribution, so
 a frame-level detector can only separate them by chance; the difference is purely temporal (how
@@ -45,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 NAME = "DemoVideo"
 REAL, FAKE = f"{NAME}_real", f"{NAME}_flicker"
+METHODS = ("flicker", "jitter", "freeze")
+JITTER_PX = 3
 MANIFEST = "demo_video.json"
 SPLITS = ("train", "val", "test")
 OFFSET = (20.0, 40.0)
@@ -65,8 +74,11 @@ def _png(path, array):
         f.write(buf.tobytes())
 
 
-def render_video(rng, size, n_frames, fake):
-    """``(frames, masks)``: n_frames RGB uint8 (size, size, 3) and uint8 {0, 255} (size, size) masks."""
+def render_video(rng, size, n_frames, fake, method="flicker"):
+    """``(frames, masks)``: n_frames RGB uint8 (size, size, 3) and uint8 {0, 255} (size, size) masks;
+    ``method`` (one of :data:`METHODS`) is the manipulation of a fake video."""
+    if fake and method not in METHODS:
+        raise DataError(f"unknown demo video method {method!r}; available: {', '.join(METHODS)}")
     margin = size // 4
     big = size + 2 * margin
     scene = base_image(rng, big).astype(np.float32)
@@ -80,25 +92,43 @@ def render_video(rng, size, n_frames, fake):
     sign = 1.0 if rng.random() < 0.5 else -1.0
     velocity = rng.uniform(-0.2, 0.2, 2)
     noise = float(rng.uniform(2.0, 4.0))
-    frames, masks = [], []
+    frames, masks, frozen, offset = [], [], None, np.zeros(2)
     for t in range(n_frames):
-        s = (1.0 if rng.random() < 0.5 else -1.0) if fake else sign
+        s = (1.0 if rng.random() < 0.5 else -1.0) if fake and method == "flicker" else sign
         img = scene + (s * amplitude) * alpha
         img = img * np.float32(1.0 + rng.normal(0.0, 0.01))
         shift = np.array([[1.0, 0.0, -margin + velocity[0] * t], [0.0, 1.0, -margin + velocity[1] * t]], np.float32)
         frame = cv2.warpAffine(img, shift, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         frame += np.float32(noise) * rng.standard_normal(frame.shape, dtype=np.float32)
-        frames.append(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
         m = cv2.warpAffine(region, shift, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+        if fake and method == "jitter":  # the region (offset and its content) jumps off the camera's path
+            offset = rng.uniform(-JITTER_PX, JITTER_PX, 2) if t else offset
+            move = np.array([[1.0, 0.0, offset[0]], [0.0, 1.0, offset[1]]], np.float32)
+            patch = cv2.warpAffine(frame, move, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            m = cv2.warpAffine(m, move, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+            a = cv2.GaussianBlur(m.astype(np.float32) / 255.0, (0, 0), 1.2)[..., None]
+            frame = a * patch + (1 - a) * frame
+        elif fake and method == "freeze":  # the region's pixels of frame 0, in every frame
+            a = cv2.GaussianBlur(m.astype(np.float32) / 255.0, (0, 0), 1.2)[..., None]
+            frozen = frame.copy() if frozen is None else frozen
+            frame = a * frozen + (1 - a) * frame
+        frames.append(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
         masks.append(m if fake else np.zeros_like(m))
     return frames, masks
 
 
 def make_demo_videos(out_dir, seed=0, size=64, n_frames=16, n_train=100, n_val=20, n_test=40, paths_base=None,
-                     overwrite=True):
-    """Write the demo video set (``n_*`` videos per label and split); returns the manifest dict."""
+                     overwrite=True, methods=("flicker",)):
+    """Write the demo video set (``n_*`` videos per label and split); returns the manifest dict.
+
+    ``methods``: the manipulations (:data:`METHODS`), each ``n_*`` fake videos per split. The first is
+    paired with the real videos in ``DemoVideo.json``; every one in ``DemoVideo-<method>.json``."""
+    methods = tuple(methods)
     if n_frames < 2 or size < 16:
         raise DataError(f"demo videos need at least 2 frames of 16 px (got n_frames={n_frames}, size={size})")
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise DataError(f"demo video methods {', '.join(bad) or '(none)'}: choose from {', '.join(METHODS)}")
     t0 = time.perf_counter()
     out = os.path.abspath(os.path.expanduser(str(out_dir)))
     rgb = os.path.join(out, "rgb", NAME)
@@ -114,36 +144,43 @@ def make_demo_videos(out_dir, seed=0, size=64, n_frames=16, n_train=100, n_val=2
         return "./" + os.path.relpath(path, base).replace(os.sep, "/")
 
     counts = {"train": n_train, "val": n_val, "test": n_test}
-    tree = {REAL: {s: {} for s in SPLITS}, FAKE: {s: {} for s in SPLITS}}
+    labels = [(REAL, None)] + [(f"{NAME}_{m}", m) for m in methods]
+    tree = {label: {s: {} for s in SPLITS} for label, _ in labels}
     files = 0
     for split in SPLITS:
-        for label in (REAL, FAKE):
-            fake = label == FAKE
+        for label, method in labels:
             for i in range(counts[split]):
-                vid = f"{'f' if fake else 'r'}{split[:2]}{i:03d}"
-                frames, masks = render_video(_rng(seed, label, split, i), size, n_frames, fake)
-                paths = []
+                vid = f"{'f' if method else 'r'}{split[:2]}{i:03d}"
+                tree[label][split][vid] = {"label": label, "frames": []}
+                frames, masks = render_video(_rng(seed, label, split, i), size, n_frames, method is not None,
+                                             method or "flicker")
                 for t, (frame, mask) in enumerate(zip(frames, masks)):
                     fpath = os.path.join(rgb, label, "frames", vid, f"{t:03d}.png")
                     os.makedirs(os.path.dirname(fpath), exist_ok=True)
                     _png(fpath, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
                     files += 1
-                    if fake:
+                    if method:
                         mpath = os.path.join(rgb, label, "masks", vid, f"{t:03d}.png")
                         os.makedirs(os.path.dirname(mpath), exist_ok=True)
                         _png(mpath, mask)
                         files += 1
-                    paths.append(key(fpath))
-                tree[label][split][vid] = {"label": label, "frames": paths}
-    json_path = os.path.join(out, "dataset_json", f"{NAME}.json")
-    os.makedirs(os.path.dirname(json_path), exist_ok=True)
-    atomic_write_bytes(json_path, json.dumps({NAME: tree}, indent=1).encode("utf-8"))
-    manifest = {"name": NAME, "labels": {REAL: 0, FAKE: 1}, "seed": seed, "size": size, "n_frames": n_frames,
-                "videos_per_label": counts, "files": files, "json": json_path, "paths_base": base,
-                "seconds": round(time.perf_counter() - t0, 2)}
+                    tree[label][split][vid]["frames"].append(key(fpath))
+    json_dir = os.path.join(out, "dataset_json")
+    os.makedirs(json_dir, exist_ok=True)
+    jsons = {}
+    for i, method in enumerate(methods):
+        fake = f"{NAME}_{method}"
+        names = ([NAME] if i == 0 else []) + [f"{NAME}-{method}"]
+        for name in names:
+            path = os.path.join(json_dir, f"{name}.json")
+            atomic_write_bytes(path, json.dumps({name: {REAL: tree[REAL], fake: tree[fake]}}, indent=1).encode("utf-8"))
+            jsons[name] = path
+    manifest = {"name": NAME, "labels": {REAL: 0, **{f"{NAME}_{m}": 1 for m in methods}}, "methods": list(methods),
+                "seed": seed, "size": size, "n_frames": n_frames, "videos_per_label": counts, "files": files,
+                "json": jsons[NAME], "jsons": jsons, "paths_base": base, "seconds": round(time.perf_counter() - t0, 2)}
     atomic_write_bytes(os.path.join(out, MANIFEST), json.dumps(manifest, indent=1).encode("utf-8"))
     logger.info("demo videos: %d files in %s (%.1fs)", files, out, manifest["seconds"])
     return manifest
 
 
-__all__ = ["make_demo_videos", "render_video", "NAME", "REAL", "FAKE"]
+__all__ = ["make_demo_videos", "render_video", "NAME", "REAL", "FAKE", "METHODS"]

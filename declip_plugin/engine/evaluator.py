@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..atomicio import write_png
 from . import runtime
+from .progress import progress as progress_bar
 from .rundir import write_csv, write_json, write_pickle
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def mask_file_name(image_path, index):
 
 @torch.inference_mode()
 def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, desc="test", progress=True,
-             batch_hook=None):
+             batch_hook=None, summary_line=True):
     """Run ``detector`` over ``loader`` with every metric of the registry that applies to it;
     metrics gathered over all ranks (each sample counted once)."""
     from ..metrics.base import create_metrics
@@ -60,7 +60,7 @@ def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, 
     detector.eval()
     accs = create_metrics(detector, config)
     rows, seen, t0 = [], 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and runtime.is_main()), leave=False)
+    bar = progress_bar(loader, desc, enabled=progress and runtime.is_main(), summary=summary_line)
     for batch in bar:
         batch = to_device(batch, device)
         if batch_hook is not None:
@@ -77,6 +77,7 @@ def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, 
             for i, name in enumerate(names):
                 save_mask_png(os.path.join(mask_dir, mask_file_name(name, seen + i)), probs[i])
         seen += len(labels)
+        bar.update_images(len(labels))
         bar.set_postfix(img_s=f"{seen / max(time.perf_counter() - t0, 1e-9):.1f}")
     for acc in accs.values():
         for i, cols in acc.per_sample() if hasattr(acc, "per_sample") else []:

@@ -121,7 +121,7 @@ def gradcam(detector, data_dict):
 def _vit_blocks(detector):
     """The residual blocks of the detector's open_clip ViT tower (empty if none)."""
     backbone = getattr(detector, "backbone", None)
-    visual = getattr(backbone, "visual", None)
+    visual = getattr(backbone, "visual", backbone)  # a whole CLIP model, or its image tower (clip_enhanced)
     transformer = getattr(visual, "transformer", None)
     blocks = getattr(transformer, "resblocks", None)
     if blocks is None or not len(blocks) or not hasattr(blocks[0], "attn"):
@@ -182,4 +182,75 @@ def explain(detector, data_dict):
     return {"gradcam": cam.detach(), "gradcam_method": method, "attention": None if att is None else att.detach()}
 
 
-__all__ = ["explain", "gradcam", "attention_rollout"]
+# ---- videos and frame folders: one strip per clip ------------------------------------------------------
+
+FRAME_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+STRIP_PANEL = 112
+
+
+def frame_files(folder, n):
+    """``n`` frame files of ``folder`` spread evenly, in frame order (DeepfakeBench's integer names)."""
+    import os
+
+    from ..data.deepfakebench_json import frame_order
+    from ..errors import DataError
+
+    files = sorted((os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(FRAME_EXTS)),
+                   key=frame_order)
+    if not files:
+        raise DataError(f"{folder}: no frames ({', '.join(FRAME_EXTS)} files) in this folder")
+    if len(files) <= n:
+        return files
+    step = (len(files) - 1) / (n - 1) if n > 1 else 0
+    return [files[int(round(i * step))] for i in range(n)]
+
+
+def clip_input(detector, config, frames_rgb):
+    """The data_dict of one video: (1, T, 3, H, W) for a clip detector, (T, 3, H, W) frames otherwise."""
+    from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
+    from ..detectors import capability
+
+    size = int(config.get("resolution", 224))
+    x = torch.stack([to_tensor(resize_image(f, size), config.get("mean") or CLIP_MEAN, config.get("std") or CLIP_STD)
+                     for f in frames_rgb])
+    return {"image": x[None] if capability(detector, "input_kind") == "clip" else x}
+
+
+def strip_image(frames_rgb, maps, panel=STRIP_PANEL):
+    """RGB uint8 strip: the frames in a row, below each its Grad-CAM overlay (and attention rollout)."""
+    import cv2
+    import numpy as np
+
+    from .predict import overlay
+
+    rows = [[cv2.resize(f, (panel, panel), interpolation=cv2.INTER_AREA) for f in frames_rgb]]
+    for key in ("gradcam", "attention"):
+        m = maps.get(key)
+        if m is None:
+            continue
+        m = F.interpolate(m[:, None].float(), size=(panel, panel), mode="bilinear", align_corners=False)[:, 0]
+        m = m.clamp(0, 1).cpu().numpy()
+        rows.append([cv2.cvtColor(overlay(f, m[i]), cv2.COLOR_BGR2RGB) for i, f in enumerate(rows[0])])
+    gap = 3
+    out = np.full((len(rows) * (panel + gap) - gap, len(rows[0]) * (panel + gap) - gap, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            out[r * (panel + gap): r * (panel + gap) + panel, c * (panel + gap): c * (panel + gap) + panel] = img
+    return out
+
+
+def explain_frames(detector, config, frame_paths):
+    """``(p(fake) of the video, strip RGB uint8, maps)`` for the frames ``frame_paths`` of one video."""
+    from ..data.io import read_image
+
+    frames = [read_image(p) for p in frame_paths]
+    data = clip_input(detector, config, frames)
+    device = next((p.device for p in detector.parameters()), torch.device("cpu"))
+    data = {"image": data["image"].to(device)}
+    with torch.inference_mode():
+        prob = float(detector(data, inference=True)["prob"].float().mean())
+    maps = explain(detector, data)
+    return prob, strip_image(frames, maps), maps
+
+
+__all__ = ["explain", "gradcam", "attention_rollout", "frame_files", "strip_image", "explain_frames"]

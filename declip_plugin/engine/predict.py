@@ -62,9 +62,48 @@ def _write_maps(out_dir, stem, rgb, maps, index=0):
     return out
 
 
+def _stem(path, used, records):
+    stem = os.path.splitext(os.path.basename(os.path.normpath(str(path))))[0]
+    if stem in used:  # same file name from two folders
+        stem = f"{stem}_{len(records)}"
+    used.add(stem)
+    return stem
+
+
+def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
+    """One video given as a folder of frames: p(fake) of a clip of ``clip_size`` (default 8) frames spread
+    over it; with ``explain`` a strip PNG (frames over their Grad-CAM and attention-rollout overlays)."""
+    from .explain import explain_frames, frame_files
+
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{folder}: detector {config.get('model_name')!r} takes clips of frames; give a folder "
+                          f"of a video's frames (e.g. DeepfakeBench's frames/<video>/)")
+    files = frame_files(folder, int(config.get("clip_size") or 8))
+    if capability(detector, "input_kind") == "clip" and len(files) < int(config.get("clip_size") or 1):
+        raise ConfigError(f"{folder}: {len(files)} frames; {config.get('model_name')!r} takes clips of "
+                          f"{config.get('clip_size')} frames")
+    if explain:
+        prob, strip, maps = explain_frames(detector, config, files)
+    else:
+        from ..data.io import read_image
+        from .explain import clip_input
+
+        data = clip_input(detector, config, [read_image(f) for f in files])
+        device = next((p.device for p in detector.parameters()), torch.device("cpu"))
+        with torch.inference_mode():
+            prob = float(detector({"image": data["image"].to(device)}, inference=True)["prob"].float().mean())
+    record = {"image": str(folder), "frames": len(files), "prob_fake": prob,
+              "label": "fake" if prob > threshold else "real"}
+    if explain:
+        record["strip"] = write_png(os.path.join(out_dir, f"{stem}_strip.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+        record["gradcam_method"] = maps["gradcam_method"]
+    return record
+
+
 def predict(images, weights_path, detector_path=None, out_dir="predictions", threshold=0.5, overrides=None,
             explain=False):
-    """Predict every image; a bad image is reported and skipped. Returns (records, errors).
+    """Predict every image (or video: a folder of frames); a bad one is reported and skipped. Returns
+    (records, errors).
 
     ``explain``: also write a Grad-CAM overlay (and an attention-rollout overlay for ViT towers) per
     image (engine/explain.py). A detector without a decoder writes no mask."""
@@ -73,14 +112,19 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
     config = config_for_checkpoint(ckpt, detector_path, overrides)
     device = runtime.resolve_device(config)
     detector = build_detector(config, weights_path=ckpt).to(device).eval()
-    if capability(detector, "input_kind") != "frame":
-        raise ConfigError(f"predict works on single images; detector {config.get('model_name')!r} takes "
-                          f"{capability(detector, 'input_kind')}s of frames: use `declip test` on a video dataset")
+    clips = capability(detector, "input_kind") != "frame"
     mean, std = config.get("mean"), config.get("std")
     size = int(config.get("resolution", 224))
     os.makedirs(out_dir, exist_ok=True)
     records, errors, used = [], [], set()
     for path in images:
+        if os.path.isdir(path) or clips:
+            try:
+                records.append(_predict_video(detector, config, path, out_dir, _stem(path, used, records), threshold,
+                                              explain))
+            except DeclipError as exc:
+                errors.append({"image": str(path), "error": str(exc)})
+            continue
         try:
             rgb = read_image(path)
         except DeclipError as exc:  # reported by the caller, once
@@ -91,10 +135,7 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
             pred = detector({"image": x}, inference=True)
         prob = float(pred["prob"][0])
         h, w = rgb.shape[:2]
-        stem = os.path.splitext(os.path.basename(str(path)))[0]
-        if stem in used:  # same file name from two folders
-            stem = f"{stem}_{len(records)}"
-        used.add(stem)
+        stem = _stem(path, used, records)
         record = {"image": str(path), "prob_fake": prob, "label": "fake" if prob > threshold else "real"}
         if pred.get("mask") is not None:
             mask = torch.sigmoid(pred["mask"].float())

@@ -81,7 +81,10 @@ def _write_run_files(run_dir, config, detector, extra):
 
 
 def build_test_sets(config):
-    """Every test split, built (and so checked) before any work starts."""
+    """Every test split, built (and so checked) before any work starts; ``test_include_real`` (when set)
+    decides whether they hold real images, whatever training uses."""
+    if config.get("test_include_real") is not None:
+        config = {**config, "include_real": bool(config["test_include_real"])}
     return {name: build_split(name, "test", config) for name in as_list(config.get("test_dataset"))}
 
 

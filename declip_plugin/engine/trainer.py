@@ -10,12 +10,12 @@ import os
 import time
 
 import torch
-from tqdm import tqdm
 
 from ..checkpoints import atomic_save, save_detector_checkpoint
 from ..detectors import capability, load_weights
 from ..errors import ConfigError
 from . import runtime
+from .progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
 
 logger = logging.getLogger(__name__)
@@ -208,8 +208,7 @@ class Trainer:
         self.seed_epoch()
         log_every = int(self.config.get("log_every", 10))
         total, n, n_loss, skipped, t0 = 0.0, 0, 0, 0, time.perf_counter()
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="batch", leave=False,
-                   disable=not runtime.is_main())
+        bar = progress(self.train_loader, f"epoch {self.epoch + 1}", enabled=runtime.is_main(), summary=False)
         for batch in bar:
             batch = to_device(batch, self.device)
             if self.batch_hook is not None:
@@ -221,6 +220,7 @@ class Trainer:
             self.step_count += 1
             b = int(batch["label"].shape[0])
             n += b
+            bar.update_images(b)
             if applied:
                 total, n_loss = total + losses["overall"].item() * b, n_loss + b
             else:
@@ -240,11 +240,12 @@ class Trainer:
 
     def validate(self):
         result = evaluate(self.detector, self.val_loader, self.device, self.config, self.precision, desc="validation",
-                          batch_hook=self.batch_hook)
+                          batch_hook=self.batch_hook, summary_line=False)  # the epoch line carries it
         return result.metrics
 
     def fit(self, n_epochs):
         stop = False
+        start_epoch, t_fit = self.epoch, time.perf_counter()
         while self.epoch < n_epochs and not stop:
             stats = self.train_epoch()
             self.epoch += 1
@@ -252,6 +253,8 @@ class Trainer:
             record = {"epoch": self.epoch, "train_loss": stats["loss"], "lr": lr,
                       "train_img_s": stats["images"] / max(stats["seconds"], 1e-9),
                       "skipped_steps": stats["skipped_steps"]}
+            speed = (f" | {record['train_img_s']:.1f} img/s, "
+                     f"{eta_line(self.epoch - start_epoch, n_epochs - start_epoch, time.perf_counter() - t_fit)}")
             val_every = int(self.config.get("val_every", 1))
             if self.val_loader is not None and (self.epoch % val_every == 0 or self.epoch == n_epochs):
                 metrics = self.validate()
@@ -262,8 +265,9 @@ class Trainer:
                 is_best, stop = self.early.step(score, self.optimizer)
                 record.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 if runtime.is_main():
-                    logger.info("epoch %d: train loss %.4f, lr %.1e | validation %s%s", self.epoch, stats["loss"], lr,
-                                format_metrics(metrics), "  (best)" if is_best else "")
+                    logger.info("epoch %d/%d: train loss %.4f, lr %.1e | validation %s%s%s", self.epoch, n_epochs,
+                                stats["loss"], lr, format_metrics(metrics), "  (best)" if is_best else "", speed,
+                                extra=PROGRESS)  # --quiet: in training.log, not on the console
                     if self.writer:
                         self.writer.add_scalar("train/lr", lr, self.epoch)
                         self.writer.add_scalar("train/epoch_loss", stats["loss"], self.epoch)
@@ -276,7 +280,8 @@ class Trainer:
                         save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch,
                                                  metric={self.metric: score})
             elif runtime.is_main():
-                logger.info("epoch %d: train loss %.4f, lr %.1e", self.epoch, stats["loss"], lr)
+                logger.info("epoch %d/%d: train loss %.4f, lr %.1e%s", self.epoch, n_epochs, stats["loss"], lr, speed,
+                            extra=PROGRESS)
             self.history.append(record)
             if runtime.is_main() and self.config.get("save_ckpt", True):
                 if self.val_loader is None:
