@@ -146,9 +146,13 @@ class Protocol:
             if _plan_key(old) != _plan_key(plan):
                 raise ConfigError(f"{self.out} holds another protocol (protocol.json differs); choose a new --out "
                                   f"or rerun it with the same arguments to continue it")
+            plan = old  # continued as it was planned
+        else:
+            os.makedirs(os.path.join(self.out, "cells"), exist_ok=True)
+            write_json(path, plan)
         self.plan = plan
-        os.makedirs(os.path.join(self.out, "cells"), exist_ok=True)
-        write_json(path, plan)
+        if not os.path.isdir(os.path.join(self.out, "cells")):
+            os.makedirs(os.path.join(self.out, "cells"), exist_ok=True)
 
     def marker(self, cell):
         return os.path.join(self.out, "cells", cell["id"] + ".json")
@@ -160,35 +164,54 @@ class Protocol:
         with open(self.marker(cell), encoding="utf-8") as f:
             return json.load(f)
 
+    def cell(self, cell_id):
+        for c in self.plan["cells"]:
+            if c["id"] == cell_id:
+                return c
+        raise ConfigError(f"{self.out}: no cell {cell_id!r} in protocol.json")
+
+    def all_done(self):
+        return all(self.done(c) for c in self.plan["cells"])
+
     def run(self, train_fn=None, extra_overrides=None):
-        """Train and test every unfinished cell; returns the number of cells trained now."""
-        if train_fn is None:
-            from .engine.run import train as train_fn
+        """Train and test every unfinished cell in this process; returns the number of cells trained now."""
         trained = 0
         for cell in self.plan["cells"]:
             if self.done(cell):
                 logger.info("protocol: cell %s done, kept (%s)", cell["id"], self.read_cell(cell)["run_dir"])
                 continue
-            overrides = {**self.plan.get("overrides", {}), **(extra_overrides or {}), **cell["overrides"],
-                         "train_dataset": [cell["train"]], "test_dataset": list(self.plan["test"]),
-                         "in_domain": [t for t in self.plan["test"] if is_in_domain(cell["train"], t)] or None,
-                         "log_dir": os.path.join(self.out, "runs"), "name": cell["name"]}
-            resume = self.interrupted_run(cell)
-            if resume:
-                logger.info("protocol: cell %s was interrupted; resuming %s", cell["id"], resume)
-            logger.info("protocol: training %s on %s, testing on %s", cell["method"], cell["train"],
-                        ", ".join(self.plan["test"]))
-            run_dir = train_fn(cell["config"], overrides if not resume else {}, resume=resume)
-            results = {}
-            for t in self.plan["test"]:
-                p = os.path.join(run_dir, "test", t, "metrics.json")
-                if not os.path.isfile(p):
-                    raise ConfigError(f"protocol: cell {cell['id']}: {p} missing after training; the run did not test {t}")
-                with open(p, encoding="utf-8") as f:
-                    results[t] = json.load(f).get("metrics", {})
-            write_json(self.marker(cell), {**cell, "run_dir": run_dir, "results": results})  # atomic: the cell is done
+            self.run_cell(cell, train_fn, extra_overrides)
             trained += 1
         return trained
+
+    def cell_overrides(self, cell, extra_overrides=None):
+        return {**self.plan.get("overrides", {}), **(extra_overrides or {}), **cell["overrides"],
+                "train_dataset": [cell["train"]], "test_dataset": list(self.plan["test"]),
+                "in_domain": [t for t in self.plan["test"] if is_in_domain(cell["train"], t)] or None,
+                "log_dir": os.path.join(self.out, "runs"), "name": cell["name"]}
+
+    def run_cell(self, cell, train_fn=None, extra_overrides=None):
+        """Train ``cell`` (continuing its interrupted run, if any), test it, write its marker; returns the marker."""
+        if train_fn is None:
+            from .engine.run import train as train_fn
+        overrides = self.cell_overrides(cell, extra_overrides)
+        resume = self.interrupted_run(cell)
+        if resume:
+            logger.info("protocol: cell %s was interrupted; resuming %s", cell["id"], resume)
+        logger.info("protocol: training %s on %s, testing on %s", cell["method"], cell["train"],
+                    ", ".join(self.plan["test"]))
+        run_dir = train_fn(cell["config"], overrides if not resume else {}, resume=resume)
+        results = {}
+        for t in self.plan["test"]:
+            p = os.path.join(run_dir, "test", t, "metrics.json")
+            if not os.path.isfile(p):
+                raise ConfigError(f"protocol: cell {cell['id']}: {p} missing after training; the run did not test {t}")
+            with open(p, encoding="utf-8") as f:
+                results[t] = json.load(f).get("metrics", {})
+        marker = {**cell, "run_dir": run_dir, "results": results}
+        if int(os.environ.get("RANK", "0")) == 0:
+            write_json(self.marker(cell), marker)  # atomic: the cell is done
+        return marker
 
     def interrupted_run(self, cell):
         """The newest run directory of ``cell`` that can be resumed (config.yaml and ckpt_last.pth), or None."""
@@ -202,6 +225,23 @@ class Protocol:
         return os.path.join(runs, found[-1]) if found else None
 
     # ---- results ----------------------------------------------------------------------------------
+
+    def missing(self):
+        """Ids of the cells without a complete result."""
+        return [c["id"] for c in self.plan["cells"] if not self.done(c)]
+
+    def finish(self):
+        """Every output of the finished cells (the missing ones named); the HTML report once every cell is
+        done (its leaderboard reads every run folder, and an unfinished cell's folder may hold partial numbers)."""
+        paths = self.write_outputs()
+        if not self.all_done():
+            return paths
+        try:
+            from .report import write_report
+        except ImportError:  # the report module is optional
+            return paths
+        paths["report"] = [write_report([self.out])]
+        return paths
 
     def cells_done(self):
         return [self.read_cell(c) for c in self.plan["cells"] if self.done(c)]
@@ -226,7 +266,7 @@ class Protocol:
             p = os.path.join(self.out, f"grid_{m}.csv")
             atomic_write_text(p, grid_csv(g, tests))
             paths["grids"].append(p)
-        summary = {"test": tests, "metrics": {}}
+        summary = {"test": tests, "metrics": {}, "missing": self.missing()}
         mean_rows = []
         for m, g in grids.items():
             summary["metrics"][m] = []
@@ -255,7 +295,12 @@ class Protocol:
             paths["sweep"] = self._write_sweep(summary["metrics"], metrics)
         from .leaderboard import collect, render
 
-        board = render(collect([os.path.join(self.out, "runs")]))
+        # only complete cells: a run that was stopped mid-cell may hold some test sets' numbers, never shown
+        board = render(collect([c["run_dir"] for c in done]))
+        missing = self.missing()
+        if missing:
+            board += (f"\n_{len(missing)} of {len(self.plan['cells'])} cell(s) not finished, not in this table: "
+                      f"{', '.join(missing)}_\n")
         atomic_write_text(os.path.join(self.out, "leaderboard.md"), board)
         paths["leaderboard"] = [os.path.join(self.out, "leaderboard.md")]
         return paths
@@ -353,3 +398,42 @@ def format_grid(out_dir, metric):
         lines.append("| " + " | ".join([r["method"], r["train"]] + [fmt(r["values"].get(t)) for t in tests]
                                        + [fmt(r["id_mean"]), fmt(r["ood_mean"])]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def check_plan(plan, sweep_text=None):
+    """Everything a protocol reads, checked before anything is written: the dataset names, each method's
+    config with the command's overrides (errors blame --opt), the sweep's key and values (errors blame
+    --sweep), and every file of every split (a corrupt image is named now, not after hours of training)."""
+    from .config import load_run_config, merge, validate
+    from .data import dataset_spec
+
+    for name in dict.fromkeys(plan["train"] + plan["test"]):
+        dataset_spec(name)  # an unknown name: a DataError naming it, with the closest known one
+    overrides = dict(plan.get("overrides") or {})
+    sweep = plan.get("sweep")
+    first = None
+    for cfg in dict.fromkeys(c["config"] for c in plan["cells"]):
+        config = load_run_config(cfg, "train", overrides)
+        if sweep:
+            label = f"--sweep {sweep_text or sweep['key'] + '=' + ','.join(map(str, sweep['values']))}"
+            for value in sweep["values"]:
+                validate(merge(config, {sweep["key"]: value}), where=f"{label} (method {cfg})",
+                         origins={sweep["key"]: label})
+        first = first or config
+    _check_data_files(plan, first)
+
+
+def _check_data_files(plan, config):
+    from .data import build_dataset
+    from .errors import DataError
+
+    checks = [(t, "train") for t in plan["train"]] + [(t, "val") for t in plan["train"]]
+    checks += [(t, "test") for t in plan["test"]]
+    own_skip = bool(config.get("skip_bad_files"))
+    for name, split in checks:
+        ds = build_dataset(name, split, {**config, "skip_bad_files": True})
+        if ds.skipped and not own_skip:
+            path, reason = ds.skipped[0]
+            more = f" (and {len(ds.skipped) - 1} more bad file(s) in {name}/{split})" if len(ds.skipped) > 1 else ""
+            raise DataError(f"dataset {name}/{split}: {reason}{more}; replace or remove the file, or set "
+                            f"skip_bad_files: true (--opt skip_bad_files=true) to leave bad files out")
