@@ -49,7 +49,7 @@ class JobOptions:
     slurm_opts: dict = dataclasses.field(default_factory=dict)
     max_parallel: int = None
     wait: bool = True
-    poll_s: float = 2.0
+    poll_s: float = None  # seconds between looks at running jobs (local 0.5, SLURM 2: submitit spaces its sacct calls itself)
 
 
 def parse_time(text):
@@ -430,7 +430,7 @@ def _wait(p, opts, executor, queue, active, run):
                     free += gpus_of.pop(cid, [])
                     _gather(p, opts.executor, cid, job, run)
             if active:
-                time.sleep(opts.poll_s)
+                time.sleep(opts.poll_s or (0.5 if opts.executor == "local" else 2))
     except KeyboardInterrupt:
         if opts.executor == "local":
             for job in active.values():

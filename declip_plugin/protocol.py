@@ -198,6 +198,7 @@ class Protocol:
         resume = self.interrupted_run(cell)
         if resume:
             logger.info("protocol: cell %s was interrupted; resuming %s", cell["id"], resume)
+        self._remove_dead_runs(cell, keep=resume)
         logger.info("protocol: training %s on %s, testing on %s", cell["method"], cell["train"],
                     ", ".join(self.plan["test"]))
         run_dir = train_fn(cell["config"], overrides if not resume else {}, resume=resume)
@@ -213,16 +214,28 @@ class Protocol:
             write_json(self.marker(cell), marker)  # atomic: the cell is done
         return marker
 
-    def interrupted_run(self, cell):
-        """The newest run directory of ``cell`` that can be resumed (config.yaml and ckpt_last.pth), or None."""
+    def _runs_of(self, cell):
         runs = os.path.join(self.out, "runs")
         if not os.path.isdir(runs):
-            return None
+            return []
         pat = re.compile(re.escape(cell["name"]) + r"_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
-        found = sorted(d for d in os.listdir(runs) if pat.match(d)
-                       and os.path.isfile(os.path.join(runs, d, "ckpt_last.pth"))
-                       and os.path.isfile(os.path.join(runs, d, "config.yaml")))
-        return os.path.join(runs, found[-1]) if found else None
+        return sorted(os.path.join(runs, d) for d in os.listdir(runs) if pat.match(d))
+
+    def interrupted_run(self, cell):
+        """The newest run directory of ``cell`` that can be resumed (config.yaml and ckpt_last.pth), or None."""
+        found = [d for d in self._runs_of(cell) if os.path.isfile(os.path.join(d, "ckpt_last.pth"))
+                 and os.path.isfile(os.path.join(d, "config.yaml"))]
+        return found[-1] if found else None
+
+    def _remove_dead_runs(self, cell, keep=None):
+        """Run folders of ``cell`` that a killed run left before its first finished epoch (no
+        ckpt_last.pth: nothing to continue, nothing to show); the cell starts again in a new one."""
+        import shutil
+
+        for d in self._runs_of(cell):
+            if d != keep and not os.path.isfile(os.path.join(d, "ckpt_last.pth")):
+                logger.info("protocol: cell %s: removing %s (killed before its first epoch ended)", cell["id"], d)
+                shutil.rmtree(d, ignore_errors=True)
 
     # ---- results ----------------------------------------------------------------------------------
 
