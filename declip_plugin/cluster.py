@@ -49,7 +49,7 @@ class JobOptions:
     slurm_opts: dict = dataclasses.field(default_factory=dict)
     max_parallel: int = None
     wait: bool = True
-    poll_s: float = None  # seconds between looks at running jobs (local 0.5, SLURM 2: submitit spaces its sacct calls itself)
+    poll_s: float = None  # seconds between looks at running jobs (None: see _poll_interval)
 
 
 def parse_time(text):
@@ -413,6 +413,7 @@ def _wait(p, opts, executor, queue, active, run):
     cap = opts.max_parallel or (1 if opts.executor == "local" else len(queue) + len(active))
     free = list(range(int(opts.gpus_per_job or 0) * cap))  # local GPU slots
     gpus_of = {}
+    begun = time.time()
     try:
         while queue or active:
             while queue and len(active) < cap:
@@ -424,18 +425,34 @@ def _wait(p, opts, executor, queue, active, run):
                 write_record(p.out, cid, opts.executor, job, "submitted")
                 logger.info("protocol: cell %s started as local job %s (log %s)", cid, job.job_id, job.paths.stdout)
                 active[cid] = job
+            if opts.executor == "slurm" and active:
+                _ask_slurm()
             for cid, job in list(active.items()):
                 if job.done():
                     del active[cid]
                     free += gpus_of.pop(cid, [])
                     _gather(p, opts.executor, cid, job, run)
             if active:
-                time.sleep(opts.poll_s or (0.5 if opts.executor == "local" else 2))
+                time.sleep(_poll_interval(opts, time.time() - begun))
     except KeyboardInterrupt:
         if opts.executor == "local":
             for job in active.values():
                 job.cancel(check=False)
         raise
+
+
+def _poll_interval(opts, elapsed):
+    """Seconds between looks: local 0.5; SLURM from 2 s, growing to 30 s (one sacct call each)."""
+    if opts.poll_s:
+        return opts.poll_s
+    return 0.5 if opts.executor == "local" else min(30.0, max(2.0, elapsed / 20))
+
+
+def _ask_slurm():
+    """One sacct call for every job this process watches (submitit's own spacing grows to minutes)."""
+    from submitit.slurm.slurm import SlurmJob
+
+    SlurmJob.watcher.update()
 
 
 def _gather(p, executor_name, cid, job, run):

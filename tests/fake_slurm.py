@@ -5,7 +5,9 @@
 <id>" and runs the script's array tasks one after the other in a detached process, with SLURM's
 variables set; the script's ``srun`` line runs the command with srun's --output/--error. A task
 listed in ``$FAKE_SLURM_FAIL`` (comma-separated array indices) fails as a lost node would: its
-stderr log gets a slurmstepd line and sacct says NODE_FAIL. ``sacct`` prints the states.
+stderr log gets a slurmstepd line and sacct says NODE_FAIL. ``$FAKE_SLURM_PREEMPT`` = ``INDEX:GLOB``
+preempts that task as SLURM does (USR2 to the task) once a file matches GLOB; ``scontrol requeue``
+then runs it again under the same job id. ``sacct`` prints the states.
 """
 import os
 import stat
@@ -49,14 +51,27 @@ print(f"Submitted batch job {jid}")
 '''
 
 RUN = _COMMON + r'''
+import glob
 script, jid, tasks = sys.argv[1], sys.argv[2], sys.argv[3:]
 fail = {x for x in os.environ.get("FAKE_SLURM_FAIL", "").split(",") if x}
+preempt_at, _, preempt_glob = os.environ.get("FAKE_SLURM_PREEMPT", "").partition(":")
+
+def preempt_when_ready(t, proc):
+    """Like SLURM's preemption (--signal=USR2): USR2 to the task once preempt_glob exists."""
+    while proc.poll() is None:
+        pid_file = os.path.join(STATE, t + ".pid")
+        if glob.glob(preempt_glob) and os.path.exists(pid_file):
+            os.kill(int(open(pid_file).read()), signal.SIGUSR2)
+            open(os.path.join(STATE, t + ".preempted"), "w").write("1")
+            return
+        time.sleep(0.02)
+
 for t in tasks:
     if get(t) == "CANCELLED":
         continue
     env = dict(os.environ, SLURM_JOB_ID=t.replace("_", "") if "_" in t else t, SLURM_NTASKS="1",
                SLURM_JOB_NUM_NODES="1", SLURM_NODEID="0", SLURM_PROCID="0", SLURM_LOCALID="0",
-               SLURM_JOB_NODELIST="localhost", SLURMD_NODENAME="localhost")
+               SLURM_JOB_NODELIST="localhost", SLURMD_NODENAME="localhost", FAKE_SLURM_TASK=t)
     if "_" in t:
         env.update(SLURM_ARRAY_JOB_ID=jid, SLURM_ARRAY_TASK_ID=t.split("_")[1])
     put(t, "RUNNING")
@@ -68,7 +83,17 @@ for t in tasks:
             f.write(f"slurmstepd: error: *** JOB {t} ON node07 CANCELLED DUE TO NODE FAILURE ***\n")
         put(t, "NODE_FAIL")
         continue
-    rc = subprocess.call(["bash", script], env=env)
+    while True:
+        proc = subprocess.Popen(["bash", script], env=env)
+        if t.split("_")[-1] == preempt_at and not os.path.exists(os.path.join(STATE, t + ".preempted")):
+            preempt_when_ready(t, proc)
+        rc = proc.wait()
+        requeue = os.path.join(STATE, t + ".requeue")
+        if os.path.exists(requeue):  # scontrol requeue: the same job id runs again
+            os.remove(requeue)
+            put(t, "PENDING")
+            continue
+        break
     with open(os.path.join(STATE, t + ".rc"), "w") as f:
         f.write(str(rc))
     put(t, "COMPLETED" if rc == 0 else "FAILED")
@@ -94,7 +119,11 @@ for p in (out, err):
         os.makedirs(os.path.dirname(p), exist_ok=True)
 fo = open(out, "a") if out else None
 fe = open(err, "a") if err else None
-sys.exit(subprocess.call(args, stdout=fo, stderr=fe))
+proc = subprocess.Popen(args, stdout=fo, stderr=fe)
+task = os.environ.get("FAKE_SLURM_TASK")
+if task:
+    open(os.path.join(os.environ["FAKE_SLURM_STATE"], task + ".pid"), "w").write(str(proc.pid))
+sys.exit(proc.wait())
 '''
 
 SACCT = _COMMON + r'''
@@ -121,7 +150,11 @@ for t in [a for a in sys.argv[1:] if not a.startswith("-")]:
 '''
 
 SCONTROL = _COMMON + r'''
-sys.exit(0)
+if sys.argv[1:2] == ["requeue"]:
+    for t in sys.argv[2:]:
+        open(os.path.join(STATE, t + ".requeue"), "w").write("1")
+        with open(os.path.join(STATE, "requeued"), "a") as f:
+            f.write(t + "\n")
 '''
 
 
