@@ -87,7 +87,11 @@ def sweep_value_order(values):
 def make_plan(preset=None, methods=None, train=None, test=None, sweep=None, overrides=None):
     """The protocol's plan: a dict saved as protocol.json."""
     if preset and preset not in PRESETS:
-        raise ConfigError(f"unknown protocol preset {preset!r}; known: {', '.join(PRESETS)}")
+        from .registry import closest
+
+        hint = closest(preset, PRESETS)
+        raise ConfigError(f"--preset {preset!r}: unknown protocol preset; known: {', '.join(PRESETS)}"
+                          + (f" (did you mean {hint!r}?)" if hint else ""))
     base = dict(PRESETS[preset]) if preset else {}
     methods = list(methods or base.get("methods") or [])
     train = list(train or base.get("train") or [])
@@ -443,8 +447,14 @@ def _check_data_files(plan, config):
     checks = [(t, "train") for t in plan["train"]] + [(t, "val") for t in plan["train"]]
     checks += [(t, "test") for t in plan["test"]]
     own_skip = bool(config.get("skip_bad_files"))
+    quiet = logging.getLogger("declip_plugin.data.base")  # its "skipped (skip_bad_files: true)" is not the user's
     for name, split in checks:
-        ds = build_dataset(name, split, {**config, "skip_bad_files": True})
+        level = quiet.level
+        quiet.setLevel(logging.ERROR if not own_skip else level)
+        try:
+            ds = build_dataset(name, split, {**config, "skip_bad_files": True})
+        finally:
+            quiet.setLevel(level)
         if ds.skipped and not own_skip:
             path, reason = ds.skipped[0]
             more = f" (and {len(ds.skipped) - 1} more bad file(s) in {name}/{split})" if len(ds.skipped) > 1 else ""
