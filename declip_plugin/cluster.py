@@ -35,6 +35,16 @@ logger = logging.getLogger(__name__)
 EXECUTORS = ("local", "slurm", "debug")
 _QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "READY", "SUSPENDED"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "PREEMPTED"}
+# --slurm-opt keys that the command sets itself, or that are lists in submitit
+_OWN_SLURM_KEYS = {"time": "use --time", "partition": "use --partition", "mem": "use --mem",
+                   "gpus_per_node": "use --gpus-per-job", "num_gpus": "use --gpus-per-job",
+                   "ntasks_per_node": "one task per GPU: use --gpus-per-job",
+                   "array_parallelism": "use --max-parallel", "job_name": "the jobs are named declip-protocol",
+                   "nodes": "a cell runs on one node (one training across nodes: docs/cluster.md, torchrun)",
+                   "additional_parameters": "give each sbatch option as its own --slurm-opt KEY=VALUE",
+                   "setup": "not supported from the command line (a list of shell lines)",
+                   "teardown": "not supported from the command line (a list of shell lines)",
+                   "srun_args": "not supported from the command line (a list of arguments)"}
 LOCAL_FOREVER_MIN = 60 * 24 * 365  # submitit's local executor kills a job after timeout_min (2 by default)
 
 
@@ -114,6 +124,9 @@ def job_options(executor="local", gpus_per_job=None, partition=None, time=None, 
                       time_min=parse_time(time) if time is not None else None,
                       mem_gb=parse_mem(mem) if mem is not None else None, slurm_opts=parse_slurm_opts(slurm_opt),
                       max_parallel=max_parallel, wait=wait)
+    for key in opts.slurm_opts:
+        if key in _OWN_SLURM_KEYS:
+            raise ConfigError(f"--slurm-opt {key}=...: {_OWN_SLURM_KEYS[key]}")
     slurm_only = [f for f, v in (("--partition", partition), ("--slurm-opt", slurm_opt)) if v]
     if executor != "slurm" and slurm_only:
         raise ConfigError(f"{', '.join(slurm_only)} only apply to --executor slurm (this is --executor {executor})")

@@ -202,7 +202,8 @@ class Protocol:
         resume = self.interrupted_run(cell)
         if resume:
             logger.info("protocol: cell %s was interrupted; resuming %s", cell["id"], resume)
-        self._remove_dead_runs(cell, keep=resume)
+        if int(os.environ.get("RANK", "0")) == 0:  # one task of a multi-GPU job cleans, before its run starts
+            self._remove_dead_runs(cell, keep=resume)
         logger.info("protocol: training %s on %s, testing on %s", cell["method"], cell["train"],
                     ", ".join(self.plan["test"]))
         run_dir = train_fn(cell["config"], overrides if not resume else {}, resume=resume)

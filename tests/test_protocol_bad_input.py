@@ -83,6 +83,8 @@ CASES = [
     ("bad --mem", lambda w, o: base(w, o, "--mem", "lots"), ["--mem 'lots'"]),
     ("--partition without slurm", lambda w, o: base(w, o, "--partition", "gpu"), ["--partition", "--executor slurm"]),
     ("--slurm-opt without =", lambda w, o: base(w, o, "--slurm-opt", "qos"), ["--slurm-opt 'qos'", "KEY=VALUE"]),
+    ("--slurm-opt of a flag", lambda w, o: base(w, o)[:-1] + ["slurm", "--time", "60", "--slurm-opt", "time=90"],
+     ["--slurm-opt time=", "use --time"]),
     ("--max-parallel 0", lambda w, o: base(w, o, "--max-parallel", "0"), ["--max-parallel 0"]),
     ("status of no protocol", lambda w, o: ["protocol", "--status", o], ["proto", "protocol.json"]),
     ("report-only of no protocol", lambda w, o: base(w, o, "--report-only"), ["proto", "no protocol"]),
