@@ -210,11 +210,17 @@ def cmd_protocol(args):
         return 0
     if p.cells_done():
         _print_protocol(p, p.finish(), summary)
+    problems = []
     if run.failed:
         recs = [cluster.read_record(out, cid) for cid in run.failed]
-        raise DeclipError(f"{len(run.failed)} of {len(p.plan['cells'])} cell(s) failed: "
-                          + "; ".join(f"{r['cell']} (job {r['job_id']}: {r['error']}; log {r['stderr']})" for r in recs)
-                          + "; rerun the same command to resubmit them")
+        problems.append(f"{len(run.failed)} of {len(p.plan['cells'])} cell(s) failed: " + "; ".join(
+            f"{r['cell']} (job {r['job_id']}: {r['error']}; log {r['stderr']})" for r in recs)
+            + "; rerun the same command to resubmit them")
+    if run.unknown:
+        problems.append(f"SLURM (sacct) does not know the job(s) of cell(s) {', '.join(run.unknown)}; if they no "
+                        f"longer run, delete their records ({os.path.join(out, 'jobs', '<cell>.json')}) and rerun")
+    if problems:
+        raise DeclipError("; ".join(problems))
     return 0
 
 

@@ -117,9 +117,11 @@ def job_options(executor="local", gpus_per_job=None, partition=None, time=None, 
     """The checked options of the command's flags (every bad value named before anything is written)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
-    for flag, value in (("--gpus-per-job", gpus_per_job), ("--max-parallel", max_parallel)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (0 if flag == "--gpus-per-job" else 1)):
-            raise ConfigError(f"{flag} {value!r}: give a whole number (at least {0 if flag == '--gpus-per-job' else 1})")
+    for flag, value, least in (("--gpus-per-job", gpus_per_job, 0), ("--max-parallel", max_parallel, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ConfigError(f"{flag} {value!r}: give a whole number (at least {least})")
+        if value is not None and executor == "debug":
+            raise ConfigError(f"{flag} does not apply to --executor debug (every cell in this process, one by one)")
     opts = JobOptions(executor=executor, gpus_per_job=gpus_per_job, partition=partition,
                       time_min=parse_time(time) if time is not None else None,
                       mem_gb=parse_mem(mem) if mem is not None else None, slurm_opts=parse_slurm_opts(slurm_opt),
@@ -295,7 +297,7 @@ def write_record(out, cell_id, executor, job, state, error=None):
 
 
 def job_state(out, rec):
-    """``queued`` / ``running`` / ``failed`` / ``ended`` of a recorded job (asking the scheduler)."""
+    """``queued`` / ``running`` / ``failed`` / ``ended`` / ``unknown`` of a recorded job (asking the scheduler)."""
     if rec is None:
         return None
     if rec.get("state") == "failed":
@@ -304,7 +306,9 @@ def job_state(out, rec):
         return "running" if _local_alive(rec["job_id"]) else "ended"
     if rec["executor"] == "slurm":
         raw = (_slurm_job(out, rec).state.split() or ["UNKNOWN"])[0].upper()
-        if raw in _QUEUED or raw == "UNKNOWN":
+        if raw == "UNKNOWN":  # sacct does not know it (not yet, or no longer)
+            return "unknown"
+        if raw in _QUEUED:
             return "queued"
         if raw in _RUNNING:
             return "running"
@@ -373,6 +377,7 @@ class GridRun:
     finished: list = dataclasses.field(default_factory=list)
     failed: list = dataclasses.field(default_factory=list)
     waiting: list = dataclasses.field(default_factory=list)
+    unknown: list = dataclasses.field(default_factory=list)  # recorded SLURM jobs that sacct does not know
 
 
 def run_grid(p, opts):
@@ -390,6 +395,8 @@ def run_grid(p, opts):
             logger.info("protocol: cell %s: job %s is %s (an earlier command's); waiting for it", cell["id"],
                         rec["job_id"], state)
             active[cell["id"]] = _attach(p.out, rec)
+        elif state == "unknown":  # neither resubmitted (it may still run) nor waited for (it may be gone)
+            run.unknown.append(cell["id"])
         else:
             todo.append(cell["id"])
     if opts.executor == "debug":

@@ -10,6 +10,7 @@ preempts that task as SLURM does (USR2 to the task) once a file matches GLOB; ``
 then runs it again under the same job id. ``sacct`` prints the states.
 """
 import os
+import shlex
 import stat
 import sys
 
@@ -43,7 +44,7 @@ m = re.search(r"^#SBATCH --array=(\d+)-(\d+)", text, re.M)
 tasks = [f"{jid}_{i}" for i in range(int(m.group(1)), int(m.group(2)) + 1)] if m else [jid]
 for t in tasks:
     put(t, "PENDING")
-runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_slurm_run")
+runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_slurm_run.py")
 subprocess.Popen([sys.executable, runner, os.path.join(STATE, jid + ".sbatch"), jid] + tasks,
                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                  start_new_session=True)
@@ -165,7 +166,9 @@ def install(bin_dir):
     for name, body in (("sbatch", SBATCH), ("fake_slurm_run", RUN), ("srun", SRUN), ("sacct", SACCT),
                        ("squeue", SQUEUE), ("scancel", SCANCEL), ("scontrol", SCONTROL)):
         path = os.path.join(bin_dir, name)
-        with open(path, "w") as f:
-            f.write(f"#!{sys.executable}\n{body}")
+        with open(path + ".py", "w") as f:
+            f.write(body)
+        with open(path, "w") as f:  # a sh wrapper: a long interpreter path in a shebang may not run
+            f.write(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(path + '.py')} \"$@\"\n")
         os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return bin_dir

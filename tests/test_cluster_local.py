@@ -86,10 +86,9 @@ def test_local_grid_killed_resumed_and_equal_to_in_process(world, tmp_path, caps
     assert before and half not in before and len(before) < len(CELLS)
     runs_before = {c: _run_dirs(out, c) for c in CELLS}
     resumable = [d for d in runs_before[half] if (out / "runs" / d / "ckpt_last.pth").is_file()]
-    status = subprocess.run([sys.executable, "-m", "declip_plugin", "protocol", "--status", str(out)],
-                            capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0, status.stderr[-2000:]
-    row = next(ln for ln in status.stdout.splitlines() if ln.startswith(f"| {half} |"))
+    capsys.readouterr()
+    assert cli_main(["protocol", "--status", str(out)]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f"| {half} |"))
     assert "| failed |" in row and "_log.err" in row  # the killed job: gone, no result, its log named
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+from declip_plugin.cli import main as cli_main
 from declip_plugin.data.demo import make_demo_data
 from tests import fake_slurm
 
@@ -47,7 +48,7 @@ def _sbatch_lines(state, job):
     return [ln for ln in (state / f"{job}.sbatch").read_text().splitlines() if ln.startswith("#SBATCH")]
 
 
-def test_fake_slurm_jobs_resources_failure_status_requeue_and_resubmission(world, tmp_path):
+def test_fake_slurm_jobs_resources_failure_status_requeue_and_resubmission(world, tmp_path, capsys, monkeypatch):
     out, state = tmp_path / "proto", tmp_path / "state"
     first_run = out / "runs" / "tiny__demo-telea_*" / "ckpt_last.pth"  # after epoch 1 of the first cell
     env = _env(world, state, FAKE_SLURM_FAIL="1", FAKE_SLURM_PREEMPT=f"0:{first_run}")
@@ -72,10 +73,12 @@ def test_fake_slurm_jobs_resources_failure_status_requeue_and_resubmission(world
     assert len(err) == 1 and "tiny__demo-noise" in err[0] and "job 1_1" in err[0] and str(log) in err[0]
     board = (out / "leaderboard.md").read_text()
     assert "tiny__demo-telea" in board and "| tiny__demo-noise" not in board and "not finished" in board
-    status = subprocess.run([sys.executable, "-m", "declip_plugin", "protocol", "--status", str(out)],
-                            capture_output=True, text=True, timeout=120, env=env)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
+    capsys.readouterr()
+    assert cli_main(["protocol", "--status", str(out)]) == 0
     rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")]
-            for ln in status.stdout.splitlines() if ln.startswith("| tiny__")}
+            for ln in capsys.readouterr().out.splitlines() if ln.startswith("| tiny__")}
     assert rows["tiny__demo-telea"][3:5] == ["done", "1_0"]
     assert rows["tiny__demo-noise"][3:6] == ["failed", "1_1", str(log)] and "NODE FAILURE" in rows["tiny__demo-noise"][6]
     assert "NODE FAILURE" in log.read_text()
