@@ -129,7 +129,7 @@ def job_options(executor="local", gpus_per_job=None, partition=None, time=None, 
     for key in opts.slurm_opts:
         if key in _OWN_SLURM_KEYS:
             raise ConfigError(f"--slurm-opt {key}=...: {_OWN_SLURM_KEYS[key]}")
-    slurm_only = [f for f, v in (("--partition", partition), ("--slurm-opt", slurm_opt)) if v]
+    slurm_only = [f for f, v in (("--partition", partition), ("--mem", mem), ("--slurm-opt", slurm_opt)) if v]
     if executor != "slurm" and slurm_only:
         raise ConfigError(f"{', '.join(slurm_only)} only apply to --executor slurm (this is --executor {executor})")
     if executor == "slurm" and opts.time_min is None:

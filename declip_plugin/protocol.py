@@ -22,9 +22,14 @@ Layout of the output folder::
     <out>/sweep_<key>_<metric>.png, sweep_<key>.csv
     <out>/leaderboard.md
 
+Each cell runs as one job of an executor (:mod:`declip_plugin.cluster`: submitit's local, SLURM or
+debug executor; job records under ``<out>/jobs/``). Everything the protocol reads is checked by
+:func:`check_plan` before anything is written.
+
 Resumable: a cell whose marker exists is kept and never retrained; a cell that was running when
 the protocol was killed continues from its last finished epoch (``train(resume=...)``) when its
-run directory holds ``ckpt_last.pth``, otherwise it starts again.
+run directory holds ``ckpt_last.pth``, otherwise it starts again (its dead run folder removed).
+Grids and the leaderboard hold complete cells only; the others are listed as missing.
 
 ID: the test set is the train set, or both declare the same ``generator`` in configs/dataset.
 """

@@ -93,3 +93,27 @@ def test_fake_slurm_jobs_resources_failure_status_requeue_and_resubmission(world
     grid = json.loads((out / "grid.json").read_text())
     assert grid["missing"] == [] and [r["train"] for r in grid["metrics"]["iou"]] == ["demo-telea", "demo-noise"]
     assert all(isinstance(r["values"]["demo-telea"], float) for r in grid["metrics"]["iou"])
+
+
+def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, tmp_path, monkeypatch, capsys):
+    from declip_plugin import cluster
+    from declip_plugin import protocol as proto
+
+    out, state = tmp_path / "proto", tmp_path / "state"
+    env = _env(world, state)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
+    p = proto.Protocol(out, proto.make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
+                                            test=["demo-telea"]))
+    cid = p.plan["cells"][0]["id"]
+    log = out / "jobs" / "submitit" / "77" / "77_0_log"
+    os.makedirs(out / "jobs")
+    (out / "jobs" / f"{cid}.json").write_text(json.dumps({  # submitted by a command that then died
+        "cell": cid, "executor": "slurm", "job_id": "77", "state": "submitted", "error": None,
+        "stdout": f"{log}.out", "stderr": f"{log}.err"}))
+    run = cluster.run_grid(p, cluster.job_options("slurm", time="60"))
+    assert run.unknown == [cid] and run.finished == [] and not list(state.glob("*.sbatch"))
+    capsys.readouterr()
+    assert cli_main(["protocol", "--status", str(out)]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f"| {cid} |"))
+    assert "| unknown | 77 |" in row
