@@ -252,8 +252,8 @@ def _add_protocol_parser(sub):
                                    "grids, ID/OOD means, heat-maps and a leaderboard. Every training cell is one "
                                    "job (--executor). Rerun with the same arguments to continue a killed protocol "
                                    "(finished cells are kept, failed or missing ones run again).")
-    p.add_argument("--preset", help=f"a named protocol: {', '.join(PRESETS)} (its methods and datasets; "
-                                    "--method/--train/--test replace its parts)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol (its methods and datasets; "
+                                                             "--method/--train/--test replace its parts)")
     p.add_argument("--method", nargs="+", help="detector YAMLs or bundled names")
     p.add_argument("--train", nargs="+", help="train datasets (one cell per method and train set)")
     p.add_argument("--test", nargs="+", help="test datasets")

@@ -298,22 +298,27 @@ def write_record(out, cell_id, executor, job, state, error=None):
 
 def job_state(out, rec):
     """``queued`` / ``running`` / ``failed`` / ``ended`` / ``unknown`` of a recorded job (asking the scheduler)."""
+    return job_state_detail(out, rec)[0]
+
+
+def job_state_detail(out, rec):
+    """(state, what the scheduler said) of a recorded job; (None, "") without a record."""
     if rec is None:
-        return None
+        return None, ""
     if rec.get("state") == "failed":
-        return "failed"
+        return "failed", rec.get("error") or ""
     if rec["executor"] == "local":
-        return "running" if _local_alive(rec["job_id"]) else "ended"
+        return ("running", "") if _local_alive(rec["job_id"]) else ("ended", "the job's process is gone")
     if rec["executor"] == "slurm":
         raw = (_slurm_job(out, rec).state.split() or ["UNKNOWN"])[0].upper()
         if raw == "UNKNOWN":  # sacct does not know it (not yet, or no longer)
-            return "unknown"
+            return "unknown", "sacct does not know this job"
         if raw in _QUEUED:
-            return "queued"
+            return "queued", raw
         if raw in _RUNNING:
-            return "running"
-        return "failed" if raw != "COMPLETED" else "ended"
-    return "ended"  # debug: in-process, gone with its process
+            return "running", raw
+        return ("failed" if raw != "COMPLETED" else "ended"), f"sacct: {raw}"
+    return "ended", "the process that ran it ended"  # debug: in-process, gone with its process
 
 
 def _local_alive(pid):
@@ -496,15 +501,15 @@ def status_rows(p):
             rows.append((cell["id"], cell["method"], cell["train"], "done", rec["job_id"] if rec else "",
                          p.read_cell(cell)["run_dir"], ""))
             continue
-        state = job_state(p.out, rec)
+        state, detail = job_state_detail(p.out, rec)
         if state is None:
             rows.append((cell["id"], cell["method"], cell["train"], "missing", "", "", "not submitted"))
             continue
         if state == "ended":
-            state = "failed"  # the job is gone and the cell has no result
+            state, detail = "failed", f"ended without a result ({detail})"  # the job is gone, the cell not done
         log = rec["stderr"] if state == "failed" else rec["stdout"]
         rows.append((cell["id"], cell["method"], cell["train"], state, rec["job_id"], log,
-                     (rec.get("error") or ("job ended without a result" if state == "failed" else ""))))
+                     detail if state in ("failed", "unknown") else ""))
     return rows
 
 

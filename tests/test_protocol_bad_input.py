@@ -71,7 +71,6 @@ def base(world, out, *extra):
 
 
 CASES = [
-    ("unknown preset", lambda w, o: ["protocol", "--preset", "dolso", "--out", o], ["'dolso'", "did you mean 'dolos'"]),
     ("sweep without values", lambda w, o: base(w, o, "--sweep", "feature_layer"), ["feature_layer", "KEY=V1,V2"]),
     ("sweep of one value", lambda w, o: base(w, o, "--sweep", "feature_layer=layer1"), ["at least two values"]),
     ("misspelled sweep key", lambda w, o: base(w, o, "--sweep", "feature_layr=layer0,layer1"),
@@ -99,6 +98,18 @@ def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path, capsys, fake_
     assert code == 2
     one_error_line(err, *words)
     assert not out.exists() and fake_train.calls == []
+
+
+def test_unknown_preset_is_refused_by_the_parser_and_the_plan(tmp_path, capsys):
+    from declip_plugin import protocol as proto
+    from declip_plugin.errors import ConfigError
+
+    with pytest.raises(SystemExit) as exc:  # the command line: argparse's choices, exit status 2
+        cli_main(["protocol", "--preset", "dolso", "--out", str(tmp_path / "proto")])
+    assert exc.value.code == 2 and "invalid choice: 'dolso'" in capsys.readouterr().err
+    assert not (tmp_path / "proto").exists()
+    with pytest.raises(ConfigError, match=r"'dolso'.*did you mean 'dolos'"):  # the Python API
+        proto.make_plan("dolso")
 
 
 def test_slurm_without_slurm_on_path_names_the_missing_commands(world, tmp_path, capsys, fake_train, monkeypatch):
