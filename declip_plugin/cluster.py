@@ -26,6 +26,7 @@ import os
 import time
 
 import yaml
+from submitit.helpers import Checkpointable
 
 from .engine.rundir import write_json
 from .errors import ConfigError, DeclipError
@@ -156,19 +157,16 @@ def _check_local_gpus(opts):
 
 # ---- the job --------------------------------------------------------------------------------------
 
-def _checkpointable():
-    from submitit.helpers import Checkpointable
+class CellJob(Checkpointable):
+    """One cell: train (continuing an interrupted run of the cell), test, write the marker; then, with
+    ``finish``, when it was the last cell, the protocol's outputs (SLURM jobs: the submitting command
+    may be gone). Requeued as it is on preemption/timeout (``Checkpointable.checkpoint``): the new
+    job finds the cell's run folder and continues from its last finished epoch."""
 
-    return Checkpointable
-
-
-class CellJob(_checkpointable()):
-    """One cell: train (continuing an interrupted run of the cell), test, write the marker; then,
-    when it was the last cell, the protocol's outputs. Requeued as it is on preemption/timeout."""
-
-    def __init__(self, out, cell_id):
+    def __init__(self, out, cell_id, finish=False):
         self.out = os.fspath(out)
         self.cell_id = cell_id
+        self.finish = finish
 
     def __call__(self):
         from .protocol import Protocol
@@ -177,7 +175,7 @@ class CellJob(_checkpointable()):
         _export_torch_distributed()
         p = Protocol(self.out)
         result = p.run_cell(p.cell(self.cell_id))
-        if _is_rank0() and p.all_done():
+        if self.finish and _is_rank0() and p.all_done():
             p.finish()
         return {"cell": self.cell_id, "run_dir": result["run_dir"]}
 
@@ -426,7 +424,7 @@ def _submit_slurm(p, executor, cell_ids):
     if not cell_ids:
         return {}
     with executor.batch():  # one job array: --max-parallel is its %N
-        jobs = [executor.submit(CellJob(p.out, cid)) for cid in cell_ids]
+        jobs = [executor.submit(CellJob(p.out, cid, finish=True)) for cid in cell_ids]
     for cid, job in zip(cell_ids, jobs):
         write_record(p.out, cid, "slurm", job, "submitted")
         logger.info("protocol: cell %s submitted as SLURM job %s (log %s)", cid, job.job_id, job.paths.stderr)
