@@ -64,20 +64,25 @@ class JobOptions:
 
 
 def parse_time(text):
-    """``--time``: minutes (``90``), ``HH:MM:SS`` or ``D-HH:MM:SS`` (SLURM's forms) -> minutes."""
+    """``--time`` in SLURM's forms -> whole minutes (rounded up): ``MM``, ``MM:SS``, ``HH:MM:SS``,
+    ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``."""
     t = str(text).strip()
     try:
-        if t.isdigit():
-            minutes = int(t)
-        else:
-            days, _, rest = t.rpartition("-")
-            parts = [int(p) for p in rest.split(":")]
-            if len(parts) not in (2, 3) or any(p < 0 for p in parts):
-                raise ValueError
-            h, m, s = parts if len(parts) == 3 else (parts[0], parts[1], 0)
-            minutes = int(days or 0) * 1440 + h * 60 + m + (1 if s else 0)
+        days, dash, rest = t.rpartition("-")
+        parts = [int(p) for p in rest.split(":")]
+        if any(p < 0 for p in parts) or len(parts) > 3 or (dash and not days.isdigit()):
+            raise ValueError
+        if dash:  # D-HH[:MM[:SS]]
+            h, m, sec = (parts + [0, 0])[:3]
+            h += int(days) * 24
+        elif len(parts) == 3:  # HH:MM:SS
+            h, m, sec = parts
+        else:  # MM or MM:SS
+            h, m, sec = 0, parts[0], (parts[1] if len(parts) > 1 else 0)
+        minutes = h * 60 + m + (1 if sec else 0)
     except ValueError:
-        raise ConfigError(f"--time {text!r}: give minutes (e.g. 720), HH:MM:SS or D-HH:MM:SS") from None
+        raise ConfigError(f"--time {text!r}: give SLURM's forms: minutes (720), HH:MM:SS (12:00:00) or "
+                          f"D-HH:MM:SS (1-00:00:00)") from None
     if minutes < 1:
         raise ConfigError(f"--time {text!r}: a job needs at least one minute")
     return minutes
@@ -461,6 +466,10 @@ def _wait(p, opts, executor, queue, active, run):
         if opts.executor == "local":
             for job in active.values():
                 job.cancel(check=False)
+        elif active:
+            logger.warning("protocol: stopped waiting; the SLURM jobs %s keep running (declip protocol --status %s; "
+                           "rerun the command to wait for them again)", ", ".join(j.job_id for j in active.values()),
+                           p.out)
         raise
 
 

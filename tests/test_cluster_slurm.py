@@ -117,3 +117,18 @@ def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, 
     assert cli_main(["protocol", "--status", str(out)]) == 0
     row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f"| {cid} |"))
     assert "| unknown | 77 |" in row
+
+
+@pytest.mark.parametrize("text,minutes", [("90", 90), ("30:30", 31), ("2:00:00", 120), ("1-00:00:00", 1440),
+                                          ("1-12", 2160), ("1-1:30", 1530)])
+def test_time_in_slurms_forms(text, minutes):
+    from declip_plugin.cluster import parse_time
+
+    assert parse_time(text) == minutes
+
+
+@pytest.mark.parametrize("text,gb", [("64G", 64.0), ("64GB", 64.0), ("512M", 0.5), ("2T", 2048.0), ("32", 32.0)])
+def test_memory_forms(text, gb):
+    from declip_plugin.cluster import parse_mem
+
+    assert parse_mem(text) == gb
