@@ -253,44 +253,77 @@ def cmd_plugins(args):
 # ---- declip protocol (issue 13) -------------------------------------------------------------------
 
 def cmd_protocol(args):
+    from . import cluster
     from . import protocol as proto
 
-    sweep = proto.parse_sweep(args.sweep) if args.sweep else None
-    overrides = _overrides(args)
+    if args.status:
+        print(cluster.format_status(proto.Protocol(args.status)))
+        return 0
     out = args.out or os.path.join("logs", "protocol", args.preset or "custom")
-    plan = proto.make_plan(args.preset, args.method, args.train, args.test, sweep, overrides)
+    sweep = proto.parse_sweep(args.sweep) if args.sweep else None
+    opts = cluster.job_options(args.executor, args.gpus_per_job, args.partition, args.time, args.mem, args.slurm_opt,
+                               args.max_parallel, wait=not args.no_wait)
+    plan = proto.make_plan(args.preset, args.method, args.train, args.test, sweep, _overrides(args))
+    if args.report_only:
+        if not os.path.isfile(os.path.join(out, "protocol.json")):
+            raise DeclipError(f"--report-only: {out} holds no protocol (no protocol.json); run the protocol first")
+        p = proto.Protocol(out, plan)
+        _print_protocol(p, p.finish(report=args.report), f"{len(p.plan['cells']) - len(p.missing())} done")
+        return 0
+    proto.check_plan(plan, args.sweep)  # every input checked: nothing is written before this passes
+    cluster.check_executor_available(opts)
     p = proto.Protocol(out, plan)
-    n_cells = len(plan["cells"])
-    trained = 0 if args.report_only else p.run()
-    paths = p.write_outputs()
-    print(f"\nprotocol {out}: {n_cells} cell(s), {trained} trained now, {n_cells - trained} kept")
-    metric = next((m for m in proto.PRIMARY if os.path.isfile(os.path.join(out, f"grid_{m}.csv"))), None)
-    if metric:
-        print(f"\n{metric} grid (rows: method | trained on; columns: tested on):\n")
-        print(proto.format_grid(out, metric))
-    print("leaderboard:\n")
-    with open(paths["leaderboard"][0], encoding="utf-8") as f:
-        print(f.read())
-    for kind in ("grids", "means", "heatmaps", "sweep"):
-        for path in paths.get(kind, []):
-            print(f"{kind[:-1] if kind.endswith('s') else kind}: {path}")
-    if not args.report:
+    run = cluster.run_grid(p, opts)
+    summary = (f"{len(run.kept)} kept, {len(run.finished)} trained now, {len(run.failed)} failed"
+               + (f", {len(run.waiting)} queued or running" if run.waiting else ""))
+    if run.waiting:
+        print(f"protocol {out}: {len(p.plan['cells'])} cell(s): {summary}; the last job to finish writes the "
+              f"outputs; see `declip protocol --status {out}`")
         return 0
-    try:
-        from .report import write_report
-    except ImportError:  # the report module is optional
-        return 0
-    print(f"report: {write_report([out])}")
+    if p.cells_done():
+        _print_protocol(p, p.finish(report=args.report), summary)
+    problems = []
+    if run.failed:
+        recs = [cluster.read_record(out, cid) for cid in run.failed]
+        problems.append(f"{len(run.failed)} of {len(p.plan['cells'])} cell(s) failed: " + "; ".join(
+            f"{r['cell']} (job {r['job_id']}: {r['error']}; log {r['stderr']})" for r in recs)
+            + "; rerun the same command to resubmit them")
+    if run.unknown:
+        problems.append(f"SLURM (sacct) does not know the job(s) of cell(s) {', '.join(run.unknown)}; if they no "
+                        f"longer run, delete their records ({os.path.join(out, 'jobs', '<cell>.json')}) and rerun")
+    if problems:
+        raise DeclipError("; ".join(problems))
     return 0
 
 
+def _print_protocol(p, paths, summary):
+    out = p.out
+    print(f"\nprotocol {out}: {len(p.plan['cells'])} cell(s): {summary}")
+    if p.missing():
+        print(f"not finished (not in the grids or the leaderboard): {', '.join(p.missing())}")
+    from .protocol import PRIMARY, format_grid
+
+    metric = next((m for m in PRIMARY if os.path.isfile(os.path.join(out, f"grid_{m}.csv"))), None)
+    if metric:
+        print(f"\n{metric} grid (rows: method | trained on; columns: tested on):\n")
+        print(format_grid(out, metric))
+    print("leaderboard:\n")
+    with open(paths["leaderboard"][0], encoding="utf-8") as f:
+        print(f.read())
+    for kind in ("grids", "means", "heatmaps", "sweep", "report"):
+        for path in paths.get(kind, []):
+            print(f"{kind[:-1] if kind.endswith('s') else kind}: {path}")
+
+
 def _add_protocol_parser(sub):
+    from .cluster import EXECUTORS
     from .protocol import PRESETS
 
     p = sub.add_parser("protocol", help="methods x train sets x test sets: grids, ID/OOD means, heat-maps, leaderboard",
                        description="Train each (method, train set) once, test on every test set, and write the "
-                                   "grids, ID/OOD means, heat-maps and a leaderboard. Rerun with the same "
-                                   "arguments to continue a killed protocol (finished cells are kept).")
+                                   "grids, ID/OOD means, heat-maps and a leaderboard. Every training cell is one "
+                                   "job (--executor). Rerun with the same arguments to continue a killed protocol "
+                                   "(finished cells are kept, failed or missing ones run again).")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol (its methods and datasets; "
                                                              "--method/--train/--test replace its parts)")
     p.add_argument("--method", nargs="+", help="detector YAMLs or bundled names")
@@ -300,9 +333,28 @@ def _add_protocol_parser(sub):
                                                             "(feature_layer, decoder_type, backbone): Figure 3")
     p.add_argument("--out", help="the protocol folder (default: logs/protocol/<preset>)")
     p.add_argument("--report-only", dest="report_only", action="store_true",
-                   help="train nothing; write the outputs from the finished cells")
+                   help="train nothing; write the outputs from the finished cells (the missing ones named)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="write no report.html (e.g. when `declip report` later combines several protocols)")
+    p.add_argument("--status", metavar="OUT", help="print each cell's state (done, running, queued, failed with its "
+                                                   "job id and log, missing) of the protocol folder OUT, and exit")
+    g = p.add_argument_group("jobs (docs/cluster.md)")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: each cell a subprocess on this machine; slurm: each cell a SLURM job (an array); "
+                        "debug: every cell in this process (default: local)")
+    g.add_argument("--gpus-per-job", dest="gpus_per_job", type=int, help="GPUs of one cell's job (one task per GPU; "
+                                                                         "default 1 on SLURM, 1 locally with CUDA)")
+    g.add_argument("--max-parallel", dest="max_parallel", type=int,
+                   help="cells running at once (local default 1; SLURM: the array's %%N, default no cap)")
+    g.add_argument("--partition", help="SLURM partition")
+    g.add_argument("--time", help="SLURM time limit of one job: minutes, HH:MM:SS or D-HH:MM:SS (required for "
+                                  "slurm; a job that reaches it is requeued and resumes)")
+    g.add_argument("--mem", help="memory of one job, e.g. 64G")
+    g.add_argument("--slurm-opt", dest="slurm_opt", action="append", metavar="KEY=VALUE",
+                   help="another SLURM option, passed to submitit (qos=high, account=proj, constraint=a100, "
+                        "cpus_per_task=8, signal_delay_s=120, ...); repeatable")
+    g.add_argument("--no-wait", dest="no_wait", action="store_true",
+                   help="slurm: submit and return; the last job to finish writes the outputs")
     _add_common(p)
     p.set_defaults(func=cmd_protocol)
 

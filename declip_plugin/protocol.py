@@ -22,9 +22,14 @@ Layout of the output folder::
     <out>/sweep_<key>_<metric>.png, sweep_<key>.csv
     <out>/leaderboard.md
 
+Each cell runs as one job of an executor (:mod:`declip_plugin.cluster`: submitit's local, SLURM or
+debug executor; job records under ``<out>/jobs/``). Everything the protocol reads is checked by
+:func:`check_plan` before anything is written.
+
 Resumable: a cell whose marker exists is kept and never retrained; a cell that was running when
 the protocol was killed continues from its last finished epoch (``train(resume=...)``) when its
-run directory holds ``ckpt_last.pth``, otherwise it starts again.
+run directory holds ``ckpt_last.pth``, otherwise it starts again (its dead run folder removed).
+Grids and the leaderboard hold complete cells only; the others are listed as missing.
 
 ID: the test set is the train set, or both declare the same ``generator`` in configs/dataset.
 """
@@ -101,7 +106,11 @@ def sweep_value_order(values):
 def make_plan(preset=None, methods=None, train=None, test=None, sweep=None, overrides=None):
     """The protocol's plan: a dict saved as protocol.json."""
     if preset and preset not in PRESETS:
-        raise ConfigError(f"unknown protocol preset {preset!r}; known: {', '.join(PRESETS)}")
+        from .registry import closest
+
+        hint = closest(preset, PRESETS)
+        raise ConfigError(f"--preset {preset!r}: unknown protocol preset; known: {', '.join(PRESETS)}"
+                          + (f" (did you mean {hint!r}?)" if hint else ""))
     base = dict(PRESETS[preset]) if preset else {}
     methods = list(methods or base.get("methods") or [])
     train = list(train or base.get("train") or [])
@@ -160,9 +169,13 @@ class Protocol:
             if _plan_key(old) != _plan_key(plan):
                 raise ConfigError(f"{self.out} holds another protocol (protocol.json differs); choose a new --out "
                                   f"or rerun it with the same arguments to continue it")
+            plan = old  # continued as it was planned
+        else:
+            os.makedirs(os.path.join(self.out, "cells"), exist_ok=True)
+            write_json(path, plan)
         self.plan = plan
-        os.makedirs(os.path.join(self.out, "cells"), exist_ok=True)
-        write_json(path, plan)
+        if not os.path.isdir(os.path.join(self.out, "cells")):
+            os.makedirs(os.path.join(self.out, "cells"), exist_ok=True)
 
     def marker(self, cell):
         return os.path.join(self.out, "cells", cell["id"] + ".json")
@@ -174,48 +187,99 @@ class Protocol:
         with open(self.marker(cell), encoding="utf-8") as f:
             return json.load(f)
 
+    def cell(self, cell_id):
+        for c in self.plan["cells"]:
+            if c["id"] == cell_id:
+                return c
+        raise ConfigError(f"{self.out}: no cell {cell_id!r} in protocol.json")
+
+    def all_done(self):
+        return all(self.done(c) for c in self.plan["cells"])
+
     def run(self, train_fn=None, extra_overrides=None):
-        """Train and test every unfinished cell; returns the number of cells trained now."""
-        if train_fn is None:
-            from .engine.run import train as train_fn
+        """Train and test every unfinished cell in this process; returns the number of cells trained now."""
         trained = 0
         for cell in self.plan["cells"]:
             if self.done(cell):
                 logger.info("protocol: cell %s done, kept (%s)", cell["id"], self.read_cell(cell)["run_dir"])
                 continue
-            overrides = {**self.plan.get("overrides", {}), **(extra_overrides or {}), **cell["overrides"],
-                         "train_dataset": [cell["train"]], "test_dataset": list(self.plan["test"]),
-                         "in_domain": [t for t in self.plan["test"] if is_in_domain(cell["train"], t)] or None,
-                         "log_dir": os.path.join(self.out, "runs"), "name": cell["name"]}
-            resume = self.interrupted_run(cell)
-            if resume:
-                logger.info("protocol: cell %s was interrupted; resuming %s", cell["id"], resume)
-            logger.info("protocol: training %s on %s, testing on %s", cell["method"], cell["train"],
-                        ", ".join(self.plan["test"]))
-            run_dir = train_fn(cell["config"], overrides if not resume else {}, resume=resume)
-            results = {}
-            for t in self.plan["test"]:
-                p = os.path.join(run_dir, "test", t, "metrics.json")
-                if not os.path.isfile(p):
-                    raise ConfigError(f"protocol: cell {cell['id']}: {p} missing after training; the run did not test {t}")
-                with open(p, encoding="utf-8") as f:
-                    results[t] = json.load(f).get("metrics", {})
-            write_json(self.marker(cell), {**cell, "run_dir": run_dir, "results": results})  # atomic: the cell is done
+            self.run_cell(cell, train_fn, extra_overrides)
             trained += 1
         return trained
 
-    def interrupted_run(self, cell):
-        """The newest run directory of ``cell`` that can be resumed (config.yaml and ckpt_last.pth), or None."""
+    def cell_overrides(self, cell, extra_overrides=None):
+        return {**self.plan.get("overrides", {}), **(extra_overrides or {}), **cell["overrides"],
+                "train_dataset": [cell["train"]], "test_dataset": list(self.plan["test"]),
+                "in_domain": [t for t in self.plan["test"] if is_in_domain(cell["train"], t)] or None,
+                "log_dir": os.path.join(self.out, "runs"), "name": cell["name"]}
+
+    def run_cell(self, cell, train_fn=None, extra_overrides=None):
+        """Train ``cell`` (continuing its interrupted run, if any), test it, write its marker; returns the marker."""
+        if train_fn is None:
+            from .engine.run import train as train_fn
+        overrides = self.cell_overrides(cell, extra_overrides)
+        resume = self.interrupted_run(cell)
+        if resume:
+            logger.info("protocol: cell %s was interrupted; resuming %s", cell["id"], resume)
+        if int(os.environ.get("RANK", "0")) == 0:  # one task of a multi-GPU job cleans, before its run starts
+            self._remove_dead_runs(cell, keep=resume)
+        logger.info("protocol: training %s on %s, testing on %s", cell["method"], cell["train"],
+                    ", ".join(self.plan["test"]))
+        run_dir = train_fn(cell["config"], overrides if not resume else {}, resume=resume)
+        results = {}
+        for t in self.plan["test"]:
+            p = os.path.join(run_dir, "test", t, "metrics.json")
+            if not os.path.isfile(p):
+                raise ConfigError(f"protocol: cell {cell['id']}: {p} missing after training; the run did not test {t}")
+            with open(p, encoding="utf-8") as f:
+                results[t] = json.load(f).get("metrics", {})
+        marker = {**cell, "run_dir": run_dir, "results": results}
+        if int(os.environ.get("RANK", "0")) == 0:
+            write_json(self.marker(cell), marker)  # atomic: the cell is done
+        return marker
+
+    def _runs_of(self, cell):
         runs = os.path.join(self.out, "runs")
         if not os.path.isdir(runs):
-            return None
+            return []
         pat = re.compile(re.escape(cell["name"]) + r"_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
-        found = sorted(d for d in os.listdir(runs) if pat.match(d)
-                       and os.path.isfile(os.path.join(runs, d, "ckpt_last.pth"))
-                       and os.path.isfile(os.path.join(runs, d, "config.yaml")))
-        return os.path.join(runs, found[-1]) if found else None
+        return sorted(os.path.join(runs, d) for d in os.listdir(runs) if pat.match(d))
+
+    def interrupted_run(self, cell):
+        """The newest run directory of ``cell`` that can be resumed (config.yaml and ckpt_last.pth), or None."""
+        found = [d for d in self._runs_of(cell) if os.path.isfile(os.path.join(d, "ckpt_last.pth"))
+                 and os.path.isfile(os.path.join(d, "config.yaml"))]
+        return found[-1] if found else None
+
+    def _remove_dead_runs(self, cell, keep=None):
+        """Run folders of ``cell`` that a killed run left before its first finished epoch (no
+        ckpt_last.pth: nothing to continue, nothing to show); the cell starts again in a new one."""
+        import shutil
+
+        for d in self._runs_of(cell):
+            if d != keep and not os.path.isfile(os.path.join(d, "ckpt_last.pth")):
+                logger.info("protocol: cell %s: removing %s (killed before its first epoch ended)", cell["id"], d)
+                shutil.rmtree(d, ignore_errors=True)
 
     # ---- results ----------------------------------------------------------------------------------
+
+    def missing(self):
+        """Ids of the cells without a complete result."""
+        return [c["id"] for c in self.plan["cells"] if not self.done(c)]
+
+    def finish(self, report=True):
+        """Every output of the finished cells (the missing ones named); the HTML report (unless ``report`` is
+        false) once every cell is done (its leaderboard reads every run folder, and an unfinished cell's folder
+        may hold partial numbers)."""
+        paths = self.write_outputs()
+        if not report or not self.all_done():
+            return paths
+        try:
+            from .report import write_report
+        except ImportError:  # the report module is optional
+            return paths
+        paths["report"] = [write_report([self.out])]
+        return paths
 
     def cells_done(self):
         return [self.read_cell(c) for c in self.plan["cells"] if self.done(c)]
@@ -240,7 +304,7 @@ class Protocol:
             p = os.path.join(self.out, f"grid_{m}.csv")
             atomic_write_text(p, grid_csv(g, tests))
             paths["grids"].append(p)
-        summary = {"test": tests, "metrics": {}}
+        summary = {"test": tests, "metrics": {}, "missing": self.missing()}
         mean_rows = []
         for m, g in grids.items():
             summary["metrics"][m] = []
@@ -269,8 +333,13 @@ class Protocol:
             paths["sweep"] = self._write_sweep(summary["metrics"], metrics)
         from .leaderboard import collect, render_by_task
 
+        # only complete cells: a run that was stopped mid-cell may hold some test sets' numbers, never shown
         board = "\n".join(f"### {task}\n\n{table}" for task, table in
-                          render_by_task(collect([os.path.join(self.out, "runs")]), reference=self.plan.get("reference")))
+                          render_by_task(collect([c["run_dir"] for c in done]), reference=self.plan.get("reference")))
+        missing = self.missing()
+        if missing:
+            board += (f"\n_{len(missing)} of {len(self.plan['cells'])} cell(s) not finished, not in this table: "
+                      f"{', '.join(missing)}_\n")
         atomic_write_text(os.path.join(self.out, "leaderboard.md"), board)
         paths["leaderboard"] = [os.path.join(self.out, "leaderboard.md")]
         return paths
@@ -368,3 +437,48 @@ def format_grid(out_dir, metric):
         lines.append("| " + " | ".join([r["method"], r["train"]] + [fmt(r["values"].get(t)) for t in tests]
                                        + [fmt(r["id_mean"]), fmt(r["ood_mean"])]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def check_plan(plan, sweep_text=None):
+    """Everything a protocol reads, checked before anything is written: the dataset names, each method's
+    config with the command's overrides (errors blame --opt), the sweep's key and values (errors blame
+    --sweep), and every file of every split (a corrupt image is named now, not after hours of training)."""
+    from .config import load_run_config, merge, validate
+    from .data import dataset_spec
+
+    for name in dict.fromkeys(plan["train"] + plan["test"]):
+        dataset_spec(name)  # an unknown name: a DataError naming it, with the closest known one
+    overrides = dict(plan.get("overrides") or {})
+    sweep = plan.get("sweep")
+    first = None
+    for cfg in dict.fromkeys(c["config"] for c in plan["cells"]):
+        config = load_run_config(cfg, "train", overrides)
+        if sweep:
+            label = f"--sweep {sweep_text or sweep['key'] + '=' + ','.join(map(str, sweep['values']))}"
+            for value in sweep["values"]:
+                validate(merge(config, {sweep["key"]: value}), where=f"{label} (method {cfg})",
+                         origins={sweep["key"]: label})
+        first = first or config
+    _check_data_files(plan, first)
+
+
+def _check_data_files(plan, config):
+    from .data import build_dataset
+    from .errors import DataError
+
+    checks = [(t, "train") for t in plan["train"]] + [(t, "val") for t in plan["train"]]
+    checks += [(t, "test") for t in plan["test"]]
+    own_skip = bool(config.get("skip_bad_files"))
+    quiet = logging.getLogger("declip_plugin.data.base")  # its "skipped (skip_bad_files: true)" is not the user's
+    for name, split in checks:
+        level = quiet.level
+        quiet.setLevel(logging.ERROR if not own_skip else level)
+        try:
+            ds = build_dataset(name, split, {**config, "skip_bad_files": True})
+        finally:
+            quiet.setLevel(level)
+        if ds.skipped and not own_skip:
+            path, reason = ds.skipped[0]
+            more = f" (and {len(ds.skipped) - 1} more bad file(s) in {name}/{split})" if len(ds.skipped) > 1 else ""
+            raise DataError(f"dataset {name}/{split}: {reason}{more}; replace or remove the file, or set "
+                            f"skip_bad_files: true (--opt skip_bad_files=true) to leave bad files out")

@@ -1,15 +1,10 @@
-"""`declip protocol`: grids, ID/OOD means, heat-maps, resumability (a real kill), sweep plots."""
+"""`declip protocol`: grids, ID/OOD means, heat-maps, resumability, sweep plots (the real kill and resume
+of subprocess jobs: tests/test_cluster_local.py)."""
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
-import yaml
 
-from declip_plugin.data.demo import make_demo_data
 from declip_plugin import protocol as proto
 from declip_plugin.errors import ConfigError
 
@@ -122,58 +117,6 @@ def test_sweep_draws_metric_against_value(tmp_path):
 def test_unknown_preset_is_refused():
     with pytest.raises(ConfigError, match="demo"):
         proto.make_plan("nope")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    make_demo_data(root / "demo", seed=3, size=64, n_train=4, n_val=2, n_test=2, methods=("telea", "noise"))
-    return root
-
-
-def _tiny(path, epochs):
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
-           "resolution": 112, "mask_size": 64,
-           "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "train_batchSize": 4,
-           "test_batchSize": 4, "workers": 0, "nEpochs": epochs, "early_stopping": {"enabled": False}}
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def test_killed_protocol_continues_without_retraining_finished_cells(tmp_path, data_root):
-    a = _tiny(tmp_path / "tiny_a.yaml", 1)
-    b = _tiny(tmp_path / "tiny_b.yaml", 2)
-    out = tmp_path / "proto"
-    args = [sys.executable, "-m", "declip_plugin", "protocol", "--method", str(a), str(b), "--train", "demo-telea",
-            "--test", "demo-telea", "demo-noise", "--out", str(out), "--data_root", str(data_root), "--device", "cpu"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker_a = out / "cells" / "tiny_a__demo-telea.json"
-    try:
-        def b_started():
-            runs = out / "runs"
-            return runs.is_dir() and any(d.name.startswith("tiny_b_") for d in runs.iterdir())
-
-        deadline = time.time() + 240
-        while not b_started():
-            assert proc.poll() is None, "the protocol ended before it could be killed"
-            assert time.time() < deadline, "the second cell did not start within 240 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert marker_a.is_file() and not (out / "cells" / "tiny_b__demo-telea.json").exists()
-    before = marker_a.read_text()
-    runs_a = sorted(d.name for d in (out / "runs").iterdir() if d.name.startswith("tiny_a_"))
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert marker_a.read_text() == before  # not retrained
-    assert sorted(d.name for d in (out / "runs").iterdir() if d.name.startswith("tiny_a_")) == runs_a
-    assert "1 trained now, 1 kept" in done.stdout
-    summary = json.loads((out / "grid.json").read_text())
-    assert [r["method"] for r in summary["metrics"]["iou"]] == ["tiny_a", "tiny_b"]
-    assert (out / "heatmap_tiny_a_iou.png").is_file() and (out / "leaderboard.md").is_file()
 
 
 # ---- leaderboard: every method keeps its row --------------------------------------------------------

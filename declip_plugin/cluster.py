@@ -1,0 +1,532 @@
+"""Protocol cells as jobs of a scheduler, through submitit (``declip protocol --executor``).
+
+Every training cell of a protocol is one job; the job trains the cell and then tests it on every
+test set (in the same job: testing costs minutes against the training's hours, reuses the node
+that holds the best checkpoint, needs no second wait in the queue, and keeps one thing complete or
+not: the cell's marker, written once the last test set is scored).
+
+Executors (submitit's):
+
+- ``local``: each cell a subprocess on this machine (submitit's LocalExecutor), at most
+  ``--max-parallel`` at a time (default 1), each on its own GPU(s) when the machine has any;
+- ``slurm``: each cell one task of a SLURM job array (``--max-parallel``: the array's ``%N``);
+  the command waits for the jobs unless ``--no-wait``; the last cell to finish builds the outputs;
+- ``debug``: every cell in this process, one after the other (submitit's DebugExecutor; a cell that
+  fails opens pdb, which is what it is for).
+
+Job records: ``<out>/jobs/<cell id>.json`` (executor, job id, log paths, state when known) and
+submitit's own folder ``<out>/jobs/submitit/`` (pickles and logs). A preempted or timed-out
+SLURM job is requeued by submitit (:class:`CellJob` is a ``Checkpointable``); the requeued job
+finds the cell's run directory and continues from its last finished epoch (``train(resume=...)``).
+"""
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import yaml
+from submitit.helpers import Checkpointable
+
+from .engine.rundir import write_json
+from .errors import ConfigError, DeclipError
+
+logger = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "slurm", "debug")
+_QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "READY", "SUSPENDED"}
+_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "PREEMPTED"}
+# --slurm-opt keys that the command sets itself, or that are lists in submitit
+_OWN_SLURM_KEYS = {"time": "use --time", "partition": "use --partition", "mem": "use --mem",
+                   "gpus_per_node": "use --gpus-per-job", "num_gpus": "use --gpus-per-job",
+                   "ntasks_per_node": "one task per GPU: use --gpus-per-job",
+                   "array_parallelism": "use --max-parallel", "job_name": "the jobs are named declip-protocol",
+                   "nodes": "a cell runs on one node (one training across nodes: docs/cluster.md, torchrun)",
+                   "additional_parameters": "give each sbatch option as its own --slurm-opt KEY=VALUE",
+                   "setup": "not supported from the command line (a list of shell lines)",
+                   "teardown": "not supported from the command line (a list of shell lines)",
+                   "srun_args": "not supported from the command line (a list of arguments)"}
+LOCAL_FOREVER_MIN = 60 * 24 * 365  # submitit's local executor kills a job after timeout_min (2 by default)
+
+
+@dataclasses.dataclass
+class JobOptions:
+    """What ``declip protocol`` passes to the scheduler (its flags, checked by :func:`job_options`)."""
+    executor: str = "local"
+    gpus_per_job: int = None
+    partition: str = None
+    time_min: int = None
+    mem_gb: float = None
+    slurm_opts: dict = dataclasses.field(default_factory=dict)
+    max_parallel: int = None
+    wait: bool = True
+    poll_s: float = None  # seconds between looks at running jobs (None: see _poll_interval)
+
+
+def parse_time(text):
+    """``--time`` in SLURM's forms -> whole minutes (rounded up): ``MM``, ``MM:SS``, ``HH:MM:SS``,
+    ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``."""
+    t = str(text).strip()
+    try:
+        days, dash, rest = t.rpartition("-")
+        parts = [int(p) for p in rest.split(":")]
+        if any(p < 0 for p in parts) or len(parts) > 3 or (dash and not days.isdigit()):
+            raise ValueError
+        if dash:  # D-HH[:MM[:SS]]
+            h, m, sec = (parts + [0, 0])[:3]
+            h += int(days) * 24
+        elif len(parts) == 3:  # HH:MM:SS
+            h, m, sec = parts
+        else:  # MM or MM:SS
+            h, m, sec = 0, parts[0], (parts[1] if len(parts) > 1 else 0)
+        minutes = h * 60 + m + (1 if sec else 0)
+    except ValueError:
+        raise ConfigError(f"--time {text!r}: give SLURM's forms: minutes (720), HH:MM:SS (12:00:00) or "
+                          f"D-HH:MM:SS (1-00:00:00)") from None
+    if minutes < 1:
+        raise ConfigError(f"--time {text!r}: a job needs at least one minute")
+    return minutes
+
+
+def parse_mem(text):
+    """``--mem``: ``64G``, ``64GB``, ``500M`` or a number of GB -> GB."""
+    t = str(text).strip().upper().rstrip("B")
+    scale = {"G": 1.0, "M": 1 / 1024, "T": 1024.0}.get(t[-1:], None) if t else None
+    num = t[:-1] if scale is not None else t
+    try:
+        value = float(num) * (scale or 1.0)
+    except ValueError:
+        value = -1
+    if not value > 0:
+        raise ConfigError(f"--mem {text!r}: give the memory of one job, e.g. 64G, 500M or 32 (GB)")
+    return value
+
+
+def parse_slurm_opts(items):
+    """``--slurm-opt KEY=VALUE`` (repeatable) -> {key: value}; values parsed as YAML scalars."""
+    out = {}
+    for item in items or []:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--slurm-opt {item!r}: expected KEY=VALUE (e.g. qos=high, account=myproj, "
+                              f"constraint=a100)")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def job_options(executor="local", gpus_per_job=None, partition=None, time=None, mem=None, slurm_opt=None,
+                max_parallel=None, wait=True):
+    """The checked options of the command's flags (every bad value named before anything is written)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+    for flag, value, least in (("--gpus-per-job", gpus_per_job, 0), ("--max-parallel", max_parallel, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ConfigError(f"{flag} {value!r}: give a whole number (at least {least})")
+        if value is not None and executor == "debug":
+            raise ConfigError(f"{flag} does not apply to --executor debug (every cell in this process, one by one)")
+    opts = JobOptions(executor=executor, gpus_per_job=gpus_per_job, partition=partition,
+                      time_min=parse_time(time) if time is not None else None,
+                      mem_gb=parse_mem(mem) if mem is not None else None, slurm_opts=parse_slurm_opts(slurm_opt),
+                      max_parallel=max_parallel, wait=wait)
+    for key in opts.slurm_opts:
+        if key in _OWN_SLURM_KEYS:
+            raise ConfigError(f"--slurm-opt {key}=...: {_OWN_SLURM_KEYS[key]}")
+    slurm_only = [f for f, v in (("--partition", partition), ("--mem", mem), ("--slurm-opt", slurm_opt)) if v]
+    if executor != "slurm" and slurm_only:
+        raise ConfigError(f"{', '.join(slurm_only)} only apply to --executor slurm (this is --executor {executor})")
+    if executor == "slurm" and opts.time_min is None:
+        raise ConfigError("--executor slurm needs --time (the time limit of one cell's job, e.g. --time 12:00:00); "
+                          "a job that reaches it is requeued and continues from its last epoch")
+    if executor != "slurm" and not wait:
+        raise ConfigError(f"--no-wait applies to --executor slurm; --executor {executor} runs its jobs from this command")
+    if executor == "local":
+        _check_local_gpus(opts)
+    return opts
+
+
+def _check_local_gpus(opts):
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if opts.gpus_per_job is None:
+        opts.gpus_per_job = 1 if have else 0
+    need = opts.gpus_per_job * (opts.max_parallel or 1)
+    if need > have:
+        raise ConfigError(f"--executor local: {opts.max_parallel or 1} job(s) at a time x --gpus-per-job "
+                          f"{opts.gpus_per_job} need {need} GPU(s); this machine has {have}")
+
+
+# ---- the job --------------------------------------------------------------------------------------
+
+class CellJob(Checkpointable):
+    """One cell: train (continuing an interrupted run of the cell), test, write the marker; then, with
+    ``finish``, when it was the last cell, the protocol's outputs (SLURM jobs: the submitting command
+    may be gone). Requeued as it is on preemption/timeout (``Checkpointable.checkpoint``): the new
+    job finds the cell's run folder and continues from its last finished epoch."""
+
+    def __init__(self, out, cell_id, finish=False):
+        self.out = os.fspath(out)
+        self.cell_id = cell_id
+        self.finish = finish
+
+    def __call__(self):
+        from .protocol import Protocol
+
+        _log_to_job_output()
+        _export_torch_distributed()
+        p = Protocol(self.out)
+        result = p.run_cell(p.cell(self.cell_id))
+        if self.finish and _is_rank0() and p.all_done():
+            p.finish()
+        return {"cell": self.cell_id, "run_dir": result["run_dir"]}
+
+
+def _log_to_job_output():
+    """This package's INFO lines into the job's log (submitit's stdout file; its errors go to stderr)."""
+    import sys
+
+    pkg = logging.getLogger("declip_plugin")
+    if os.environ.get("SUBMITIT_EXECUTOR") not in ("local", "slurm"):  # debug: this process logs already
+        return
+    if not any(getattr(h, "_declip_job", False) for h in pkg.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._declip_job = True
+        pkg.addHandler(handler)
+        pkg.setLevel(logging.INFO)
+
+
+def _export_torch_distributed():
+    """Several tasks in one job (``--gpus-per-job`` > 1): the torchrun variables from SLURM's."""
+    import submitit
+
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:  # not inside a submitit job (the debug executor sets no task count)
+        return
+    try:
+        many = env.num_tasks > 1
+    except (KeyError, ValueError):
+        return
+    if many:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def _is_rank0():
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ---- executors ------------------------------------------------------------------------------------
+
+def submitit_folder(out):
+    return os.path.join(os.fspath(out), "jobs", "submitit", "%j")
+
+
+def make_executor(out, opts):
+    """The submitit executor of ``opts`` (parameters set; the local GPUs are set per job)."""
+    import submitit
+
+    folder = submitit_folder(out)
+    if opts.executor == "debug":
+        return submitit.DebugExecutor(folder)
+    if opts.executor == "local":
+        ex = submitit.LocalExecutor(folder)
+        ex.update_parameters(timeout_min=opts.time_min or LOCAL_FOREVER_MIN, gpus_per_node=opts.gpus_per_job or 0,
+                             tasks_per_node=max(1, opts.gpus_per_job or 0), signal_delay_s=120)
+        return ex
+    from submitit.slurm.slurm import SlurmExecutor
+
+    ex = SlurmExecutor(folder, max_num_timeout=int(opts.slurm_opts.get("max_num_timeout", 3)))
+    gpus = 1 if opts.gpus_per_job is None else opts.gpus_per_job
+    params = {"job_name": "declip-protocol", "time": opts.time_min, "nodes": 1, "ntasks_per_node": max(1, gpus)}
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if opts.mem_gb:
+        params["mem"] = f"{int(opts.mem_gb)}GB" if opts.mem_gb == int(opts.mem_gb) else f"{int(opts.mem_gb * 1024)}MB"
+    if opts.partition:
+        params["partition"] = opts.partition
+    if opts.max_parallel:
+        params["array_parallelism"] = opts.max_parallel
+    known, extra = SlurmExecutor._valid_parameters(), {}
+    for key, value in opts.slurm_opts.items():
+        if key == "max_num_timeout":
+            continue
+        if key in known:
+            params[key] = value
+        else:
+            extra[key] = value
+    if extra:
+        params["additional_parameters"] = extra
+    ex.update_parameters(**params)
+    return ex
+
+
+def check_executor_available(opts):
+    """SLURM's commands on PATH for ``--executor slurm`` (checked before anything is written)."""
+    import shutil
+
+    if opts.executor == "slurm":
+        missing = [c for c in ("sbatch", "srun", "sacct") if shutil.which(c) is None]
+        if missing:
+            raise ConfigError(f"--executor slurm: {', '.join(missing)} not found on PATH; run the command on a "
+                              f"machine of the SLURM cluster (a login node), or use --executor local")
+
+
+# ---- job records and states -------------------------------------------------------------------------
+
+def record_path(out, cell_id):
+    return os.path.join(os.fspath(out), "jobs", f"{cell_id}.json")
+
+
+def read_record(out, cell_id):
+    path = record_path(out, cell_id)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_record(out, cell_id, executor, job, state, error=None):
+    paths = job.paths
+    write_json(record_path(out, cell_id), {
+        "cell": cell_id, "executor": executor, "job_id": str(job.job_id), "state": state, "error": error,
+        "stdout": str(paths.stdout), "stderr": str(paths.stderr), "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def job_state(out, rec):
+    """``queued`` / ``running`` / ``failed`` / ``ended`` / ``unknown`` of a recorded job (asking the scheduler)."""
+    return job_state_detail(out, rec)[0]
+
+
+def job_state_detail(out, rec):
+    """(state, what the scheduler said) of a recorded job; (None, "") without a record."""
+    if rec is None:
+        return None, ""
+    if rec.get("state") == "failed":
+        return "failed", rec.get("error") or ""
+    if rec["executor"] == "local":
+        return ("running", "") if _local_alive(rec["job_id"]) else ("ended", "the job's process is gone")
+    if rec["executor"] == "slurm":
+        raw = (_slurm_job(out, rec).state.split() or ["UNKNOWN"])[0].upper()
+        if raw == "UNKNOWN":  # sacct does not know it (not yet, or no longer)
+            return "unknown", "sacct does not know this job"
+        if raw in _QUEUED:
+            return "queued", raw
+        if raw in _RUNNING:
+            return "running", raw
+        return ("failed" if raw != "COMPLETED" else "ended"), f"sacct: {raw}"
+    return "ended", "the process that ran it ended"  # debug: in-process, gone with its process
+
+
+def _local_alive(pid):
+    try:
+        pid = int(pid)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"submitit" in f.read()
+    except OSError:
+        return True
+
+
+def _slurm_job(out, rec):
+    from submitit.slurm.slurm import SlurmJob
+
+    return SlurmJob(folder=submitit_folder(out), job_id=rec["job_id"])
+
+
+def failure_text(job):
+    """The last meaningful line of a failed job's error (or of its stderr log)."""
+    try:
+        exc = job.exception()
+    except Exception as e:  # noqa: BLE001 - submitit raises what the scheduler said
+        exc = e
+    lines = [ln.strip() for ln in str(exc or "").splitlines() if ln.strip()]
+    error_lines = [ln for ln in lines if ln.split(":")[0].endswith(("Error", "Exception", "Interrupt"))]
+    return (error_lines or lines or ["job ended without a result"])[-1][:300]
+
+
+class _EarlierLocalJob:
+    """A local job started by an earlier command (only its pid is known): done when it is gone."""
+
+    def __init__(self, out, rec):
+        from submitit.core.utils import JobPaths
+
+        self.job_id, self.paths = rec["job_id"], JobPaths(submitit_folder(out), job_id=rec["job_id"])
+
+    def done(self):
+        return not _local_alive(self.job_id)
+
+    def exception(self):
+        return RuntimeError(f"local job {self.job_id} (started by an earlier command) ended without a result")
+
+    def cancel(self, check=False):
+        pass
+
+
+def _attach(out, rec):
+    return _slurm_job(out, rec) if rec["executor"] == "slurm" else _EarlierLocalJob(out, rec)
+
+
+# ---- running the grid ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class GridRun:
+    """What one command did: cells kept (complete before), finished now, failed now, still running."""
+    kept: list = dataclasses.field(default_factory=list)
+    finished: list = dataclasses.field(default_factory=list)
+    failed: list = dataclasses.field(default_factory=list)
+    waiting: list = dataclasses.field(default_factory=list)
+    unknown: list = dataclasses.field(default_factory=list)  # recorded SLURM jobs that sacct does not know
+
+
+def run_grid(p, opts):
+    """Run every unfinished cell of protocol ``p`` as a job; a cell whose job (from an earlier command)
+    is still queued or running is waited for, not submitted twice. Returns a :class:`GridRun`."""
+    executor = make_executor(p.out, opts)
+    run, todo, active = GridRun(), [], {}
+    for cell in p.plan["cells"]:
+        if p.done(cell):
+            run.kept.append(cell["id"])
+            continue
+        rec = read_record(p.out, cell["id"])
+        state = job_state(p.out, rec)
+        if state in ("queued", "running"):
+            logger.info("protocol: cell %s: job %s is %s (an earlier command's); waiting for it", cell["id"],
+                        rec["job_id"], state)
+            active[cell["id"]] = _attach(p.out, rec)
+        elif state == "unknown":  # neither resubmitted (it may still run) nor waited for (it may be gone)
+            run.unknown.append(cell["id"])
+        else:
+            todo.append(cell["id"])
+    if opts.executor == "debug":
+        for cid in todo:
+            job = executor.submit(CellJob(p.out, cid))
+            write_record(p.out, cid, "debug", job, "running")
+            job.result()  # in this process; an error ends the command, as without an executor
+            write_record(p.out, cid, "debug", job, "done")
+            run.finished.append(cid)
+        return run
+    if opts.executor == "slurm":
+        active.update(_submit_slurm(p, executor, todo))
+        todo = []
+        if not opts.wait:
+            run.waiting = list(active)
+            return run
+    _wait(p, opts, executor, todo, active, run)
+    return run
+
+
+def _submit_slurm(p, executor, cell_ids):
+    if not cell_ids:
+        return {}
+    with executor.batch():  # one job array: --max-parallel is its %N
+        jobs = [executor.submit(CellJob(p.out, cid, finish=True)) for cid in cell_ids]
+    for cid, job in zip(cell_ids, jobs):
+        write_record(p.out, cid, "slurm", job, "submitted")
+        logger.info("protocol: cell %s submitted as SLURM job %s (log %s)", cid, job.job_id, job.paths.stderr)
+    return dict(zip(cell_ids, jobs))
+
+
+def _wait(p, opts, executor, queue, active, run):
+    """Start queued local jobs while fewer than --max-parallel run; gather every job as it ends."""
+    cap = opts.max_parallel or (1 if opts.executor == "local" else len(queue) + len(active))
+    free = list(range(int(opts.gpus_per_job or 0) * cap))  # local GPU slots
+    gpus_of = {}
+    begun = time.time()
+    try:
+        while queue or active:
+            while queue and len(active) < cap:
+                cid = queue.pop(0)
+                if opts.gpus_per_job:
+                    gpus_of[cid], free = free[:opts.gpus_per_job], free[opts.gpus_per_job:]
+                    executor.update_parameters(visible_gpus=gpus_of[cid])
+                job = executor.submit(CellJob(p.out, cid))
+                write_record(p.out, cid, opts.executor, job, "submitted")
+                logger.info("protocol: cell %s started as local job %s (log %s)", cid, job.job_id, job.paths.stdout)
+                active[cid] = job
+            if opts.executor == "slurm" and active:
+                _ask_slurm()
+            for cid, job in list(active.items()):
+                if job.done():
+                    del active[cid]
+                    free += gpus_of.pop(cid, [])
+                    _gather(p, opts.executor, cid, job, run)
+            if active:
+                time.sleep(_poll_interval(opts, time.time() - begun))
+    except KeyboardInterrupt:
+        if opts.executor == "local":
+            for job in active.values():
+                job.cancel(check=False)
+        elif active:
+            logger.warning("protocol: stopped waiting; the SLURM jobs %s keep running (declip protocol --status %s; "
+                           "rerun the command to wait for them again)", ", ".join(j.job_id for j in active.values()),
+                           p.out)
+        raise
+
+
+def _poll_interval(opts, elapsed):
+    """Seconds between looks: local 0.5; SLURM from 2 s, growing to 30 s (one sacct call each)."""
+    if opts.poll_s:
+        return opts.poll_s
+    return 0.5 if opts.executor == "local" else min(30.0, max(2.0, elapsed / 20))
+
+
+def _ask_slurm():
+    """One sacct call for every job this process watches (submitit's own spacing grows to minutes)."""
+    from submitit.slurm.slurm import SlurmJob
+
+    SlurmJob.watcher.update()
+
+
+def _gather(p, executor_name, cid, job, run):
+    cell = p.cell(cid)
+    if p.done(cell):
+        write_record(p.out, cid, executor_name, job, "done")
+        run.finished.append(cid)
+        return
+    error = failure_text(job)
+    write_record(p.out, cid, executor_name, job, "failed", error=error)
+    run.failed.append(cid)
+    logger.error("protocol: cell %s failed (job %s): %s; log: %s", cid, job.job_id, error, job.paths.stderr)
+
+
+def status_rows(p):
+    """One row per cell: (cell, method, train, state, job id, where: run dir or log path, error)."""
+    rows = []
+    for cell in p.plan["cells"]:
+        rec = read_record(p.out, cell["id"])
+        if p.done(cell):
+            rows.append((cell["id"], cell["method"], cell["train"], "done", rec["job_id"] if rec else "",
+                         p.read_cell(cell)["run_dir"], ""))
+            continue
+        state, detail = job_state_detail(p.out, rec)
+        if state is None:
+            rows.append((cell["id"], cell["method"], cell["train"], "missing", "", "", "not submitted"))
+            continue
+        if state == "ended":
+            state, detail = "failed", f"ended without a result ({detail})"  # the job is gone, the cell not done
+        log = rec["stderr"] if state == "failed" else rec["stdout"]
+        rows.append((cell["id"], cell["method"], cell["train"], state, rec["job_id"], log,
+                     detail if state in ("failed", "unknown") else ""))
+    return rows
+
+
+def format_status(p):
+    rows = status_rows(p)
+    head = ("cell", "method", "train", "state", "job", "run dir / log", "error")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    counts = {}
+    for r in rows:
+        counts[r[3]] = counts.get(r[3], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"protocol {p.out}: {len(rows)} cell(s): {summary}\n\n" + "\n".join(lines) + "\n"

@@ -1,0 +1,134 @@
+"""`declip protocol --executor slurm` against a fake SLURM (sbatch/srun/sacct/squeue/scancel/scontrol on
+PATH, tests/fake_slurm.py): one job per training cell with the requested resources, a lost node
+reported in --status with its log, a preempted job requeued and continued from its last epoch, the
+failed cell resubmitted by the same command, results gathered into the grid."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from declip_plugin.cli import main as cli_main
+from declip_plugin.data.demo import make_demo_data
+from tests import fake_slurm
+
+CELLS = ["tiny__demo-telea", "tiny__demo-noise"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slurm")
+    make_demo_data(root / "data" / "demo", seed=3, size=64, n_train=4, n_val=2, n_test=2, methods=("telea", "noise"))
+    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
+           "resolution": 112, "mask_size": 64, "decoder_type": "linear", "fully_supervised": True,
+           "fix_backbone": True, "train_batchSize": 4, "test_batchSize": 4, "workers": 0, "nEpochs": 3,
+           "early_stopping": {"enabled": False}, "tensorboard_masks": 0}
+    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    fake_slurm.install(str(root / "bin"))
+    return root
+
+
+def _env(world, state, **extra):
+    env = dict(os.environ, PATH=f"{world / 'bin'}{os.pathsep}{os.environ['PATH']}", FAKE_SLURM_STATE=str(state))
+    env.update(extra)
+    return env
+
+
+def _protocol(world, out, env):
+    cmd = [sys.executable, "-m", "declip_plugin", "protocol", "--method", str(world / "tiny.yaml"), "--train",
+           "demo-telea", "demo-noise", "--test", "demo-telea", "--out", str(out), "--data_root", str(world / "data"),
+           "--device", "cpu", "--executor", "slurm", "--gpus-per-job", "1", "--partition", "gpu", "--time", "2:00:00",
+           "--mem", "16G", "--slurm-opt", "qos=high", "--slurm-opt", "account=proj", "--max-parallel", "1"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def _sbatch_lines(state, job):
+    return [ln for ln in (state / f"{job}.sbatch").read_text().splitlines() if ln.startswith("#SBATCH")]
+
+
+def test_fake_slurm_jobs_resources_failure_status_requeue_and_resubmission(world, tmp_path, capsys, monkeypatch):
+    out, state = tmp_path / "proto", tmp_path / "state"
+    first_run = out / "runs" / "tiny__demo-telea_*" / "ckpt_last.pth"  # after epoch 1 of the first cell
+    env = _env(world, state, FAKE_SLURM_FAIL="1", FAKE_SLURM_PREEMPT=f"0:{first_run}")
+    done = _protocol(world, out, env)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    # one submission: a job array with one task per training cell, with the resources asked for
+    assert sorted(p.name for p in state.glob("*.sbatch")) == ["1.sbatch"]
+    lines = _sbatch_lines(state, 1)
+    for want in ("--array=0-1%1", "--gpus-per-node=1", "--ntasks-per-node=1", "--nodes=1", "--partition=gpu",
+                 "--time=120", "--mem=16GB", "--qos=high", "--account=proj"):
+        assert f"#SBATCH {want}" in lines, (want, lines)
+    # the preempted task was requeued (same job id) and continued from its last finished epoch
+    assert (state / "requeued").read_text().split() == ["1_0"]
+    runs = sorted((out / "runs").glob("tiny__demo-telea_*"))
+    assert len(runs) == 1 and "resuming" in (out / "jobs" / "submitit" / "1_0" /
+                                             "1_0_0_log.out").read_text()
+    marker = json.loads((out / "cells" / "tiny__demo-telea.json").read_text())
+    assert marker["run_dir"] == str(runs[0]) and set(marker["results"]) == {"demo-telea"}
+    # the lost node: one error line naming the cell, its job and its log; the other cell's results kept
+    err = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    log = out / "jobs" / "submitit" / "1_1" / "1_1_0_log.err"
+    assert len(err) == 1 and "tiny__demo-noise" in err[0] and "job 1_1" in err[0] and str(log) in err[0]
+    board = (out / "leaderboard.md").read_text()
+    assert "tiny__demo-telea" in board and "| tiny__demo-noise" not in board and "not finished" in board
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
+    capsys.readouterr()
+    assert cli_main(["protocol", "--status", str(out)]) == 0
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")]
+            for ln in capsys.readouterr().out.splitlines() if ln.startswith("| tiny__")}
+    assert rows["tiny__demo-telea"][3:5] == ["done", "1_0"]
+    assert rows["tiny__demo-noise"][3:6] == ["failed", "1_1", str(log)] and "NODE FAILURE" in rows["tiny__demo-noise"][6]
+    assert "NODE FAILURE" in log.read_text()
+
+    # the same command again: only the failed cell is submitted (a single job), the grid completes
+    again = _protocol(world, out, _env(world, state))
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "1 kept, 1 trained now, 0 failed" in again.stdout
+    assert sorted(p.name for p in state.glob("*.sbatch")) == ["1.sbatch", "2.sbatch"]
+    assert not any(ln.startswith("#SBATCH --array") for ln in _sbatch_lines(state, 2))
+    assert json.loads((out / "cells" / "tiny__demo-telea.json").read_text()) == marker  # kept as it was
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["missing"] == [] and [r["train"] for r in grid["metrics"]["iou"]] == ["demo-telea", "demo-noise"]
+    assert all(isinstance(r["values"]["demo-telea"], float) for r in grid["metrics"]["iou"])
+
+
+def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, tmp_path, monkeypatch, capsys):
+    from declip_plugin import cluster
+    from declip_plugin import protocol as proto
+
+    out, state = tmp_path / "proto", tmp_path / "state"
+    env = _env(world, state)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
+    p = proto.Protocol(out, proto.make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
+                                            test=["demo-telea"]))
+    cid = p.plan["cells"][0]["id"]
+    log = out / "jobs" / "submitit" / "77" / "77_0_log"
+    os.makedirs(out / "jobs")
+    (out / "jobs" / f"{cid}.json").write_text(json.dumps({  # submitted by a command that then died
+        "cell": cid, "executor": "slurm", "job_id": "77", "state": "submitted", "error": None,
+        "stdout": f"{log}.out", "stderr": f"{log}.err"}))
+    run = cluster.run_grid(p, cluster.job_options("slurm", time="60"))
+    assert run.unknown == [cid] and run.finished == [] and not list(state.glob("*.sbatch"))
+    capsys.readouterr()
+    assert cli_main(["protocol", "--status", str(out)]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f"| {cid} |"))
+    assert "| unknown | 77 |" in row
+
+
+@pytest.mark.parametrize("text,minutes", [("90", 90), ("30:30", 31), ("2:00:00", 120), ("1-00:00:00", 1440),
+                                          ("1-12", 2160), ("1-1:30", 1530)])
+def test_time_in_slurms_forms(text, minutes):
+    from declip_plugin.cluster import parse_time
+
+    assert parse_time(text) == minutes
+
+
+@pytest.mark.parametrize("text,gb", [("64G", 64.0), ("64GB", 64.0), ("512M", 0.5), ("2T", 2048.0), ("32", 32.0)])
+def test_memory_forms(text, gb):
+    from declip_plugin.cluster import parse_mem
+
+    assert parse_mem(text) == gb

@@ -1,0 +1,179 @@
+"""`declip protocol` with bad input, as a careless user types it: one `error:` line naming what was
+typed, exit status 2, and nothing written (so the corrected command on the same --out runs); a grid
+killed mid-cell shows only complete cells. Training is a stand-in here (the real jobs:
+tests/test_cluster_local.py, tests/test_cluster_slurm.py)."""
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+
+from declip_plugin.cli import main as cli_main
+from declip_plugin.data.demo import make_demo_data
+
+TESTS = ["demo-telea", "demo-noise"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pbad")
+    make_demo_data(root / "data" / "demo", seed=4, size=64, n_train=2, n_val=2, n_test=2, methods=("telea", "noise"))
+    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
+           "resolution": 112, "mask_size": 64, "decoder_type": "linear", "fully_supervised": True,
+           "fix_backbone": True, "workers": 0, "nEpochs": 1}
+    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    return root
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    """engine.run.train replaced: a run folder with every test set's metrics (``fail_after``: the name
+    of a test set after which the run is killed, leaving that set's numbers only)."""
+    calls = []
+
+    def train(config, overrides, resume=None, weights_path=None):
+        name = overrides["name"]
+        calls.append(name)
+        run_dir = os.path.join(overrides["log_dir"], f"{name}_2026-01-01-00-00-{len(calls):02d}")
+        for i, t in enumerate(overrides["test_dataset"]):
+            os.makedirs(os.path.join(run_dir, "test", t))
+            with open(os.path.join(run_dir, "test", t, "metrics.json"), "w") as f:
+                json.dump({"dataset": t, "method": name, "metrics": {"iou": 10.0 * len(calls) + i}}, f)
+            if train.fail_after == (name, t):
+                raise KeyboardInterrupt  # killed while testing: one test set scored, the others not
+        return run_dir
+
+    train.fail_after = None
+    train.calls = calls
+    monkeypatch.setattr("declip_plugin.engine.run.train", train)
+    return train
+
+
+def run(argv, capsys):
+    capsys.readouterr()
+    code = cli_main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err, *words):
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+def base(world, out, *extra):
+    return ["protocol", "--method", world / "tiny.yaml", "--train", "demo-telea", "--test", *TESTS, "--out", out,
+            "--data_root", world / "data", "--device", "cpu", "--executor", "debug", *extra]
+
+
+CASES = [
+    ("sweep without values", lambda w, o: base(w, o, "--sweep", "feature_layer"), ["feature_layer", "KEY=V1,V2"]),
+    ("sweep of one value", lambda w, o: base(w, o, "--sweep", "feature_layer=layer1"), ["at least two values"]),
+    ("misspelled sweep key", lambda w, o: base(w, o, "--sweep", "feature_layr=layer0,layer1"),
+     ["--sweep feature_layr=layer0,layer1", "'feature_layr'", "did you mean 'feature_layer'"]),
+    ("misspelled --opt key", lambda w, o: base(w, o, "--opt", "nEpoch=2"), ["--opt", "'nEpoch'", "'nEpochs'"]),
+    ("misspelled test set", lambda w, o: base(w, o)[:6] + ["demo-nosie"] + base(w, o)[7:], ["demo-nosie", "demo-noise"]),
+    ("slurm without --time", lambda w, o: base(w, o)[:-1] + ["slurm"], ["--executor slurm needs --time"]),
+    ("bad --time", lambda w, o: base(w, o, "--time", "3h"), ["--time '3h'"]),
+    ("bad --mem", lambda w, o: base(w, o)[:-1] + ["slurm", "--time", "60", "--mem", "lots"], ["--mem 'lots'"]),
+    ("--mem without slurm", lambda w, o: base(w, o, "--mem", "16G"), ["--mem", "--executor slurm"]),
+    ("--partition without slurm", lambda w, o: base(w, o, "--partition", "gpu"), ["--partition", "--executor slurm"]),
+    ("--slurm-opt without =", lambda w, o: base(w, o, "--slurm-opt", "qos"), ["--slurm-opt 'qos'", "KEY=VALUE"]),
+    ("--slurm-opt of a flag", lambda w, o: base(w, o)[:-1] + ["slurm", "--time", "60", "--slurm-opt", "time=90"],
+     ["--slurm-opt time=", "use --time"]),
+    ("--max-parallel 0", lambda w, o: base(w, o, "--max-parallel", "0"), ["--max-parallel 0"]),
+    ("status of no protocol", lambda w, o: ["protocol", "--status", o], ["proto", "protocol.json"]),
+    ("report-only of no protocol", lambda w, o: base(w, o, "--report-only"), ["proto", "no protocol"]),
+]
+
+
+@pytest.mark.parametrize("what,argv,words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path, capsys, fake_train, what, argv, words):
+    out = tmp_path / "proto"
+    code, _, err = run(argv(world, out), capsys)
+    assert code == 2
+    one_error_line(err, *words)
+    assert not out.exists() and fake_train.calls == []
+
+
+def test_unknown_preset_is_refused_by_the_parser_and_the_plan(tmp_path, capsys):
+    from declip_plugin import protocol as proto
+    from declip_plugin.errors import ConfigError
+
+    with pytest.raises(SystemExit) as exc:  # the command line: argparse's choices, exit status 2
+        cli_main(["protocol", "--preset", "dolso", "--out", str(tmp_path / "proto")])
+    assert exc.value.code == 2 and "invalid choice: 'dolso'" in capsys.readouterr().err
+    assert not (tmp_path / "proto").exists()
+    with pytest.raises(ConfigError, match=r"'dolso'.*did you mean 'dolos'"):  # the Python API
+        proto.make_plan("dolso")
+
+
+def test_slurm_without_slurm_on_path_names_the_missing_commands(world, tmp_path, capsys, fake_train, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "proto"
+    code, _, err = run(base(world, out)[:-1] + ["slurm", "--time", "60"], capsys)
+    assert code == 2
+    one_error_line(err, "sbatch", "not found on PATH")
+    assert not out.exists()
+
+
+def test_corrected_sweep_runs_on_the_same_out(world, tmp_path, capsys, fake_train):
+    out = tmp_path / "proto"
+    code, _, err = run(base(world, out, "--sweep", "feature_layr=layer0,layer1"), capsys)
+    assert code == 2 and not out.exists()
+    code, stdout, err = run(base(world, out, "--sweep", "feature_layer=layer0,layer1"), capsys)
+    assert code == 0, err
+    assert "0 kept, 2 trained now, 0 failed" in stdout
+    assert sorted(p.name for p in (out / "cells").iterdir()) == [
+        "tiny-feature_layer-layer0__demo-telea.json", "tiny-feature_layer-layer1__demo-telea.json"]
+
+
+def test_corrupt_image_in_one_test_set_is_named_before_any_training(world, tmp_path, capsys, fake_train):
+    data = tmp_path / "data"
+    shutil.copytree(world / "data", data)
+    bad = data / "demo" / "celebahq" / "fake" / "noise" / "images" / "test" / "0001.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 8)
+    out = tmp_path / "proto"
+    argv = base(world, out)
+    argv[argv.index("--data_root") + 1] = data
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    one_error_line(err, str(bad), "demo-noise/test", "skip_bad_files")
+    assert not out.exists() and fake_train.calls == []
+    code, stdout, err = run(argv + ["--opt", "skip_bad_files=true"], capsys)  # the way the message names
+    assert code == 0, err
+
+
+def test_killed_mid_cell_report_only_shows_complete_cells_and_the_rerun_finishes(world, tmp_path, capsys,
+                                                                                  fake_train):
+    out = tmp_path / "proto"
+    argv = base(world, out)
+    argv[argv.index("--train") + 1:argv.index("--test")] = ["demo-telea", "demo-noise"]
+    fake_train.fail_after = ("tiny__demo-noise", "demo-telea")  # the second cell dies mid-test
+    assert cli_main([str(a) for a in argv]) == 130  # interrupted
+    partial = sorted((out / "runs").glob("tiny__demo-noise_*"))
+    assert len(partial) == 1 and (partial[0] / "test" / "demo-telea" / "metrics.json").is_file()
+
+    code, stdout, err = run(argv + ["--report-only"], capsys)
+    assert code == 0, err
+    assert "2 cell(s): 1 done" in stdout and "kept" not in stdout
+    assert "not finished (not in the grids or the leaderboard): tiny__demo-noise" in stdout
+    board = (out / "leaderboard.md").read_text()
+    assert "| tiny__demo-telea |" in board and "| tiny__demo-noise |" not in board
+    assert "20.0" not in board  # the killed cell's one test number (iou 10 x its call) is nowhere
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["missing"] == ["tiny__demo-noise"] and [r["train"] for r in grid["metrics"]["iou"]] == ["demo-telea"]
+    assert not (out / "report.html").exists()
+
+    fake_train.fail_after = None
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    assert "1 kept, 1 trained now, 0 failed" in stdout
+    assert fake_train.calls == ["tiny__demo-telea", "tiny__demo-noise", "tiny__demo-noise"]
+    assert not partial[0].exists()  # the dead run folder (no finished epoch) is gone
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["missing"] == [] and len(grid["metrics"]["iou"]) == 2
