@@ -254,23 +254,47 @@ def _gallery_section(run_dir):
 
 # ---- the report ---------------------------------------------------------------------------------------
 
+def _is_protocol(folder):
+    return os.path.isfile(os.path.join(folder, "protocol.json"))
+
+
+def _is_robustness(folder):
+    return bool(glob.glob(os.path.join(folder, "robustness_*.csv")))
+
+
+def _folders_with_results(paths):
+    """The folders of ``paths`` with test results; a folder with none that is no protocol or robustness
+    folder either is an error naming it (a report of nothing is no report)."""
+    from .leaderboard import NoResultsError, collect
+
+    out = []
+    for p in paths:
+        if not os.path.isdir(p):
+            raise DeclipError(f"report: {p} is not a folder (give run, protocol, robustness or log folders)")
+        try:
+            collect([p])
+        except NoResultsError:
+            if _is_protocol(p) or _is_robustness(p):
+                continue
+            raise DeclipError(f"report: nothing to report in {p}: no test results (test/<dataset>/metrics.json), "
+                              f"protocol.json or robustness curves under it; give a run, protocol, robustness or "
+                              f"log folder") from None
+        out.append(p)
+    return out
+
+
 def build_html(paths, title="declip report"):
     from .leaderboard import collect, render
 
     sections = []
-    for p in paths:
-        if not os.path.isdir(p):
-            raise DeclipError(f"report: {p} is not a folder (give run, protocol or log folders)")
-    try:
-        board = render(collect(list(paths)), fmt="html")
-        sections.append("<h2>Leaderboard</h2>" + board)
-    except DeclipError as exc:
-        sections.append(f'<p class="note">no leaderboard: {html.escape(str(exc))}</p>')
+    with_results = _folders_with_results(paths)
+    if with_results:  # a malformed result file is an error naming it, never a note in the report
+        sections.append("<h2>Leaderboard</h2>" + render(collect(with_results), fmt="html"))
     runs = []
     for p in paths:
-        if os.path.isfile(os.path.join(p, "protocol.json")):
+        if _is_protocol(p):
             sections.append(_protocol_section(p))
-        if glob.glob(os.path.join(p, "robustness_*.png")):
+        if _is_robustness(p):
             sections.append(_robustness_section(p))
         runs += find_runs(p)
     quiet = logging.getLogger("declip_plugin")  # the galleries rebuild datasets and detectors: no log lines
@@ -301,8 +325,13 @@ def external_references(text):
 
 def write_report(paths, out=None, title=None):
     """Write the report and return its path (default: <first folder>/report.html)."""
+    from .atomicio import check_output_file
+
     paths = [os.fspath(p) for p in paths]
-    out = out or os.path.join(paths[0], "report.html")
+    out = check_output_file(out, "report --out") if out else None
+    if not os.path.isdir(paths[0]):
+        raise DeclipError(f"report: {paths[0]} is not a folder (give run, protocol, robustness or log folders)")
+    out = out or check_output_file(os.path.join(paths[0], "report.html"), "report file")
     text = build_html(paths, title or f"declip report: {', '.join(os.path.basename(os.path.normpath(p)) for p in paths)}")
     bad = external_references(text)
     if bad:  # pragma: no cover - a bug in this module
