@@ -474,9 +474,10 @@ def main(argv=None):
             raise
         print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a run (engine/signals.py)
+        signum = getattr(exc, "signum", None)
+        print(str(exc) if signum else "interrupted", file=sys.stderr)
+        return 128 + int(signum) if signum else 130
 
 
 if __name__ == "__main__":

@@ -109,7 +109,10 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
             if compression not in split_info:
                 raise DataError(f"{where} has compression levels {', '.join(sorted(split_info))} but not {compression!r}")
             split_info = split_info[compression]
-        return split_info
+        empty = [v for v, info in split_info.items() if isinstance(info, dict) and info.get("frames") == []]
+        for video in empty:
+            self.problem(video, f"{where}: video {video!r} has an empty 'frames' list; remove the entry or list its frames")
+        return {v: info for v, info in split_info.items() if v not in empty}
 
     def _resolve_frame(self, frame, rgb_dir, base_dir):
         frame = str(frame).replace("\\", "/")
@@ -167,6 +170,7 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
                     listings[d] = set()
             return n in listings[d]
 
+        samples = self._existing_frames(samples, exists)
         with_mask = self.spec.get("with_mask")
         checked = [s._replace(mask=s.mask if exists(s.mask) else None) for s in samples]
         if with_mask is None:
@@ -185,6 +189,18 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
                 )
                 continue
             out.append(s)
+        return out
+
+    def _existing_frames(self, samples, exists):
+        """The samples whose frame exists (checked by the listings above, before any training); a missing
+        one is a :meth:`problem` naming it."""
+        out = []
+        for s in samples:
+            if exists(s.image):
+                out.append(s)
+            else:
+                self.problem(s.image, f"dataset {self.name}: frame {s.image} of video {s.video}, listed in its JSON, "
+                                      f"does not exist (skip_bad_files: true leaves missing frames out)")
         return out
 
     def sort_key(self, sample):
