@@ -105,7 +105,9 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         """The {video: info} mapping of one label/split, unwrapping a compression level."""
         if not isinstance(split_info, dict):
             raise DataError(f"{where} is not a mapping of videos")
-        if split_info and all(isinstance(v, dict) and "frames" not in v for v in split_info.values()):
+        levels = set(COMPRESSIONS) | {compression}  # a video entry without frames is no compression level
+        if split_info and all(isinstance(v, dict) and "frames" not in v for v in split_info.values()) and \
+                all(k in levels for k in split_info):
             if compression not in split_info:
                 raise DataError(f"{where} has compression levels {', '.join(sorted(split_info))} but not {compression!r}")
             split_info = split_info[compression]
