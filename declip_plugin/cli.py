@@ -461,9 +461,12 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     if not args.debug:
         logging.getLogger("PIL").setLevel(logging.WARNING)
+    from .engine.signals import sigterm_as_interrupt
+
     try:
-        _resolve_weights_name(args)
-        return args.func(args)
+        with sigterm_as_interrupt():  # SIGTERM ends a command like Ctrl-C: its clean-up runs
+            _resolve_weights_name(args)
+            return args.func(args)
     except DeclipError as exc:
         if args.debug:
             raise

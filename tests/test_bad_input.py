@@ -717,3 +717,12 @@ def test_sigterm_from_outside_ends_cleanly(world, tmp_path):
     assert "terminated by SIGTERM" in err and "Traceback" not in err
     for run_dir in logs.glob("*") if logs.exists() else []:
         assert (run_dir / "ckpt_last.pth").is_file(), files_under(run_dir)
+
+
+def test_protocol_with_an_unknown_preset(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["protocol", "--preset", "dolo", "--out", str(tmp_path / "proto")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'dolo'" in err and "dolos" in err and "Traceback" not in err
+    assert not (tmp_path / "proto").exists()
