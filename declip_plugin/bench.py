@@ -204,11 +204,11 @@ def _build_configs(detector, reference, config, device, modes, compile_model):
     from .engine import runtime
     from .engine.evaluator import to_device
     from .engine.feature_cache import FeatureCache
-    from .engine.trainer import build_optimizer
+    from .engine.trainer import build_optimizer, optimizer_step
 
-    precision = config.get("precision", "bf16")
-    amp = device.type == "cuda" and precision in ("bf16", "fp16")
-    opt_precision = f"{precision} autocast" if amp else "fp32"
+    precision = runtime.decide_precision(config.get("precision"), device)  # what the engine runs here
+    amp = precision.dtype is not None
+    opt_precision = f"{precision.name} autocast" if amp else "fp32"
     channels_last = model_channels_last(detector)
     opt_desc = (f"engine path, {opt_precision}, {'channels_last' if channels_last else 'NCHW'}, "
                 f"{'compiled, ' if compile_model else ''}")
@@ -259,6 +259,7 @@ def _build_configs(detector, reference, config, device, modes, compile_model):
         if not params:
             raise ConfigError(f"bench mode train: detector {config.get('model_name')!r} has no trainable parameters")
         opt = build_optimizer(params, config)
+        scaler = precision.make_scaler()  # fp16: the trainer's gradient scaler
 
         def opt_train(batch, hook=None):
             detector.train()
@@ -268,9 +269,7 @@ def _build_configs(detector, reference, config, device, modes, compile_model):
             with runtime.autocast(device, precision):
                 pred = detector(batch)
             loss = detector.get_losses(batch, pred)["overall"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(loss, opt, params, scaler)  # the trainer's step (inf/NaN steps skipped)
             return loss.item()
 
         if reference is not None:

@@ -20,13 +20,20 @@ def _add_common(p):
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--data_root", help="root of the dataset folders named in configs/dataset (default: "
                                        "$DECLIP_DATA_ROOT or ./datasets)")
+    _add_dfb_config(p)
+
+
+def _add_dfb_config(p):
+    p.add_argument("--dfb_config", help="DeepfakeBench's training/config/train_config.yaml (or test_config.yaml, or "
+                                        "its checkout folder): read its datasets where its preprocessing left them "
+                                        "(dataset_json_folder, rgb_dir, lmdb, lmdb_dir, label_dict)")
 
 
 def _overrides(args, **extra):
     from .config import parse_overrides
 
     out = parse_overrides(args.opt)
-    for key in ("device", "data_root", "log_dir"):
+    for key in ("device", "data_root", "log_dir", "dfb_config"):
         if getattr(args, key, None):
             out[key] = getattr(args, key)
     for k, v in extra.items():
@@ -39,7 +46,8 @@ def cmd_train(args):
     from .engine.run import train
 
     overrides = _overrides(args, train_dataset=args.train_dataset, test_dataset=args.test_dataset,
-                           save_ckpt=False if args.no_save_ckpt else None, task_target=args.task_target)
+                           save_ckpt=False if args.no_save_ckpt else None, task_target=args.task_target,
+                           ddp=args.ddp)
     if not args.resume and not args.detector_path:
         raise DeclipError("train needs --detector_path (a YAML or a bundled name such as declip_demo), or --resume RUN_DIR")
     if args.resume and args.detector_path:
@@ -151,11 +159,22 @@ def cmd_export_dfb(args):
 
 
 def cmd_datasets(args):
-    from .data import dataset_spec, list_datasets
+    from .data import list_datasets
+    from .data.base import data_root
+    from .data.catalog import locate
+    from .data.deepfakebench_layout import host_json_names
 
-    for name in list_datasets():
-        spec = dataset_spec(name)
-        print(f"{name:28s} adapter={spec.get('adapter')} root={spec.get('root')}")
+    config = {k: v for k, v in (("data_root", args.data_root), ("dfb_config", args.dfb_config), ("mode", "train"))
+              if v is not None}
+    declared = list_datasets()
+    names = args.names or declared + [n for n in host_json_names(config) if n not in declared]
+    print(f"data root: {os.path.abspath(data_root(config))}" + (f"; dfb_config: {args.dfb_config}" if args.dfb_config else ""))
+    print(f"{'dataset':24s} {'adapter':20s} {'status':8s} expected at")
+    for name in names:
+        adapter, where = locate(name, config)
+        status = "found" if where and all(ok for _, _, ok in where) else "missing"
+        places = "; ".join(f"{what} {path}" + ("" if ok else " (missing)") for what, path, ok in where)
+        print(f"{name:24s} {adapter:20s} {status:8s} {places or '(no files to check)'}")
     return 0
 
 
@@ -337,6 +356,10 @@ def build_parser():
     p.add_argument("--no-save_feat", dest="no_save_feat", action="store_true", help="accepted for DeepfakeBench parity")
     p.add_argument("--task_target", default=None, help="accepted for DeepfakeBench parity")
     p.add_argument("--log_dir", help="where run directories go (default: the config's log_dir)")
+    p.add_argument("--ddp", action="store_true", default=None,
+                   help="DeepfakeBench's flag: one process per GPU, started by torchrun (docs/distributed.md)")
+    p.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
+                   help="accepted for torch.distributed.launch; LOCAL_RANK from the environment is used")
     _add_common(p)
     p.set_defaults(func=cmd_train)
 
@@ -434,7 +457,11 @@ def build_parser():
     _add_report_parser(sub)
     _add_weights_parser(sub)
 
-    p = sub.add_parser("datasets", help="list the named datasets of configs/dataset")
+    p = sub.add_parser("datasets", help="the named datasets (configs/dataset, $DECLIP_DATASET_CONFIGS): where each "
+                                        "is expected and whether it is found")
+    p.add_argument("names", nargs="*", help="only these (default: every declared dataset)")
+    p.add_argument("--data_root", help="the data root (default: $DECLIP_DATA_ROOT or ./datasets)")
+    _add_dfb_config(p)
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("config-keys", help="every config key: type, default, allowed values (markdown)")

@@ -104,14 +104,20 @@ class RunConfig:
     losstype: Optional[str] = key(None, dfb_only=True)
     cuda: bool = key(True, dfb_only=True)
     cudnn: bool = key(True, dfb_only=True)
-    ddp: bool = key(False, dfb_only=True)
+    ddp: bool = key(False, doc="DeepfakeBench's --ddp: the processes come from torchrun (docs/distributed.md); "
+                               "refused in a process torchrun did not start")
     local_rank: int = key(0, dfb_only=True)
-    lmdb: bool = key(False, dfb_only=True)
+    lmdb: Optional[bool] = key(None, doc="read DeepfakeBench datasets' frames from <lmdb_dir>/<name>_lmdb; null: "
+                                          "dfb_config's, else false (data/deepfakebench_layout.py)")
     dry_run: bool = key(False, dfb_only=True)
-    rgb_dir: Optional[str] = key(None, dfb_only=True)
-    lmdb_dir: Optional[str] = key(None, dfb_only=True)
-    dataset_json_folder: Optional[str] = key(None, dfb_only=True)
-    label_dict: Optional[dict] = key(None, dfb_only=True)
+    rgb_dir: Optional[str] = key(None, doc="base of DeepfakeBench JSON frame paths; null: dfb_config's, else "
+                                           "<data root>/rgb")
+    lmdb_dir: Optional[str] = key(None, doc="folder of DeepfakeBench's <name>_lmdb; null: dfb_config's, else "
+                                            "<data root>/lmdb")
+    dataset_json_folder: Optional[str] = key(None, doc="folder of DeepfakeBench's <name>.json; null: dfb_config's, "
+                                                       "else <data root>/dataset_json")
+    label_dict: Optional[dict] = key(None, doc="DeepfakeBench JSON label name -> 0 real / 1 fake, added to the "
+                                               "dataset's")
     SWA: bool = key(False, dfb_only=True)
     save_avg: bool = key(False, dfb_only=True)
     dataset_type: Optional[str] = key(None, dfb_only=True)
@@ -122,6 +128,8 @@ class RunConfig:
     # --- the embedded engine and the data side ---------------------------------------------------
     name: Optional[str] = key(None, doc="method name in run dirs and leaderboards (default: the YAML's name)")
     data_root: Optional[str] = key(None, doc="root of configs/dataset roots; null: $DECLIP_DATA_ROOT or ./datasets")
+    dfb_config: Optional[str] = key(None, doc="a DeepfakeBench train_config.yaml / test_config.yaml or checkout: its "
+                                              "dataset_json_folder, rgb_dir, lmdb, lmdb_dir, label_dict")
     val_dataset: StrList = key(None, doc="null: the train datasets' val split")
     in_domain: StrList = key(None, doc="null: the train datasets")
     mask_size: int = key(256, minimum=1)
@@ -132,7 +140,9 @@ class RunConfig:
     max_samples: Optional[int] = key(None, minimum=1)
     early_stopping: Optional[EarlyStoppingKeys] = key(factory=EarlyStoppingKeys)
     device: Optional[str] = key(None, doc="null: cuda when available, else cpu")
-    precision: str = key("bf16", choices=("bf16", "fp32", "fp16"), doc="autocast on CUDA; the CPU runs fp32")
+    precision: str = key("auto", choices=("auto", "bf16", "fp16", "fp32"),
+                         doc="autocast on CUDA (auto: bf16 where the GPU has it, else fp16; fp16 with a gradient "
+                             "scaler; bf16 refused on a GPU without it); the CPU runs fp32")
     channels_last: bool = key(False)
     compile: bool = key(False)
     pin_memory: bool = key(True)

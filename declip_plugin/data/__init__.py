@@ -36,7 +36,7 @@ def build_dataset(name, split, config=None):
             raise ConfigError(f"a dataset spec needs an 'adapter' (one of the registered adapters); got {name!r}")
         spec.setdefault("name", spec["adapter"])
     elif isinstance(name, str):
-        spec = dataset_spec(name)
+        spec = dataset_spec(name, config or {})
         spec["name"] = name
     else:
         raise ConfigError(f"a dataset is a declared name or a spec mapping, got {type(name).__name__}")

@@ -269,6 +269,26 @@ class ManipulationDataset(Dataset):
     def sort_key(self, sample):
         return (sample.image,)
 
+    @classmethod
+    def locations(cls, spec, config, data_root, name):
+        """``[(what, path)]``: where the files of the dataset ``name`` declared by ``spec`` are
+        expected (``declip datasets``); by default its ``root``."""
+        root = spec.get("root")
+        return [("root", resolve_path(root, data_root))] if root else []
+
+    # where a sample's bytes come from: files (adapters reading another store override these three)
+    def read_image(self, path):
+        """RGB uint8 (H, W, 3) of the image ``path`` of a sample."""
+        return io.read_image(path)
+
+    def read_mask(self, path):
+        """uint8 (H, W) in {0, 1} of the mask ``path`` of a sample, with the dataset's polarity."""
+        return io.read_mask(path, self.mask_polarity)
+
+    def probe_image(self, path):
+        """(w, h) of the image ``path`` after a cheap integrity check (skip_bad_files)."""
+        return io.probe_image(path)
+
     def problem(self, path, reason):
         """A structural problem with one file: skipped with skip_bad_files, else a DataError."""
         if not self.skip_bad_files:
@@ -366,9 +386,9 @@ class ManipulationDataset(Dataset):
         """Integrity check of one sample without a full decode of its image; None if fine,
         else the reason (the DataError message)."""
         try:
-            image_wh = io.probe_image(sample.image)
+            image_wh = self.probe_image(sample.image)
             if sample.mask is not None and self.has_masks:
-                mask = io.read_mask(sample.mask, self.mask_polarity)
+                mask = self.read_mask(sample.mask)
                 io.check_mask_fits((mask.shape[1], mask.shape[0]), image_wh, sample.mask, sample.image)
         except DataError as e:
             return str(e)
@@ -444,11 +464,11 @@ class ManipulationDataset(Dataset):
 
     def _load_frame(self, index):
         path, label, mask_path = self.samples[index]
-        img = io.read_image(path)
+        img = self.read_image(path)
         mask = None
         if self.has_masks:
             if mask_path is not None:
-                mask = io.read_mask(mask_path, self.mask_polarity)
+                mask = self.read_mask(mask_path)
                 io.check_mask_fits((mask.shape[1], mask.shape[0]), (img.shape[1], img.shape[0]), mask_path, path)
             elif label == 1:
                 raise DataError(f"manipulated image {path} has no mask")

@@ -12,16 +12,23 @@ File format (every file in the directory is read; names must be unique across fi
 
 Every dataset needs ``adapter``, the name of a registered dataset adapter. More directories of
 such files can be listed in $DECLIP_DATASET_CONFIGS (separated like $PATH).
+
+A name no file declares is still a dataset when the run config points at DeepfakeBench's JSON
+folder (``dataset_json_folder``, or ``dfb_config``) and ``<that folder>/<name>.json`` exists: it is
+read by the ``deepfakebench_json`` adapter (data/deepfakebench_layout.py).
 """
 import copy
 import functools
 import glob
+import logging
 import os
 
 import yaml
 
 from ..errors import ConfigError, DataError
 from ..registry import closest
+
+logger = logging.getLogger(__name__)
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "dataset")
 EXTRA_DIRS_ENV = "DECLIP_DATASET_CONFIGS"
@@ -76,13 +83,35 @@ def list_datasets():
     return sorted(load_catalog()[0])
 
 
-def dataset_spec(name):
-    """A copy of the spec of the declared dataset ``name``; DataError naming the known ones."""
+def dataset_spec(name, config=None):
+    """A copy of the spec of the declared dataset ``name``, else of a DeepfakeBench JSON of that name
+    in the folder ``config`` points at; DataError naming the known ones."""
     specs = load_catalog()[0]
-    if name not in specs:
-        hint = closest(name, specs)
-        msg = f"unknown dataset {name!r}; known datasets: {', '.join(sorted(specs)) or '(none)'}"
-        if hint:
-            msg += f" (did you mean {hint!r}?)"
-        raise DataError(msg)
-    return copy.deepcopy(specs[name])
+    if name in specs:
+        return copy.deepcopy(specs[name])
+    if config is not None:
+        from .deepfakebench_layout import host_json
+
+        found = host_json(name, config)
+        if found:
+            logger.info("dataset %s: not declared in a dataset config; read from DeepfakeBench's JSON %s", name, found)
+            return {"adapter": "deepfakebench_json", "dataset": name}
+    hint = closest(name, specs)
+    msg = f"unknown dataset {name!r}; known datasets: {', '.join(sorted(specs)) or '(none)'}"
+    if hint:
+        msg += f" (did you mean {hint!r}?)"
+    msg += ("; a DeepfakeBench dataset of your own is read from <dataset_json_folder>/<name>.json when "
+            "--dfb_config or dataset_json_folder names that folder")
+    raise DataError(msg)
+
+
+def locate(name, config=None):
+    """``(adapter, [(what, path, exists)])``: where the files of dataset ``name`` are expected."""
+    from . import get_adapter
+    from .base import data_root
+
+    spec = dataset_spec(name, config)
+    cls = get_adapter(spec["adapter"])
+    locations = getattr(cls, "locations", None)
+    found = locations(spec, dict(config or {}), data_root(config), name) if locations else []
+    return spec["adapter"], [(what, path, os.path.exists(path)) for what, path in found]

@@ -1,4 +1,4 @@
-"""``deepfakebench_json`` adapter: DeepfakeBench's dataset JSON files (frames of videos).
+"""``deepfakebench_json`` adapter: a dataset as DeepfakeBench's preprocessing leaves it.
 
 The JSON (written by DeepfakeBench's ``preprocessing/rearrange.py``)::
 
@@ -10,15 +10,22 @@ between the split and the videos; it is recognised and ``compression`` picks the
 (default c23). A dataset name ending in ``_c40`` (DeepfakeBench's ``FF-DF_c40``) reads the
 ``c40`` level of the name without the suffix.
 
+The frames are read from the files under ``rgb_dir`` or, with ``lmdb: true``, from DeepfakeBench's
+LMDB ``<lmdb_dir>/<name>_lmdb`` (data/deepfakebench_lmdb.py: keys as its dataset2lmdb_test.py writes
+them); the decoded samples are the same. Where the JSON, frames and LMDB are, and which run-config
+keys apply (``dataset_json_folder``, ``rgb_dir``, ``lmdb``, ``lmdb_dir``, ``label_dict``,
+``dfb_config``): data/deepfakebench_layout.py.
+
 Spec keys::
 
     adapter: deepfakebench_json
-    json: dataset_json/FF-DF.json     # or dataset_json_folder + dataset (<folder>/<dataset>.json)
-    dataset: FF-DF                    # top-level key (default: the only key in the file)
-    label_dict: {FF-real: 0, FF-DF: 1} # default: config label_dict; any non-zero value is fake
-    rgb_dir: .                        # base of relative frame paths (default: the data root)
-    base_dir: .                       # base of frame paths starting with "." (DeepfakeBench runs
-                                      #   from its checkout root; default: current directory)
+    dataset: FF-DF                    # the JSON's name (<dataset_json_folder>/FF-DF.json) and top-level key
+    json: dataset_json/FF-DF.json     # or one JSON file (then `dataset` defaults to its only key)
+    dataset_json_folder: ...          # rgb_dir, lmdb, lmdb_dir: see deepfakebench_layout.py
+    lmdb_name: FaceForensics++_lmdb   # the LMDB folder (default: DeepfakeBench's rule)
+    label_dict: {FF-real: 0, FF-DF: 1} # label name -> 0 real / 1 fake (any non-zero value is fake)
+    base_dir: .                       # base of frame paths starting with "." (default: the checkout
+                                      #   root of dfb_config, else the current directory)
     compression: c23
     with_mask: null                   # null: masks used when any manipulated frame has one
     frame_num: null                   # keep N evenly spread frames per video (see data/video.py;
@@ -29,30 +36,40 @@ Frames are ordered by their integer file stem within each video (videos by name)
 frame is the frame path with its ``frames`` directory component replaced by ``masks`` (the last
 one, if several); those masks have normal polarity (white = manipulated). Each item's ``video``
 is ``<dataset>/<label folder>/<video>``: the full identity, so that FF++ videos with the same id
-under different manipulation folders stay apart (DeepfakeBench's video AUC keys on the id alone). JSON files and relative paths are
-resolved against the data root unless absolute; Windows separators in frame paths are accepted.
+under different manipulation folders stay apart (DeepfakeBench's video AUC keys on the id alone).
+Windows separators in frame paths are accepted. A sample read from an LMDB is named
+``<lmdb path>[<key>]``.
 """
 import json
+import logging
 import os
+import re
 
 from ..errors import ConfigError, DataError
-from .base import ManipulationDataset, Sample, file_stem
+from . import io
+from .base import ManipulationDataset, Sample
+from .deepfakebench_layout import layout
+from .deepfakebench_lmdb import LmdbStore, split_parts
+
+logger = logging.getLogger(__name__)
 
 COMPRESSIONS = ("c23", "c40", "raw")
 
 
 def frame_order(path):
-    """Sort key of a frame path: its integer file stem (non-numeric stems after, by name)."""
-    stem = file_stem(path)
+    """Sort key of a frame path (either separator): its integer file stem (non-numeric stems after, by name)."""
+    parts = split_parts(path)
+    stem = os.path.splitext(parts[-1] if parts else "")[0]
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
 
 
 def mask_path_of(frame_path):
-    """The frame path with its last ``frames`` directory replaced by ``masks`` (None if none)."""
-    parts = frame_path.split("/")
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i] == "frames":
-            return "/".join(parts[:i] + ["masks"] + parts[i + 1:])
+    """The frame path with its last ``frames`` directory replaced by ``masks`` (None if none);
+    either separator, kept as it is."""
+    tokens = re.split(r"([\\/])", str(frame_path))  # components at even indexes, separators at odd
+    for i in range(len(tokens) - 3, -1, -2):
+        if tokens[i] == "frames":
+            return "".join(tokens[:i] + ["masks"] + tokens[i + 1:])
     return None
 
 
@@ -60,30 +77,25 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
     adapter = "deepfakebench_json"
     default_polarity = "normal"
 
-    def _json_path(self):
-        if self.spec.get("json"):
-            return self.resolve(self.spec["json"])
-        folder = self.spec.get("dataset_json_folder") or self.config.get("dataset_json_folder")
-        if not folder or not self.spec.get("dataset"):
-            raise ConfigError(
-                f"dataset {self.name} (adapter deepfakebench_json): give 'json' (a JSON file) or "
-                f"'dataset_json_folder' and 'dataset'"
-            )
-        return os.path.join(self.resolve(folder), f"{self.spec['dataset']}.json")
+    @classmethod
+    def locations(cls, spec, config, data_root, name):
+        return layout(spec, config, data_root, name).locations()
 
-    def _load(self, path):
+    def _load(self, path, origin):
         try:
             with open(path, "r", encoding="utf-8") as f:
                 return json.load(f)
         except FileNotFoundError:
-            raise DataError(f"dataset {self.name}: JSON file {path} does not exist") from None
+            raise DataError(
+                f"dataset {self.name}: JSON file {path} does not exist (dataset_json_folder from {origin}); "
+                f"`declip datasets` shows where each dataset is expected: set --data_root, or --dfb_config to your "
+                f"DeepfakeBench's training/config/train_config.yaml") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise DataError(f"dataset {self.name}: cannot read JSON file {path}: {e}") from None
 
-    def _dataset_entry(self, info, path):
+    def _dataset_entry(self, info, path, key):
         if not isinstance(info, dict) or not info:
             raise DataError(f"JSON file {path} is not a DeepfakeBench dataset file (expected {{dataset: {{label: ...}}}})")
-        key = self.spec.get("dataset")
         compression = self.spec.get("compression") or self.config.get("compression") or "c23"
         if key is None:
             if len(info) != 1:
@@ -123,39 +135,62 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         return os.path.normpath(os.path.join(base_dir if frame.startswith(".") else rgb_dir, frame))
 
     def collect(self):
-        path = self._json_path()
-        info = self._load(path)
-        key, entry, compression = self._dataset_entry(info, path)
-        label_dict = self.spec.get("label_dict") or self.config.get("label_dict")
-        if not isinstance(label_dict, dict) or not label_dict:
+        lay = layout(self.spec, self.config, self.data_root, self.name)
+        info = self._load(lay.json, lay.origin["dataset_json_folder"])
+        key, entry, compression = self._dataset_entry(info, lay.json, lay.dataset if not self.spec.get("json")
+                                                      else self.spec.get("dataset"))
+        if not lay.label_dict:
             raise ConfigError(f"dataset {self.name}: label_dict (label name -> 0 real / 1 fake) is required")
-        rgb_dir = self.resolve(self.spec.get("rgb_dir") or ".")
-        base_dir = os.path.abspath(os.path.expanduser(str(self.spec.get("base_dir") or ".")))
+        self.store = LmdbStore(lay.lmdb_path) if lay.lmdb else None
+        self._order = {}
         split_keys = ("val", "valid") if self.split == "val" else (self.split,)
-        self.looked_in.append(f"{path} [{key}/*/{self.split}]")
-
+        self.looked_in.append(f"{lay.json} [{key}/*/{self.split}]")
+        logger.info("dataset %s: JSON %s, frames from %s", self.name, lay.json,
+                    f"LMDB {lay.lmdb_path}" if self.store else f"rgb_dir {lay.rgb_dir}")
         samples = []
         for label_name, by_split in sorted(entry.items()):
             split_key = next((k for k in split_keys if isinstance(by_split, dict) and k in by_split), None)
             if split_key is None:
                 continue
-            where = f"JSON file {path}: {key}/{label_name}/{split_key}"
+            where = f"JSON file {lay.json}: {key}/{label_name}/{split_key}"
             for video, vinfo in sorted(self._videos(by_split[split_key], compression, where).items()):
-                if not isinstance(vinfo, dict) or not isinstance(vinfo.get("frames"), list):
-                    raise DataError(f"{where}: video {video!r} has no 'frames' list")
-                vlabel = vinfo.get("label", label_name)
-                if vlabel not in label_dict:
-                    raise DataError(
-                        f"{where}: label {vlabel!r} of video {video!r} is not in label_dict "
-                        f"({', '.join(sorted(map(str, label_dict)))})"
-                    )
-                label = 1 if label_dict[vlabel] else 0
+                label = self._label_of(vinfo, label_name, lay.label_dict, where, video)
                 if label == 0 and not self.include_real:
                     continue
-                frames = sorted((self._resolve_frame(f, rgb_dir, base_dir) for f in vinfo["frames"]), key=frame_order)
                 vid = f"{key}/{label_name}/{video}"
-                samples.extend(Sample(f, label, mask_path_of(f.replace(os.sep, "/")), vid) for f in frames)
+                for frame in sorted(map(str, vinfo["frames"]), key=frame_order):
+                    samples.append(self._sample(frame, label, vid, lay, where))
         return self._attach_masks(samples)
+
+    def _label_of(self, vinfo, label_name, label_dict, where, video):
+        if not isinstance(vinfo, dict) or not isinstance(vinfo.get("frames"), list):
+            raise DataError(f"{where}: video {video!r} has no 'frames' list")
+        vlabel = vinfo.get("label", label_name)
+        if vlabel not in label_dict:
+            raise DataError(
+                f"{where}: label {vlabel!r} of video {video!r} is not in label_dict "
+                f"({', '.join(sorted(map(str, label_dict)))}); add it to label_dict (0 real, 1 fake)"
+            )
+        return 1 if label_dict[vlabel] else 0
+
+    def _sample(self, frame, label, vid, lay, where):
+        """The Sample of one JSON frame string: a file under rgb_dir, or an LMDB entry."""
+        mask = mask_path_of(frame)
+        if self.store is None:
+            image = self._resolve_frame(frame, lay.rgb_dir, lay.base_dir)
+            mask = mask_path_of(image)
+        else:
+            if self.store.style is None:
+                self.store.detect_style(frame, where)
+            key = self.store.key(frame)
+            if key is None:
+                raise DataError(f"{where}: frame {frame!r} is not under the folder {self.store.folder!r} whose files "
+                                f"LMDB {self.store.path} holds (keys {self.store.style} style, as the dataset's first frame)")
+            image = self.store.label(key)
+            mask_key = self.store.key(mask) if mask else None
+            mask = self.store.label(mask_key) if mask_key else None
+        self._order[image] = frame_order(frame)
+        return Sample(image, label, mask, vid)
 
     def _attach_masks(self, samples):
         """Keep mask paths that exist; decide whether the dataset has masks (with_mask)."""
@@ -164,6 +199,8 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         def exists(p):
             if p is None:
                 return False
+            if self.store is not None:
+                return self.store.has(self.store.key_of_label(p))
             d, n = os.path.split(p)
             if d not in listings:
                 try:
@@ -206,7 +243,19 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         return out
 
     def sort_key(self, sample):
-        return (sample.video or "", frame_order(sample.image), sample.image)
+        return (sample.video or "", self._order.get(sample.image) or frame_order(sample.image), sample.image)
+
+    # frames and masks from the LMDB when the dataset is read from one
+    def read_image(self, path):
+        return super().read_image(path) if self.store is None else io.decode_image(self.store.read(path, "image"), path)
+
+    def read_mask(self, path):
+        if self.store is None:
+            return super().read_mask(path)
+        return io.decode_mask(self.store.read(path, "mask"), path, self.mask_polarity)
+
+    def probe_image(self, path):
+        return super().probe_image(path) if self.store is None else io.probe_bytes(self.store.read(path, "image"), path)
 
 
 __all__ = ["DeepfakeBenchJsonAdapter", "frame_order", "mask_path_of"]

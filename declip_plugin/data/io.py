@@ -133,7 +133,11 @@ def _decode(data, flags, path, what):
 
 def read_image(path):
     """Decode an image file to an RGB uint8 array of shape (H, W, 3)."""
-    data = read_bytes(path, "image")
+    return decode_image(read_bytes(path, "image"), path)
+
+
+def decode_image(data, path):
+    """Encoded image bytes (uint8 array) -> RGB uint8 (H, W, 3); ``path`` names them in errors."""
     check_complete(data, path, "image")
     img = _decode(data, cv2.IMREAD_COLOR, path, "image")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -145,7 +149,11 @@ def probe_image(path):
     Checks existence, truncation, and that the data decodes (at 1/8 scale: libjpeg decodes
     JPEGs at reduced size much faster).
     """
-    data = read_bytes(path, "image")
+    return probe_bytes(read_bytes(path, "image"), path)
+
+
+def probe_bytes(data, path):
+    """:func:`probe_image` of encoded image bytes."""
     size = check_complete(data, path, "image")
     if size is None:
         img = _decode(data, cv2.IMREAD_COLOR, path, "image")
@@ -185,7 +193,11 @@ def binarize_mask(gray, path="<mask>", polarity="normal"):
 
 def read_mask(path, polarity="normal"):
     """Decode a mask file to a uint8 (H, W) array in {0, 1}, 1 = manipulated."""
-    data = read_bytes(path, "mask")
+    return decode_mask(read_bytes(path, "mask"), path, polarity)
+
+
+def decode_mask(data, path, polarity="normal"):
+    """Encoded mask bytes -> uint8 (H, W) in {0, 1} (see :func:`read_mask`)."""
     check_complete(data, path, "mask")
     gray = _decode(data, cv2.IMREAD_GRAYSCALE, path, "mask")
     return binarize_mask(gray, path, polarity)

@@ -87,7 +87,7 @@ class DeCLIPDetector(AbstractDetector):
         return "iou" if self.cfg.fully_supervised else "auc"
 
     def bench_reference(self):
-        """The official way of running this model, for ``declip bench`` (single CLIP towers)."""
+        """The official way of running this model, for ``declip bench`` (a single CLIP tower or the fusion)."""
         from .declip_reference import DeCLIPReference
 
         return DeCLIPReference(self)

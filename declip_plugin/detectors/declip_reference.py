@@ -68,6 +68,33 @@ class ReferenceTower(nn.Module):
         return lnd.permute(1, 2, 0).view(b, c, self.grid, self.grid)
 
 
+class FusionReferenceTower(nn.Module):
+    """The fusion as the official code runs it: both whole towers in fp32, the ViT's tapped tokens
+    in its (N, B, C) layout made a (B, C, g, g) map, RN50 layer3 bilinearly resized to g x g
+    (align_corners=False), concatenated on the channels."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.vit, self.rn = ReferenceTower(backbone.vit), ReferenceTower(backbone.rn)
+        self.kind, self.grid, self.layer = "map", backbone.grid, backbone.layer
+        self.n_blocks = self.vit.n_blocks
+
+    def forward(self, x):
+        vit_map = self.vit.official_layout(self.vit(x))
+        rn_map = torch.nn.functional.interpolate(self.rn(x), size=(self.grid, self.grid), mode="bilinear",
+                                                 align_corners=False)
+        return torch.cat([vit_map, rn_map], dim=1)
+
+    def official_layout(self, feats):
+        return feats
+
+
+def reference_tower(backbone):
+    from ..backbones.fusion import FusionBackbone
+
+    return FusionReferenceTower(backbone) if isinstance(backbone, FusionBackbone) else ReferenceTower(backbone)
+
+
 def reference_decode(decoder, tower, feats):
     from ..decoders import ConvDecoder
 
@@ -82,9 +109,10 @@ class DeCLIPReference(nn.Module):
 
     def __init__(self, detector):
         super().__init__()
-        self.tower = ReferenceTower(detector.backbone)
+        self.tower = reference_tower(detector.backbone)
         self.decoder = copy.deepcopy(detector.decoder).to(memory_format=torch.contiguous_format)
-        self.describe = f"all {self.tower.n_blocks} blocks, fp32, NCHW decoder"
+        both = " + the whole RN tower" if isinstance(self.tower, FusionReferenceTower) else ""
+        self.describe = f"all {self.tower.n_blocks} blocks{both}, fp32, NCHW decoder"
         self.reduction = detector.image_logit
 
     def train(self, mode=True):

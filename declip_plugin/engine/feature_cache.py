@@ -202,6 +202,7 @@ def _tensor_bytes(module):
 
 
 def _compute_tag(device, precision):
+    precision = runtime.decide_precision(precision, device).name  # what runs (``auto`` resolved)
     if device.type == "cuda" and precision in ("bf16", "fp16"):
         return f"cuda-{precision}"
     return f"{device.type}-fp32"

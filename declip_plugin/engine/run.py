@@ -94,7 +94,7 @@ def test_datasets(detector, config, device, run_dir, test_sets, weights=None, ba
         loader = make_loader(ds, config, train=False, device=device)
         folder = os.path.join(run_dir, "test", name)
         mask_dir = os.path.join(folder, "masks") if config.get("save_masks") else None
-        result = evaluate(detector, loader, device, config, config.get("precision", "bf16"), mask_dir=mask_dir,
+        result = evaluate(detector, loader, device, config, config.get("precision"), mask_dir=mask_dir,
                           desc=f"test {name}", batch_hook=batch_hook)
         if runtime.is_main():
             extra = {"method": run_name(config), "weights": weights, "in_domain": name in ids if ids else None,
@@ -128,10 +128,12 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         raise ConfigError(f"nEpochs is {config.get('nEpochs')}: a training run needs at least one epoch "
                           f"(to evaluate weights without training, use `declip test`)")
     _check_log_dir(config)
+    runtime.check_ddp(config)
     runtime.init_distributed(config)
     handler, ok, run_dir = None, False, None
     try:
         device = runtime.resolve_device(config)
+        precision = runtime.resolve_precision(config, device)
         seed = int(config.get("manualSeed", 1024))
         runtime.seed_everything(seed + runtime.rank())
         detector = prepare_detector(config, device, weights_path)
@@ -141,7 +143,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         test_sets = build_test_sets(config)
         run_dir, handler = _open_run(config, "train", run_dir=resume)
         if not resume:
-            _write_run_files(run_dir, config, detector, {"mode": "train"})
+            _write_run_files(run_dir, config, detector, {"mode": "train", "precision": precision.describe()})
         logger.info("run directory: %s (device %s, %d process(es))", run_dir, device, runtime.world_size())
         train_loader = make_loader(train_set, config, train=True, device=device, seed=seed)
         val_loader = make_loader(val_set, config, train=False, device=device)
@@ -154,7 +156,8 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         from .trainer import Trainer
 
         cache = maybe_feature_cache(detector, config, run_dir)  # frozen features reused across epochs
-        trainer = Trainer(config, detector, train_loader, val_loader, run_dir, device, writer=writer, batch_hook=cache)
+        trainer = Trainer(config, detector, train_loader, val_loader, run_dir, device, writer=writer, batch_hook=cache,
+                          precision=precision)
         if resume:
             trainer.load_state(trainer.last_path)
         trainer.fit(int(config.get("nEpochs", 1)))
@@ -187,16 +190,19 @@ def test(detector_config, weights_path, overrides=None):
     if not as_list(config.get("test_dataset")):
         raise ConfigError("no test_dataset: set it in the YAML or pass --test_dataset")
     _check_log_dir(config)
+    runtime.check_ddp(config)
     runtime.init_distributed(config)
     handler, ok, run_dir = None, False, None
     try:
         device = runtime.resolve_device(config)
+        precision = runtime.resolve_precision(config, device)
         runtime.seed_everything(int(config.get("manualSeed", 1024)) + runtime.rank())
         detector = prepare_detector(config, device, weights_path)
         config = data_config(config, detector)
         test_sets = build_test_sets(config)
         run_dir, handler = _open_run(config, "test")
-        _write_run_files(run_dir, config, detector, {"mode": "test", "weights": weights_path})
+        _write_run_files(run_dir, config, detector, {"mode": "test", "weights": weights_path,
+                                                     "precision": precision.describe()})
         test_datasets(detector, config, device, run_dir, test_sets, weights=weights_path)
         ok = True
         return run_dir

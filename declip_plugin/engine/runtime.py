@@ -1,5 +1,7 @@
 """Device, precision, seeding and torch.distributed helpers, each decided once per run."""
 import contextlib
+import dataclasses
+import functools
 import logging
 import os
 import random
@@ -45,13 +47,102 @@ def epoch_seed(seed, epoch, rank_=0):
     return (int(seed) * 1_000_003 + int(epoch) * 1_009 + int(rank_)) % (2 ** 63 - 1)
 
 
+# --- precision --------------------------------------------------------------------------------
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def device_capabilities(device):
+    """What the device can do, asked here and nowhere else (tests fake this one function):
+    ``{"name", "bf16"}``; ``bf16`` is native bf16 support (compute capability 8.0 or newer: A100,
+    H100, L4, RTX 30xx ...), not the emulation older GPUs offer."""
+    if device.type != "cuda":
+        return {"name": "cpu", "bf16": False}
+    return dict(_cuda_capabilities(device.index if device.index is not None else torch.cuda.current_device()))
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_capabilities(index):
+    major, minor = torch.cuda.get_device_capability(index)
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch without the argument
+        native = torch.cuda.is_bf16_supported()
+    return {"name": f"{torch.cuda.get_device_name(index)} (compute capability {major}.{minor})",
+            "bf16": bool(native and major >= 8)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """The precision a run uses on its device: ``name`` bf16 | fp16 (autocast) or fp32;
+    fp16 always comes with a gradient scaler."""
+    name: str
+    device_type: str
+    requested: str = ""
+    reason: str = ""
+
+    @property
+    def dtype(self):
+        return _DTYPES.get(self.name)
+
+    @property
+    def uses_scaler(self):
+        return self.name == "fp16"
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def make_scaler(self):
+        """A ``torch.amp.GradScaler`` for fp16, None otherwise."""
+        return torch.amp.GradScaler(self.device_type) if self.uses_scaler else None
+
+    def describe(self):
+        """What run.json records."""
+        return {"requested": self.requested, "used": self.name, "scaler": self.uses_scaler, "reason": self.reason}
+
+
+def decide_precision(requested, device):
+    """The precision ``requested`` (a config's ``precision``) gives on ``device``.
+
+    auto: bf16 where the GPU has it natively, else fp16 with a gradient scaler; bf16: refused on a
+    GPU without it (one line naming auto / fp16 / fp32); fp16: always with a gradient scaler;
+    fp32: exact. On the CPU autocast is not used: every request runs fp32."""
+    requested = "auto" if requested in (None, "") else requested
+    if isinstance(requested, Precision):
+        return requested
+    if requested not in PRECISIONS:
+        raise ConfigError(f"precision {requested!r}: use {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        return Precision("fp32", device.type, requested,
+                         "" if requested == "fp32" else "autocast is used on CUDA only; the CPU runs fp32")
+    if requested == "fp32":
+        return Precision("fp32", "cuda", requested)
+    if requested == "fp16":
+        return Precision("fp16", "cuda", requested, "fp16 autocast with a gradient scaler")
+    caps = device_capabilities(device)
+    if caps["bf16"]:
+        return Precision("bf16", "cuda", requested, f"{caps['name']} has native bf16")
+    if requested == "bf16":
+        raise ConfigError(f"precision: bf16, but {caps['name']} has no native bf16 support; use precision: auto "
+                          f"(fp16 with a gradient scaler on this GPU), fp16 or fp32")
+    return Precision("fp16", "cuda", requested,
+                     f"{caps['name']} has no native bf16: fp16 autocast with a gradient scaler")
+
+
+def resolve_precision(config, device):
+    """:func:`decide_precision` for a run's config, stated in one log line."""
+    precision = decide_precision((config or {}).get("precision"), device)
+    logger.info("precision: %s (requested %s)%s", precision.name, precision.requested,
+                f": {precision.reason}" if precision.reason else "")
+    return precision
+
+
 def autocast(device, precision):
-    """bf16 autocast on CUDA when ``precision`` is bf16; exact fp32 everywhere else."""
-    if precision not in ("bf16", "fp32", "fp16"):
-        raise ConfigError(f"precision {precision!r}: use bf16 or fp32")
-    if device.type == "cuda" and precision in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    return contextlib.nullcontext()
+    """The autocast context of ``precision`` (a config value or a :class:`Precision`) on ``device``:
+    bf16 / fp16 autocast on CUDA, exact fp32 everywhere else."""
+    return decide_precision(precision, device).autocast()
 
 
 # --- distributed ------------------------------------------------------------------------------
@@ -69,6 +160,14 @@ def local_rank():
 
 def is_main():
     return rank() == 0
+
+
+def check_ddp(config):
+    """DeepfakeBench's ``ddp`` flag (``--ddp``): there, as here, the processes come from torchrun
+    (which sets WORLD_SIZE); without it the flag is refused, since one process cannot make several."""
+    if (config or {}).get("ddp") and "WORLD_SIZE" not in os.environ:
+        raise ConfigError("ddp: true (--ddp) needs one process per GPU started by torchrun: torchrun "
+                          "--nproc_per_node=<GPUs> -m declip_plugin train ... (docs/distributed.md)")
 
 
 def init_distributed(config):

@@ -51,6 +51,34 @@ def build_scheduler(optimizer, config):
     raise ConfigError(f"lr_scheduler {kind!r}: use null, step or cosine")
 
 
+def _total_grad_norm(params):
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+
+
+def optimizer_step(loss, optimizer, params, scaler=None):
+    """Backward and one optimizer step; False when the step is skipped because the loss or a gradient
+    is inf/NaN (the parameters and the optimizer state are then left as they were). Backward runs
+    even for a non-finite loss, so that under DDP every rank reduces the same (non-finite) gradients
+    and all ranks skip together. fp16 goes through the ``torch.amp.GradScaler`` ``scaler``, which
+    skips such steps itself (and lowers its scale)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scale = scaler.get_scale()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return scaler.get_scale() >= scale
+    loss.backward()
+    if not bool(torch.isfinite(_total_grad_norm(params))):
+        optimizer.zero_grad(set_to_none=True)
+        return False
+    optimizer.step()
+    return True
+
+
 class EarlyStopping:
     """Patience on the validation metric; when it runs out the lr drops by ``lr_factor`` and the
     count restarts; training stops once the lr falls below ``min_lr`` (DeCLIP's official rule)."""
@@ -94,7 +122,8 @@ class EarlyStopping:
 
 
 class Trainer:
-    def __init__(self, config, detector, train_loader, val_loader, run_dir, device, writer=None, batch_hook=None):
+    def __init__(self, config, detector, train_loader, val_loader, run_dir, device, writer=None, batch_hook=None,
+                 precision=None):
         self.config, self.run_dir, self.device = config, run_dir, device
         self.detector = detector
         self.model = detector  # the module the optimizer steps (DDP wrapper when distributed)
@@ -111,7 +140,10 @@ class Trainer:
                        or capability(detector, "default_val_metric"))
         es = dict(config.get("early_stopping") or {})
         self.early = EarlyStopping(higher_is_better=self.metric not in LOWER_IS_BETTER, **es)
-        self.precision = config.get("precision", "bf16")
+        # what runs on this device (engine.runtime.decide_precision); fp16 comes with a gradient scaler
+        self.precision = precision or runtime.decide_precision(config.get("precision"), device)
+        self.scaler = self.precision.make_scaler()
+        self.skipped_steps = 0  # steps skipped for an inf/NaN loss or gradient
         self.writer = writer
         self.batch_hook = batch_hook
         self.epoch, self.step_count, self.best_epoch = 0, 0, None
@@ -134,6 +166,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "early_stopping": self.early.state_dict(), "best_epoch": self.best_epoch, "history": self.history,
+            "scaler": self.scaler.state_dict() if self.scaler else None, "skipped_steps": self.skipped_steps,
         }
         atomic_save(state, self.last_path)
 
@@ -152,6 +185,9 @@ class Trainer:
         self.early.load_state_dict(state["early_stopping"])
         self.epoch, self.step_count = state["epoch"], state["step"]
         self.best_epoch, self.history = state.get("best_epoch"), list(state.get("history", []))
+        self.skipped_steps = int(state.get("skipped_steps") or 0)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         logger.info("resumed from %s after epoch %d (step %d)", path, self.epoch, self.step_count)
 
     # --- loop -----------------------------------------------------------------------------------
@@ -171,22 +207,27 @@ class Trainer:
         self.model.train()
         self.seed_epoch()
         log_every = int(self.config.get("log_every", 10))
-        total, n, t0 = 0.0, 0, time.perf_counter()
+        total, n, n_loss, skipped, t0 = 0.0, 0, 0, 0, time.perf_counter()
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}", unit="batch", leave=False,
                    disable=not runtime.is_main())
         for batch in bar:
             batch = to_device(batch, self.device)
             if self.batch_hook is not None:
                 batch = self.batch_hook(batch)
-            with runtime.autocast(self.device, self.precision):
+            with self.precision.autocast():
                 pred = self.model(batch)
             losses = self.detector.get_losses(batch, pred)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["overall"].backward()
-            self.optimizer.step()
+            applied = optimizer_step(losses["overall"], self.optimizer, self.params, self.scaler)
             self.step_count += 1
             b = int(batch["label"].shape[0])
-            total, n = total + losses["overall"].item() * b, n + b
+            n += b
+            if applied:
+                total, n_loss = total + losses["overall"].item() * b, n_loss + b
+            else:
+                skipped += 1
+                self.skipped_steps += 1
+                logger.warning("step %d skipped: inf/NaN loss or gradient (loss %s); %d step(s) skipped in this run",
+                               self.step_count, f"{losses['overall'].item():.4g}", self.skipped_steps)
             rate = n / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{losses['overall'].item():.4f}", img_s=f"{rate:.1f}")
             if self.writer and self.step_count % log_every == 0:
@@ -194,7 +235,8 @@ class Trainer:
                     self.writer.add_scalar(f"train/{k}", v.item(), self.step_count)
         if self.scheduler:
             self.scheduler.step()
-        return {"loss": total / max(n, 1), "images": n, "seconds": time.perf_counter() - t0}
+        return {"loss": total / n_loss if n_loss else math.nan, "images": n, "skipped_steps": skipped,
+                "seconds": time.perf_counter() - t0}
 
     def validate(self):
         result = evaluate(self.detector, self.val_loader, self.device, self.config, self.precision, desc="validation",
@@ -208,7 +250,8 @@ class Trainer:
             self.epoch += 1
             lr = self.optimizer.param_groups[0]["lr"]
             record = {"epoch": self.epoch, "train_loss": stats["loss"], "lr": lr,
-                      "train_img_s": stats["images"] / max(stats["seconds"], 1e-9)}
+                      "train_img_s": stats["images"] / max(stats["seconds"], 1e-9),
+                      "skipped_steps": stats["skipped_steps"]}
             val_every = int(self.config.get("val_every", 1))
             if self.val_loader is not None and (self.epoch % val_every == 0 or self.epoch == n_epochs):
                 metrics = self.validate()
@@ -254,7 +297,7 @@ class Trainer:
         if self.batch_hook is not None:
             batch = self.batch_hook(batch)
         self.detector.eval()
-        with runtime.autocast(self.device, self.precision):
+        with self.precision.autocast():
             pred = self.detector(batch, inference=True)
         if pred.get("mask") is None:
             return

@@ -148,3 +148,23 @@ WRAPPED = {
         },
     },
 }
+
+# ----------------------------------------------------------------------------- its prepared data
+#: the data keys of train_config.yaml / test_config.yaml (the embedded engine reads them too:
+#: data/deepfakebench_layout.py); relative paths there are relative to the checkout root (its cwd)
+HOST_DATA_KEYS = ("lmdb", "rgb_dir", "lmdb_dir", "dataset_json_folder", "label_dict")
+#: the host config of a mode, under the checkout root
+HOST_CONFIG_FILES = {"train": "training/config/train_config.yaml", "test": "training/config/test_config.yaml"}
+#: dataset/abstract_dataset.py: these names all read the LMDB ``FaceForensics++_lmdb``; any other
+#: dataset ``<name>`` reads ``<lmdb_dir>/<name>_lmdb``
+FFPP_POOL = ("FaceForensics++", "FaceShifter", "DeepFakeDetection", "FF-DF", "FF-F2F", "FF-FS", "FF-NT")
+FFPP_LMDB = "FaceForensics++"
+LMDB_SUFFIX = "_lmdb"
+#: what the loader strips from a JSON frame path that starts with "." to get its LMDB key
+LMDB_KEY_STRIP = "./datasets\\"
+#: preprocessing/dataset2lmdb_test.py walks ``<dataset_root_path>/<name>`` and stores every file under
+#: the key ``<name>\`` + its path relative to that folder (os.path.relpath: "/" on Linux, "\" on
+#: Windows); it skips every folder whose path contains this string
+LMDB_WRITER_SKIPS = "video"
+#: the suffix of a dataset name that picks the c40 level of FaceForensics++'s JSONs (``FF-DF_c40``)
+C40_SUFFIX = "_c40"
