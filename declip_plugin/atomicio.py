@@ -104,5 +104,10 @@ def check_output_file(path, what):
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
         raise ConfigError(f"{what} {path!r} is a folder: give a file path")
+    probe = os.path.dirname(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ConfigError(f"{what} {path!r}: {probe!r} is a file, so nothing can be written under it: give another path")
     check_output_dir(os.path.dirname(path), what)
     return path

@@ -617,9 +617,12 @@ def main(argv=None):
         from .engine.progress import set_quiet
 
         set_quiet(True)
+    from .engine.signals import sigterm_as_interrupt
+
     try:
-        _resolve_weights_name(args)
-        return args.func(args)
+        with sigterm_as_interrupt():  # SIGTERM ends a command like Ctrl-C: its clean-up runs
+            _resolve_weights_name(args)
+            return args.func(args)
     except DeclipError as exc:
         if args.debug:
             raise
@@ -630,9 +633,10 @@ def main(argv=None):
             raise
         print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a run (engine/signals.py)
+        signum = getattr(exc, "signum", None)
+        print(str(exc) if signum else "interrupted", file=sys.stderr)
+        return 128 + int(signum) if signum else 130
 
 
 if __name__ == "__main__":

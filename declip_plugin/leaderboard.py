@@ -62,6 +62,10 @@ def _number(v):
     return None if math.isnan(f) else f
 
 
+class NoResultsError(DeclipError):
+    """A folder with no result file under it."""
+
+
 def _method_of_dfb_run(run_dir):
     m = _RUN_DIR.match(os.path.basename(os.path.normpath(run_dir)))
     return m.group("model") if m else os.path.basename(os.path.normpath(run_dir))
@@ -94,7 +98,7 @@ def collect(paths):
                                      os.path.join(folder, "metric_dict_best.pickle")))
                 found = True
         if not found:
-            raise DeclipError(f"leaderboard: no results under {root} (expected test/<dataset>/metrics.json or "
+            raise NoResultsError(f"leaderboard: no results under {root} (expected test/<dataset>/metrics.json or "
                               f"DeepfakeBench's test/<dataset>/metric_dict_best.pickle)")
     return _disambiguate(entries)
 

@@ -9,17 +9,26 @@ The authors publish nine files (bit-ml/DeCLIP README) in a public Google Cloud S
 
 A name resolves to ``<cache>/<folder>/<file>`` (cache: ``$DECLIP_WEIGHTS_DIR``, default
 ``~/.cache/declip/weights``). A missing file is downloaded with a progress bar and written
-atomically; its size and sha256 are recorded beside it (``<file>.json``; no checksums are
-published) and checked on every later use (the hash is recomputed only when the file's size or
-modification time changed). Offline, the download fails within seconds with one line giving the
-URL and the path to put the file at.
+atomically. No checksums are published in the README; what the server publishes with each file
+(its size, ``Content-Length``, and Google Cloud Storage's MD5, the ``x-goog-hash`` header) is
+checked against the bytes received. Every file is also checked as a PyTorch checkpoint (the zip
+archive ``torch.save`` writes: its directory is read and the CRC-32 of every member recomputed), so
+a truncated or bit-flipped file is refused, whether downloaded or put in the cache by hand.
+
+Only a file that passed those checks is recorded (``<file>.json``: size, sha256, the published
+MD5 when known, modification time); a later use trusts the record while the file's size and
+modification time are unchanged, and verifies the file again from scratch when they changed (a
+replaced file is checked, not compared with a memory of a corrupt one). Offline, the download fails
+within seconds with one line giving the URL and the path to put the file at.
 """
+import base64
 import hashlib
 import json
 import logging
 import os
 import urllib.error
 import urllib.request
+import zipfile
 
 from .atomicio import atomic_open, atomic_write_bytes
 from .errors import CheckpointError
@@ -89,37 +98,77 @@ def _sha256(path):
     return file_digest(path)
 
 
-def _write_record(path, size, sha256, url):
+def _write_record(path, size, sha256, url, md5=None):
     st = os.stat(path)
-    atomic_write_bytes(_record_path(path), (json.dumps(
-        {"file": os.path.basename(path), "size": size, "sha256": sha256, "url": url, "mtime_ns": st.st_mtime_ns},
-        indent=2) + "\n").encode("utf-8"))
+    rec = {"file": os.path.basename(path), "size": size, "sha256": sha256, "url": url, "mtime_ns": st.st_mtime_ns,
+           "verified": "pytorch zip CRC-32" + (" + published md5" if md5 else "")}
+    if md5:
+        rec["md5"] = md5
+    atomic_write_bytes(_record_path(path), (json.dumps(rec, indent=2) + "\n").encode("utf-8"))
+
+
+def _refetch(name, path):
+    return f"delete it and fetch it again (`declip weights fetch {name}`, or {url_of(name)} put at {path})"
+
+
+def check_intact(name, path, what=None, hint=None):
+    """``path`` is a whole PyTorch zip checkpoint: its directory reads and every member's CRC-32 matches."""
+    what, hint = what or path, hint or _refetch(name, path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        raise CheckpointError(f"{what} is truncated or corrupt (not a readable PyTorch zip checkpoint: {exc}); "
+                              f"{hint}") from None
+    if bad is not None:
+        raise CheckpointError(f"{what} is corrupt (member {bad} fails its CRC-32 check); {hint}")
+
+
+def _md5_b64(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return base64.b64encode(h.digest()).decode("ascii")
+
+
+def _read_record(path):
+    try:
+        with open(_record_path(path), encoding="utf-8") as f:
+            rec = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # no record, or an unreadable one: the file is verified from scratch
+    return rec if isinstance(rec, dict) else None
 
 
 def verify(name, path):
-    """Check ``path`` against its record (size, sha256); record it first if it has none."""
-    size = os.path.getsize(path)
-    rec_path = _record_path(path)
-    if not os.path.isfile(rec_path):
-        logger.info("%s: no record yet; recording its size and sha256", path)
-        _write_record(path, size, _sha256(path), url_of(name))
+    """``path`` as checked: unchanged since its record, or verified again (and then recorded)."""
+    st = os.stat(path)
+    rec = _read_record(path) or {}
+    if rec.get("verified") and rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
         return path
-    with open(rec_path, encoding="utf-8") as f:
-        rec = json.load(f)
-    if size != rec.get("size"):
-        raise CheckpointError(f"{path}: {size} bytes, but {rec.get('size')} were recorded when it was first "
-                              f"fetched; delete it and its .json to download it again from {url_of(name)}")
-    if os.stat(path).st_mtime_ns != rec.get("mtime_ns"):
-        digest = _sha256(path)
-        if digest != rec.get("sha256"):
-            raise CheckpointError(f"{path}: sha256 {digest} differs from the recorded {rec.get('sha256')}; delete it "
-                                  f"and its .json to download it again from {url_of(name)}")
-        _write_record(path, size, digest, rec.get("url") or url_of(name))  # same content, new mtime
+    if rec.get("verified"):
+        logger.info("%s changed since it was checked: verifying it again", path)
+    check_intact(name, path)
+    digest, md5 = _sha256(path), rec.get("md5") if rec.get("verified") else None
+    if md5 and (st.st_size != rec.get("size") or _md5_b64(path) != md5):
+        raise CheckpointError(f"{path}: {st.st_size} bytes with sha256 {digest} is not the published file "
+                              f"({rec.get('size')} bytes, md5 {md5}); {_refetch(name, path)}")
+    _write_record(path, st.st_size, digest, url_of(name), md5)
     return path
 
 
+def _published_md5(headers):
+    """The MD5 (base64) Google Cloud Storage publishes in ``x-goog-hash: crc32c=...,md5=...``; None if absent."""
+    for part in (headers.get("x-goog-hash") or "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "md5" and value:
+            return value
+    return None
+
+
 def download(name, progress=True):
-    """Fetch ``name`` into the cache (atomic write, progress bar); returns its path."""
+    """Fetch ``name`` into the cache (atomic write, progress bar, checked); returns its path."""
     url, path = url_of(name), path_of(name)
     try:
         resp = urllib.request.urlopen(url, timeout=TIMEOUT_S)
@@ -129,20 +178,31 @@ def download(name, progress=True):
     from tqdm import tqdm
 
     total = int(resp.headers.get("Content-Length") or 0) or None
-    h, size = hashlib.sha256(), 0
+    published = _published_md5(resp.headers)
+    h, md5, size = hashlib.sha256(), hashlib.md5(), 0
     try:
         with resp, atomic_open(path, suffix=".part") as f, tqdm(
                 total=total, unit="B", unit_scale=True, desc=os.path.basename(path), disable=not progress) as bar:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 f.write(chunk)
                 h.update(chunk)
+                md5.update(chunk)
                 size += len(chunk)
                 bar.update(len(chunk))
             if total is not None and size != total:
                 raise CheckpointError(f"download of {url} ended after {size} of {total} bytes; run it again")
+            got = base64.b64encode(md5.digest()).decode("ascii")
+            if published and got != published:
+                raise CheckpointError(f"download of {url}: md5 {got} differs from the published {published}; "
+                                      f"run it again")
     except (urllib.error.URLError, OSError) as exc:
         raise CheckpointError(f"download of {name} failed ({exc}): fetch {url} and put it at {path}") from None
-    _write_record(path, size, h.hexdigest(), url)
+    try:
+        check_intact(name, path, what=f"the download of {url}", hint="run it again")
+    except CheckpointError:
+        os.unlink(path)  # never left in the cache
+        raise
+    _write_record(path, size, h.hexdigest(), url, published)
     logger.info("downloaded %s to %s (%d bytes, sha256 %s)", name, path, size, h.hexdigest())
     return path
 

@@ -334,14 +334,13 @@ def summary_panels(entries, references=()):
     return panels
 
 
-def _summary_and_leaderboards(paths):
+def _summary_and_leaderboards(with_results, paths):
+    """The summary figure and the per-task leaderboards of the folders with results (a malformed result file
+    is an error naming it, never a note in the report)."""
     from .leaderboard import collect, render_by_task
     from .plots import summary_figure
 
-    try:
-        entries = collect(list(paths))
-    except DeclipError as exc:
-        return [f'<p class="note">no leaderboard: {html.escape(str(exc))}</p>']
+    entries = collect(list(with_results))
     references = _references(paths)
     panels = summary_panels(entries, references)
     figure = _img_tag(summary_figure(None, panels), "summary: ID and OOD per method and task")
@@ -354,18 +353,58 @@ def _summary_and_leaderboards(paths):
     return sections
 
 
-def build_html(paths, title="declip report"):
+def _is_protocol(folder):
+    return os.path.isfile(os.path.join(folder, "protocol.json"))
+
+
+def _is_robustness(folder):
+    return bool(glob.glob(os.path.join(folder, "robustness_*.csv")))
+
+
+def _complete_results(folder):
+    """``[folder]``, or for a protocol folder the run folders of its finished cells only: a cell stopped
+    midway may hold some test sets' numbers, never shown."""
+    if not _is_protocol(folder):
+        return [folder]
+    from .protocol import Protocol
+
+    return [c["run_dir"] for c in Protocol(folder).cells_done()]
+
+
+def _folders_with_results(paths):
+    """The folders of ``paths`` with (complete) test results; a folder with none that is no protocol or
+    robustness folder either is an error naming it (a report of nothing is no report)."""
+    from .leaderboard import NoResultsError, collect
+
+    out = []
     for p in paths:
         if not os.path.isdir(p):
-            raise DeclipError(f"report: {p} is not a folder (give run, protocol or log folders)")
-    sections = _summary_and_leaderboards(paths)
+            raise DeclipError(f"report: {p} is not a folder (give run, protocol, robustness or log folders)")
+        folders = _complete_results(p)
+        if not folders:
+            continue
+        try:
+            collect(folders)
+        except NoResultsError:
+            if _is_protocol(p) or _is_robustness(p):
+                continue
+            raise DeclipError(f"report: nothing to report in {p}: no test results (test/<dataset>/metrics.json), "
+                              f"protocol.json or robustness curves under it; give a run, protocol, robustness or "
+                              f"log folder") from None
+        out += folders
+    return out
+
+
+def build_html(paths, title="declip report"):
+    with_results = _folders_with_results(paths)
+    sections = _summary_and_leaderboards(with_results, paths) if with_results else []
     runs = []
     for p in paths:
-        if os.path.isfile(os.path.join(p, "protocol.json")):
+        if _is_protocol(p):
             sections.append(_protocol_section(p))
-        if glob.glob(os.path.join(p, "robustness_*.png")):
+        if _is_robustness(p):
             sections.append(_robustness_section(p))
-        runs += find_runs(p)
+        runs += [r for f in _complete_results(p) for r in find_runs(f)]
     quiet = logging.getLogger("declip_plugin")  # the galleries rebuild datasets and detectors: no log lines
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -404,8 +443,13 @@ def external_references(text):
 
 def write_report(paths, out=None, title=None):
     """Write the report and return its path (default: <first folder>/report.html)."""
+    from .atomicio import check_output_file
+
     paths = [os.fspath(p) for p in paths]
-    out = out or os.path.join(paths[0], "report.html")
+    out = check_output_file(out, "report --out") if out else None
+    if not os.path.isdir(paths[0]):
+        raise DeclipError(f"report: {paths[0]} is not a folder (give run, protocol, robustness or log folders)")
+    out = out or check_output_file(os.path.join(paths[0], "report.html"), "report file")
     text = build_html(paths, title or f"declip report: {', '.join(os.path.basename(os.path.normpath(p)) for p in paths)}")
     bad = external_references(text)
     if bad:  # pragma: no cover - a bug in this module

@@ -432,3 +432,308 @@ def test_robustness_with_a_bad_level(world, tmp_path, capsys):
     assert code == 2
     assert_one_line(err, "abc")
     assert not (tmp_path / "rob").exists()
+
+
+# --- round 3: the surfaces added in round 2 ------------------------------------------------------------
+def assert_nothing_under(path):
+    assert files_under(path) == [], files_under(path)
+
+
+PERTURB_CASES = [("inf", "blur=inf", "inf"), ("nan", "noise=nan", "nan"), ("not a number", "jpeg=high", "'high'"),
+                 ("negative", "blur=-1", "-1"), ("above the range", "downscale=1e9", "1e9"), ("jpeg 0", "jpeg=0", "0"),
+                 ("unknown kind", "fog=3", "'fog=3'")]
+
+
+@pytest.mark.parametrize("case,spec,word", PERTURB_CASES, ids=[c[0] for c in PERTURB_CASES])
+def test_perturbation_values_are_refused_before_any_work(world, tmp_path, capsys, case, spec, word):
+    code, err = run(["test", "--detector_path", world / "tiny.yaml", "--weights_path", world / "tiny.pth",
+                     "--perturb", spec, "--log_dir", tmp_path / "logs", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "perturb", word)
+    assert_nothing_under(tmp_path / "logs")
+
+
+@pytest.mark.parametrize("levels", ["1,inf", "nan", "2,1e9"])
+def test_robustness_levels_out_of_range_are_refused(world, tmp_path, capsys, levels):
+    code, err = run(["robustness", "--detector_path", world / "tiny.yaml", "--weights_path", world / "tiny.pth",
+                     "--kind", "blur", "--levels", levels, "--out", tmp_path / "rob", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "blur=", "out of range")
+    assert not (tmp_path / "rob").exists()
+
+
+# report: an error exits non-zero, names what the user gave, and writes no report
+def _finished_run(tmp_path):
+    folder = tmp_path / "runs" / "r_2026" / "test" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"method": "m", "metrics": {"iou": 50.0, "auc": 0.9}}))
+    (tmp_path / "runs" / "r_2026" / "run.json").write_text(json.dumps({"name": "m"}))
+    return tmp_path / "runs"
+
+
+def test_report_of_a_folder_without_results(tmp_path, capsys):
+    (tmp_path / "empty" / "notes").mkdir(parents=True)
+    (tmp_path / "empty" / "notes" / "a.txt").write_text("hello")
+    code, err = run(["report", tmp_path / "empty"], capsys)
+    assert code == 2
+    assert_one_line(err, str(tmp_path / "empty"), "nothing to report")
+    assert not (tmp_path / "empty" / "report.html").exists()
+
+
+def test_report_of_a_truncated_metrics_json(tmp_path, capsys):
+    runs = _finished_run(tmp_path)
+    metrics = runs / "r_2026" / "test" / "demo" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:20])
+    code, err = run(["report", runs], capsys)
+    assert code == 2
+    assert_one_line(err, str(metrics))
+    assert not (runs / "report.html").exists()
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_report_out_that_cannot_be_written(tmp_path, capsys, where):
+    runs = _finished_run(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "outdir" if where == "a folder" else tmp_path / "afile" / "report.html"
+    if where == "a folder":
+        out.mkdir()
+    code, err = run(["report", runs, "--out", out], capsys)
+    assert code == 2
+    assert_one_line(err, "--out", str(out))
+    assert ".tmp-" not in err
+    assert files_under(tmp_path / "outdir") == [] and (tmp_path / "afile").read_text() == "x"
+
+
+# the official-weights cache: a damaged file is refused and never remembered
+WEIGHTS = "declip:vit-l14_layer20_conv-20_lama"
+
+
+def _weights_bytes():
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"model": {"fc.weight": torch.arange(4000, dtype=torch.float32)}}, buf)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def weights_cache(tmp_path, monkeypatch):
+    from declip_plugin import official_weights as ow
+
+    monkeypatch.setenv("DECLIP_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DECLIP_WEIGHTS_URL", "http://127.0.0.1:9/declip")  # nothing listens: no download
+    path = ow.path_of(WEIGHTS)
+    os.makedirs(os.path.dirname(path))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["bit flip", "truncation"])
+def test_damaged_official_weights_are_refused(weights_cache, capsys, damage):
+    good = _weights_bytes()
+    bad = bytearray(good)
+    if damage == "bit flip":
+        bad[len(good) // 2] ^= 0x01
+    else:
+        del bad[len(good) - 300:]
+    with open(weights_cache, "wb") as f:
+        f.write(bad)
+    code, err = run(["weights", "fetch", WEIGHTS], capsys)
+    assert code == 2
+    assert_one_line(err, weights_cache, "corrupt")
+    assert not os.path.exists(weights_cache + ".json")
+
+
+def test_a_corrupt_cached_file_replaced_by_a_good_one_is_accepted(weights_cache, capsys):
+    good = _weights_bytes()
+    with open(weights_cache, "wb") as f:
+        f.write(good[:-10])
+    assert run(["weights", "fetch", WEIGHTS], capsys)[0] == 2
+    with open(weights_cache, "wb") as f:
+        f.write(good)
+    code, err = run(["weights", "fetch", WEIGHTS], capsys)
+    assert code == 0, err
+    assert json.loads(open(weights_cache + ".json").read())["size"] == len(good)
+
+
+# video data: every case names the value or file at fault before (or instead of) any run folder
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from declip_plugin.data.demo_video import make_demo_videos
+
+    root = tmp_path_factory.mktemp("videos")
+    make_demo_videos(root / "demo_video", seed=1, size=32, n_frames=16, n_train=1, n_val=1, n_test=1)
+    return root
+
+
+def _video_json(root):
+    return root / "demo_video" / "dataset_json" / "DemoVideo.json"
+
+
+def _edit_videos(videos, tmp_path, edit, split="train"):
+    """A copy of the demo videos with ``edit(root, the first fake video's entry of split)`` applied."""
+    root = tmp_path / "vdata"
+    shutil.copytree(videos, root)
+    info = json.loads(_video_json(root).read_text())
+    by_video = info["DemoVideo"]["DemoVideo_flicker"][split]
+    edit(root, by_video[sorted(by_video)[0]])
+    _video_json(root).write_text(json.dumps(info))
+    return root
+
+
+def _missing_frame(root, entry):
+    os.remove(root / "demo_video" / entry["frames"][3])
+
+
+def _other_size(root, entry):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(root / "demo_video" / entry["frames"][3]), np.zeros((48, 40, 3), np.uint8))
+
+
+VIDEO_CASES = [
+    ("a frame missing", _missing_frame, [], ["003.png", "does not exist"]),
+    ("a frame of another size than its mask", _other_size, [], ["003.png", "does not match"]),
+    ("an entry without frames", lambda r, e: e.pop("frames"), [], ["has no 'frames' list", "DemoVideo.json"]),
+    ("an entry with an empty frame list", lambda r, e: e.update(frames=[]), [], ["empty 'frames' list"]),
+    ("every video shorter than the clip", None, ["--opt", "clip_size=20", "--opt", "frame_num=32"],
+     ["clip_size=20", "has 16"]),
+    ("frame_num below clip_size", None, ["--opt", "frame_num={train: 16, test: 4}"],
+     ["frame_num.test is 4", "clip_size=8"]),
+]
+
+
+@pytest.mark.parametrize("case,edit,extra,words", VIDEO_CASES, ids=[c[0] for c in VIDEO_CASES])
+def test_bad_video_data(videos, tmp_path, capsys, case, edit, extra, words):
+    root = _edit_videos(videos, tmp_path, edit) if edit else videos
+    code, err = run(["train", "--detector_path", "clip_stan_demo", "--data_root", root, "--device", "cpu",
+                     "--log_dir", tmp_path / "logs", "--opt", "nEpochs=1", "--opt", "train_batchSize=2", *extra],
+                    capsys)
+    assert code == 2
+    assert_one_line(err, *words)
+    assert_nothing_under(tmp_path / "logs")
+
+
+def test_a_clip_detector_on_image_data(world, tmp_path, capsys):
+    code, err = run(["train", "--detector_path", "clip_stan_demo", "--train_dataset", "demo-telea", "--test_dataset",
+                     "demo-telea", "--log_dir", tmp_path / "logs", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "demo-telea", "images, not frames of videos", "video_mode")
+    assert_nothing_under(tmp_path / "logs")
+
+
+def test_videos_shorter_than_the_clip_are_left_out_and_listed(videos, tmp_path, capsys):
+    """As DeepfakeBench, a video shorter than clip_size gives no clip; the results say which were left out."""
+    root = _edit_videos(videos, tmp_path, lambda r, e: e.update(frames=e["frames"][:4]), split="test")
+    code, err = run(["train", "--detector_path", "clip_stan_demo", "--data_root", root, "--device", "cpu",
+                     "--log_dir", tmp_path / "logs", "--opt", "nEpochs=1", "--opt", "train_batchSize=2",
+                     "--test_dataset", "demo-video"], capsys)
+    assert code == 0, err
+    (metrics,) = (tmp_path / "logs").glob("*/test/demo-video/metrics.json")
+    skipped = json.loads(metrics.read_text())["skipped"]
+    assert [s["path"] for s in skipped] == ["DemoVideo/DemoVideo_flicker/fte000"]
+    assert "4 frame(s), fewer than clip_size=8" in skipped[0]["reason"]
+
+
+# dfb: a folder that is no checkout
+def test_deepfakebench_root_that_is_no_checkout(tmp_path, capsys):
+    (tmp_path / "notdfb").mkdir()
+    code, err = run(["dfb", "test", "--bench-root", tmp_path / "notdfb", "--cpu", "--", "--detector_path", "x.yaml"],
+                    capsys)
+    assert code == 2
+    assert_one_line(err, str(tmp_path / "notdfb"))
+
+
+# SIGTERM (kill, SLURM preemption) ends a run like Ctrl-C
+def _sigterm_at_train_batch(monkeypatch, k):
+    """SIGTERM to this process at the k-th training batch (one batch per epoch here: k = the epoch)."""
+    import signal
+
+    from declip_plugin.engine import trainer
+
+    seen = []
+    original = trainer.to_device
+
+    def to_device(batch, device):
+        seen.append(1)
+        if len(seen) == k:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # the signal would end pytest itself
+                pytest.fail("no SIGTERM handler during training: a SIGTERM ends the process at once")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(batch, device)
+
+    monkeypatch.setattr(trainer, "to_device", to_device)
+
+
+def test_sigterm_in_the_first_epoch_leaves_no_run_folder(world, tmp_path, capsys, monkeypatch):
+    import signal
+
+    _sigterm_at_train_batch(monkeypatch, 1)
+    code, err = run(["train", "--detector_path", world / "tiny.yaml", "--log_dir", tmp_path / "logs",
+                     "--opt", "nEpochs=2", *data_args(world)], capsys)
+    assert code == 128 + signal.SIGTERM, err
+    assert "SIGTERM" in err and "Traceback" not in err
+    assert_nothing_under(tmp_path / "logs")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
+
+
+def test_sigterm_in_the_second_epoch_keeps_a_resumable_checkpoint(world, tmp_path, capsys, monkeypatch):
+    import signal
+
+    _sigterm_at_train_batch(monkeypatch, 2)
+    code, err = run(["train", "--detector_path", world / "tiny.yaml", "--log_dir", tmp_path / "logs",
+                     "--opt", "nEpochs=2", *data_args(world)], capsys)
+    assert code == 128 + signal.SIGTERM, err
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    state = torch.load(run_dir / "ckpt_last.pth", map_location="cpu", weights_only=False)
+    assert state["epoch"] == 1
+    assert not (run_dir / "test").exists() and not [p for p in files_under(run_dir) if ".tmp-" in p]
+    monkeypatch.undo()
+    code, err = run(["train", "--resume", run_dir, *data_args(world)], capsys)
+    assert code == 0, err
+    state = torch.load(run_dir / "ckpt_last.pth", map_location="cpu", weights_only=False)
+    assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+    assert (run_dir / "test" / "demo-telea" / "metrics.json").is_file()
+
+
+def test_sigterm_from_outside_ends_cleanly(world, tmp_path):
+    """SIGTERM to every process of a running `declip train` with DataLoader workers (what SLURM sends on
+    preemption): exit 143 with one line, no traceback, no process left, and a run folder only with a
+    resumable checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    logs = tmp_path / "logs"
+    proc = subprocess.Popen([sys.executable, "-m", "declip_plugin", "train", "--detector_path", str(world / "tiny.yaml"),
+                             "--log_dir", str(logs), "--opt", "nEpochs=1000", "--opt", "workers=2",
+                             "--data_root", str(world / "data"), "--device", "cpu"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not list(logs.glob("*/ckpt_last.pth")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # inside a later epoch, with workers running
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.strip().splitlines()[-1] == "terminated by SIGTERM"
+    assert "Traceback" not in err and "Exception ignored" not in err, err[-2000:]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no worker left behind
+    (run_dir,) = logs.iterdir()
+    assert (run_dir / "ckpt_last.pth").is_file()
+
+
+def test_protocol_with_an_unknown_preset(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["protocol", "--preset", "dolo", "--out", str(tmp_path / "proto")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'dolo'" in err and "dolos" in err and "Traceback" not in err
+    assert not (tmp_path / "proto").exists()

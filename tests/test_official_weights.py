@@ -1,4 +1,5 @@
 """Official DeCLIP checkpoints by name: catalog, cache, download (from a local server), offline failure."""
+import base64
 import hashlib
 import http.server
 import json
@@ -33,23 +34,74 @@ def test_the_nine_official_files():
         ow.entry("declip:vit-l14_layer20_conv-20_lamma")
 
 
-def test_a_file_in_the_cache_is_recorded_then_checked(cache):
-    path = ow.path_of(NAME)
-    os.makedirs(os.path.dirname(path))
+def checkpoint_bytes(seed=0, n=1000):
+    """The bytes of a small PyTorch zip checkpoint (what torch.save writes, as the official files)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"model": {"fc.weight": torch.randn(n, generator=torch.Generator().manual_seed(seed))}}, buf)
+    return buf.getvalue()
+
+
+def put(path, data, later=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
-        f.write(b"weights" * 100)
+        f.write(data)
+    if later:  # a new modification time, as a replaced file has
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + later * 10_000_000))
+
+
+def flip_bit(data, at):
+    b = bytearray(data)
+    b[at] ^= 0x10
+    return bytes(b)
+
+
+def test_a_good_file_in_the_cache_is_checked_then_recorded(cache):
+    path, good = ow.path_of(NAME), checkpoint_bytes()
+    put(path, good)
     assert ow.resolve(NAME) == path
     rec = json.loads(open(path + ".json").read())
-    assert rec["size"] == 700 and rec["sha256"] == hashlib.sha256(b"weights" * 100).hexdigest()
-    with open(path, "r+b") as f:  # same size, other content, later mtime
-        f.write(b"X")
-    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10_000_000))
-    with pytest.raises(CheckpointError, match="sha256"):
+    assert rec["size"] == len(good) and rec["sha256"] == hashlib.sha256(good).hexdigest()
+    assert rec["verified"].startswith("pytorch zip")
+
+
+@pytest.mark.parametrize("damage", ["bit flip", "truncation", "not a checkpoint"])
+def test_a_damaged_file_is_refused_and_never_recorded(cache, damage):
+    path, good = ow.path_of(NAME), checkpoint_bytes()
+    bad = {"bit flip": flip_bit(good, len(good) // 2), "truncation": good[: len(good) // 2],
+           "not a checkpoint": b"<html>403 Forbidden</html>"}[damage]
+    put(path, bad)
+    with pytest.raises(CheckpointError, match="corrupt") as exc:
         ow.resolve(NAME)
-    with open(path, "ab") as f:
-        f.write(b"more")
-    with pytest.raises(CheckpointError, match="704 bytes, but 700 were recorded"):
+    assert path in str(exc.value) and "fetch it again" in str(exc.value)
+    assert not os.path.exists(path + ".json")
+
+
+def test_a_corrupt_file_replaced_by_a_good_one_is_accepted(cache):
+    path, good = ow.path_of(NAME), checkpoint_bytes()
+    put(path, flip_bit(good, len(good) // 2))
+    with pytest.raises(CheckpointError):
         ow.resolve(NAME)
+    put(path, good, later=1)
+    assert ow.resolve(NAME) == path
+    assert json.loads(open(path + ".json").read())["sha256"] == hashlib.sha256(good).hexdigest()
+
+
+def test_a_recorded_file_that_changes_is_verified_again(cache):
+    path, good = ow.path_of(NAME), checkpoint_bytes()
+    put(path, good)
+    ow.resolve(NAME)
+    put(path, flip_bit(good, len(good) // 2), later=1)  # same size, other content, later mtime
+    with pytest.raises(CheckpointError, match="CRC-32"):
+        ow.resolve(NAME)
+    put(path, good[:-100], later=2)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        ow.resolve(NAME)
+    put(path, good, later=3)
+    assert ow.resolve(NAME) == path
 
 
 def test_offline_fails_fast_with_url_and_path(cache, monkeypatch):
@@ -65,31 +117,67 @@ def test_offline_fails_fast_with_url_and_path(cache, monkeypatch):
     assert cli_main(["test", "--detector_path", "declip_demo", "--weights_path", NAME]) == 2
 
 
-def test_download_from_a_server_is_atomic_and_recorded(cache, tmp_path, monkeypatch):
+def serve(tmp_path, monkeypatch, payload, md5_of=None):
+    """A local server for the cache's base URL giving ``payload`` as the lama file; with ``md5_of``
+    it publishes that content's MD5 in ``x-goog-hash`` as Google Cloud Storage does."""
     served = tmp_path / "srv" / "backbone_VIT"
     served.mkdir(parents=True)
-    payload = os.urandom(3 * 1024 * 1024 + 17)
     (served / "ViT_layer20_conv-20_lama.pth").write_bytes(payload)
+    header = None if md5_of is None else "crc32c=AAAAAA==,md5=" + base64.b64encode(hashlib.md5(md5_of).digest()).decode()
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=str(tmp_path / "srv"), **kw)
+
+        def end_headers(self):
+            if header:
+                self.send_header("x-goog-hash", header)
+            super().end_headers()
 
         def log_message(self, *a):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DECLIP_WEIGHTS_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    return server
+
+
+def test_download_from_a_server_is_atomic_and_recorded(cache, tmp_path, monkeypatch):
+    payload = checkpoint_bytes(n=800_000)  # ~3 MB
+    server = serve(tmp_path, monkeypatch, payload, md5_of=payload)
     try:
-        monkeypatch.setenv("DECLIP_WEIGHTS_URL", f"http://127.0.0.1:{server.server_address[1]}")
         path = ow.resolve(NAME)
     finally:
         server.shutdown()
     assert open(path, "rb").read() == payload
     rec = json.loads(open(path + ".json").read())
     assert rec["size"] == len(payload) and rec["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert rec["md5"] == base64.b64encode(hashlib.md5(payload).digest()).decode()
     assert [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".tmp-")] == []
     assert ow.resolve(NAME) == path  # second time: from the cache, no server needed
+    other = checkpoint_bytes(seed=1, n=800_000)  # intact, same size, but not the published file
+    put(path, other, later=1)
+    with pytest.raises(CheckpointError, match="not the published file"):
+        ow.resolve(NAME)
+    put(path, payload, later=2)
+    assert ow.resolve(NAME) == path
+
+
+@pytest.mark.parametrize("served", ["corrupt", "md5 mismatch"])
+def test_a_bad_download_never_enters_the_cache(cache, tmp_path, monkeypatch, served):
+    good = checkpoint_bytes(n=10_000)
+    if served == "corrupt":
+        server = serve(tmp_path, monkeypatch, flip_bit(good, len(good) // 2))
+    else:
+        server = serve(tmp_path, monkeypatch, good, md5_of=b"something else")
+    try:
+        with pytest.raises(CheckpointError, match="corrupt|differs from the published"):
+            ow.resolve(NAME)
+    finally:
+        server.shutdown()
+    folder = os.path.dirname(ow.path_of(NAME))
+    assert not os.path.isdir(folder) or os.listdir(folder) == []
 
 
 def test_weights_list_cli(cache, capsys):

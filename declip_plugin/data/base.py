@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, DataError
 from . import io
 from .transforms import SampleTransform
-from .video import ClipIndex, clip_size_of, frame_num_for, limit_frames
+from .video import ClipIndex, check_frame_num, clip_size_of, frame_num_for, limit_frames
 
 logger = logging.getLogger(__name__)
 
@@ -220,10 +220,15 @@ class ManipulationDataset(Dataset):
         samples.sort(key=self.sort_key)
         self.video_mode = bool(self.config.get("video_mode", False))
         frame_num = self.spec.get("frame_num")
+        frame_num_key = f"dataset {self.name}'s frame_num"  # where the value the user typed lives
         if frame_num is None and self.video_mode:
+            frame_num_key = "frame_num" + (f".{'train' if self.split == 'train' else 'test'}"
+                                           if isinstance(self.config.get("frame_num"), dict) else "")
             frame_num = frame_num_for(self.config, self.split, f"dataset {self.name}")
         elif frame_num is not None:
             frame_num = frame_num_for({"frame_num": frame_num}, self.split, f"dataset {self.name}")
+        clip_size = clip_size_of(self.config, f"dataset {self.name}") if self.video_mode else None
+        check_frame_num(frame_num, clip_size, self.split, frame_num_key)
         samples = limit_frames(samples, frame_num)
         samples = self._cap(samples)
         if not self.has_masks:
@@ -239,11 +244,9 @@ class ManipulationDataset(Dataset):
         self.videos = [s.video for s in samples]
         self.clip_index = None
         if self.video_mode:
-            self.clip_index = ClipIndex(self.videos, clip_size_of(self.config, f"dataset {self.name}"),
-                                        train=self.split == "train", name=self.name)
-            if not len(self.clip_index):
-                raise DataError(f"dataset {self.name}: no video of split {self.split!r} has clip_size="
-                                f"{self.clip_index.clip_size} frames, so video_mode gives no clips")
+            self.clip_index = ClipIndex(self.videos, clip_size, train=self.split == "train",
+                                        name=f"{self.name} (adapter {self.adapter})")
+            self._short_videos(self.clip_index.short, clip_size)
             logger.info("dataset %s/%s: video_mode, %d clips of %d frames", self.name, self.split,
                         len(self.clip_index), self.clip_index.clip_size)
         n_fake = sum(1 for s in samples if s.label == 1)
@@ -413,6 +416,23 @@ class ManipulationDataset(Dataset):
         if not good:
             self._raise_empty()
         return good
+
+    def _short_videos(self, short, clip_size):
+        """Videos with fewer than ``clip_size`` frames give no clip. As DeepfakeBench, they are left out
+        with a warning, and listed with the run's skipped files (metrics.json); no clip at all is an
+        error naming a video, its frame count and clip_size."""
+        n_videos = len(set(self.videos))
+        if short and len(short) == n_videos:
+            video, n = short[0]
+            raise DataError(f"dataset {self.name}: no video of split {self.split!r} has clip_size={clip_size} frames, so "
+                            f"video_mode gives no clip (e.g. {video} has {n}; the longest of the {n_videos} has "
+                            f"{max(k for _, k in short)}); lower clip_size")
+        for video, n in short:
+            self.skipped.append((video, f"video of {n} frame(s), fewer than clip_size={clip_size}: no clip"))
+        if short:
+            logger.warning("dataset %s/%s: %d of %d video(s) have fewer than clip_size=%d frames and give no clip "
+                           "(e.g. %s with %d); they are left out", self.name, self.split, len(short), n_videos,
+                           clip_size, *short[0])
 
     def __len__(self):
         return len(self.clip_index) if self.clip_index is not None else len(self.samples)

@@ -117,11 +117,16 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         """The {video: info} mapping of one label/split, unwrapping a compression level."""
         if not isinstance(split_info, dict):
             raise DataError(f"{where} is not a mapping of videos")
-        if split_info and all(isinstance(v, dict) and "frames" not in v for v in split_info.values()):
+        levels = set(COMPRESSIONS) | {compression}  # a video entry without frames is no compression level
+        if split_info and all(isinstance(v, dict) and "frames" not in v for v in split_info.values()) and \
+                all(k in levels for k in split_info):
             if compression not in split_info:
                 raise DataError(f"{where} has compression levels {', '.join(sorted(split_info))} but not {compression!r}")
             split_info = split_info[compression]
-        return split_info
+        empty = [v for v, info in split_info.items() if isinstance(info, dict) and info.get("frames") == []]
+        for video in empty:
+            self.problem(video, f"{where}: video {video!r} has an empty 'frames' list; remove the entry or list its frames")
+        return {v: info for v, info in split_info.items() if v not in empty}
 
     def _resolve_frame(self, frame, rgb_dir, base_dir):
         frame = str(frame).replace("\\", "/")
@@ -204,6 +209,7 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
                     listings[d] = set()
             return n in listings[d]
 
+        samples = self._existing_frames(samples, exists)
         with_mask = self.spec.get("with_mask")
         checked = [s._replace(mask=s.mask if exists(s.mask) else None) for s in samples]
         if with_mask is None:
@@ -222,6 +228,18 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
                 )
                 continue
             out.append(s)
+        return out
+
+    def _existing_frames(self, samples, exists):
+        """The samples whose frame exists (checked by the listings above, before any training); a missing
+        one is a :meth:`problem` naming it."""
+        out = []
+        for s in samples:
+            if exists(s.image):
+                out.append(s)
+            else:
+                self.problem(s.image, f"dataset {self.name}: frame {s.image} of video {s.video}, listed in its JSON, "
+                                      f"does not exist (skip_bad_files: true leaves missing frames out)")
         return out
 
     def sort_key(self, sample):

@@ -20,10 +20,13 @@ from ..errors import ConfigError
 
 KINDS = {
     "jpeg": "JPEG quality 1-100 (lower = stronger)",
-    "blur": "Gaussian blur sigma in pixels",
-    "noise": "Gaussian noise sigma in grey levels (0-255)",
-    "downscale": "down/up-sampling factor >= 1",
+    "blur": "Gaussian blur sigma in pixels, 0-50",
+    "noise": "Gaussian noise sigma in grey levels, 0-255",
+    "downscale": "down/up-sampling factor, 1-64",
 }
+# the closed range of each kind's value: finite bounds, so that inf, nan and absurd values are refused
+# here and not by OpenCV mid-run
+RANGES = {"jpeg": (1.0, 100.0), "blur": (0.0, 50.0), "noise": (0.0, 255.0), "downscale": (1.0, 64.0)}
 
 
 def parse(spec):
@@ -42,10 +45,10 @@ def parse(spec):
         try:
             value = float(raw)
         except ValueError:
-            raise ConfigError(f"perturb {part.strip()!r}: {raw!r} is not a number") from None
-        ok = {"jpeg": 1 <= value <= 100, "blur": value >= 0, "noise": value >= 0, "downscale": value >= 1}[kind]
-        if not ok:
-            raise ConfigError(f"perturb {part.strip()!r}: out of range; {kind}: {KINDS[kind]}")
+            raise ConfigError(f"perturb {part.strip()!r}: {raw.strip()!r} is not a number; {kind}: {KINDS[kind]}") from None
+        lo, hi = RANGES[kind]
+        if not lo <= value <= hi:  # also false for nan; inf is out of every range
+            raise ConfigError(f"perturb {part.strip()!r}: {raw.strip()} is out of range; {kind}: {KINDS[kind]}")
         out.append((kind, value))
     return out
 

@@ -11,10 +11,10 @@ folder>/<video id>``; the adapters set it). Two rules apply to such data:
   ``frame_num`` consecutive frames (random start in train); here the even spread is used in both
   modes, so a clip's frames are consecutive among the kept frames.
 * **clips** (``video_mode: true``, ``clip_size: T``): a video of ``n`` kept frames gives
-  ``n // T`` clips of ``T`` consecutive frames (a video shorter than ``T`` gives none and is
-  logged). Clip ``k`` lives in the segment ``[k * step, (k + 1) * step)`` with
-  ``step = (n - T) // (n // T - 1)`` (one clip: ``step = 0``): in test (and val) it starts at
-  ``k * step``; in train its start is drawn uniformly in the segment on every load, so each
+  ``n // T`` clips of ``T`` consecutive frames (a video shorter than ``T`` gives none: left out
+  with a warning, as DeepfakeBench, and listed with the skipped files; ``frame_num < T`` is a config error).
+  Clip ``k`` lives in the segment ``[k * step, (k + 1) * step)`` with
+  ``step = (n - T) // (n // T - 1)`` (one clip: ``step = 0``): in test (and val) it starts at ``k * step``; in train its start is drawn uniformly in the segment on every load, so each
   epoch sees other frames. DeepfakeBench draws the starts once when the dataset is built.
 
 An item in video mode is ``image`` (T, 3, H, W), ``mask`` (T, 1, M, M) or None, ``label``,
@@ -64,6 +64,15 @@ def clip_size_of(config, where):
     return value
 
 
+def check_frame_num(frame_num, clip_size, split, key):
+    """In video mode the ``frame_num`` frames kept per video must hold a clip; ``key`` names the value
+    the user set (``frame_num``, ``frame_num.test``, or a dataset spec's)."""
+    if frame_num is not None and clip_size is not None and frame_num < clip_size:
+        raise ConfigError(f"{key} is {frame_num}: fewer frames kept per video ({split} split) than clip_size="
+                          f"{clip_size}, so no video gives a clip; set {key} >= {clip_size} or clip_size <= "
+                          f"{frame_num}")
+
+
 def clip_segments(n, clip_size):
     """``[(lo, hi), ...]``: clip ``k`` starts in ``range(lo, hi)`` (``hi > lo``), ``n // clip_size`` of
     them; empty when ``n < clip_size``."""
@@ -89,8 +98,9 @@ def group_videos(videos, name):
     order, groups = [], {}
     for i, v in enumerate(videos):
         if v is None:
-            raise ConfigError(f"dataset {name}: video_mode needs a video identity per sample, but its adapter "
-                              f"gives none; use a video dataset (deepfakebench_json, or folder with video_dirs: true)")
+            raise ConfigError(f"dataset {name} holds images, not frames of videos (no video identity per sample), but "
+                              f"video_mode: true (a clip detector's config) reads clips of videos; use a video dataset "
+                              f"(deepfakebench_json, or folder with video_dirs: true), or a frame-level detector")
         if v not in groups:
             groups[v] = []
             order.append(v)
@@ -120,15 +130,12 @@ class ClipIndex:
     def __init__(self, videos, clip_size, train, name):
         self.clip_size, self.train = clip_size, train
         self.clips = []  # (video, [sample indices of the video], (lo, hi))
-        short = []
+        self.short = []  # (video, frames) of the videos shorter than a clip: they give none
         for video, idx in group_videos(videos, name):
             segs = clip_segments(len(idx), clip_size)
             if not segs:
-                short.append((video, len(idx)))
+                self.short.append((video, len(idx)))
             self.clips.extend((video, idx, s) for s in segs)
-        if short:
-            logger.warning("dataset %s: %d video(s) have fewer than clip_size=%d frames and give no clip (e.g. %s "
-                           "with %d)", name, len(short), clip_size, short[0][0], short[0][1])
 
     def __len__(self):
         return len(self.clips)
@@ -140,5 +147,5 @@ class ClipIndex:
         return video, idx[s:s + self.clip_size]
 
 
-__all__ = ["select_evenly", "frame_num_for", "clip_size_of", "clip_segments", "clip_start", "group_videos",
+__all__ = ["select_evenly", "frame_num_for", "check_frame_num", "clip_size_of", "clip_segments", "clip_start", "group_videos",
            "limit_frames", "ClipIndex"]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..atomicio import write_png
-from . import runtime
+from . import runtime, signals
 from .progress import progress as progress_bar
 from .rundir import write_csv, write_json, write_pickle
 
@@ -38,6 +38,7 @@ class EvalResult:
 
 
 def to_device(batch, device):
+    signals.check()  # every training and evaluation batch: a SIGTERM received ends the run here at the latest
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 

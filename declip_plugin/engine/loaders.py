@@ -6,6 +6,7 @@ from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
 from ..data import build_dataset, collate_fn
 from . import runtime
+from .signals import worker_ignores_sigterm
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def make_loader(dataset, config, train, device, batch_size=None, seed=0):
     return DataLoader(
         dataset, batch_size=bs, shuffle=shuffle if sampler is None else False, sampler=sampler,
         num_workers=workers, collate_fn=collate_fn, drop_last=False, generator=generator,
+        worker_init_fn=worker_ignores_sigterm if workers > 0 else None,  # the main process handles it
         pin_memory=bool(config.get("pin_memory", True)) and device.type == "cuda",
         # persistent workers keep their random streams across epochs, so a resumed run would draw
         # other augmentations than an uninterrupted one: only when the pipeline draws nothing

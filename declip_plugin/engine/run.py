@@ -16,6 +16,7 @@ from . import runtime
 from .evaluator import evaluate, format_metrics, write_results
 from .loaders import as_list, build_split, make_loader, skipped_files
 from .rundir import add_log_file, new_run_dir, remove_log_file, write_json, write_yaml
+from .signals import handles_sigterm
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def test_datasets(detector, config, device, run_dir, test_sets, weights=None, ba
     return results
 
 
+@handles_sigterm  # SIGTERM (kill, SLURM preemption) ends the run like Ctrl-C: see _discard_failed_run
 def train(detector_config, overrides=None, resume=None, weights_path=None):
     """Train per the config; then test the best checkpoint on ``test_dataset``. Returns the run dir."""
     if resume:
@@ -184,6 +186,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         runtime.shutdown_distributed(failed=not ok)
 
 
+@handles_sigterm
 def test(detector_config, weights_path, overrides=None):
     """Evaluate a checkpoint on ``test_dataset`` into a new run directory. Returns the run dir."""
     config = load_run_config(detector_config, "test", overrides)

@@ -1,0 +1,141 @@
+"""SIGTERM handled like Ctrl-C: what schedulers (SLURM preemption, time limits), ``kill`` and
+container runtimes send ends a run through the same clean-up as a KeyboardInterrupt.
+
+Without a handler SIGTERM ends the process at once: no ``finally`` runs, so a run directory
+created for a run that never finished an epoch stays behind, empty of checkpoints. Inside
+:func:`sigterm_as_interrupt` SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main
+thread instead: a run without a finished epoch is removed, one with ``ckpt_last.pth`` keeps it
+for ``--resume`` (engine/run.py), and every atomic write in flight leaves the previous file.
+Further SIGTERMs are ignored while that clean-up runs.
+
+A SIGTERM handler someone else installed (a job launcher's) is left in place. DataLoader workers
+ignore SIGTERM (:func:`worker_ignores_sigterm`): SLURM signals every process of a job, and a worker
+killed first would end the run with DataLoader's "worker killed" traceback instead; the main
+process stops them when it ends (and they stop by themselves once it is gone).
+"""
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+
+logger = logging.getLogger(__name__)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received; handled wherever a KeyboardInterrupt is."""
+
+    def __init__(self, signum=signal.SIGTERM):
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+_received = []  # the signal received inside the block (its exception may be swallowed: see check())
+
+
+_forking = []  # set while os.fork runs its hooks, where an exception would only be printed and dropped
+
+
+def _raise_terminated(signum, frame):
+    signal.signal(signum, signal.SIG_IGN)  # the clean-up that follows is not cut short by a second one
+    # workers killed by the same signal (SLURM signals every process) are expected now: torch's SIGCHLD
+    # handler would raise "DataLoader worker ... is killed" in the middle of the clean-up
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    sys.unraisablehook = _quiet_unraisable
+    _received.append(signum)
+    logger.warning("received %s: stopping the run", signal.Signals(signum).name)
+    if not _forking:
+        raise Terminated(signum)
+
+
+def _quiet_unraisable(unraisable):
+    """After a SIGTERM, objects torn down half-built (a DataLoader iterator the signal interrupted)
+    raise in ``__del__``: expected, so logged at debug level instead of printed as a traceback."""
+    logger.debug("after %s, ignored in %r: %r", signal.Signals(_terminated[0] if _terminated else signal.SIGTERM).name,
+                 unraisable.object, unraisable.exc_value)
+
+
+def check():
+    """Raise :class:`Terminated` again when a SIGTERM was received: an exception raised by the handler
+    at an unlucky moment (inside a fork hook or a ``__del__``) is printed and dropped by Python, and
+    the handler then ignores further SIGTERMs; the batch loops call this so the run still ends."""
+    if _received:
+        raise Terminated(_received[0])
+
+
+def _ignore_in_forked_child():
+    """A process forked from inside the block (a DataLoader worker) must not run the handler: the
+    main process handles SIGTERM and stops its workers."""
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _after_fork_in_child():
+    _forking.clear()
+    _ignore_in_forked_child()
+
+
+os.register_at_fork(before=lambda: _forking.append(1), after_in_parent=_forking.clear,
+                    after_in_child=_after_fork_in_child)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM raises :class:`Terminated`; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:  # nested, or a launcher's own handler: keep it
+        yield
+        return
+    _received.clear()
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except Exception as exc:  # e.g. DataLoader's "worker killed" noticed first: the cause is the SIGTERM
+        if _received:
+            raise Terminated(_received[0]) from exc
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if _received:
+            _terminated.append(_received[0])
+        _received.clear()
+
+
+_terminated = []  # sticky: this process was told to stop
+
+
+@atexit.register  # runs before multiprocessing's own exit hook (registered earlier, so called later)
+def _kill_workers_at_exit():
+    """DataLoader workers ignore SIGTERM; those an interrupted loop left behind would make
+    multiprocessing's exit (terminate, then join) wait forever, so after a SIGTERM they are killed."""
+    if not _terminated or "multiprocessing" not in sys.modules:
+        return
+    for child in sys.modules["multiprocessing"].active_children():
+        if child.daemon:
+            child.kill()
+            child.join(5)
+
+
+def worker_ignores_sigterm(worker_id):
+    """``worker_init_fn`` of the DataLoaders: SIGTERM is the main process's to handle."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def handles_sigterm(fn):
+    """``fn`` runs inside :func:`sigterm_as_interrupt`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with sigterm_as_interrupt():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+__all__ = ["Terminated", "check", "handles_sigterm", "sigterm_as_interrupt", "worker_ignores_sigterm"]
