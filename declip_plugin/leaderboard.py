@@ -212,8 +212,9 @@ def build_table(entries, metrics=None, in_domain=None, columns=None):
 
     ``metrics`` given: per-dataset columns and means for each. ``columns`` = (per-dataset metrics,
     mean-only metrics) given: those present. Default: every metric family any entry has (detection,
-    localization, video): per-dataset columns for the family's first metric, ID / OOD means (or the
-    plain mean where the in-domain split is unknown) for all of them.
+    localization, video): per-dataset columns for each family's headline metric, ID / OOD means (or the
+    plain mean where the in-domain split is unknown) for those and for the metrics whose description
+    names the default table (metrics/base.py ``MetricInfo.tables``).
     """
     if metrics:
         check_metrics(metrics, entries)
