@@ -50,7 +50,7 @@ def heatmap(path, rows, cols, values, title="", metric="iou"):
             if not math.isnan(v):
                 text = _short(v, metric)
                 ax.text(j, i, text, ha="center", va="center", color="white" if v < (lo + hi) / 2 else "black")
-    fig.colorbar(im, ax=ax, label=metric)
+    fig.colorbar(im, ax=ax, label=info_of(metric).label)
     ax.set_title(title, fontsize=9)
     return _save(fig, path, plt)
 
@@ -111,7 +111,7 @@ def summary_figure(path, panels):
         ax.set_ylim(lo, hi * 1.08)
         if hi <= 1:
             ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)  # chance
-        ax.set_ylabel(metric)
+        ax.set_ylabel(info_of(metric).label)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
