@@ -12,8 +12,8 @@ import pickle
 import re
 
 from .errors import DeclipError
+from .metrics.base import FAMILIES, info_of, is_count, metric_infos
 
-LOWER_IS_BETTER = {"eer", "empty_gt_fp_rate", "video_eer"}
 _RUN_DIR = re.compile(r"^(?P<model>.+)_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
 
 
@@ -103,9 +103,6 @@ def collect(paths):
     return _disambiguate(entries)
 
 
-SINGLE_CLASS_UNDEFINED = ("auc", "ap", "eer", "acc", "acc_best")  # need real and fake images
-
-
 def _our_entry(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -116,7 +113,8 @@ def _our_entry(path):
         raise DeclipError(f"{path}: expected {{'metrics': {{name: value}}, ...}}, as `declip test` writes")
     metrics = {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float)) and v == v}
     if metrics.get("n_real") == 0 or metrics.get("n_fake") == 0:  # a test set of one class: no detection figure
-        metrics = {k: v for k, v in metrics.items() if k not in SINGLE_CLASS_UNDEFINED}
+        infos = metric_infos()
+        metrics = {k: v for k, v in metrics.items() if not info_of(k, infos).needs_both_classes}
     return Entry(data.get("method") or "run", data.get("dataset") or os.path.basename(os.path.dirname(path)),
                  metrics, data.get("in_domain"), path)
 
@@ -136,20 +134,21 @@ def _run_of(source):
     return os.path.dirname(os.path.dirname(os.path.dirname(source)))
 
 
-# metric families: detection always, localization and video where a run has them. The first metric of a
-# family gets one column per test set in the default table; every metric gets its ID / OOD means.
-FAMILIES = {
-    "detection": ("auc", "ap", "eer", "acc"),
-    "localization": ("iou", "f1_best", "pixel_auc"),
-    "video": ("video_auc",),
-}
-KNOWN_METRICS = ("auc", "ap", "eer", "acc", "acc_best", "video_auc", "iou", "f1", "f1_best", "pixel_ap", "pixel_auc",
-                 "empty_gt_fp_rate", "video_acc", "video_eer", "video_ap")
+# Which metrics each table shows comes from the metrics' own descriptions (metrics/base.py MetricInfo):
+# a family's headline gets one column per test set, the metrics whose ``tables`` name the table get ID / OOD
+# means; families in the order of FAMILIES.
+def _family_rank(info):
+    return FAMILIES.index(info.family) if info.family in FAMILIES else len(FAMILIES)
+
+
+def _ordered_infos():
+    infos = list(metric_infos().values())
+    return sorted(infos, key=_family_rank)  # stable: registry order within a family
 
 
 def known_metrics(entries=()):
-    found = {k for e in entries for k in e.metrics if k not in ("n_images", "n_real", "n_fake", "n_videos")}
-    return sorted(set(KNOWN_METRICS) | found)
+    found = {k for e in entries for k in e.metrics if not is_count(k)}
+    return sorted(set(metric_infos()) | found)
 
 
 def check_metrics(metrics, entries=()):
@@ -161,35 +160,50 @@ def check_metrics(metrics, entries=()):
                           f"known: {', '.join(known)}")
 
 
-def default_columns(entries):
-    """(per-dataset metrics, mean-only metrics): every family present in any entry, detection always."""
-    present = {k for e in entries for k in e.metrics}
-    per_dataset, means = [], []
-    for family, names in FAMILIES.items():
-        have = [m for m in names if m in present]
-        if have:
-            per_dataset.append(have[0])
-            means += have[1:]
+def _columns_of(table, present):
+    """(per-dataset metrics, mean-only metrics) of ``table`` ("default" or a family) among ``present``."""
+    infos = [i for i in _ordered_infos() if i.name in present]
+    if table == "default":
+        per_dataset = [i.name for i in infos if i.headline]
+    else:
+        per_dataset = [i.name for i in infos if i.headline and i.family == table]
+    means = [i.name for i in infos if table in i.tables and i.name not in per_dataset]
     return per_dataset, means
 
 
-# one leaderboard per task (the report, a protocol's leaderboard.md): which runs belong to it, the metric
-# with a column per test set, the metrics shown as ID / OOD means
-TASKS = (
-    ("image localization", lambda e: "iou" in e.metrics and "video_auc" not in e.metrics,
-     ("iou",), ("f1_best", "pixel_auc", "empty_gt_fp_rate")),
-    ("image detection", lambda e: "auc" in e.metrics and "video_auc" not in e.metrics, ("auc",), ("ap", "eer")),
-    ("video detection", lambda e: "video_auc" in e.metrics, ("video_auc",), ("auc", "video_eer")),
-)
+def default_columns(entries):
+    """(per-dataset metrics, mean-only metrics) of the default table: every family present in any entry."""
+    return _columns_of("default", {k for e in entries for k in e.metrics})
+
+
+#: the families whose runs are video runs: such a run belongs to its video task alone
+VIDEO_FAMILIES = ("video",)
+#: task titles, in the order of the per-task leaderboards
+TASK_NAMES = {"localization": "image localization", "detection": "image detection", "video": "video detection"}
+
+
+def _task_member(family, infos):
+    headline = [i.name for i in infos if i.headline and i.family == family]
+    video = [i.name for i in infos if i.family in VIDEO_FAMILIES]
+
+    def member(e):
+        if not any(m in e.metrics for m in headline):
+            return False
+        return family in VIDEO_FAMILIES or not any(m in e.metrics for m in video)
+    return member
 
 
 def by_task(entries):
-    """[(task, its entries, (per-dataset metrics, mean-only metrics))] for every task some entry has."""
+    """[(task, its entries, (per-dataset metrics, mean-only metrics))] for every task some entry has: one
+    task per metric family (image localization, image detection, video detection)."""
+    infos = _ordered_infos()
+    families = list(TASK_NAMES) + sorted({i.family for i in infos if i.family and i.family not in TASK_NAMES})
     out = []
-    for task, member, per_dataset, means in TASKS:
-        mine = [e for e in entries if member(e)]
+    for family in families:
+        mine = [e for e in entries if _task_member(family, infos)(e)]
         if mine:
-            out.append((task, mine, (per_dataset, means)))
+            present = {k for e in mine for k in e.metrics}
+            out.append((TASK_NAMES.get(family, family), mine, _columns_of(family, present)))
     return out
 
 
@@ -198,8 +212,9 @@ def build_table(entries, metrics=None, in_domain=None, columns=None):
 
     ``metrics`` given: per-dataset columns and means for each. ``columns`` = (per-dataset metrics,
     mean-only metrics) given: those present. Default: every metric family any entry has (detection,
-    localization, video): per-dataset columns for the family's first metric, ID / OOD means (or the
-    plain mean where the in-domain split is unknown) for all of them.
+    localization, video): per-dataset columns for each family's headline metric, ID / OOD means (or the
+    plain mean where the in-domain split is unknown) for those and for the metrics whose description
+    names the default table (metrics/base.py ``MetricInfo.tables``).
     """
     if metrics:
         check_metrics(metrics, entries)
@@ -248,22 +263,32 @@ def build_table(entries, metrics=None, in_domain=None, columns=None):
         add_means(m)
     for m in means_only:
         add_means(m)
-    best = {}
+    best, infos = {}, metric_infos()
     for col, m in columns:
         vals = [values[(meth, col)] for meth in methods if values[(meth, col)] is not None]
         if len(vals) > 1 and len(set(vals)) > 1:  # a column where all are equal has no best
-            best[col] = min(vals) if m in LOWER_IS_BETTER else max(vals)
+            best[col] = info_of(m, infos).best(vals)
     return methods, columns, values, best
 
 
 def _fmt(v, metric):
-    if v is None:
-        return ""
-    return f"{v:.1f}" if metric == "iou" else f"{v:.3f}"
+    return info_of(metric).format(v)
 
 
 FORMATS = ("md", "csv", "html", "png")
-NOTE = "IoU on a 0-100 scale, the other metrics on 0-1; best of each column in bold (lowest for eer and empty_gt_fp_rate)."
+def _and(names):
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def note(metrics):
+    """The line under a table of ``metrics``: their scales and which way their best goes."""
+    infos = metric_infos()
+    shown = [info_of(m, infos) for m in dict.fromkeys(metrics)]
+    wide = [i.label for i in shown if i.scale > 1]
+    scale = (f"{_and(wide)} on a 0-{max(i.scale for i in shown if i.scale > 1):g} scale, the other metrics on 0-1"
+             if wide else "metrics on a 0-1 scale")
+    lowest = [i.name for i in shown if not i.higher_is_better]
+    return f"{scale}; best of each column in bold" + (f" (lowest for {_and(lowest)})." if lowest else ".")
 
 
 PUBLISHED = "(published)"
@@ -305,8 +330,9 @@ def render(entries, fmt="md", metrics=None, in_domain=None, out=None, reference=
     published = reference_rows(reference, columns)
     rows += published
     marks += [[False] * len(header) for _ in published]
-    note = NOTE + (f" Rows marked {PUBLISHED}: the paper's own figures ({reference.get('source', 'published')}), "
-                   "not measured by this run." if published else "")
+    note_line = note([m for _, m in columns]) + (
+        f" Rows marked {PUBLISHED}: the paper's own figures ({reference.get('source', 'published')}), "
+        "not measured by this run." if published else "")
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -320,7 +346,7 @@ def render(entries, fmt="md", metrics=None, in_domain=None, out=None, reference=
         body = "".join("<tr>" + "".join(f"<td><b>{html.escape(t)}</b></td>" if k else f"<td>{html.escape(t)}</td>"
                                         for t, k in zip(r, mk)) + "</tr>\n" for r, mk in zip(rows, marks))
         return (f'<table class="leaderboard">\n<thead><tr>{cells}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n'
-                f'<p class="note">{html.escape(note)}</p>\n')
+                f'<p class="note">{html.escape(note_line)}</p>\n')
     if fmt == "png":
         if not out:
             raise DeclipError("leaderboard --format png needs --out FILE.png")
@@ -330,7 +356,7 @@ def render(entries, fmt="md", metrics=None, in_domain=None, out=None, reference=
                          title="leaderboard (* best of the column)")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(f"**{t}**" if k else t for t, k in zip(r, mk)) + " |" for r, mk in zip(rows, marks)]
-    return "\n".join(lines) + "\n\n" + note + "\n"
+    return "\n".join(lines) + "\n\n" + note_line + "\n"
 
 
 def render_by_task(entries, fmt="md", reference=None):

@@ -6,6 +6,7 @@ import io
 import math
 
 from .atomicio import atomic_write_bytes
+from .metrics.base import info_of
 
 
 def _pyplot():
@@ -25,7 +26,12 @@ def _save(fig, path, plt):
 
 
 def _scale(metric):
-    return (0.0, 100.0) if metric == "iou" else (0.0, 1.0)
+    return 0.0, float(info_of(metric).scale)
+
+
+def _short(value, metric):
+    """A figure's annotation: one decimal on a 0-100 scale, two on 0-1."""
+    return f"{value:.1f}" if info_of(metric).scale > 1 else f"{value:.2f}"
 
 
 def heatmap(path, rows, cols, values, title="", metric="iou"):
@@ -42,9 +48,9 @@ def heatmap(path, rows, cols, values, title="", metric="iou"):
     for i, r in enumerate(data):
         for j, v in enumerate(r):
             if not math.isnan(v):
-                text = f"{v:.1f}" if metric == "iou" else f"{v:.2f}"
+                text = _short(v, metric)
                 ax.text(j, i, text, ha="center", va="center", color="white" if v < (lo + hi) / 2 else "black")
-    fig.colorbar(im, ax=ax, label=metric)
+    fig.colorbar(im, ax=ax, label=info_of(metric).label)
     ax.set_title(title, fontsize=9)
     return _save(fig, path, plt)
 
@@ -98,14 +104,14 @@ def summary_figure(path, panels):
                     continue
                 ax.bar(i + dx, value, 0.38, color=colour, hatch="//" if published else None,
                        edgecolor="white" if published else colour, label=label if i == 0 else None)
-                ax.text(i + dx, value, f"{value:.1f}" if metric == "iou" else f"{value:.2f}", ha="center",
+                ax.text(i + dx, value, _short(value, metric), ha="center",
                         va="bottom", fontsize=7)
         ax.set_xticks(range(len(rows)), labels=[r[0] + (" *" if r[3] else "") for r in rows], rotation=25,
                       ha="right", fontsize=8)
         ax.set_ylim(lo, hi * 1.08)
-        if metric != "iou":
+        if hi <= 1:
             ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)  # chance
-        ax.set_ylabel(metric)
+        ax.set_ylabel(info_of(metric).label)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()

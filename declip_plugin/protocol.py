@@ -429,8 +429,9 @@ def format_grid(out_dir, metric):
     if rows is None:
         raise ConfigError(f"{out_dir}: no metric {metric!r} in grid.json; present: {', '.join(summary['metrics'])}")
     tests = summary["test"]
-    fmt = (lambda v: "" if v is None else f"{v:.1f}") if metric == "iou" else (
-        lambda v: "" if v is None else f"{v:.3f}")
+    from .metrics.base import info_of
+
+    fmt = info_of(metric).format
     head = ["method", "train"] + tests + ["ID mean", "OOD mean"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
     for r in rows:

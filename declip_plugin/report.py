@@ -68,9 +68,9 @@ def _table(header, rows):
 
 
 def _fmt(v, metric):
-    if v is None:
-        return ""
-    return f"{v:.1f}" if metric == "iou" else f"{v:.3f}"
+    from .metrics.base import info_of
+
+    return info_of(metric).format(v)
 
 
 # ---- what a folder is ---------------------------------------------------------------------------------

@@ -188,7 +188,7 @@ def step_precision(plan, device, work):
                                                      **plan["demo_opts"]})
     detector = prepare_detector(config, device, work["weights"])
     config = data_config(config, detector)
-    loader = make_loader(build_split(DEMO, "test", config), config, train=False, device=device)
+    loader = make_loader(build_split([DEMO], "test", config), config, train=False, device=device)
     low = (runtime.decide_precision("auto", device) if device.type == "cuda"
            else runtime.Precision("bf16", "cpu", "bf16", "dry run: bf16 autocast on the CPU"))
     fp32 = runtime.Precision("fp32", device.type, "fp32")

@@ -6,7 +6,7 @@
 #      get_test_metrics (within 1e-6 where they claim the official definition).
 # scripts/setup_seed_env.sh unpacks the DeepFakesDetection snapshot and builds .dfb/seed-site (its
 # packages: transformers 4.x, peft, torchmetrics ...; the project's .venv is not changed).
-# Exit status: 0 both pass (or the snapshot is missing, outside CI=true); else the failing step's.
+# Exit status: 0 both pass (or the snapshot is missing, outside CI: scripts/ci_env.sh); else the failing step's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -15,7 +15,8 @@ set +e
 bash scripts/setup_seed_env.sh
 rc=$?
 set -e
-if [ "$rc" -eq 3 ] && [ "${CI:-}" != "true" ]; then
+source scripts/ci_env.sh
+if [ "$rc" -eq 3 ] && ! in_ci; then
     echo "[parity-seed] no DeepFakesDetection snapshot: the seed and metric parity tables are skipped"
     exit 0
 elif [ "$rc" -ne 0 ]; then

@@ -3,10 +3,11 @@
 # the parity check against the official DeCLIP code.
 #
 # The real-checkout tests and the parity check need the snapshots in ../shared/reference
-# (scripts/setup_dfb_env.sh builds .dfb/ from them); without them they are skipped, except with
-# CI=true, where a missing snapshot or environment is a failure.
+# (scripts/setup_dfb_env.sh builds .dfb/ from them); without them they are skipped, except in CI
+# (CI=1 or CI=true, scripts/ci_env.sh), where a missing snapshot or environment is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/ci_env.sh
 bash scripts/setup_env.sh
 VENV=${VENV:-.venv}
 t0=$SECONDS
@@ -19,7 +20,7 @@ if [ "$rc" -eq 0 ]; then
     export DEEPFAKEBENCH_ROOT=$PWD/.dfb/DeepfakeBench DEEPFAKEBENCH_PYTHON=$PWD/.dfb/venv/bin/python \
         DEEPFAKESDETECTION_ROOT=$PWD/.dfb/DeepFakesDetection
     dfb_ready=1
-elif [ "$rc" -eq 3 ] && [ "${CI:-}" != "true" ]; then
+elif [ "$rc" -eq 3 ] && ! in_ci; then
     echo "[tests] no reference snapshots: the real-checkout tests and the parity check are skipped"
 else
     echo "[tests] the DeepfakeBench environment could not be built (exit $rc)" >&2

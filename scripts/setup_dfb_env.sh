@@ -9,7 +9,7 @@
 # into .dfb/, and builds .dfb/venv with `declip dfb setup` (once per checkout; the second adds the
 # fork's extra imports), with the project's .venv (torch, open_clip, this package) visible after its
 # own packages, so torch is not installed twice. The interpreters are recorded in .dfb/config/.
-# Exit status: 0 ready; 3 a snapshot is missing (a failure when CI=true); else the failing step's.
+# Exit status: 0 ready; 3 a snapshot is missing (a failure in CI: scripts/ci_env.sh); else the failing step's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}

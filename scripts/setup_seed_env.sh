@@ -7,7 +7,7 @@
 # installs scripts/seed-requirements.txt (transformers 4.x, peft, ... pinned) with --no-deps into
 # .dfb/seed-site, a folder put first on PYTHONPATH beside the project's .venv (torch, numpy and
 # this package come from there): the main environment is not changed.
-# Exit status: 0 ready; 3 the snapshot is missing (a failure when CI=true); else the failing step's.
+# Exit status: 0 ready; 3 the snapshot is missing (a failure in CI: scripts/ci_env.sh); else the failing step's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}

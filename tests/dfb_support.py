@@ -7,7 +7,8 @@ environment that scripts/setup_dfb_env.sh builds.
 * $DEEPFAKEBENCH_PYTHON: the interpreter with DeepfakeBench's requirements (for the tests that run
   its scripts).
 
-With CI=true a missing snapshot or environment fails the test; elsewhere it is skipped.
+In CI (CI=1 or CI=true, as scripts/ci_env.sh) a missing snapshot or environment fails the test; elsewhere it
+is skipped.
 """
 import glob
 import os
@@ -20,13 +21,14 @@ HARNESS = os.path.join(REPO, "tests", "dfb_harness")
 
 
 def in_ci():
+    """CI=1, true or yes (any case): the same rule as scripts/ci_env.sh."""
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def missing(reason):
     """Fail under CI, skip elsewhere."""
     if in_ci():
-        pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.fail(f"CI: {reason}", pytrace=False)
     pytest.skip(reason)
 
 

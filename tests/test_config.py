@@ -72,3 +72,24 @@ def test_resume_config_is_validated(tmp_path):
 def test_a_detector_config_class_is_a_dataclass_with_defaults():
     cls = get_registry("detectors").get("declip").config_class
     assert dataclasses.is_dataclass(cls) and cls().decoder_type == "conv-20" and cls().pretrained == "openai"
+
+
+def test_list_keys_are_lists_after_loading(tmp_path):
+    """Normalised once, at loading (config.normalise): a single name is a one-item list, null an empty one,
+    on every path the engine loads a config by (a run, a detector YAML, a resumed run's config.yaml)."""
+    from declip_plugin.config import list_keys, load_detector_config
+
+    assert set(list_keys()) >= {"train_dataset", "test_dataset", "val_dataset", "in_domain", "all_dataset"}
+    given = {"model_name": "declip", "pretrained": "none", "train_dataset": "demo-telea", "test_dataset": None,
+             "in_domain": ["demo-telea", "demo-ns"]}
+    want = {"train_dataset": ["demo-telea"], "test_dataset": [], "val_dataset": [], "in_domain": ["demo-telea",
+                                                                                                  "demo-ns"]}
+    run = load_run_config(given, "train")
+    assert {k: run[k] for k in want} == want
+    (tmp_path / "det.yaml").write_text(yaml.safe_dump(given))
+    det = load_detector_config(str(tmp_path / "det.yaml"))
+    assert {k: det[k] for k in want} == want
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(given))
+    resumed = load_resume_config(str(tmp_path / "run"), {"test_dataset": "demo-ns"})
+    assert {k: resumed[k] for k in want} == {**want, "test_dataset": ["demo-ns"]}

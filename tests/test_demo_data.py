@@ -142,5 +142,5 @@ def test_demo_localization_configs_test_on_reals_too_and_train_on_fakes_only(dem
         test = build_test_sets(cfg)["demo-grid"]
         labels = sorted(s[1] for s in test.samples)
         assert labels == [0] * SMALL["n_test"] + [1] * SMALL["n_test"], name
-        train = build_split("demo-grid", "train", cfg)
+        train = build_split(["demo-grid"], "train", cfg)
         assert {s[1] for s in train.samples} == {1}, name

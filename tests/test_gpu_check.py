@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from tests.dfb_support import in_ci
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "gpu_check.sh")
@@ -71,7 +72,7 @@ def test_deepfakebench_step_finds_our_localization_line(dry_run):
     step = dry_run[0]["steps"]["dfb"]
     if not os.environ.get("DEEPFAKEBENCH_ROOT"):
         assert "DEEPFAKEBENCH_ROOT" in step["skipped"]
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("CI runs the DeepfakeBench step: DEEPFAKEBENCH_ROOT is unset")
         pytest.skip("no DeepfakeBench checkout (bash scripts/setup_dfb_env.sh)")
     line = step["result"]["localization_line"]

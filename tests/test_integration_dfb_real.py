@@ -17,7 +17,7 @@ Through `declip dfb` (the CLI), in the environment scripts/setup_dfb_env.sh buil
 * the fork DeepFakesDetection ($DEEPFAKESDETECTION_ROOT): our declip_demo through its own test.py,
   exported under a dataset name its loader accepts (`--name UADFV`), with our localization metrics.
 
-With CI=true a missing snapshot or environment fails (tests/dfb_support.py).
+In CI (CI=1 or CI=true) a missing snapshot or environment fails (tests/dfb_support.py).
 """
 import glob
 import json

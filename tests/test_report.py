@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from declip_plugin.data.demo import make_demo_data
+from tests.dfb_support import in_ci
 from declip_plugin.report import external_references, pick_examples, write_report
 
 
@@ -58,21 +59,21 @@ def test_examples_are_best_median_worst_of_the_fakes():
 
 
 def _browser():
-    """Headless Chromium; under CI=true installed from the Debian packages when missing (never a skip there)."""
+    """Headless Chromium; in CI (CI=1 or CI=true) installed from the Debian packages when missing (never a skip there)."""
     def find():
         for name in ("chromium", "chromium-browser", "google-chrome"):
             if shutil.which(name):
                 return shutil.which(name)
         return None
 
-    if find() is None and os.environ.get("CI") == "true":
+    if find() is None and in_ci():
         for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
             subprocess.run(cmd, check=True, capture_output=True, timeout=900,
                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     path = find()
     if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true: headless Chromium is required (apt-get install -y chromium)")
+        if in_ci():
+            pytest.fail("CI: headless Chromium is required (apt-get install -y chromium)")
         pytest.skip("no headless browser installed (apt-get install chromium)")
     return path
 

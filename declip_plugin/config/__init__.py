@@ -15,7 +15,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..registry import closest
-from .schema import check_mapping, defaults
+from .schema import check_mapping, defaults, fields
 
 def configs_dir():
     """The bundled ``configs/`` folder (``configs/detector``, ``configs/dataset``, train/test configs)."""
@@ -91,6 +91,23 @@ def validate(config, where="config", origins=None):
     return check_mapping(config, schemas_for(config.get("model_name")), where=where, origins=origins)
 
 
+def list_keys():
+    """The run keys that hold a list of names (``StrList`` in config/run.py)."""
+    from .run import RunConfig, StrList
+
+    return tuple(name for name, f in fields(RunConfig).items() if f.type == StrList)
+
+
+def normalise(config):
+    """``config`` as the engine reads it, once, at loading: every list key (:func:`list_keys`) a list (a
+    single name ``x`` -> ``[x]``, null -> ``[]``). Returns a new dict."""
+    out = dict(config)
+    for name in list_keys():
+        value = out.get(name)
+        out[name] = [] if value is None else [value] if isinstance(value, str) else list(value)
+    return out
+
+
 def parse_overrides(items):
     """``['optimizer.adam.lr=1e-4', 'nEpochs=3']`` -> nested dict (values parsed as YAML)."""
     out = {}
@@ -128,6 +145,7 @@ def load_detector_config(name_or_path, overrides=None, base=None, validate_keys=
     merged = merge(merge(base or {}, own), overrides or {})
     if validate_keys:
         validate(merged, where=str(path), origins=origins)
+        merged = normalise(merged)
     merged.setdefault("_config_path", str(path))
     return merged
 
@@ -144,13 +162,14 @@ def run_defaults(mode):
 
 def load_run_config(detector, mode="train", overrides=None):
     """The merged config of a run: the run keys' defaults <- ``configs/<mode>_config.yaml`` <- the
-    detector YAML (a path, a bundled name or a dict) <- ``overrides`` (the command line)."""
+    detector YAML (a path, a bundled name or a dict) <- ``overrides`` (the command line); validated and
+    normalised (:func:`normalise`)."""
     base = run_defaults(mode)
     if isinstance(detector, dict):
         origins = _origins(_origins({}, detector, "the detector config"), overrides or {}, "the command line (--opt)")
         merged = merge(merge(base, detector), overrides or {})
         validate(merged, where="config", origins=origins)
-        return merged
+        return normalise(merged)
     return load_detector_config(detector, overrides=overrides, base=base)
 
 
@@ -161,7 +180,7 @@ def load_resume_config(run_dir, overrides=None):
     origins = _origins(_origins({}, saved, path), overrides or {}, "the command line (--opt)")
     merged = merge(saved, overrides or {})
     validate(merged, where=path, origins=origins)
-    return merged
+    return normalise(merged)
 
 
 def keys_markdown():

@@ -44,7 +44,8 @@ class OptimizerKeys:
 class EarlyStoppingKeys:
     enabled: bool = key(True)
     patience: int = key(5, minimum=1)
-    delta: float = key(0.001)
+    delta: float = key(0.001, minimum=0, doc="the improvement that resets the patience (DeCLIP's official 0.001)")
+    delta_after_drop: float = key(0.002, minimum=0, doc="the same after the first lr drop (DeCLIP's official 0.002)")
     lr_factor: float = key(0.1)
     min_lr: float = key(1e-6)
 

@@ -124,18 +124,19 @@ def _clean(metrics):
     return out
 
 
-DETECTION_KEYS = ("acc", "auc", "eer", "ap", "acc_best", "video_auc")
-
-
 def format_metrics(metrics, keys=None):
-    """One log line of ``keys`` (default: every numeric metric); detection metrics only when both
-    classes are present (a localization test set of fakes alone has no meaningful accuracy)."""
+    """One log line of ``keys`` (default: every numeric metric), each as its metric describes it
+    (metrics/base.py ``MetricInfo``); metrics that need both classes only when both are present (a
+    localization test set of fakes alone has no meaningful accuracy)."""
+    from ..metrics.base import info_of, is_count, metric_infos
+
+    infos = metric_infos()
     both = metrics.get("n_real", 0) and metrics.get("n_fake", 0)
-    keys = keys or [k for k in metrics if k != "n" and not k.startswith("n_")]  # counts are not metrics
+    keys = keys or [k for k in metrics if not is_count(k)]
     parts = []
     for k in keys:
-        v = metrics.get(k)
-        if (k in DETECTION_KEYS and not both) or not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
+        v, info = metrics.get(k), info_of(k, infos)
+        if (info.needs_both_classes and not both) or not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
             continue
-        parts.append(f"{k}={v:.2f}" if k == "iou" else f"{k}={v:.4f}")
+        parts.append(f"{k}={info.format(v, precise=True)}")
     return " ".join(parts)

@@ -11,15 +11,11 @@ from .signals import worker_ignores_sigterm
 logger = logging.getLogger(__name__)
 
 
-def as_list(value):
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
-
-
 def build_split(names, split, config):
-    """One dataset over ``names`` (concatenated) for ``split``."""
-    parts = [build_dataset(n, split, config) for n in as_list(names)]
+    """One dataset over the list ``names`` (concatenated) for ``split``."""
+    if isinstance(names, str):
+        raise TypeError(f"build_split takes a list of dataset names, got the string {names!r}")
+    parts = [build_dataset(n, split, config) for n in names]
     for p in parts:
         logger.info("dataset %s [%s]: %d images%s", p.name, split, len(p),
                     f" ({len(p.skipped)} bad files skipped)" if getattr(p, "skipped", None) else "")

@@ -14,7 +14,7 @@ from ..detectors import build_detector, capability
 from ..errors import ConfigError
 from . import runtime
 from .evaluator import evaluate, format_metrics, write_results
-from .loaders import as_list, build_split, make_loader, skipped_files
+from .loaders import build_split, make_loader, skipped_files
 from .rundir import add_log_file, new_run_dir, remove_log_file, write_json, write_yaml
 from .signals import handles_sigterm
 
@@ -29,7 +29,7 @@ def run_name(config):
 
 
 def in_domain(config):
-    return as_list(config.get("in_domain")) or as_list(config.get("train_dataset"))
+    return config["in_domain"] or config["train_dataset"]
 
 
 def prepare_detector(config, device, weights_path=None):
@@ -76,7 +76,7 @@ def _write_run_files(run_dir, config, detector, extra):
     write_yaml(os.path.join(run_dir, "config.yaml"), clean)
     write_json(os.path.join(run_dir, "run.json"), {
         "name": run_name(config), "model_name": config.get("model_name"),
-        "train_dataset": as_list(config.get("train_dataset")), "test_dataset": as_list(config.get("test_dataset")),
+        "train_dataset": config["train_dataset"], "test_dataset": config["test_dataset"],
         "in_domain": in_domain(config), "config_path": config.get("_config_path"),
         "parameters": capability(detector, "parameter_summary"), **extra})
 
@@ -86,7 +86,7 @@ def build_test_sets(config):
     decides whether they hold real images, whatever training uses."""
     if config.get("test_include_real") is not None:
         config = {**config, "include_real": bool(config["test_include_real"])}
-    return {name: build_split(name, "test", config) for name in as_list(config.get("test_dataset"))}
+    return {name: build_split([name], "test", config) for name in config["test_dataset"]}
 
 
 def test_datasets(detector, config, device, run_dir, test_sets, weights=None, batch_hook=None):
@@ -125,7 +125,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
             logger.info("removed %d unfinished temporary file(s) of the interrupted run in %s", removed, resume)
     else:
         config = load_run_config(detector_config, "train", overrides)
-    if not as_list(config.get("train_dataset")):
+    if not config["train_dataset"]:
         raise ConfigError("no train_dataset: set it in the YAML or pass --train_dataset")
     if int(config.get("nEpochs", 1)) < 1:
         raise ConfigError(f"nEpochs is {config.get('nEpochs')}: a training run needs at least one epoch "
@@ -142,7 +142,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         detector = prepare_detector(config, device, weights_path)
         config = data_config(config, detector)
         train_set = build_split(config["train_dataset"], "train", config)
-        val_set = build_split(config.get("val_dataset") or config["train_dataset"], "val", config)
+        val_set = build_split(config["val_dataset"] or config["train_dataset"], "val", config)
         test_sets = build_test_sets(config)
         run_dir, handler = _open_run(config, "train", run_dir=resume)
         if not resume:
@@ -190,7 +190,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
 def test(detector_config, weights_path, overrides=None):
     """Evaluate a checkpoint on ``test_dataset`` into a new run directory. Returns the run dir."""
     config = load_run_config(detector_config, "test", overrides)
-    if not as_list(config.get("test_dataset")):
+    if not config["test_dataset"]:
         raise ConfigError("no test_dataset: set it in the YAML or pass --test_dataset")
     _check_log_dir(config)
     runtime.check_ddp(config)

@@ -1,8 +1,8 @@
 """The training loop: DeepfakeBench's Trainer conventions with DeCLIP's official schedule.
 
 Each epoch: train, validate (``metric_scoring`` on the validation split), keep the best checkpoint,
-early-stop with patience then lr / 10 until ``min_lr`` (the official schedule), save the resume
-state. ``--resume RUN_DIR`` continues from the last finished epoch.
+drop the lr / 10 on a plateau until ``min_lr`` (the official schedule, :class:`PlateauSchedule`), save the
+resume state. ``--resume RUN_DIR`` continues from the last finished epoch.
 """
 import logging
 import math
@@ -14,14 +14,12 @@ import torch
 from ..checkpoints import atomic_save, save_detector_checkpoint
 from ..detectors import capability, load_weights
 from ..errors import ConfigError
+from ..metrics.base import info_of
 from . import runtime
 from .progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
 
 logger = logging.getLogger(__name__)
-
-LOWER_IS_BETTER = {"eer", "empty_gt_fp_rate"}
-
 
 def build_optimizer(params, config):
     opt = config.get("optimizer") or {}
@@ -79,46 +77,61 @@ def optimizer_step(loss, optimizer, params, scaler=None):
     return True
 
 
-class EarlyStopping:
-    """Patience on the validation metric; when it runs out the lr drops by ``lr_factor`` and the
-    count restarts; training stops once the lr falls below ``min_lr`` (DeCLIP's official rule)."""
+class PlateauSchedule:
+    """DeCLIP's official schedule on the validation metric (its train.py and earlystop.py): after
+    ``patience`` validations without an improvement of at least ``delta`` the lr drops by ``lr_factor``
+    (torch's ``ReduceLROnPlateau``), and the watch starts afresh with ``delta_after_drop``, as the official
+    code does by building a new ``EarlyStopping(delta=-0.002)``: the next score is the new reference.
+    Training stops once a drop takes the lr below ``min_lr``. Separately, ``is_best`` (the checkpoint kept
+    as ckpt_best.pth) is an improvement of more than ``delta`` over the best score of the whole run. A
+    missing or NaN score counts as no improvement. One boundary differs: a gain of exactly ``delta`` is an
+    improvement to the official ``score < best - (-delta)`` test and not to torch's strict one."""
 
-    def __init__(self, patience=5, delta=0.001, lr_factor=0.1, min_lr=1e-6, enabled=True, higher_is_better=True):
-        self.patience, self.delta, self.lr_factor, self.min_lr = patience, delta, lr_factor, min_lr
-        self.enabled, self.sign = enabled, (1.0 if higher_is_better else -1.0)
-        self.best, self.counter = None, 0
+    def __init__(self, optimizer, patience=5, delta=0.001, delta_after_drop=0.002, lr_factor=0.1, min_lr=1e-6,
+                 enabled=True, higher_is_better=True):
+        if not 0 < lr_factor < 1:
+            raise ConfigError(f"early_stopping.lr_factor is {lr_factor!r}: the lr drop must be a factor between "
+                              f"0 and 1 (e.g. 0.1)")
+        self.optimizer, self.delta, self.delta_after_drop = optimizer, delta, delta_after_drop
+        self.min_lr, self.enabled, self.sign = min_lr, enabled, (1.0 if higher_is_better else -1.0)
+        self.best = None
+        # num_bad_epochs > patience drops, so patience - 1 drops at the patience-th validation as the official
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if higher_is_better else "min", factor=lr_factor, patience=patience - 1,
+            threshold=delta, threshold_mode="abs", min_lr=0.0, eps=0.0)
 
-    def improved(self, score):
-        return self.best is None or self.sign * (score - self.best) > self.delta
-
-    def step(self, score, optimizer):
+    def step(self, score):
         """Record ``score``; returns (is_best, stop)."""
-        if score is None or (isinstance(score, float) and math.isnan(score)):
-            self.counter += 1
-            is_best = False
-        elif self.improved(score):
-            self.best, self.counter, is_best = score, 0, True
-        else:
-            self.counter += 1
-            is_best = False
-        if not self.enabled or self.counter < self.patience:
+        missing = score is None or (isinstance(score, float) and math.isnan(score))
+        is_best = not missing and (self.best is None or self.sign * (score - self.best) > self.delta)
+        if is_best:
+            self.best = score
+        if not self.enabled:
             return is_best, False
-        self.counter = 0
-        for group in optimizer.param_groups:
-            group["lr"] *= self.lr_factor
-        lr = optimizer.param_groups[0]["lr"]
+        reference = self.plateau.best
+        self.plateau.step(math.nan if missing else score)
+        if self.plateau.num_bad_epochs or self.plateau.best != reference:
+            return is_best, False  # counting, or improved: no drop
+        self.plateau.threshold = self.delta_after_drop  # a fresh watch, as the official code's after a drop
+        self.plateau.best = self.plateau.mode_worse
+        lr = self.optimizer.param_groups[0]["lr"]
         if lr < self.min_lr:
-            logger.info("early stopping: no improvement for %d epochs and lr %.2e is below %.0e", self.patience, lr,
-                        self.min_lr)
+            logger.info("early stopping: no improvement for %d epochs and lr %.2e is below %.0e",
+                        self.plateau.patience + 1, lr, self.min_lr)
             return is_best, True
-        logger.info("no improvement for %d epochs: lr dropped to %.2e", self.patience, lr)
+        logger.info("no improvement for %d epochs: lr dropped to %.2e", self.plateau.patience + 1, lr)
         return is_best, False
 
     def state_dict(self):
-        return {"best": self.best, "counter": self.counter}
+        return {"best": self.best, "plateau": self.plateau.state_dict()}
 
     def load_state_dict(self, state):
-        self.best, self.counter = state["best"], state["counter"]
+        self.best = state["best"]
+        if "plateau" in state:
+            self.plateau.load_state_dict(state["plateau"])
+        else:  # a resume state written before the schedule used ReduceLROnPlateau: {best, counter}
+            self.plateau.best = self.plateau.mode_worse if self.best is None else self.best
+            self.plateau.num_bad_epochs = int(state.get("counter") or 0)
 
 
 class Trainer:
@@ -139,7 +152,7 @@ class Trainer:
         self.metric = (config.get("val_metric") or config.get("metric_scoring")
                        or capability(detector, "default_val_metric"))
         es = dict(config.get("early_stopping") or {})
-        self.early = EarlyStopping(higher_is_better=self.metric not in LOWER_IS_BETTER, **es)
+        self.early = PlateauSchedule(self.optimizer, higher_is_better=info_of(self.metric).higher_is_better, **es)
         # what runs on this device (engine.runtime.decide_precision); fp16 comes with a gradient scaler
         self.precision = precision or runtime.decide_precision(config.get("precision"), device)
         self.scaler = self.precision.make_scaler()
@@ -262,7 +275,7 @@ class Trainer:
                 if score is None and runtime.is_main():
                     raise ConfigError(f"val_metric/metric_scoring {self.metric!r} is not among the validation metrics "
                                       f"({', '.join(k for k, v in metrics.items() if v is not None)})")
-                is_best, stop = self.early.step(score, self.optimizer)
+                is_best, stop = self.early.step(score)
                 record.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 if runtime.is_main():
                     logger.info("epoch %d/%d: train loss %.4f, lr %.1e | validation %s%s%s", self.epoch, n_epochs,

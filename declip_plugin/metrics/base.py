@@ -11,14 +11,85 @@ with:
 * ``compute() -> dict``; ``state()`` / ``from_state(state)`` / ``merge(other)`` (plain python, for
   gathering over DDP ranks);
 * optional ``per_sample() -> [(sample_index, {column: value})]`` for per_image.csv, and
-  ``write_files(folder)`` for files of its own (e.g. a per-video CSV).
+  ``write_files(folder)`` for files of its own (e.g. a per-video CSV);
+* ``describe``: one :class:`MetricInfo` per reported metric (direction, scale, family, display name,
+  where the leaderboards show it), as torchmetrics' ``higher_is_better`` / ``plot_upper_bound`` live
+  on the metric class. The trainer's early stopping, the evaluator's log line, the leaderboard
+  (columns, best marks, default families) and the report read these and nothing else. A key left
+  undescribed counts as higher-is-better on 0-1, in no family (never in a default table).
 
-Metric classes need not inherit from :class:`Metric`; it only supplies the defaults.
+Keys named ``n`` or ``n_...`` are counts, not metrics. Metric classes need not inherit from
+:class:`Metric`; it only supplies the defaults.
 """
+import dataclasses
+from typing import Optional, Tuple
+
+#: the metric families, in the order the leaderboards show them
+FAMILIES = ("detection", "localization", "video")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricInfo:
+    """What a metric is: ``name`` (its key), ``display`` (its name for people), ``higher_is_better``,
+    ``scale`` (the top of its range: 1 for 0-1, 100 for 0-100), ``family`` (one of :data:`FAMILIES`),
+    ``needs_both_classes`` (undefined on a test set of real or fake images alone), ``headline`` (the
+    family's metric with a column per test set) and ``tables``: the leaderboards that show its ID / OOD
+    means besides the headline's, ``"default"`` (the table of every family) and family names (that
+    family's task table)."""
+
+    name: str
+    display: str = ""
+    higher_is_better: bool = True
+    scale: float = 1.0
+    family: Optional[str] = None
+    needs_both_classes: bool = False
+    headline: bool = False
+    tables: Tuple[str, ...] = ()
+
+    @property
+    def label(self):
+        return self.display or self.name
+
+    def best(self, values):
+        """The best of ``values`` by this metric's direction."""
+        return max(values) if self.higher_is_better else min(values)
+
+    def format(self, value, precise=False):
+        """``value`` as tables show it (0-100 metrics one decimal, 0-1 three; ``precise``: a log line's,
+        one more of each); "" for None."""
+        if value is None:
+            return ""
+        digits = (1 if self.scale > 1 else 3) + (1 if precise else 0)
+        return f"{value:.{digits}f}"
+
+
+def is_count(key):
+    """Whether ``key`` names a count (``n``, ``n_images``, ...) rather than a metric."""
+    return key == "n" or str(key).startswith("n_")
+
+
+def metric_infos():
+    """``{key: MetricInfo}`` of every metric any registered metric class reports, in registry order
+    (a class's own order within it); undescribed keys get the defaults."""
+    from ..plugins import get_registry
+
+    out = {}
+    for _, cls in get_registry("metrics").items():
+        described = {i.name: i for i in getattr(cls, "describe", ())}
+        for k in list(described) + [k for k in getattr(cls, "keys", ()) if not is_count(k)]:
+            out.setdefault(k, described.get(k) or MetricInfo(k))
+    return out
+
+
+def info_of(key, infos=None):
+    """The :class:`MetricInfo` of ``key`` (defaults for a key no registered metric describes)."""
+    infos = metric_infos() if infos is None else infos
+    return infos.get(key) or MetricInfo(key)
 
 
 class Metric:
     keys = ()
+    describe = ()
 
     @classmethod
     def applies(cls, detector, config):

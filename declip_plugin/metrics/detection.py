@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .base import Metric
+from .base import Metric, MetricInfo
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +263,14 @@ class DetectionMetrics(Metric):
     """Accumulates image-level fake probabilities and labels; see the module docstring."""
 
     keys = ("acc", "auc", "eer", "ap", "acc_best")
+    describe = (
+        MetricInfo("auc", "AUC", family="detection", needs_both_classes=True, headline=True, tables=("video",)),
+        MetricInfo("ap", "AP", family="detection", needs_both_classes=True, tables=("default", "detection")),
+        MetricInfo("eer", "EER", higher_is_better=False, family="detection", needs_both_classes=True,
+                   tables=("default", "detection")),
+        MetricInfo("acc", "accuracy", family="detection", needs_both_classes=True, tables=("default",)),
+        MetricInfo("acc_best", "best-threshold accuracy", family="detection", needs_both_classes=True),
+    )
 
     @classmethod
     def from_config(cls, config):

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.masks import mask_to_nchw
-from .base import Metric
+from .base import Metric, MetricInfo
 from .detection import Ranking, _to_tensor, _work_device
 
 logger = logging.getLogger(__name__)
@@ -223,6 +223,15 @@ class LocalizationMetrics(Metric):
     """
 
     keys = ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "empty_gt_fp_rate")
+    describe = (
+        MetricInfo("iou", "IoU", scale=100.0, family="localization", headline=True),
+        MetricInfo("f1", "F1", family="localization"),
+        MetricInfo("f1_best", "best-threshold F1", family="localization", tables=("default", "localization")),
+        MetricInfo("pixel_ap", "pixel AP", family="localization"),
+        MetricInfo("pixel_auc", "pixel AUC", family="localization", tables=("default", "localization")),
+        MetricInfo("empty_gt_fp_rate", "empty-GT false-positive rate", higher_is_better=False, family="localization",
+                   tables=("localization",)),
+    )
 
     @classmethod
     def applies(cls, detector, config):

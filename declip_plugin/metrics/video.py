@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from ..atomicio import atomic_write_bytes
+from .base import MetricInfo
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ class VideoMetrics:
     """Per-video mean scores and the video AUC / AP / EER (metric plugin ``video``)."""
 
     keys = ("video_auc", "video_ap", "video_eer", "n_videos")
+    describe = (
+        MetricInfo("video_auc", "video AUC", family="video", needs_both_classes=True, headline=True),
+        MetricInfo("video_ap", "video AP", family="video", needs_both_classes=True),
+        MetricInfo("video_eer", "video EER", higher_is_better=False, family="video", needs_both_classes=True,
+                   tables=("video",)),
+    )
 
     @classmethod
     def applies(cls, detector, config):
