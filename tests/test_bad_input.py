@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from declip_plugin import build_detector
-from declip_plugin.checkpoints import save_detector_checkpoint
+from declip_plugin.detectors.base import save_detector_checkpoint
 from declip_plugin.cli import main as cli_main
 from declip_plugin.data.demo import make_demo_data
 from tests.conftest import TINY_VIT

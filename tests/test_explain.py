@@ -70,7 +70,7 @@ def test_predict_explain_on_a_frame_folder_writes_a_strip_per_video(tmp_path):
     """`declip predict --explain VIDEO_DIR` for a clip detector: one strip, frames over Grad-CAM and rollout."""
     import cv2
 
-    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.detectors.base import save_detector_checkpoint
     from declip_plugin.cli import main
     from declip_plugin.engine.explain import STRIP_PANEL, frame_files
 

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import load_module_weights
 from ..errors import ConfigError
 from .base import Backbone, parse_layer
-from .weights import load_module_weights, load_openai_state_dict, resolve_openai_weights
+from .weights import load_openai_state_dict, resolve_openai_weights
 
 logger = logging.getLogger(__name__)
 

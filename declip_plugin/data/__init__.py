@@ -9,16 +9,9 @@ import logging
 
 from ..errors import ConfigError
 from .base import ManipulationDataset, collate_fn, data_root, normalize_split
-from .catalog import dataset_spec, list_datasets
+from .catalog import dataset_spec, get_adapter, list_datasets
 
 logger = logging.getLogger(__name__)
-
-
-def get_adapter(name):
-    """The dataset adapter class registered as ``name`` (built-in and plugin adapters alike)."""
-    from ..plugins import get_registry
-
-    return get_registry("datasets").get(name)
 
 
 def build_dataset(name, split, config=None):

@@ -31,6 +31,8 @@ import logging
 
 from torch import nn
 
+from ..checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_module_weights, read_detector_checkpoint
+
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +112,8 @@ class AbstractDetector(nn.Module, abc.ABC):
         """Load a :class:`declip_plugin.checkpoints.DetectorCheckpoint` (or a path): strict, every
         mismatch listed. Keys absent from the file must be rebuilt by the config (see
         :meth:`state_to_save`)."""
-        from ..checkpoints import read_detector_checkpoint
-
         if not hasattr(ckpt, "state"):
             ckpt = read_detector_checkpoint(ckpt)
-        from ..backbones.weights import load_module_weights
-
         saved = set(capability(self, "state_to_save"))
         state = {k: v for k, v in self.state_dict().items() if k not in saved}  # rebuilt by the config
         state.update(ckpt.state)
@@ -166,3 +164,14 @@ def capability(detector, name):
     if fn is None:
         fn = getattr(AbstractDetector, name).__get__(detector)
     return fn()
+
+
+def save_detector_checkpoint(path, detector, **extra):
+    """Save ``detector`` in our format: what its ``state_to_save()`` holds (the parts its config
+    cannot rebuild), its ``describe()`` and its config, so the file alone rebuilds the detector."""
+    state = capability(detector, "state_to_save")
+    config = {k: v for k, v in dict(getattr(detector, "config", {}) or {}).items() if not str(k).startswith("_")}
+    obj = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": state,
+           "detector": capability(detector, "describe"), "config": config}
+    obj.update(extra)
+    return atomic_save(obj, path)

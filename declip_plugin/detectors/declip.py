@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import build_backbone, normalize_backbone_name
-from ..backbones.weights import load_module_weights
+from ..checkpoints import load_module_weights
 from ..checkpoints import DetectorCheckpoint, read_detector_checkpoint
 from ..data.masks import mask_to_nchw
 from ..decoders import OUTPUT_SIZE, build_decoder

@@ -28,7 +28,7 @@ import os
 import torch
 from torch import nn
 
-from ..backbones.weights import load_module_weights, read_checkpoint
+from ..checkpoints import load_module_weights, read_checkpoint
 from ..config.schema import key
 from ..errors import CheckpointError, ConfigError
 from .video import ClipDetector, DropPath, as_clip

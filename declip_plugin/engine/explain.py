@@ -216,12 +216,20 @@ def clip_input(detector, config, frames_rgb):
     return {"image": x[None] if capability(detector, "input_kind") == "clip" else x}
 
 
+def overlay(rgb, prob, alpha=0.45):
+    """Blend a JET heat map of ``prob`` (H, W in [0,1]) over ``rgb`` (H, W, 3 uint8); returns BGR."""
+    import cv2
+    import numpy as np
+
+    heat = cv2.applyColorMap((prob * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return cv2.addWeighted(bgr, 1 - alpha, heat, alpha, 0)
+
+
 def strip_image(frames_rgb, maps, panel=STRIP_PANEL):
     """RGB uint8 strip: the frames in a row, below each its Grad-CAM overlay (and attention rollout)."""
     import cv2
     import numpy as np
-
-    from .predict import overlay
 
     rows = [[cv2.resize(f, (panel, panel), interpolation=cv2.INTER_AREA) for f in frames_rgb]]
     for key in ("gradcam", "attention"):

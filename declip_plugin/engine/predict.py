@@ -15,6 +15,7 @@ from ..detectors import build_detector, capability
 from ..errors import CheckpointError, ConfigError, DeclipError
 from ..plugins import get_registry
 from . import runtime
+from .explain import overlay
 from .rundir import write_json
 
 logger = logging.getLogger(__name__)
@@ -37,13 +38,6 @@ def config_for_checkpoint(ckpt, detector_path=None, overrides=None):
         raise CheckpointError(f"checkpoint {ckpt.path} ({ckpt.format} format) does not say which detector it holds: "
                               f"pass --detector_path with the YAML it was trained with")
     return load_run_config(config, "test", overrides)
-
-
-def overlay(rgb, prob, alpha=0.45):
-    """Blend a JET heat map of ``prob`` (H, W in [0,1]) over ``rgb`` (H, W, 3 uint8); returns BGR."""
-    heat = cv2.applyColorMap((prob * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    return cv2.addWeighted(bgr, 1 - alpha, heat, alpha, 0)
 
 
 def _write_maps(out_dir, stem, rgb, maps, index=0):
