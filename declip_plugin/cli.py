@@ -416,7 +416,7 @@ def _add_report_parser(sub):
 # ---- official checkpoints by name (issue 13) --------------------------------------------------------
 
 def cmd_weights(args):
-    from . import official_weights as ow
+    from .detectors.declip import official_weights as ow
 
     if args.action == "list":
         rows = ow.listing()
@@ -442,7 +442,7 @@ def _add_weights_parser(sub):
 
 def _resolve_weights_name(args):
     """A ``declip:<name>`` --weights_path becomes the cached (or downloaded) official checkpoint."""
-    from .official_weights import is_name, resolve
+    from .detectors.declip.official_weights import is_name, resolve
 
     if is_name(getattr(args, "weights_path", None)):
         args.weights_path = resolve(args.weights_path)

@@ -236,7 +236,7 @@ def _gallery_section(run_dir):
             if i is None:
                 continue
             item = ds[i]
-            from .data import io as dio
+            from .data import images as dio
 
             image = cv2.resize(dio.read_image(row["path"]), (256, 256), interpolation=cv2.INTER_AREA)
             gt = item["mask"][0].numpy() if item.get("mask") is not None else np.zeros((256, 256), np.float32)

@@ -518,7 +518,7 @@ def _weights_bytes():
 
 @pytest.fixture
 def weights_cache(tmp_path, monkeypatch):
-    from declip_plugin import official_weights as ow
+    from declip_plugin.detectors.declip import official_weights as ow
 
     monkeypatch.setenv("DECLIP_WEIGHTS_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DECLIP_WEIGHTS_URL", "http://127.0.0.1:9/declip")  # nothing listens: no download

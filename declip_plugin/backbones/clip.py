@@ -149,6 +149,10 @@ class CLIPViTBackbone(_CLIPBackbone):
             x = x.transpose(0, 1)
         return x
 
+    def attention_blocks(self):
+        """``(blocks, batch_first)``: the tower's residual blocks kept up to the tap (see the detector capability)."""
+        return list(self.visual.transformer.resblocks), self._batch_first
+
 
 class CLIPResNetBackbone(_CLIPBackbone):
     """Feature map (B, C, H, W) of ModifiedResNet stage ``layer`` (1..4)."""

@@ -15,6 +15,7 @@ detector's own attributes:
   cache may store and hand back as ``data_dict['features']`` (None: nothing to cache).
 * :meth:`state_to_save`, :meth:`load_weights`, :meth:`config_from_checkpoint`, :meth:`describe`:
   what a checkpoint holds and how a config is rebuilt from one.
+* :meth:`attention_blocks`: the ViT tower's attention blocks, for attention rollout (none by default).
 * :meth:`default_val_metric`: the validation metric when the config names none.
 * :meth:`training_data`: whether training needs masks, and whether real images are used by default.
 * :meth:`parameter_summary`: trainable / total parameter counts (logged and written to run.json).
@@ -99,6 +100,14 @@ class AbstractDetector(nn.Module, abc.ABC):
         """What training needs of the data: ``needs_masks`` (a train split without masks is an
         error) and ``real_images`` (the default of ``include_real``)."""
         return {"needs_masks": False, "real_images": True}
+
+    def attention_blocks(self):
+        """``(blocks, batch_first)``: the residual blocks of the detector's ViT image tower in order, each
+        with an ``nn.MultiheadAttention`` ``attn``, for attention rollout (engine/explain.py); ``([], True)``
+        when there is none. The default asks the backbone (``backbone.attention_blocks()``, which
+        :class:`~declip_plugin.backbones.clip.CLIPViTBackbone` declares)."""
+        blocks = getattr(getattr(self, "backbone", None), "attention_blocks", None)
+        return blocks() if callable(blocks) else ([], True)
 
     def default_val_metric(self):
         """The validation metric when the config sets no ``val_metric``."""

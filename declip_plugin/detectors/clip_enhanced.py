@@ -156,6 +156,11 @@ class ClipEnhancedDetector(AbstractDetector):
     def build_backbone(self, config):
         return build_image_tower(self.cfg.backbone, self.cfg.resolution)
 
+    def attention_blocks(self):
+        """The blocks of open_clip's image tower, which is this detector's backbone itself."""
+        transformer = self.backbone.transformer
+        return list(transformer.resblocks), getattr(transformer, "batch_first", True)
+
     def build_head(self):
         if self.cfg.mlp_layer == 2:
             return nn.Sequential(nn.Linear(self.width, MLP_HIDDEN), nn.ReLU(), nn.Linear(MLP_HIDDEN, 2))

@@ -9,7 +9,7 @@ import torch
 from ..atomicio import check_output_dir, write_png
 from ..checkpoints import read_detector_checkpoint
 from ..config import load_run_config
-from ..data.io import read_image
+from ..data.images import read_image
 from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
 from ..detectors import build_detector, capability
 from ..errors import CheckpointError, ConfigError, DeclipError
@@ -79,7 +79,7 @@ def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
     if explain:
         prob, strip, maps = explain_frames(detector, config, files)
     else:
-        from ..data.io import read_image
+        from ..data.images import read_image
         from .explain import clip_input
 
         data = clip_input(detector, config, [read_image(f) for f in files])
