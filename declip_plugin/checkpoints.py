@@ -65,6 +65,20 @@ def read_detector_checkpoint(path):
     return DetectorCheckpoint(str(path), "plain", state, {})
 
 
+def resolve_weights(value):
+    """A ``--weights_path`` as a local file: a name a registered detector publishes weights under (its
+    class's ``resolve_weights_name(value)``, e.g. DeCLIP's ``declip:<name>``) becomes that file (fetched
+    if missing); any other value is returned unchanged."""
+    if not isinstance(value, str):
+        return value
+    for _, cls in get_registry("detectors").items():
+        resolve = getattr(cls, "resolve_weights_name", None)
+        found = resolve(value) if resolve is not None else None
+        if found is not None:
+            return found
+    return value
+
+
 def atomic_save(obj, path):
     """``torch.save`` that leaves no half-written file behind (see atomicio)."""
     with atomic_open(path, suffix=".pth") as f:

@@ -183,6 +183,14 @@ class DeCLIPDetector(AbstractDetector):
                 "resolution": self.cfg.resolution, "output_size": OUTPUT_SIZE}
 
     @classmethod
+    def resolve_weights_name(cls, value):
+        """The local file of an official checkpoint name (``declip:<name>``, fetched if missing; see
+        :mod:`.official_weights`), or None when ``value`` is no such name."""
+        from .official_weights import is_name, resolve
+
+        return resolve(value) if is_name(value) else None
+
+    @classmethod
     def convert_checkpoint(cls, obj, path):
         """The official DeCLIP format (``{'model': {fc.*, att1.*, model.*}, 'feature_layer',
         'decoder_type', ...}``) as a canonical checkpoint, or None for any other dict."""
