@@ -13,8 +13,9 @@ Usage (``engine/run.py``)::
 then skips its tapped trunk (``features()`` of the detector contract).
 
 Keys. An entry's key is the sha256 of
-  * the image file's content (sha256 of its bytes, read once per file and memoized by
-    (path, size, mtime_ns, inode)) - the batch's ``name`` list must hold the image paths;
+  * the image file's content (sha256 of its bytes by :func:`declip_plugin.digests.file_digest`, read
+    once per file and memoized by (path, size, mtime_ns, inode)) - the batch's ``name`` list must
+    hold the image paths;
   * the backbone: ``backbone.cache_key`` (architecture | weights source | layer | resolution) and
     a fingerprint of its tensors (sha256 over the name, dtype, shape and bytes of every parameter
     and buffer; ViT-L/14 cut at layer 20 is ~1.0 GB: ~0.8 s on a CPU with SHA extensions, once
