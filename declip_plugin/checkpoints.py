@@ -6,6 +6,9 @@ Formats read (all with ``torch.load(weights_only=True)``):
   a detector's own release format, recognised by its class's ``convert_checkpoint(obj, path)``
               (DeCLIP: the official files)
 All are turned into one canonical state dict with the detector module's keys.
+Also here: :func:`read_checkpoint` (any ``.pth`` file, errors naming it) and :func:`load_module_weights`
+(strict loading into a module, every mismatch listed), which backbones and detectors use. Saving a
+detector (which reads its capabilities) is :func:`declip_plugin.detectors.base.save_detector_checkpoint`.
 Writes are atomic: a temporary file in the same folder, then ``os.replace``.
 """
 import dataclasses
@@ -14,8 +17,8 @@ import os
 import torch
 
 from .atomicio import atomic_open
-from .backbones.weights import read_checkpoint
 from .errors import CheckpointError
+from .plugins import get_registry
 
 FORMAT = "declip-plugin"
 FORMAT_VERSION = 1
@@ -46,8 +49,6 @@ def read_detector_checkpoint(path):
         return DetectorCheckpoint(str(path), FORMAT, dict(obj["model"]), dict(obj.get("detector", {})),
                                   dict(obj["config"]) if isinstance(obj.get("config"), dict) else None)
     if obj.get("format") is None:  # a detector's own release format (e.g. the official DeCLIP files)
-        from .plugins import get_registry
-
         for _, cls in get_registry("detectors").items():
             convert = getattr(cls, "convert_checkpoint", None)
             found = convert(obj, path) if convert is not None else None
@@ -64,6 +65,20 @@ def read_detector_checkpoint(path):
     return DetectorCheckpoint(str(path), "plain", state, {})
 
 
+def resolve_weights(value):
+    """A ``--weights_path`` as a local file: a name a registered detector publishes weights under (its
+    class's ``resolve_weights_name(value)``, e.g. DeCLIP's ``declip:<name>``) becomes that file (fetched
+    if missing); any other value is returned unchanged."""
+    if not isinstance(value, str):
+        return value
+    for _, cls in get_registry("detectors").items():
+        resolve = getattr(cls, "resolve_weights_name", None)
+        found = resolve(value) if resolve is not None else None
+        if found is not None:
+            return found
+    return value
+
+
 def atomic_save(obj, path):
     """``torch.save`` that leaves no half-written file behind (see atomicio)."""
     with atomic_open(path, suffix=".pth") as f:
@@ -71,14 +86,52 @@ def atomic_save(obj, path):
     return os.fspath(path)
 
 
-def save_detector_checkpoint(path, detector, **extra):
-    """Save ``detector`` in our format: what its ``state_to_save()`` holds (the parts its config
-    cannot rebuild), its ``describe()`` and its config, so the file alone rebuilds the detector."""
-    from .detectors.base import capability
+def read_checkpoint(path, what="checkpoint"):
+    """``torch.load(weights_only=True)`` with errors that name the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} {path!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - turn every load failure into a clear message
+        text = str(exc)
+        if "Unsupported global" in text or "GLOBAL" in text:  # a well-formed pickle that wants to run code
+            raise CheckpointError(
+                f"{what} {path!r} needs arbitrary pickled objects, which are refused for safety "
+                f"(torch.load weights_only=True). Re-save it as a plain dict of tensors/numbers/strings."
+            ) from exc
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise CheckpointError(f"{what} {path!r} is corrupt or not a PyTorch file ({first[:120]}): re-download or "
+                              f"re-save it") from exc
 
-    state = capability(detector, "state_to_save")
-    config = {k: v for k, v in dict(getattr(detector, "config", {}) or {}).items() if not str(k).startswith("_")}
-    obj = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": state,
-           "detector": capability(detector, "describe"), "config": config}
-    obj.update(extra)
-    return atomic_save(obj, path)
+
+def load_module_weights(module, state, source, droppable=(), what="backbone"):
+    """Load ``state`` into ``module`` strictly, tolerating only keys of layers cut off after the tap.
+
+    Missing keys, unexpected keys and shape mismatches are errors that list them.
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected and not any(k.startswith(p) for p in droppable)]
+    shapes = [
+        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(state[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_preview(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_preview(unexpected)}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es): {_preview(shapes)}")
+    if problems:
+        raise CheckpointError(f"{what} weights from {source} do not fit the configured {what}: " + "; ".join(problems))
+    with torch.no_grad():
+        for k, v in expected.items():
+            v.copy_(state[k].to(dtype=v.dtype))
+
+
+def _preview(items, n=8):
+    items = list(items)
+    more = f" ... (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more

@@ -416,7 +416,7 @@ def _add_report_parser(sub):
 # ---- official checkpoints by name (issue 13) --------------------------------------------------------
 
 def cmd_weights(args):
-    from . import official_weights as ow
+    from .detectors.declip import official_weights as ow
 
     if args.action == "list":
         rows = ow.listing()
@@ -441,11 +441,12 @@ def _add_weights_parser(sub):
 
 
 def _resolve_weights_name(args):
-    """A ``declip:<name>`` --weights_path becomes the cached (or downloaded) official checkpoint."""
-    from .official_weights import is_name, resolve
+    """A --weights_path that names published weights (e.g. ``declip:<name>``) becomes the cached (or
+    downloaded) file; see checkpoints.resolve_weights."""
+    from .checkpoints import resolve_weights
 
-    if is_name(getattr(args, "weights_path", None)):
-        args.weights_path = resolve(args.weights_path)
+    if getattr(args, "weights_path", None) is not None:
+        args.weights_path = resolve_weights(args.weights_path)
 
 
 def build_parser():

@@ -1,8 +1,12 @@
-"""The plugin manager: entry points of group ``deepfakebench`` plus the built-in plugin.
+"""The plugin manager: entry points of group ``deepfakebench`` plus the built-in plugins.
 
-The built-in plugin (declip_plugin.builtin) is registered under the same name as its entry
-point, so an installed package and a source checkout behave alike and nothing registers twice.
+The built-in plugins are named as strings (``BUILTIN_PLUGINS``) and imported when a manager is
+built, as llm does with its default plugins: this module sits at the bottom of the package's import
+graph, so every module that registers into it (detectors, metrics, datasets) can look names up here
+without an import circle. The built-in plugin is registered under the same name as its entry point,
+so an installed package and a source checkout behave alike and nothing registers twice.
 """
+import importlib
 import logging
 import threading
 
@@ -14,6 +18,8 @@ from .registry import Registry
 logger = logging.getLogger(__name__)
 
 BUILTIN_PLUGIN_NAME = "declip"
+# (registration name, module path) of the plugins that ship with the package
+BUILTIN_PLUGINS = ((BUILTIN_PLUGIN_NAME, "declip_plugin.builtin"),)
 KINDS = ("detectors", "datasets", "metrics")
 _LABELS = {"detectors": "detector", "datasets": "dataset adapter", "metrics": "metric"}
 
@@ -30,12 +36,11 @@ def _plugin_label(pm, plugin):
 
 
 def create_plugin_manager(load_entrypoints=True):
-    """A fresh plugin manager with the built-in plugin and (optionally) all entry points."""
-    from . import builtin
-
+    """A fresh plugin manager with the built-in plugins and (optionally) all entry points."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.register(builtin, name=BUILTIN_PLUGIN_NAME)
+    for name, module_path in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(module_path), name=name)
     if load_entrypoints:
         n = pm.load_setuptools_entrypoints(hookspecs.ENTRY_POINT_GROUP)
         logger.debug("loaded %d plugin(s) from entry points of group %r", n, hookspecs.ENTRY_POINT_GROUP)

@@ -42,6 +42,7 @@ import re
 
 from .errors import ConfigError
 from .engine.rundir import atomic_write_text, write_json
+from .protocol_folder import finished_cells, marker_path, plan_path
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class Protocol:
 
     def __init__(self, out_dir, plan=None):
         self.out = os.fspath(out_dir)
-        path = os.path.join(self.out, "protocol.json")
+        path = plan_path(self.out)
         if plan is None:
             if not os.path.isfile(path):
                 raise ConfigError(f"{self.out}: no protocol.json; start a protocol with --preset or --method/--train/--test")
@@ -178,7 +179,7 @@ class Protocol:
             os.makedirs(os.path.join(self.out, "cells"), exist_ok=True)
 
     def marker(self, cell):
-        return os.path.join(self.out, "cells", cell["id"] + ".json")
+        return marker_path(self.out, cell)
 
     def done(self, cell):
         return os.path.isfile(self.marker(cell))
@@ -282,7 +283,7 @@ class Protocol:
         return paths
 
     def cells_done(self):
-        return [self.read_cell(c) for c in self.plan["cells"] if self.done(c)]
+        return finished_cells(self.out, self.plan)
 
     def metrics_present(self):
         found = []

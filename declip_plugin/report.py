@@ -31,6 +31,7 @@ import numpy as np
 
 from .errors import DeclipError
 from .engine.rundir import atomic_write_text
+from .protocol_folder import finished_cells, is_protocol, read_plan
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ def find_runs(root):
 
 def _protocol_section(folder):
     parts = [f"<h2>Protocol: {html.escape(folder)}</h2>"]
-    with open(os.path.join(folder, "protocol.json"), encoding="utf-8") as f:
-        plan = json.load(f)
+    plan = read_plan(folder)
     parts.append(f'<p class="note">methods: {html.escape(", ".join(plan["methods"]))}; trained on: '
                  f'{html.escape(", ".join(plan["train"]))}; tested on: {html.escape(", ".join(plan["test"]))}. '
                  "ID: the test set from the train set's generator; OOD: the others.</p>")
@@ -236,7 +236,7 @@ def _gallery_section(run_dir):
             if i is None:
                 continue
             item = ds[i]
-            from .data import io as dio
+            from .data import images as dio
 
             image = cv2.resize(dio.read_image(row["path"]), (256, 256), interpolation=cv2.INTER_AREA)
             gt = item["mask"][0].numpy() if item.get("mask") is not None else np.zeros((256, 256), np.float32)
@@ -353,10 +353,6 @@ def _summary_and_leaderboards(with_results, paths):
     return sections
 
 
-def _is_protocol(folder):
-    return os.path.isfile(os.path.join(folder, "protocol.json"))
-
-
 def _is_robustness(folder):
     return bool(glob.glob(os.path.join(folder, "robustness_*.csv")))
 
@@ -364,11 +360,9 @@ def _is_robustness(folder):
 def _complete_results(folder):
     """``[folder]``, or for a protocol folder the run folders of its finished cells only: a cell stopped
     midway may hold some test sets' numbers, never shown."""
-    if not _is_protocol(folder):
+    if not is_protocol(folder):
         return [folder]
-    from .protocol import Protocol
-
-    return [c["run_dir"] for c in Protocol(folder).cells_done()]
+    return [c["run_dir"] for c in finished_cells(folder)]
 
 
 def _folders_with_results(paths):
@@ -386,7 +380,7 @@ def _folders_with_results(paths):
         try:
             collect(folders)
         except NoResultsError:
-            if _is_protocol(p) or _is_robustness(p):
+            if is_protocol(p) or _is_robustness(p):
                 continue
             raise DeclipError(f"report: nothing to report in {p}: no test results (test/<dataset>/metrics.json), "
                               f"protocol.json or robustness curves under it; give a run, protocol, robustness or "
@@ -400,7 +394,7 @@ def build_html(paths, title="declip report"):
     sections = _summary_and_leaderboards(with_results, paths) if with_results else []
     runs = []
     for p in paths:
-        if _is_protocol(p):
+        if is_protocol(p):
             sections.append(_protocol_section(p))
         if _is_robustness(p):
             sections.append(_robustness_section(p))

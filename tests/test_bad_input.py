@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from declip_plugin import build_detector
-from declip_plugin.checkpoints import save_detector_checkpoint
+from declip_plugin.detectors.base import save_detector_checkpoint
 from declip_plugin.cli import main as cli_main
 from declip_plugin.data.demo import make_demo_data
 from tests.conftest import TINY_VIT
@@ -518,7 +518,7 @@ def _weights_bytes():
 
 @pytest.fixture
 def weights_cache(tmp_path, monkeypatch):
-    from declip_plugin import official_weights as ow
+    from declip_plugin.detectors.declip import official_weights as ow
 
     monkeypatch.setenv("DECLIP_WEIGHTS_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DECLIP_WEIGHTS_URL", "http://127.0.0.1:9/declip")  # nothing listens: no download

@@ -6,7 +6,7 @@ import torch
 from conftest import TINY_RN, TINY_VIT
 from declip_plugin import bench
 from declip_plugin.backbones import build_backbone
-from declip_plugin.detectors.declip_reference import ReferenceTower
+from declip_plugin.detectors.declip.reference import ReferenceTower
 
 CONFIGS = {("inference", "reference"), ("inference", "optimized"), ("inference", "optimized, cached"),
            ("train", "reference"), ("train", "optimized, first epoch"), ("train", "optimized, cached")}

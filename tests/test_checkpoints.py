@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from declip_plugin import build_detector
-from declip_plugin.checkpoints import read_detector_checkpoint, save_detector_checkpoint
+from declip_plugin.checkpoints import read_detector_checkpoint
+from declip_plugin.detectors.base import save_detector_checkpoint
 from declip_plugin.errors import CheckpointError
 from tests.conftest import TINY_RN, TINY_VIT, tiny_config
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from declip_plugin import build_detector
-from declip_plugin.checkpoints import DetectorCheckpoint, read_detector_checkpoint, save_detector_checkpoint
+from declip_plugin.checkpoints import DetectorCheckpoint, read_detector_checkpoint
+from declip_plugin.detectors.base import save_detector_checkpoint
 from declip_plugin.config import load_detector_config
 from declip_plugin.errors import CheckpointError, ConfigError
 from tests.conftest import TINY_VIT

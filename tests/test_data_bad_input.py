@@ -9,7 +9,7 @@ import pytest
 from declip_plugin.errors import DeclipError
 
 from declip_plugin.data import build_dataset
-from declip_plugin.data import io as dio
+from declip_plugin.data import images as dio
 from declip_plugin.errors import DataError
 
 SMALL = {"resolution": 32, "mask_size": 16, "include_real": False}  # localization data: fakes only

@@ -102,7 +102,7 @@ def test_train_kill_resume_test_writes_every_metric(tmp_path, data_root):
 
 def test_test_command_reads_a_checkpoint_and_writes_results(tmp_path, data_root):
     from declip_plugin import build_detector
-    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.detectors.base import save_detector_checkpoint
     from declip_plugin.config import load_detector_config
 
     yaml_path = tiny_yaml(tmp_path)
@@ -140,7 +140,7 @@ def test_user_errors_end_with_one_line_and_no_traceback(tmp_path, data_root, arg
 
 def test_predict_writes_mask_overlay_json_and_reports_corrupt_files(tmp_path, data_root):
     from declip_plugin import build_detector
-    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.detectors.base import save_detector_checkpoint
     from declip_plugin.config import load_detector_config
 
     det = build_detector(load_detector_config(tiny_yaml(tmp_path)))
@@ -210,7 +210,7 @@ def test_leaderboard_refuses_pickles_with_code(tmp_path):
 
 def test_two_gloo_processes_give_the_same_metrics_as_one(tmp_path, data_root):
     from declip_plugin import build_detector
-    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.detectors.base import save_detector_checkpoint
     from declip_plugin.config import load_detector_config
 
     yaml_path = tiny_yaml(tmp_path, test_batchSize=3)  # 8 images over 2 ranks: uneven last batches

@@ -70,7 +70,7 @@ def test_predict_explain_on_a_frame_folder_writes_a_strip_per_video(tmp_path):
     """`declip predict --explain VIDEO_DIR` for a clip detector: one strip, frames over Grad-CAM and rollout."""
     import cv2
 
-    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.detectors.base import save_detector_checkpoint
     from declip_plugin.cli import main
     from declip_plugin.engine.explain import STRIP_PANEL, frame_files
 
@@ -98,3 +98,20 @@ def test_rollout_reaches_a_bare_image_tower_too():
                           "resolution": 96})
     out = explain(det, {"image": torch.randn(2, 3, 96, 96)})
     assert out["attention"] is not None and out["attention"].shape == (2, 6, 6)
+
+
+def test_rollout_uses_the_declared_attention_blocks_only():
+    """The engine reads the detector's ``attention_blocks()`` capability, never the tower's attributes: a
+    detector that declares none gets no rollout though its backbone has ViT blocks, and a declared subset
+    is what the rollout multiplies through (its first block's attention alone here)."""
+    det = build_detector({"model_name": "clip_enhanced", "backbone": "declip-tiny-vit-96", "pretrained": "none",
+                          "resolution": 96})
+    batch = {"image": torch.randn(2, 3, 96, 96)}
+    full = attention_rollout(det, batch)
+    blocks, batch_first = det.attention_blocks()
+    assert len(blocks) > 1
+    det.attention_blocks = lambda: ([], True)
+    assert attention_rollout(det, batch) is None
+    det.attention_blocks = lambda: (blocks[:1], batch_first)
+    first = attention_rollout(det, batch)
+    assert first is not None and first.shape == full.shape and not torch.allclose(first, full)

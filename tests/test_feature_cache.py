@@ -10,7 +10,7 @@ import torch
 
 from conftest import tiny_config
 from declip_plugin import build_detector
-from declip_plugin.data import io
+from declip_plugin.data.images import read_image
 from declip_plugin.data.transforms import SampleTransform
 from declip_plugin.engine.evaluator import evaluate
 from declip_plugin.engine.feature_cache import (FeatureCache, backbone_fingerprint, cache_applicable,
@@ -30,7 +30,7 @@ def _write_png(path, seed):
 def _batch(paths, config):
     """A batch as the loader makes it: the images read and transformed from the files."""
     tf = SampleTransform(config)
-    images = torch.stack([tf(io.read_image(p))[0] for p in paths])
+    images = torch.stack([tf(read_image(p))[0] for p in paths])
     label = torch.tensor([i % 2 for i in range(len(paths))])
     mask = (torch.rand(len(paths), 1, 256, 256) > 0.5).float() * label.view(-1, 1, 1, 1)
     return {"image": images, "label": label, "mask": mask, "name": list(paths), "video": None}

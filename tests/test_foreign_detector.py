@@ -131,7 +131,7 @@ def test_a_foreign_detector_goes_through_every_command(tmp_path, foreign_plugin,
 
 
 def test_engine_metrics_leaderboard_and_bench_do_not_know_declip():
-    """Nothing outside detectors/, backbones/ and decoders.py names DeCLIP's keys."""
+    """Nothing outside detectors/ and backbones/ names DeCLIP's keys."""
     keys = re.compile(r"feature_layer|decoder_type|fully_supervised|fix_backbone|score_reduction|init_gain|"
                       r"DeCLIPDetector|detectors\.declip")
     paths = [os.path.join(PACKAGE, "engine"), os.path.join(PACKAGE, "metrics"),

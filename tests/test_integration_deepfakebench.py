@@ -561,7 +561,7 @@ def test_export_writes_what_deepfakebenchs_loader_reads(demo_root, checkout, tmp
     import cv2
 
     from declip_plugin.data import build_dataset
-    from declip_plugin.data.io import read_mask
+    from declip_plugin.data.images import read_mask
 
     out = tmp_path / "export"
     s = export_dfb("demo-telea", str(out), {"data_root": demo_root, "bench_root": checkout, "lmdb": False})

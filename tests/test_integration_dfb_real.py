@@ -127,7 +127,7 @@ def test_test_py_runs_our_detector(dfb, demo_data, tmp_path_factory, config_name
     import torch
 
     from declip_plugin import build_detector
-    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.detectors.base import save_detector_checkpoint
     from declip_plugin.config import load_yaml
     from declip_plugin.detectors import capability
 
@@ -171,7 +171,7 @@ def test_test_py_runs_a_clip_detector_in_video_mode(dfb, tmp_path_factory, confi
     import torch
 
     from declip_plugin import build_detector
-    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.detectors.base import save_detector_checkpoint
     from declip_plugin.config import load_yaml, resolve_config_path
     from declip_plugin.data.demo_video import NAME, make_demo_videos
 
@@ -386,7 +386,7 @@ def test_fork_deepfakesdetection_runs_declip_demo_through_its_test_py(demo_data,
     import torch
 
     from declip_plugin import build_detector
-    from declip_plugin.checkpoints import save_detector_checkpoint
+    from declip_plugin.detectors.base import save_detector_checkpoint
     from declip_plugin.config import load_yaml
 
     fork = (fork_root(tmp_path_factory), checkout_python())

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from declip_plugin import official_weights as ow
+from declip_plugin.detectors.declip import official_weights as ow
 from declip_plugin.cli import main as cli_main
 from declip_plugin.errors import CheckpointError
 

@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from declip_plugin.checkpoints import save_detector_checkpoint
+from declip_plugin.detectors.base import save_detector_checkpoint
 from declip_plugin.detectors import build_detector
 from declip_plugin.detectors.clip_stan import TemporalAttention
 from declip_plugin.detectors.base import capability

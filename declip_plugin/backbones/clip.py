@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import load_module_weights
 from ..errors import ConfigError
 from .base import Backbone, parse_layer
-from .weights import load_module_weights, load_openai_state_dict, resolve_openai_weights
+from .weights import load_openai_state_dict, resolve_openai_weights
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,10 @@ class CLIPViTBackbone(_CLIPBackbone):
         if not self._batch_first:
             x = x.transpose(0, 1)
         return x
+
+    def attention_blocks(self):
+        """``(blocks, batch_first)``: the tower's residual blocks kept up to the tap (see the detector capability)."""
+        return list(self.visual.transformer.resblocks), self._batch_first
 
 
 class CLIPResNetBackbone(_CLIPBackbone):

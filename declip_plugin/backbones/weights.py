@@ -1,4 +1,6 @@
-"""Reading OpenAI-format CLIP weights: open_clip's cache, a local file, or a clear error.
+"""Finding and reading OpenAI-format CLIP weights: open_clip's cache, a local file, or a clear error.
+
+Reading a checkpoint file and strict loading into a module live in :mod:`declip_plugin.checkpoints`.
 
 Nothing here waits on the network: when the weights are not on disk, a 3-second probe decides
 whether a download is attempted at all; otherwise the error says which file to put where.
@@ -11,6 +13,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from ..checkpoints import read_checkpoint
 from ..errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -76,24 +79,6 @@ def resolve_openai_weights(oc_name, display_name):
     )
 
 
-def read_checkpoint(path, what="checkpoint"):
-    """``torch.load(weights_only=True)`` with errors that name the file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{what} {path!r} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - turn every load failure into a clear message
-        text = str(exc)
-        if "Unsupported global" in text or "GLOBAL" in text:  # a well-formed pickle that wants to run code
-            raise CheckpointError(
-                f"{what} {path!r} needs arbitrary pickled objects, which are refused for safety "
-                f"(torch.load weights_only=True). Re-save it as a plain dict of tensors/numbers/strings."
-            ) from exc
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        raise CheckpointError(f"{what} {path!r} is corrupt or not a PyTorch file ({first[:120]}): re-download or "
-                              f"re-save it") from exc
-
-
 def load_openai_state_dict(path):
     """State dict of an OpenAI-format CLIP file: a TorchScript archive or a (wrapped) state dict."""
     if not os.path.isfile(path):
@@ -110,36 +95,3 @@ def load_openai_state_dict(path):
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def load_module_weights(module, state, source, droppable=(), what="backbone"):
-    """Load ``state`` into ``module`` strictly, tolerating only keys of layers cut off after the tap.
-
-    Missing keys, unexpected keys and shape mismatches are errors that list them.
-    """
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected and not any(k.startswith(p) for p in droppable)]
-    shapes = [
-        f"{k}: expected {tuple(expected[k].shape)}, got {tuple(state[k].shape)}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_preview(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_preview(unexpected)}")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatch(es): {_preview(shapes)}")
-    if problems:
-        raise CheckpointError(f"{what} weights from {source} do not fit the configured {what}: " + "; ".join(problems))
-    with torch.no_grad():
-        for k, v in expected.items():
-            v.copy_(state[k].to(dtype=v.dtype))
-
-
-def _preview(items, n=8):
-    items = list(items)
-    more = f" ... (+{len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more

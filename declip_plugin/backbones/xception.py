@@ -8,7 +8,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import Backbone
-from .weights import load_module_weights, read_checkpoint
+from ..checkpoints import load_module_weights, read_checkpoint
 
 
 class SeparableConv2d(nn.Module):

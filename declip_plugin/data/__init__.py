@@ -9,16 +9,10 @@ import logging
 
 from ..errors import ConfigError
 from .base import ManipulationDataset, collate_fn, data_root, normalize_split
-from .catalog import dataset_spec, list_datasets
+from .catalog import dataset_spec, get_adapter, list_datasets
+from .demo import make_demo_data
 
 logger = logging.getLogger(__name__)
-
-
-def get_adapter(name):
-    """The dataset adapter class registered as ``name`` (built-in and plugin adapters alike)."""
-    from ..plugins import get_registry
-
-    return get_registry("datasets").get(name)
 
 
 def build_dataset(name, split, config=None):
@@ -55,13 +49,6 @@ def data_config(config, detector):
         out["include_real"] = bool(needs.get("real_images", True))
     out[REQUIRE_MASKS] = bool(needs.get("needs_masks", False))
     return out
-
-
-def make_demo_data(out_dir, seed=0, size=256, n_train=48, n_val=16, n_test=32, **kwargs):
-    """See :func:`declip_plugin.data.demo.make_demo_data`."""
-    from .demo import make_demo_data as _make
-
-    return _make(out_dir, seed=seed, size=size, n_train=n_train, n_val=n_val, n_test=n_test, **kwargs)
 
 
 __all__ = [

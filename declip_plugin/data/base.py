@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
-from . import io
+from . import images
 from .transforms import SampleTransform
 from .video import ClipIndex, check_frame_num, clip_size_of, frame_num_for, limit_frames
 
@@ -93,11 +93,11 @@ def list_images(directory, recursive=False):
     if not os.path.isdir(directory):
         return []
     if not recursive:
-        return sorted(os.path.join(directory, n) for n in os.listdir(directory) if io.is_image_file(n))
+        return sorted(os.path.join(directory, n) for n in os.listdir(directory) if images.is_image_file(n))
     out = []
     for r, dirs, files in os.walk(directory):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        out.extend(os.path.join(r, n) for n in files if io.is_image_file(n))
+        out.extend(os.path.join(r, n) for n in files if images.is_image_file(n))
     return sorted(out)
 
 
@@ -162,8 +162,8 @@ class MaskFinder:
         d = os.path.join(self.masks_dir, rel_dir) if rel_dir else self.masks_dir
         listing = self._listings.get(d)
         if listing is None:
-            listing = self._listings[d] = io.list_images_by_stem(d)
-        return io.find_with_stem(listing, d, self.mask_stem(image_path))
+            listing = self._listings[d] = images.list_images_by_stem(d)
+        return images.find_with_stem(listing, d, self.mask_stem(image_path))
 
 
 class Sample(NamedTuple):
@@ -193,9 +193,9 @@ class ManipulationDataset(Dataset):
         self.name = str(self.spec.get("name") or self.adapter)
         self.data_root = data_root(self.config)
         self.mask_polarity = self.spec.get("mask_polarity") or self.default_polarity
-        if self.mask_polarity not in io.MASK_POLARITIES:
+        if self.mask_polarity not in images.MASK_POLARITIES:
             raise ConfigError(
-                f"dataset {self.name}: mask_polarity must be one of {', '.join(io.MASK_POLARITIES)}; "
+                f"dataset {self.name}: mask_polarity must be one of {', '.join(images.MASK_POLARITIES)}; "
                 f"got {self.mask_polarity!r}"
             )
         # what the detector's training needs (detectors/base.py training_data), set by the engine
@@ -279,15 +279,15 @@ class ManipulationDataset(Dataset):
     # where a sample's bytes come from: files (adapters reading another store override these three)
     def read_image(self, path):
         """RGB uint8 (H, W, 3) of the image ``path`` of a sample."""
-        return io.read_image(path)
+        return images.read_image(path)
 
     def read_mask(self, path):
         """uint8 (H, W) in {0, 1} of the mask ``path`` of a sample, with the dataset's polarity."""
-        return io.read_mask(path, self.mask_polarity)
+        return images.read_mask(path, self.mask_polarity)
 
     def probe_image(self, path):
         """(w, h) of the image ``path`` after a cheap integrity check (skip_bad_files)."""
-        return io.probe_image(path)
+        return images.probe_image(path)
 
     def problem(self, path, reason):
         """A structural problem with one file: skipped with skip_bad_files, else a DataError."""
@@ -389,7 +389,7 @@ class ManipulationDataset(Dataset):
             image_wh = self.probe_image(sample.image)
             if sample.mask is not None and self.has_masks:
                 mask = self.read_mask(sample.mask)
-                io.check_mask_fits((mask.shape[1], mask.shape[0]), image_wh, sample.mask, sample.image)
+                images.check_mask_fits((mask.shape[1], mask.shape[0]), image_wh, sample.mask, sample.image)
         except DataError as e:
             return str(e)
         return None
@@ -469,7 +469,7 @@ class ManipulationDataset(Dataset):
         if self.has_masks:
             if mask_path is not None:
                 mask = self.read_mask(mask_path)
-                io.check_mask_fits((mask.shape[1], mask.shape[0]), (img.shape[1], img.shape[0]), mask_path, path)
+                images.check_mask_fits((mask.shape[1], mask.shape[0]), (img.shape[1], img.shape[0]), mask_path, path)
             elif label == 1:
                 raise DataError(f"manipulated image {path} has no mask")
             else:

@@ -26,6 +26,7 @@ import os
 import yaml
 
 from ..errors import ConfigError, DataError
+from ..plugins import get_registry
 from ..registry import closest
 
 logger = logging.getLogger(__name__)
@@ -105,9 +106,13 @@ def dataset_spec(name, config=None):
     raise DataError(msg)
 
 
+def get_adapter(name):
+    """The dataset adapter class registered as ``name`` (built-in and plugin adapters alike)."""
+    return get_registry("datasets").get(name)
+
+
 def locate(name, config=None):
     """``(adapter, [(what, path, exists)])``: where the files of dataset ``name`` are expected."""
-    from . import get_adapter
     from .base import data_root
 
     spec = dataset_spec(name, config)

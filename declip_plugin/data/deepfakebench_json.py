@@ -46,7 +46,7 @@ import os
 import re
 
 from ..errors import ConfigError, DataError
-from . import io
+from . import images
 from .base import ManipulationDataset, Sample
 from .deepfakebench_layout import layout
 from .deepfakebench_lmdb import LmdbStore, split_parts
@@ -247,15 +247,15 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
 
     # frames and masks from the LMDB when the dataset is read from one
     def read_image(self, path):
-        return super().read_image(path) if self.store is None else io.decode_image(self.store.read(path, "image"), path)
+        return super().read_image(path) if self.store is None else images.decode_image(self.store.read(path, "image"), path)
 
     def read_mask(self, path):
         if self.store is None:
             return super().read_mask(path)
-        return io.decode_mask(self.store.read(path, "mask"), path, self.mask_polarity)
+        return images.decode_mask(self.store.read(path, "mask"), path, self.mask_polarity)
 
     def probe_image(self, path):
-        return super().probe_image(path) if self.store is None else io.probe_bytes(self.store.read(path, "image"), path)
+        return super().probe_image(path) if self.store is None else images.probe_bytes(self.store.read(path, "image"), path)
 
 
 __all__ = ["DeepfakeBenchJsonAdapter", "frame_order", "mask_path_of"]

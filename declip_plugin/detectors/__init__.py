@@ -1,11 +1,11 @@
 """Detectors, and ``build_detector``: the one way to make one from a config."""
-__all__ = ["AbstractDetector", "build_detector", "capability", "load_weights"]
+__all__ = ["AbstractDetector", "build_detector", "capability", "load_weights", "save_detector_checkpoint"]
 import logging
 
 import torch
 
 from ..errors import ConfigError
-from .base import AbstractDetector, capability
+from .base import AbstractDetector, capability, save_detector_checkpoint
 
 logger = logging.getLogger(__name__)
 

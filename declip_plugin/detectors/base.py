@@ -15,6 +15,7 @@ detector's own attributes:
   cache may store and hand back as ``data_dict['features']`` (None: nothing to cache).
 * :meth:`state_to_save`, :meth:`load_weights`, :meth:`config_from_checkpoint`, :meth:`describe`:
   what a checkpoint holds and how a config is rebuilt from one.
+* :meth:`attention_blocks`: the ViT tower's attention blocks, for attention rollout (none by default).
 * :meth:`default_val_metric`: the validation metric when the config names none.
 * :meth:`training_data`: whether training needs masks, and whether real images are used by default.
 * :meth:`parameter_summary`: trainable / total parameter counts (logged and written to run.json).
@@ -30,6 +31,8 @@ import dataclasses
 import logging
 
 from torch import nn
+
+from ..checkpoints import FORMAT, FORMAT_VERSION, atomic_save, load_module_weights, read_detector_checkpoint
 
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,14 @@ class AbstractDetector(nn.Module, abc.ABC):
         error) and ``real_images`` (the default of ``include_real``)."""
         return {"needs_masks": False, "real_images": True}
 
+    def attention_blocks(self):
+        """``(blocks, batch_first)``: the residual blocks of the detector's ViT image tower in order, each
+        with an ``nn.MultiheadAttention`` ``attn``, for attention rollout (engine/explain.py); ``([], True)``
+        when there is none. The default asks the backbone (``backbone.attention_blocks()``, which
+        :class:`~declip_plugin.backbones.clip.CLIPViTBackbone` declares)."""
+        blocks = getattr(getattr(self, "backbone", None), "attention_blocks", None)
+        return blocks() if callable(blocks) else ([], True)
+
     def default_val_metric(self):
         """The validation metric when the config sets no ``val_metric``."""
         return "auc"
@@ -110,12 +121,8 @@ class AbstractDetector(nn.Module, abc.ABC):
         """Load a :class:`declip_plugin.checkpoints.DetectorCheckpoint` (or a path): strict, every
         mismatch listed. Keys absent from the file must be rebuilt by the config (see
         :meth:`state_to_save`)."""
-        from ..checkpoints import read_detector_checkpoint
-
         if not hasattr(ckpt, "state"):
             ckpt = read_detector_checkpoint(ckpt)
-        from ..backbones.weights import load_module_weights
-
         saved = set(capability(self, "state_to_save"))
         state = {k: v for k, v in self.state_dict().items() if k not in saved}  # rebuilt by the config
         state.update(ckpt.state)
@@ -166,3 +173,14 @@ def capability(detector, name):
     if fn is None:
         fn = getattr(AbstractDetector, name).__get__(detector)
     return fn()
+
+
+def save_detector_checkpoint(path, detector, **extra):
+    """Save ``detector`` in our format: what its ``state_to_save()`` holds (the parts its config
+    cannot rebuild), its ``describe()`` and its config, so the file alone rebuilds the detector."""
+    state = capability(detector, "state_to_save")
+    config = {k: v for k, v in dict(getattr(detector, "config", {}) or {}).items() if not str(k).startswith("_")}
+    obj = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": state,
+           "detector": capability(detector, "describe"), "config": config}
+    obj.update(extra)
+    return atomic_save(obj, path)

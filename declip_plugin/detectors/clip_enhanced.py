@@ -30,7 +30,8 @@ from torch import nn
 
 from ..backbones import normalize_backbone_name
 from ..backbones.clip import is_clip_name, normalize_clip_name, register_bundled_configs
-from ..backbones.weights import load_module_weights, load_openai_state_dict, resolve_openai_weights
+from ..backbones.weights import load_openai_state_dict, resolve_openai_weights
+from ..checkpoints import load_module_weights
 from ..config.schema import key
 from ..errors import CheckpointError, ConfigError
 from .base import AbstractDetector
@@ -154,6 +155,11 @@ class ClipEnhancedDetector(AbstractDetector):
 
     def build_backbone(self, config):
         return build_image_tower(self.cfg.backbone, self.cfg.resolution)
+
+    def attention_blocks(self):
+        """The blocks of open_clip's image tower, which is this detector's backbone itself."""
+        transformer = self.backbone.transformer
+        return list(transformer.resblocks), getattr(transformer, "batch_first", True)
 
     def build_head(self):
         if self.cfg.mlp_layer == 2:

@@ -52,7 +52,7 @@ from torch import nn
 from ..backbones.clip import CLIPViTBackbone, is_clip_name, normalize_clip_name
 from ..config.schema import key
 from ..errors import ConfigError
-from .video import ClipDetector, DropPath, as_clip
+from .video import DropPath, VideoDetector, as_clip
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def _reset_block(block):
             m.reset_parameters()
 
 
-class ClipSTANDetector(ClipDetector):
+class ClipSTANDetector(VideoDetector):
     """``model_name: clip_stan``."""
 
     config_class = ClipSTANConfig

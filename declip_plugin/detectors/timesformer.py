@@ -28,10 +28,10 @@ import os
 import torch
 from torch import nn
 
-from ..backbones.weights import load_module_weights, read_checkpoint
+from ..checkpoints import load_module_weights, read_checkpoint
 from ..config.schema import key
 from ..errors import CheckpointError, ConfigError
-from .video import ClipDetector, DropPath, as_clip
+from .video import DropPath, VideoDetector, as_clip
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class DividedSpaceTimeBlock(nn.Module):
         return x
 
 
-class TimeSformerDetector(ClipDetector):
+class TimeSformerDetector(VideoDetector):
     """``model_name: timesformer_effb0`` (the seed's ``timesformer``)."""
 
     config_class = TimeSformerConfig

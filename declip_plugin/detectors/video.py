@@ -41,8 +41,9 @@ class DropPath(nn.Module):
         return x * x.new_empty(shape).bernoulli_(keep) / keep
 
 
-class ClipDetector(AbstractDetector):
-    """Base of the clip detectors: loss, metrics, forward."""
+class VideoDetector(AbstractDetector):
+    """Base of the video detectors (input_kind "clip": (B, T, 3, H, W) frame clips; CLIP-based or not, e.g.
+    clip_stan and the EfficientNet TimeSformer): loss, metrics, forward."""
 
     input_kind = "clip"
 
@@ -71,4 +72,4 @@ class ClipDetector(AbstractDetector):
         return s
 
 
-__all__ = ["ClipDetector", "DropPath", "as_clip"]
+__all__ = ["VideoDetector", "DropPath", "as_clip"]

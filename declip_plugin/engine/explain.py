@@ -14,7 +14,8 @@
   (B, C, h, w) or ViT tokens (B, 1 + g*g, C). Tokens are laid out on their g x g grid (CLS dropped).
   Without either, the input gradient (``|d logit / d image|`` summed over colours, the saliency the
   DeepFakesDetection analysis calls Grad-CAM for CLIP) is used: ``gradcam_method: input``.
-* **Attention rollout** (Abnar & Zuidema): for every block of the detector's open_clip ViT tower,
+* **Attention rollout** (Abnar & Zuidema): for every block of the detector's ViT tower (the blocks
+  its ``attention_blocks()`` capability declares; none: no rollout),
   the head-averaged attention (recomputed from the block's input, since open_clip does not return
   it) plus the identity, rows renormalised, multiplied through the blocks; the CLS row over the
   patches is the map.
@@ -119,14 +120,13 @@ def gradcam(detector, data_dict):
 
 
 def _vit_blocks(detector):
-    """The residual blocks of the detector's open_clip ViT tower (empty if none)."""
-    backbone = getattr(detector, "backbone", None)
-    visual = getattr(backbone, "visual", backbone)  # a whole CLIP model, or its image tower (clip_enhanced)
-    transformer = getattr(visual, "transformer", None)
-    blocks = getattr(transformer, "resblocks", None)
-    if blocks is None or not len(blocks) or not hasattr(blocks[0], "attn"):
+    """The detector's declared ViT attention blocks (capability ``attention_blocks``; empty if none)."""
+    from ..detectors.base import capability
+
+    blocks, batch_first = capability(detector, "attention_blocks")
+    if not blocks or not hasattr(blocks[0], "attn"):
         return [], True
-    return list(blocks), getattr(transformer, "batch_first", True)
+    return list(blocks), batch_first
 
 
 def _attention_weights(attn, x):
@@ -216,12 +216,20 @@ def clip_input(detector, config, frames_rgb):
     return {"image": x[None] if capability(detector, "input_kind") == "clip" else x}
 
 
+def overlay(rgb, prob, alpha=0.45):
+    """Blend a JET heat map of ``prob`` (H, W in [0,1]) over ``rgb`` (H, W, 3 uint8); returns BGR."""
+    import cv2
+    import numpy as np
+
+    heat = cv2.applyColorMap((prob * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return cv2.addWeighted(bgr, 1 - alpha, heat, alpha, 0)
+
+
 def strip_image(frames_rgb, maps, panel=STRIP_PANEL):
     """RGB uint8 strip: the frames in a row, below each its Grad-CAM overlay (and attention rollout)."""
     import cv2
     import numpy as np
-
-    from .predict import overlay
 
     rows = [[cv2.resize(f, (panel, panel), interpolation=cv2.INTER_AREA) for f in frames_rgb]]
     for key in ("gradcam", "attention"):
@@ -241,7 +249,7 @@ def strip_image(frames_rgb, maps, panel=STRIP_PANEL):
 
 def explain_frames(detector, config, frame_paths):
     """``(p(fake) of the video, strip RGB uint8, maps)`` for the frames ``frame_paths`` of one video."""
-    from ..data.io import read_image
+    from ..data.images import read_image
 
     frames = [read_image(p) for p in frame_paths]
     data = clip_input(detector, config, frames)

@@ -13,8 +13,9 @@ Usage (``engine/run.py``)::
 then skips its tapped trunk (``features()`` of the detector contract).
 
 Keys. An entry's key is the sha256 of
-  * the image file's content (sha256 of its bytes, read once per file and memoized by
-    (path, size, mtime_ns, inode)) - the batch's ``name`` list must hold the image paths;
+  * the image file's content (sha256 of its bytes by :func:`declip_plugin.digests.file_digest`, read
+    once per file and memoized by (path, size, mtime_ns, inode)) - the batch's ``name`` list must
+    hold the image paths;
   * the backbone: ``backbone.cache_key`` (architecture | weights source | layer | resolution) and
     a fingerprint of its tensors (sha256 over the name, dtype, shape and bytes of every parameter
     and buffer; ViT-L/14 cut at layer 20 is ~1.0 GB: ~0.8 s on a CPU with SHA extensions, once
@@ -48,9 +49,7 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import struct
-import threading
 import time
 import uuid
 import weakref
@@ -59,6 +58,7 @@ import zlib
 import torch
 
 from ..detectors.base import capability
+from ..digests import file_digest
 from ..errors import ConfigError
 from . import runtime
 
@@ -133,37 +133,6 @@ def maybe_feature_cache(detector, config, run_dir=None):
 
 
 # --- hashing ------------------------------------------------------------------------------------
-_FILE_DIGESTS = {}
-_FILE_LOCK = threading.Lock()
-
-
-def file_digest(path):
-    """sha256 hex of the bytes of ``path``, memoized by (path, size, mtime_ns, inode); None when
-    ``path`` is not a readable regular file."""
-    try:
-        st = os.stat(path)
-    except (OSError, TypeError, ValueError):
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
-    with _FILE_LOCK:
-        hit = _FILE_DIGESTS.get(path)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return None
-    digest = h.hexdigest()
-    with _FILE_LOCK:
-        _FILE_DIGESTS[path] = (stamp, digest)
-    return digest
-
-
 def _tensors(module):
     yield from module.named_parameters(recurse=True)
     yield from module.named_buffers(recurse=True)

@@ -9,12 +9,13 @@ import torch
 from ..atomicio import check_output_dir, write_png
 from ..checkpoints import read_detector_checkpoint
 from ..config import load_run_config
-from ..data.io import read_image
+from ..data.images import read_image
 from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
 from ..detectors import build_detector, capability
 from ..errors import CheckpointError, ConfigError, DeclipError
 from ..plugins import get_registry
 from . import runtime
+from .explain import overlay
 from .rundir import write_json
 
 logger = logging.getLogger(__name__)
@@ -37,13 +38,6 @@ def config_for_checkpoint(ckpt, detector_path=None, overrides=None):
         raise CheckpointError(f"checkpoint {ckpt.path} ({ckpt.format} format) does not say which detector it holds: "
                               f"pass --detector_path with the YAML it was trained with")
     return load_run_config(config, "test", overrides)
-
-
-def overlay(rgb, prob, alpha=0.45):
-    """Blend a JET heat map of ``prob`` (H, W in [0,1]) over ``rgb`` (H, W, 3 uint8); returns BGR."""
-    heat = cv2.applyColorMap((prob * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    return cv2.addWeighted(bgr, 1 - alpha, heat, alpha, 0)
 
 
 def _write_maps(out_dir, stem, rgb, maps, index=0):
@@ -85,7 +79,7 @@ def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
     if explain:
         prob, strip, maps = explain_frames(detector, config, files)
     else:
-        from ..data.io import read_image
+        from ..data.images import read_image
         from .explain import clip_input
 
         data = clip_input(detector, config, [read_image(f) for f in files])

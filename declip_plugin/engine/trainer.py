@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from ..checkpoints import atomic_save, save_detector_checkpoint
-from ..detectors import capability, load_weights
+from ..checkpoints import atomic_save, read_checkpoint
+from ..detectors import capability, load_weights, save_detector_checkpoint
 from ..errors import ConfigError
 from ..metrics.base import info_of
 from . import runtime
@@ -184,8 +184,6 @@ class Trainer:
         atomic_save(state, self.last_path)
 
     def load_state(self, path):
-        from ..backbones.weights import read_checkpoint
-
         state = read_checkpoint(path, "resume state")
         if state.get("format") != "declip-plugin-train-state":
             raise ConfigError(f"{path} is not a training state written by `declip train`")

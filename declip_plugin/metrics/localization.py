@@ -1,7 +1,7 @@
 """Pixel-level (localization) metrics, computed per image with torch on the device of the
 predictions and kept as python floats (memory O(images), not O(pixels)).
 
-Protocol (DESIGN.md section 3, official DeCLIP ``utils/utils.py`` and ``validate.py``):
+Protocol (official DeCLIP ``utils/utils.py`` and ``validate.py``):
 
 * Predictions are mask *logits* (B, 1, h, w). They go through a sigmoid and are then resized
   (bilinear, ``align_corners=False``, antialiased) to the ground-truth size, in this order as in

@@ -121,11 +121,11 @@ def _check_name(name):
 
 def _place_image(src, dst, mode):
     """Hard link / copy a complete PNG, else decode and write PNG."""
-    from ...data import io
+    from ...data import images
 
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     if src.lower().endswith(".png"):
-        io.check_complete(io.read_bytes(src), src)
+        images.check_complete(images.read_bytes(src), src)
         if mode == "link":
             try:
                 os.link(src, dst)
@@ -134,15 +134,15 @@ def _place_image(src, dst, mode):
                 pass
         shutil.copyfile(src, dst)
         return "copied"
-    rgb = io.read_image(src)
+    rgb = images.read_image(src)
     write_png(dst, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return "converted"
 
 
 def _write_mask(src, polarity, dst):
-    from ...data import io
+    from ...data import images
 
-    write_png(dst, io.read_mask(src, polarity).astype(np.uint8) * 255)
+    write_png(dst, images.read_mask(src, polarity).astype(np.uint8) * 255)
 
 
 def _detector_yaml(name, base_detector, has_masks, counts):

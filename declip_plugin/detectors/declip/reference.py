@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 
 class ReferenceTower(nn.Module):
@@ -23,7 +23,7 @@ class ReferenceTower(nn.Module):
 
     def __init__(self, backbone):
         super().__init__()
-        from ..backbones.clip import CLIPResNetBackbone, CLIPViTBackbone, _build_visual
+        from ...backbones.clip import CLIPResNetBackbone, CLIPViTBackbone, _build_visual
 
         if not isinstance(backbone, (CLIPViTBackbone, CLIPResNetBackbone)):
             raise ConfigError(f"declip bench: the reference configuration is built for single CLIP towers (a ViT or "
@@ -90,13 +90,13 @@ class FusionReferenceTower(nn.Module):
 
 
 def reference_tower(backbone):
-    from ..backbones.fusion import FusionBackbone
+    from ...backbones.fusion import FusionBackbone
 
     return FusionReferenceTower(backbone) if isinstance(backbone, FusionBackbone) else ReferenceTower(backbone)
 
 
 def reference_decode(decoder, tower, feats):
-    from ..decoders import ConvDecoder
+    from .decoders import ConvDecoder
 
     if isinstance(decoder, ConvDecoder):
         return decoder.layers(tower.official_layout(feats))
@@ -136,8 +136,8 @@ class DeCLIPReference(nn.Module):
     def components(self, detector, config, device, precision, opt_precision, channels_last):
         """Where the time goes (``declip bench --modes components``): each tower and each decoder
         layout on its own, as dicts ``{name, describe, precision, step, modules, prepare}``."""
-        from ..engine import runtime
-        from ..engine.trainer import build_optimizer
+        from ...engine import runtime
+        from ...engine.trainer import build_optimizer
 
         tower, ref_decoder = self.tower, self.decoder
 

@@ -12,14 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones import build_backbone, normalize_backbone_name
-from ..backbones.weights import load_module_weights
-from ..checkpoints import DetectorCheckpoint, read_detector_checkpoint
-from ..data.masks import mask_to_nchw
-from ..decoders import OUTPUT_SIZE, build_decoder
-from ..config.schema import key
-from ..errors import CheckpointError, ConfigError
-from .base import AbstractDetector
+from ...backbones import build_backbone, normalize_backbone_name
+from ...checkpoints import DetectorCheckpoint, load_module_weights, read_detector_checkpoint
+from ...config.schema import key
+from ...data.masks import mask_to_nchw
+from ...errors import CheckpointError, ConfigError
+from ..base import AbstractDetector
+from .decoders import OUTPUT_SIZE, build_decoder
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class DeCLIPDetector(AbstractDetector):
 
     def bench_reference(self):
         """The official way of running this model, for ``declip bench`` (a single CLIP tower or the fusion)."""
-        from .declip_reference import DeCLIPReference
+        from .reference import DeCLIPReference
 
         return DeCLIPReference(self)
 
@@ -160,8 +159,8 @@ class DeCLIPDetector(AbstractDetector):
 
     @torch.no_grad()
     def get_train_metrics(self, data_dict, pred_dict):
-        from ..metrics.detection import batch_metrics
-        from ..metrics.localization import LocalizationMetrics
+        from ...metrics.detection import batch_metrics
+        from ...metrics.localization import LocalizationMetrics
 
         out = batch_metrics(pred_dict["prob"], data_dict["label"])
         if self.cfg.fully_supervised and data_dict.get("mask") is not None:
@@ -184,6 +183,14 @@ class DeCLIPDetector(AbstractDetector):
                 "resolution": self.cfg.resolution, "output_size": OUTPUT_SIZE}
 
     @classmethod
+    def resolve_weights_name(cls, value):
+        """The local file of an official checkpoint name (``declip:<name>``, fetched if missing; see
+        :mod:`.official_weights`), or None when ``value`` is no such name."""
+        from .official_weights import is_name, resolve
+
+        return resolve(value) if is_name(value) else None
+
+    @classmethod
     def convert_checkpoint(cls, obj, path):
         """The official DeCLIP format (``{'model': {fc.*, att1.*, model.*}, 'feature_layer',
         'decoder_type', ...}``) as a canonical checkpoint, or None for any other dict."""
@@ -201,7 +208,7 @@ class DeCLIPDetector(AbstractDetector):
         first convolution takes the 2048 channels of ViT-L/14 + RN50; anything else needs a YAML."""
         if config is not None:
             return dict(config, pretrained="none") if ckpt.has_backbone else config
-        from ..config import load_detector_config
+        from ...config import load_detector_config
 
         meta = ckpt.meta
         if ckpt.format == "declip-plugin" and meta.get("model_name") == "declip" and meta.get("backbone"):

@@ -12,7 +12,7 @@ from open_clip.transformer import ResidualAttentionBlock
 from open_clip.transformer import QuickGELU
 from torch import nn
 
-from .errors import ConfigError
+from ...errors import ConfigError
 
 OUTPUT_SIZE = 256
 CONV_WIDTHS = (512, 256, 128, 64)

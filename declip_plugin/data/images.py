@@ -1,12 +1,12 @@
-"""Image and mask decoding with OpenCV, with the integrity checks the adapters rely on.
+"""Image and mask files: reading, integrity checks and decoding (the adapters rely on these checks).
 
 Every function raises :class:`~declip_plugin.errors.DataError` naming the file and what is wrong,
 never returns a placeholder.
 
 Images
-    Read as bytes (``np.fromfile``, so non-ASCII paths work), checked for truncation (PNG: the
-    ``IEND`` chunk must be present at the end; JPEG: the entropy-coded data after the first
-    start-of-scan marker must reach an end-of-image marker), then decoded with ``cv2.imdecode``
+    Read as bytes (``np.fromfile``, so non-ASCII paths work), checked for truncation with Pillow's
+    header reader (PNG: every chunk up to ``IEND`` present and CRC-checked; JPEG: the entropy-coded
+    data after the first start-of-scan marker must reach an end-of-image marker), then decoded with ``cv2.imdecode``
     and converted BGR -> RGB. OpenCV decodes a cut JPEG without complaint (it only prints a
     warning), hence the explicit byte checks.
 
@@ -21,12 +21,14 @@ Masks
       white = untouched, so the values are flipped (``255 - v``) first.
     * After polarity, pixels >= 128 are 1 (manipulated), the rest 0.
 """
+import io
 import logging
 import os
 import struct
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ..errors import DataError
 
@@ -42,9 +44,6 @@ MIN_BINARY_FRACTION = 0.99
 THRESHOLD = 128
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"IEND\xaeB`\x82"
-# SOF markers carrying the frame size (C4 = DHT, C8 = JPG, CC = DAC are not frames)
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def is_image_file(name):
@@ -64,61 +63,29 @@ def read_bytes(path, what="image"):
     return data
 
 
-def _png_header(buf, path, what):
-    if len(buf) < 33 or buf[12:16] != b"IHDR":
-        raise DataError(f"{what} {path} is truncated or not a valid PNG (no IHDR header)")
-    width, height = struct.unpack(">II", buf[16:24])
-    tail = buf[-1024:]
-    if not buf.endswith(_PNG_IEND) and _PNG_IEND not in tail:
-        raise DataError(f"{what} {path} is truncated (PNG without its IEND end chunk)")
-    return width, height
-
-
-def _jpeg_header(buf, path, what):
-    """Walk the JPEG marker segments up to the first SOS; return (w, h) of the frame."""
-    n = len(buf)
-    pos = 2
-    size = None
-    while True:
-        while pos < n and buf[pos] == 0xFF and pos + 1 < n and buf[pos + 1] == 0xFF:
-            pos += 1  # fill bytes
-        if pos + 4 > n:
-            raise DataError(f"{what} {path} is truncated (JPEG ends inside its header)")
-        if buf[pos] != 0xFF:
-            raise DataError(f"{what} {path} is corrupt (bad JPEG marker at byte {pos})")
-        marker = buf[pos + 1]
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # standalone markers
-            pos += 2
-            continue
-        if marker == 0xD9:
-            raise DataError(f"{what} {path} is corrupt (JPEG ends before any image data)")
-        (length,) = struct.unpack(">H", buf[pos + 2:pos + 4])
-        if marker in _JPEG_SOF and size is None:
-            if pos + 9 > n:
-                raise DataError(f"{what} {path} is truncated (JPEG ends inside its frame header)")
-            height, width = struct.unpack(">HH", buf[pos + 5:pos + 9])
-            size = (width, height)
-        if marker == 0xDA:  # start of scan: entropy-coded data follows
-            break
-        pos += 2 + length
-    if buf.find(b"\xff\xd9", pos) < 0:
-        raise DataError(f"{what} {path} is truncated (JPEG without its end-of-image marker)")
-    if size is None:
-        raise DataError(f"{what} {path} is corrupt (JPEG without a frame header)")
-    return size
-
-
 def check_complete(data, path, what="image"):
-    """Raise DataError if a PNG/JPEG byte buffer is truncated; return (w, h) from its header.
+    """Raise DataError if a PNG/JPEG byte buffer is truncated or corrupt; return (w, h) from its header.
 
-    Returns None for other formats (they are only checked by decoding).
+    Pillow reads the header. PNG: Pillow's ``verify()`` walks every chunk (CRC-checked) up to ``IEND``.
+    JPEG: the entropy-coded data after the first start of scan (where Pillow stops reading the
+    header) must reach an end-of-image marker. Returns None for other formats (they are only checked
+    by decoding).
     """
     buf = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
-    if buf.startswith(_PNG_SIGNATURE):
-        return _png_header(buf, path, what)
-    if buf.startswith(b"\xff\xd8"):
-        return _jpeg_header(buf, path, what)
-    return None
+    kind = "PNG" if buf.startswith(_PNG_SIGNATURE) else "JPEG" if buf.startswith(b"\xff\xd8") else None
+    if kind is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(buf), formats=[kind]) as im:
+            size = im.size
+            scan_start = im.fp.tell()
+            if kind == "PNG":
+                im.verify()
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise DataError(f"{what} {path} is truncated or corrupt (a {kind} file Pillow cannot read: {exc})") from None
+    if kind == "JPEG" and buf.find(b"\xff\xd9", scan_start) < 0:
+        raise DataError(f"{what} {path} is truncated (JPEG without its end-of-image marker)")
+    return size
 
 
 def _decode(data, flags, path, what):

@@ -8,10 +8,11 @@ The authors publish nine files (bit-ml/DeCLIP README) in a public Google Cloud S
   ``backbone_VIT+RN50/ViT_layer20+RN50_layer3_conv-20_<set>.pth`` (detector config ``declip_vit_rn50``).
 
 A name resolves to ``<cache>/<folder>/<file>`` (cache: ``$DECLIP_WEIGHTS_DIR``, default
-``~/.cache/declip/weights``). A missing file is downloaded with a progress bar and written
-atomically. No checksums are published in the README; what the server publishes with each file
-(its size, ``Content-Length``, and Google Cloud Storage's MD5, the ``x-goog-hash`` header) is
-checked against the bytes received. Every file is also checked as a PyTorch checkpoint (the zip
+``~/.cache/declip/weights``). A missing file is downloaded with ``torch.hub.download_url_to_file``
+(progress bar) to a temporary file beside its place, checked, then moved into place. No checksums
+are published in the README; what the server publishes with each file (its size,
+``Content-Length``, and Google Cloud Storage's MD5, the ``x-goog-hash`` header, read with a HEAD
+request first) is checked against the bytes received. Every file is also checked as a PyTorch checkpoint (the zip
 archive ``torch.save`` writes: its directory is read and the CRC-32 of every member recomputed), so
 a truncated or bit-flipped file is refused, whether downloaded or put in the cache by hand.
 
@@ -22,16 +23,17 @@ replaced file is checked, not compared with a memory of a corrupt one). Offline,
 within seconds with one line giving the URL and the path to put the file at.
 """
 import base64
-import hashlib
 import json
 import logging
 import os
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 
-from .atomicio import atomic_open, atomic_write_bytes
-from .errors import CheckpointError
+from ...atomicio import TMP_PREFIX, atomic_write_bytes
+from ...digests import file_digest, hash_file
+from ...errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def is_name(value):
 def entry(name):
     cat = catalog()
     if name not in cat:
-        from .registry import closest
+        from ...registry import closest
 
         hint = closest(name, list(cat))
         raise CheckpointError(f"unknown checkpoint name {name!r}" + (f" (did you mean {hint!r}?)" if hint else "")
@@ -93,8 +95,6 @@ def _record_path(path):
 
 
 def _sha256(path):
-    from .engine.feature_cache import file_digest  # the package's one file hash (memoized per stat)
-
     return file_digest(path)
 
 
@@ -125,11 +125,7 @@ def check_intact(name, path, what=None, hint=None):
 
 
 def _md5_b64(path):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return base64.b64encode(h.digest()).decode("ascii")
+    return base64.b64encode(hash_file(path, "md5").digest()).decode("ascii")
 
 
 def _read_record(path):
@@ -167,43 +163,55 @@ def _published_md5(headers):
     return None
 
 
-def download(name, progress=True):
-    """Fetch ``name`` into the cache (atomic write, progress bar, checked); returns its path."""
-    url, path = url_of(name), path_of(name)
+def _published(name, url, path):
+    """``(size, md5)`` the server publishes for ``url`` (``Content-Length``, GCS's ``x-goog-hash``; None when
+    absent), from a HEAD request: offline, this fails within ``TIMEOUT_S`` with one line."""
     try:
-        resp = urllib.request.urlopen(url, timeout=TIMEOUT_S)
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=TIMEOUT_S) as resp:
+            return int(resp.headers.get("Content-Length") or 0) or None, _published_md5(resp.headers)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CheckpointError(f"cannot download {name} ({reason}): fetch {url} and put it at {path}") from None
-    from tqdm import tqdm
 
-    total = int(resp.headers.get("Content-Length") or 0) or None
-    published = _published_md5(resp.headers)
-    h, md5, size = hashlib.sha256(), hashlib.md5(), 0
+
+def _check_download(name, url, staged, total, published):
+    """The downloaded file ``staged`` is the published one (size, MD5) and a whole PyTorch checkpoint."""
+    size = os.path.getsize(staged)
+    if total is not None and size != total:
+        raise CheckpointError(f"download of {url} ended after {size} of {total} bytes; run it again")
+    got = _md5_b64(staged) if published else None
+    if published and got != published:
+        raise CheckpointError(f"download of {url}: md5 {got} differs from the published {published}; run it again")
+    check_intact(name, staged, what=f"the download of {url}", hint="run it again")
+    return size
+
+
+def download(name, progress=True):
+    """Fetch ``name`` into the cache with ``torch.hub.download_url_to_file`` (progress bar), check it,
+    then move it into place: only a checked file ever appears at its cache path. Returns the path."""
+    import torch.hub
+
+    url, path = url_of(name), path_of(name)
+    total, published = _published(name, url, path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, staged = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=folder)  # a leftover is a .tmp-* file
+    os.close(fd)
     try:
-        with resp, atomic_open(path, suffix=".part") as f, tqdm(
-                total=total, unit="B", unit_scale=True, desc=os.path.basename(path), disable=not progress) as bar:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                f.write(chunk)
-                h.update(chunk)
-                md5.update(chunk)
-                size += len(chunk)
-                bar.update(len(chunk))
-            if total is not None and size != total:
-                raise CheckpointError(f"download of {url} ended after {size} of {total} bytes; run it again")
-            got = base64.b64encode(md5.digest()).decode("ascii")
-            if published and got != published:
-                raise CheckpointError(f"download of {url}: md5 {got} differs from the published {published}; "
-                                      f"run it again")
-    except (urllib.error.URLError, OSError) as exc:
-        raise CheckpointError(f"download of {name} failed ({exc}): fetch {url} and put it at {path}") from None
-    try:
-        check_intact(name, path, what=f"the download of {url}", hint="run it again")
-    except CheckpointError:
-        os.unlink(path)  # never left in the cache
-        raise
-    _write_record(path, size, h.hexdigest(), url, published)
-    logger.info("downloaded %s to %s (%d bytes, sha256 %s)", name, path, size, h.hexdigest())
+        try:
+            torch.hub.download_url_to_file(url, staged, progress=progress)
+        except (urllib.error.URLError, OSError) as exc:
+            raise CheckpointError(f"download of {name} failed ({exc}): fetch {url} and put it at {path}") from None
+        size = _check_download(name, url, staged, total, published)
+        with open(staged, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(staged, path)
+    finally:
+        if os.path.exists(staged):
+            os.unlink(staged)  # never left in the cache
+    digest = _sha256(path)
+    _write_record(path, size, digest, url, published)
+    logger.info("downloaded %s to %s (%d bytes, sha256 %s)", name, path, size, digest)
     return path
 
 
