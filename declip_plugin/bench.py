@@ -549,7 +549,7 @@ def _ratios(rows):
 
 
 def _command(name, bs, n, device, modes, quick, overrides, compile_decoder, warmup):
-    parts = ["declip bench", str(name), f"--batch-size {bs}", f"--n-images {n}", f"--device {device.type}",
+    parts = ["declip bench", str(name), f"--batch_size {bs}", f"--n_images {n}", f"--device {device.type}",
              f"--modes {','.join(modes)}", f"--warmup {warmup}"]
     if quick:
         parts.append("--quick")
