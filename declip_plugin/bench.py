@@ -36,6 +36,7 @@ features live in host memory and are reported apart.
 The weights are random (``pretrained: none`` unless overridden): speed does not depend on them.
 """
 import ctypes
+import dataclasses
 import gc
 import json
 import logging
@@ -45,6 +46,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from typing import Optional
 
 import torch
 from torch import nn
@@ -404,15 +406,16 @@ def _prepare(config, device):
     return detector, reference, check, res
 
 
-def _measure(detector, reference, config, device, modes, compile_decoder, batch_size, n_batches, warmup, res):
+def _measure(detector, reference, config, device, plan, res):
     """Synthetic batches, the configurations, the warm cache filled, warm-up, then the measured rounds.
     Returns the configurations (their times and memory deltas filled), the memory probe and the
     seconds the cache fill took (or None)."""
+    n_batches, warmup = plan.n_batches, plan.warmup
     folder = tempfile.mkdtemp(prefix="declip-bench-")
     try:
-        data = _make_data(n_batches + warmup, batch_size, res, device, folder, detector, config)
+        data = _make_data(n_batches + warmup, plan.batch_size, res, device, folder, detector, config)
         warm_batches, batches = data[:warmup], data[warmup:]
-        configs, warm_cache = _build_configs(detector, reference, config, device, modes, compile_decoder)
+        configs, warm_cache = _build_configs(detector, reference, config, device, plan.modes, plan.compile)
         probe = MemoryProbe(device)
         fill_s = (_fill(warm_cache, data, device) if warm_cache is not None and
                   any(c.host_cache is warm_cache for c in configs) else None)
@@ -450,14 +453,22 @@ def _timed_step(c, batch, probe, device):
         c.misses += after["misses"] - before["misses"]
 
 
-def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None, modes=MODES, quick=False,
-              overrides=None, compile=None, warmup=1):
-    """Measure the reference and the optimized configuration side by side; returns a dict with
-    ``results`` (one row per mode x configuration), ``ratios`` (speed-ups over the reference, see
-    :func:`paired_ratio`; ``*_peak_mem``: peak memory optimized / reference),
-    the environment and a printable ``table``."""
-    from .detectors.base import capability
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one ``declip bench`` measures: the detector config (name or path), the modes, the batch
+    size, the measured and the warm-up batches, and the options, checked by :func:`make_plan`."""
 
+    name: Optional[str]
+    modes: tuple
+    batch_size: int
+    n_batches: int
+    warmup: int
+    quick: bool
+    overrides: Optional[dict]
+    compile: Optional[bool]  # None: the config's ``compile``
+
+
+def make_plan(config_name_or_path, batch_size, n_images, modes, quick, overrides, compile, warmup):
     modes = tuple(m.strip() for m in ((modes.split(",") if isinstance(modes, str) else modes) or MODES))
     bad = [m for m in modes if m not in ALL_MODES]
     if bad or not modes:
@@ -468,34 +479,45 @@ def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None
     batch_size, warmup = int(batch_size), max(1, int(warmup))
     if batch_size < 1 or int(n_images) < 1:
         raise ConfigError("bench: batch_size and n_images must be positive")
-    n_batches = max(1, -(-int(n_images) // batch_size))
+    return Plan(config_name_or_path, modes, batch_size, max(1, -(-int(n_images) // batch_size)), warmup,
+                bool(quick), overrides, compile)
+
+
+def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None, modes=MODES, quick=False,
+              overrides=None, compile=None, warmup=1):
+    """Measure the reference and the optimized configuration side by side; returns a dict with
+    ``results`` (one row per mode x configuration), ``ratios`` (speed-ups over the reference, see
+    :func:`paired_ratio`; ``*_peak_mem``: peak memory optimized / reference),
+    the environment and a printable ``table``."""
+    from .detectors.base import capability
+
+    plan = make_plan(config_name_or_path, batch_size, n_images, modes, quick, overrides, compile, warmup)
     config = load_bench_config(config_name_or_path, quick, overrides)
-    compile_decoder = bool(config.get("compile", False) if compile is None else compile)
+    plan = dataclasses.replace(plan, compile=bool(config.get("compile", False) if compile is None else compile))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("bench: CUDA requested but not available")
 
     load_start = _loadavg()
     detector, reference, check, res = _prepare(config, device)
-    configs, probe, fill_s = _measure(detector, reference, config, device, modes, compile_decoder,
-                                      batch_size, n_batches, warmup, res)
+    configs, probe, fill_s = _measure(detector, reference, config, device, plan, res)
 
-    rows = [_row(c, batch_size, device) for c in configs]
+    bs, n_batches = plan.batch_size, plan.n_batches
+    rows = [_row(c, bs, device) for c in configs]
     result = {
         "device": device_name(device), "device_type": device.type, **versions(),
-        "config": str(config.get("_config_path", config_name_or_path)), "quick": bool(quick),
+        "config": str(config.get("_config_path", config_name_or_path)), "quick": plan.quick,
         "detector": capability(detector, "describe"), "model_name": config.get("model_name"),
         "resolution": res, "pretrained": str(config.get("pretrained")),
-        "batch_size": batch_size, "n_images": n_batches * batch_size, "measured_batches": n_batches,
-        "warmup_batches": warmup, "compile": compile_decoder,
+        "batch_size": bs, "n_images": n_batches * bs, "measured_batches": n_batches,
+        "warmup_batches": plan.warmup, "compile": plan.compile,
         "channels_last": model_channels_last(detector),
         "precision": {"reference": "fp32", "optimized": rows[-1]["precision"] if rows else None},
         "reference_check_max_abs_diff": check, "memory_method": probe.method,
-        "cache_fill_img_s": (n_batches + warmup) * batch_size / fill_s if fill_s else None,
+        "cache_fill_img_s": (n_batches + plan.warmup) * bs / fill_s if fill_s else None,
         "results": rows, "ratios": _ratios(rows), "load_avg_1min": [load_start, _loadavg()],
     }
-    result["command"] = _command(config_name_or_path, batch_size, n_batches * batch_size, device, modes, quick,
-                                 overrides, compile_decoder, warmup)
+    result["command"] = _command(plan, device)
     result["table"] = format_table(result)
     logger.debug("bench results\n%s", result["table"])
     return result
@@ -548,14 +570,15 @@ def _ratios(rows):
     return out
 
 
-def _command(name, bs, n, device, modes, quick, overrides, compile_decoder, warmup):
-    parts = ["declip bench", str(name), f"--batch_size {bs}", f"--n_images {n}", f"--device {device.type}",
-             f"--modes {','.join(modes)}", f"--warmup {warmup}"]
-    if quick:
+def _command(plan, device):
+    parts = ["declip bench", str(plan.name), f"--batch_size {plan.batch_size}",
+             f"--n_images {plan.n_batches * plan.batch_size}", f"--device {device.type}",
+             f"--modes {','.join(plan.modes)}", f"--warmup {plan.warmup}"]
+    if plan.quick:
         parts.append("--quick")
-    if compile_decoder:
+    if plan.compile:
         parts.append("--compile")
-    for k, v in _flatten(overrides or {}):
+    for k, v in _flatten(plan.overrides or {}):
         parts.append(f"--opt {k}={json.dumps(v) if not isinstance(v, str) else v}")
     return " ".join(parts)
 
