@@ -638,3 +638,7 @@ def format_table(result):
         f"{k} {v:.2f}x" for k, v in r["ratios"].items() if not k.endswith(("_peak_mem", "_cpu_time"))))
     notes.append(f"command: {r['command']}")
     return head + "\n".join(lines) + "\n" + "\n".join(notes)
+
+
+if __name__ == "__main__":
+    raise SystemExit("error: declip_plugin.bench is the measuring module; run `declip bench ...` (or `python -m declip_plugin bench ...`)")
