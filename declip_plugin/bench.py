@@ -641,4 +641,5 @@ def format_table(result):
 
 
 if __name__ == "__main__":
-    raise SystemExit("error: declip_plugin.bench is the measuring module; run `declip bench ...` (or `python -m declip_plugin bench ...`)")
+    raise SystemExit("error: declip_plugin.bench is the measuring module; run `declip bench ...` "
+                     "(or `python -m declip_plugin bench ...`)")
