@@ -36,6 +36,7 @@ features live in host memory and are reported apart.
 The weights are random (``pretrained: none`` unless overridden): speed does not depend on them.
 """
 import ctypes
+import dataclasses
 import gc
 import json
 import logging
@@ -43,9 +44,9 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
+from typing import Optional
 
 import torch
 from torch import nn
@@ -196,110 +197,139 @@ class Config:
         self.hits = self.misses = 0  # feature-cache lookups of the measured steps
 
 
+class _Setup:
+    """What every configuration of one measurement shares: the detector (and its reference), the
+    config, the device, the engine's precision there, and the feature caches (when the detector
+    declares a frozen ``feature_tap``): ``warm`` filled before the measured batches, ``cold`` empty."""
+
+    def __init__(self, detector, reference, config, device, compile_model):
+        from .detectors.base import capability
+        from .engine import runtime
+        from .engine.feature_cache import FeatureCache
+
+        self.detector, self.reference, self.config, self.device = detector, reference, config, device
+        self.precision = runtime.decide_precision(config.get("precision"), device)  # what the engine runs here
+        self.opt_precision = f"{self.precision.name} autocast" if self.precision.dtype is not None else "fp32"
+        self.channels_last = model_channels_last(detector)
+        self.opt_desc = (f"engine path, {self.opt_precision}, {'channels_last' if self.channels_last else 'NCHW'}, "
+                         f"{'compiled, ' if compile_model else ''}")
+        tap = capability(detector, "feature_tap")
+        cache_cfg = {**config, "feature_cache": {"enabled": True, "memory": True, "dir": None, "max_gb": 1e3}}
+        self.warm = FeatureCache(detector, cache_cfg) if tap is not None else None
+        self.cold = FeatureCache(detector, cache_cfg) if tap is not None else None
+
+    def resident(self):
+        return _module_bytes(self.detector)
+
+
+def _inference_configs(s):
+    """The engine's inference step (engine.evaluator.inference_step), with and without the warm cache;
+    the reference under ``torch.no_grad``."""
+    from .engine.evaluator import inference_step, to_device
+
+    @torch.inference_mode()
+    def opt_infer(batch, hook=None):
+        s.detector.eval()
+        return inference_step(s.detector, batch, s.device, s.precision, hook)[1]["prob"].float().cpu()
+
+    configs = []
+    if s.reference is not None:
+        @torch.no_grad()
+        def ref_infer(batch):
+            s.reference.eval()
+            return s.reference(to_device(batch, s.device), inference=True)["prob"].float().cpu()
+
+        configs.append(Config("inference", "reference", s.reference.describe + ", no_grad", "fp32", ref_infer,
+                              lambda: _module_bytes(s.reference)))
+    configs.append(Config("inference", "optimized", s.opt_desc + "inference_mode", s.opt_precision, opt_infer,
+                          s.resident))
+    if s.warm is not None:
+        configs.append(Config("inference", "optimized, cached", s.opt_desc + "inference_mode, warm feature cache",
+                              s.opt_precision, lambda b: opt_infer(b, s.warm), s.resident, host_cache=s.warm))
+    return configs
+
+
+def _component_configs(s):
+    """The reference's parts on their own, when the detector's reference offers them."""
+    parts = getattr(s.reference, "components", None)
+    if parts is None:
+        raise ConfigError(f"bench mode components: detector {s.config.get('model_name')!r} offers no reference "
+                          f"components; use inference and/or train")
+    configs = []
+    for c in parts(s.detector, s.config, s.device, s.precision, s.opt_precision, s.channels_last):
+        cfg = Config("components", c["name"], c["describe"], c["precision"], c["step"],
+                     lambda mods=c["modules"]: _module_bytes(*mods))
+        cfg.prepare = c.get("prepare")
+        configs.append(cfg)
+    return configs
+
+
+def _reference_train_config(s):
+    """The reference's training step: the frozen tower inside the autograd forward, fp32, the detector's loss."""
+    from .engine.evaluator import to_device
+    from .engine.trainer import build_optimizer
+
+    ref_params = [p for p in s.reference.parameters() if p.requires_grad]
+    ref_opt = build_optimizer(ref_params, s.config)
+
+    def ref_train(batch):
+        s.reference.train()
+        batch = to_device(batch, s.device)
+        loss = s.detector.get_losses(batch, s.reference(batch))["overall"]  # the detector's loss, fp32
+        ref_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ref_opt.step()
+        return loss.item()
+
+    return Config("train", "reference", s.reference.describe + ", frozen tower inside the autograd forward", "fp32",
+                  ref_train, lambda: _module_bytes(s.reference) + _train_state_bytes(ref_params, ref_opt))
+
+
+def _train_configs(s):
+    """The engine's training step (engine.trainer.train_step): every step through the whole model, or,
+    with a feature tap, the first epoch (cache misses stored) and the cached epochs."""
+    from .engine.trainer import build_optimizer, train_step
+
+    params = [p for p in s.detector.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError(f"bench mode train: detector {s.config.get('model_name')!r} has no trainable parameters")
+    opt = build_optimizer(params, s.config)
+    scaler = s.precision.make_scaler()  # fp16: the trainer's gradient scaler
+
+    def opt_train(batch, hook=None):
+        s.detector.train()
+        _, losses, _ = train_step(s.detector, s.detector, batch, s.device, s.precision, opt, params, scaler, hook)
+        return losses["overall"].item()  # inf/NaN steps skipped, as in the trainer
+
+    configs = [_reference_train_config(s)] if s.reference is not None else []
+    state = lambda: s.resident() + _train_state_bytes(params, opt)  # noqa: E731
+    if s.cold is not None:
+        configs.append(Config("train", "optimized, first epoch", s.opt_desc + "frozen tap under no_grad, cache "
+                              "misses stored", s.opt_precision, lambda b: opt_train(b, s.cold), state,
+                              host_cache=s.cold))
+        configs.append(Config("train", "optimized, cached", s.opt_desc + "warm feature cache: head-only steps",
+                              s.opt_precision, lambda b: opt_train(b, s.warm), state, host_cache=s.warm))
+    else:
+        configs.append(Config("train", "optimized", s.opt_desc + "every step through the whole model",
+                              s.opt_precision, opt_train, state))
+    return configs
+
+
 def _build_configs(detector, reference, config, device, modes, compile_model):
-    """The measured configurations, through the detector contract only: the engine's path
+    """The measured configurations, through the detector contract only: the engine's steps
     (``forward`` / ``get_losses``, with the feature cache when the detector declares a frozen
     ``feature_tap``) and, when the detector offers one (``bench_reference()``), the reference."""
-    from .detectors.base import capability
-    from .engine import runtime
-    from .engine.evaluator import to_device
-    from .engine.feature_cache import FeatureCache
-    from .engine.trainer import build_optimizer, optimizer_step
-
-    precision = runtime.decide_precision(config.get("precision"), device)  # what the engine runs here
-    amp = precision.dtype is not None
-    opt_precision = f"{precision.name} autocast" if amp else "fp32"
-    channels_last = model_channels_last(detector)
-    opt_desc = (f"engine path, {opt_precision}, {'channels_last' if channels_last else 'NCHW'}, "
-                f"{'compiled, ' if compile_model else ''}")
-    tap = capability(detector, "feature_tap")
-    cache_cfg = {**config, "feature_cache": {"enabled": True, "memory": True, "dir": None, "max_gb": 1e3}}
-    warm = FeatureCache(detector, cache_cfg) if tap is not None else None
-    cold = FeatureCache(detector, cache_cfg) if tap is not None else None
+    s = _Setup(detector, reference, config, device, compile_model)
     configs = []
-    resident = lambda: _module_bytes(detector)  # noqa: E731
-
     if "inference" in modes:
-        @torch.inference_mode()
-        def opt_infer(batch, hook=None):
-            detector.eval()
-            batch = to_device(batch, device)
-            if hook is not None:
-                batch = hook(batch)
-            with runtime.autocast(device, precision):
-                pred = detector(batch, inference=True)
-            return pred["prob"].float().cpu()
-
-        if reference is not None:
-            @torch.no_grad()
-            def ref_infer(batch):
-                reference.eval()
-                return reference(to_device(batch, device), inference=True)["prob"].float().cpu()
-
-            configs.append(Config("inference", "reference", reference.describe + ", no_grad", "fp32", ref_infer,
-                                  lambda: _module_bytes(reference)))
-        configs.append(Config("inference", "optimized", opt_desc + "inference_mode", opt_precision, opt_infer, resident))
-        if warm is not None:
-            configs.append(Config("inference", "optimized, cached", opt_desc + "inference_mode, warm feature cache",
-                                  opt_precision, lambda b: opt_infer(b, warm), resident, host_cache=warm))
-
+        configs += _inference_configs(s)
     if "components" in modes:
-        parts = getattr(reference, "components", None)
-        if parts is None:
-            raise ConfigError(f"bench mode components: detector {config.get('model_name')!r} offers no reference "
-                              f"components; use inference and/or train")
-        for c in parts(detector, config, device, precision, opt_precision, channels_last):
-            cfg = Config("components", c["name"], c["describe"], c["precision"], c["step"],
-                         lambda mods=c["modules"]: _module_bytes(*mods))
-            cfg.prepare = c.get("prepare")
-            configs.append(cfg)
-
+        configs += _component_configs(s)
     if "train" in modes:
-        params = [p for p in detector.parameters() if p.requires_grad]
-        if not params:
-            raise ConfigError(f"bench mode train: detector {config.get('model_name')!r} has no trainable parameters")
-        opt = build_optimizer(params, config)
-        scaler = precision.make_scaler()  # fp16: the trainer's gradient scaler
-
-        def opt_train(batch, hook=None):
-            detector.train()
-            batch = to_device(batch, device)
-            if hook is not None:
-                batch = hook(batch)
-            with runtime.autocast(device, precision):
-                pred = detector(batch)
-            loss = detector.get_losses(batch, pred)["overall"]
-            optimizer_step(loss, opt, params, scaler)  # the trainer's step (inf/NaN steps skipped)
-            return loss.item()
-
-        if reference is not None:
-            ref_params = [p for p in reference.parameters() if p.requires_grad]
-            ref_opt = build_optimizer(ref_params, config)
-
-            def ref_train(batch):
-                reference.train()
-                batch = to_device(batch, device)
-                loss = detector.get_losses(batch, reference(batch))["overall"]  # the detector's loss, fp32
-                ref_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                ref_opt.step()
-                return loss.item()
-
-            configs.append(Config("train", "reference", reference.describe + ", frozen tower inside the autograd "
-                                  "forward", "fp32", ref_train,
-                                  lambda: _module_bytes(reference) + _train_state_bytes(ref_params, ref_opt)))
-        state = lambda: resident() + _train_state_bytes(params, opt)  # noqa: E731
-        if cold is not None:
-            configs.append(Config("train", "optimized, first epoch", opt_desc + "frozen tap under no_grad, cache "
-                                  "misses stored", opt_precision, lambda b: opt_train(b, cold), state, host_cache=cold))
-            configs.append(Config("train", "optimized, cached", opt_desc + "warm feature cache: head-only steps",
-                                  opt_precision, lambda b: opt_train(b, warm), state, host_cache=warm))
-        else:
-            configs.append(Config("train", "optimized", opt_desc + "every step through the whole model",
-                                  opt_precision, opt_train, state))
+        configs += _train_configs(s)
     if compile_model:  # after the copies above (reference and components run uncompiled)
         detector.prepare_fast_paths(device, compile=True)
-    return configs, warm
+    return configs, s.warm
 
 
 def model_channels_last(module):
@@ -356,36 +386,14 @@ def load_bench_config(config_name_or_path=None, quick=False, overrides=None):
     return load_run_config(name, "train", merge({"pretrained": "none"}, overrides or {}))
 
 
-def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None, modes=MODES, quick=False,
-              overrides=None, compile=None, warmup=1):
-    """Measure the reference and the optimized configuration side by side; returns a dict with
-    ``results`` (one row per mode x configuration), ``ratios`` (speed-ups over the reference, see
-    :func:`paired_ratio`; ``*_peak_mem``: peak memory optimized / reference),
-    the environment and a printable ``table``."""
-    from .detectors.base import capability
+def _prepare(config, device):
+    """The detector as `declip train` / `declip test` set it up, its reference (or None), the reference's
+    max |difference| from ours (or None) and the resolution."""
     from .engine.run import prepare_detector
 
-    modes = tuple(m.strip() for m in ((modes.split(",") if isinstance(modes, str) else modes) or MODES))
-    bad = [m for m in modes if m not in ALL_MODES]
-    if bad or not modes:
-        raise ConfigError(f"bench modes {bad or modes}: use inference, train and/or components")
-    if quick:
-        batch_size = min(int(batch_size), QUICK_SIZES["batch_size"])
-        n_images = min(int(n_images), QUICK_SIZES["n_images"])
-    batch_size, warmup = int(batch_size), max(1, int(warmup))
-    if batch_size < 1 or int(n_images) < 1:
-        raise ConfigError("bench: batch_size and n_images must be positive")
-    n_batches = max(1, -(-int(n_images) // batch_size))
-    config = load_bench_config(config_name_or_path, quick, overrides)
-    compile_decoder = bool(config.get("compile", False) if compile is None else compile)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("bench: CUDA requested but not available")
-
-    load_start = _loadavg()
     torch.manual_seed(int(config.get("manualSeed", 0)))
     t0 = time.perf_counter()
-    detector = prepare_detector(config, device)  # as `declip train` / `declip test` set it up
+    detector = prepare_detector(config, device)
     make_reference = getattr(detector, "bench_reference", None)
     reference = make_reference() if make_reference is not None else None
     if reference is not None:
@@ -395,12 +403,19 @@ def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None
     check = reference.check(detector, device, res) if hasattr(reference, "check") else None
     logger.info("bench: built %s in %.1f s%s", config.get("model_name"), build_s,
                 f"; reference vs ours: max |diff| {check:.2e}" if check is not None else "; no reference configuration")
+    return detector, reference, check, res
 
+
+def _measure(detector, reference, config, device, plan, res):
+    """Synthetic batches, the configurations, the warm cache filled, warm-up, then the measured rounds.
+    Returns the configurations (their times and memory deltas filled), the memory probe and the
+    seconds the cache fill took (or None)."""
+    n_batches, warmup = plan.n_batches, plan.warmup
     folder = tempfile.mkdtemp(prefix="declip-bench-")
     try:
-        data = _make_data(n_batches + warmup, batch_size, res, device, folder, detector, config)
+        data = _make_data(n_batches + warmup, plan.batch_size, res, device, folder, detector, config)
         warm_batches, batches = data[:warmup], data[warmup:]
-        configs, warm_cache = _build_configs(detector, reference, config, device, modes, compile_decoder)
+        configs, warm_cache = _build_configs(detector, reference, config, device, plan.modes, plan.compile)
         probe = MemoryProbe(device)
         fill_s = (_fill(warm_cache, data, device) if warm_cache is not None and
                   any(c.host_cache is warm_cache for c in configs) else None)
@@ -414,39 +429,95 @@ def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None
         _sync(device)
         for r, b in enumerate(batches):
             for c in (configs if r % 2 == 0 else configs[::-1]):  # alternate the order: drifts cancel out
-                before = c.host_cache.cache_stats() if c.host_cache is not None else None
-                probe.start()
-                t, cpu = time.perf_counter(), time.process_time()
-                c.step(b)
-                _sync(device)
-                c.times.append(time.perf_counter() - t)
-                c.cpu_times.append(time.process_time() - cpu)
-                c.deltas.append(probe.stop())
-                if before is not None:
-                    after = c.host_cache.cache_stats()
-                    c.hits += after["hits"] - before["hits"]
-                    c.misses += after["misses"] - before["misses"]
+                _timed_step(c, b, probe, device)
             logger.info("bench: batch %d/%d: %s", r + 1, n_batches,
                         ", ".join(f"{c.mode}/{c.name} {c.times[-1]:.2f} s" for c in configs))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    return configs, probe, fill_s
 
-    rows = [_row(c, batch_size, device) for c in configs]
+
+def _timed_step(c, batch, probe, device):
+    """One measured step of configuration ``c``: wall and CPU time, extra memory, cache hits."""
+    before = c.host_cache.cache_stats() if c.host_cache is not None else None
+    probe.start()
+    t, cpu = time.perf_counter(), time.process_time()
+    c.step(batch)
+    _sync(device)
+    c.times.append(time.perf_counter() - t)
+    c.cpu_times.append(time.process_time() - cpu)
+    c.deltas.append(probe.stop())
+    if before is not None:
+        after = c.host_cache.cache_stats()
+        c.hits += after["hits"] - before["hits"]
+        c.misses += after["misses"] - before["misses"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one ``declip bench`` measures: the detector config (name or path), the modes, the batch
+    size, the measured and the warm-up batches, and the options, checked by :func:`make_plan`."""
+
+    name: Optional[str]
+    modes: tuple
+    batch_size: int
+    n_batches: int
+    warmup: int
+    quick: bool
+    overrides: Optional[dict]
+    compile: Optional[bool]  # None: the config's ``compile``
+
+
+def make_plan(config_name_or_path, batch_size, n_images, modes, quick, overrides, compile, warmup):
+    modes = tuple(m.strip() for m in ((modes.split(",") if isinstance(modes, str) else modes) or MODES))
+    bad = [m for m in modes if m not in ALL_MODES]
+    if bad or not modes:
+        raise ConfigError(f"bench modes {bad or modes}: use inference, train and/or components")
+    if quick:
+        batch_size = min(int(batch_size), QUICK_SIZES["batch_size"])
+        n_images = min(int(n_images), QUICK_SIZES["n_images"])
+    batch_size, warmup = int(batch_size), max(1, int(warmup))
+    if batch_size < 1 or int(n_images) < 1:
+        raise ConfigError("bench: batch_size and n_images must be positive")
+    return Plan(config_name_or_path, modes, batch_size, max(1, -(-int(n_images) // batch_size)), warmup,
+                bool(quick), overrides, compile)
+
+
+def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None, modes=MODES, quick=False,
+              overrides=None, compile=None, warmup=1):
+    """Measure the reference and the optimized configuration side by side; returns a dict with
+    ``results`` (one row per mode x configuration), ``ratios`` (speed-ups over the reference, see
+    :func:`paired_ratio`; ``*_peak_mem``: peak memory optimized / reference),
+    the environment and a printable ``table``."""
+    from .detectors.base import capability
+
+    plan = make_plan(config_name_or_path, batch_size, n_images, modes, quick, overrides, compile, warmup)
+    config = load_bench_config(config_name_or_path, quick, overrides)
+    plan = dataclasses.replace(plan, compile=bool(config.get("compile", False) if compile is None else compile))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("bench: CUDA requested but not available")
+
+    load_start = _loadavg()
+    detector, reference, check, res = _prepare(config, device)
+    configs, probe, fill_s = _measure(detector, reference, config, device, plan, res)
+
+    bs, n_batches = plan.batch_size, plan.n_batches
+    rows = [_row(c, bs, device) for c in configs]
     result = {
         "device": device_name(device), "device_type": device.type, **versions(),
-        "config": str(config.get("_config_path", config_name_or_path)), "quick": bool(quick),
+        "config": str(config.get("_config_path", config_name_or_path)), "quick": plan.quick,
         "detector": capability(detector, "describe"), "model_name": config.get("model_name"),
         "resolution": res, "pretrained": str(config.get("pretrained")),
-        "batch_size": batch_size, "n_images": n_batches * batch_size, "measured_batches": n_batches,
-        "warmup_batches": warmup, "compile": compile_decoder,
+        "batch_size": bs, "n_images": n_batches * bs, "measured_batches": n_batches,
+        "warmup_batches": plan.warmup, "compile": plan.compile,
         "channels_last": model_channels_last(detector),
         "precision": {"reference": "fp32", "optimized": rows[-1]["precision"] if rows else None},
         "reference_check_max_abs_diff": check, "memory_method": probe.method,
-        "cache_fill_img_s": (n_batches + warmup) * batch_size / fill_s if fill_s else None,
+        "cache_fill_img_s": (n_batches + plan.warmup) * bs / fill_s if fill_s else None,
         "results": rows, "ratios": _ratios(rows), "load_avg_1min": [load_start, _loadavg()],
     }
-    result["command"] = _command(config_name_or_path, batch_size, n_batches * batch_size, device, modes, quick,
-                                 overrides, compile_decoder, warmup)
+    result["command"] = _command(plan, device)
     result["table"] = format_table(result)
     logger.debug("bench results\n%s", result["table"])
     return result
@@ -499,14 +570,15 @@ def _ratios(rows):
     return out
 
 
-def _command(name, bs, n, device, modes, quick, overrides, compile_decoder, warmup):
-    parts = ["declip bench", str(name), f"--batch-size {bs}", f"--n-images {n}", f"--device {device.type}",
-             f"--modes {','.join(modes)}", f"--warmup {warmup}"]
-    if quick:
+def _command(plan, device):
+    parts = ["declip bench", str(plan.name), f"--batch_size {plan.batch_size}",
+             f"--n_images {plan.n_batches * plan.batch_size}", f"--device {device.type}",
+             f"--modes {','.join(plan.modes)}", f"--warmup {plan.warmup}"]
+    if plan.quick:
         parts.append("--quick")
-    if compile_decoder:
+    if plan.compile:
         parts.append("--compile")
-    for k, v in _flatten(overrides or {}):
+    for k, v in _flatten(plan.overrides or {}):
         parts.append(f"--opt {k}={json.dumps(v) if not isinstance(v, str) else v}")
     return " ".join(parts)
 
@@ -568,51 +640,6 @@ def format_table(result):
     return head + "\n".join(lines) + "\n" + "\n".join(notes)
 
 
-# --- CLI ------------------------------------------------------------------------------------------
-def add_arguments(p):
-    """``declip bench``'s arguments (an ordinary subcommand of declip_plugin.cli)."""
-    p.add_argument("detector", nargs="?", default=None,
-                   help="detector YAML or bundled name (default: declip = ViT-L/14 layer20 + conv-20; with --quick "
-                        "declip_quick, the tiny ViT + conv-4)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--n-images", type=int, default=256, help="measured images per configuration (rounded up to "
-                                                              "whole batches)")
-    p.add_argument("--warmup", type=int, default=1, help="warm-up batches per configuration (default 1; use 3+ "
-                                                          "with --compile)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--modes", default="inference,train",
-                   help="comma-separated: inference, train, components (a detector's reference parts on their own)")
-    p.add_argument("--quick", action="store_true", help="CI-sized: batch 1, 2 images (and declip_quick by default)")
-    p.add_argument("--compile", action="store_true", help="Module.compile the detector's fast path (optimized only)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (e.g. --opt precision=fp32 --opt channels_last=false)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    return p
-
-
-def command(args):
-    """Run ``declip bench`` from parsed arguments; errors are DeclipErrors for the CLI to print."""
-    from .atomicio import atomic_write_bytes
-    from .config import parse_overrides
-
-    if args.json and os.path.isdir(args.json):
-        raise ConfigError(f"--json {args.json!r} is a folder: give a file path")
-    result = run_bench(args.detector, batch_size=args.batch_size, n_images=args.n_images, device=args.device,
-                       modes=args.modes, quick=args.quick, overrides=parse_overrides(args.opt),
-                       compile=True if args.compile else None, warmup=args.warmup)
-    print(result["table"])
-    if args.json:
-        atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
-        print(f"results written to {args.json}")
-    return 0
-
-
-def main(argv=None):
-    """``python -m declip_plugin.bench ...`` = ``declip bench ...``."""
-    from .cli import main as cli_main
-
-    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit("error: declip_plugin.bench is the measuring module; run `declip bench ...` "
+                     "(or `python -m declip_plugin bench ...`)")

@@ -1,4 +1,4 @@
-"""The built-in plugin: this package's detectors, dataset adapters and metrics.
+"""The built-in plugin: this package's detectors, dataset adapters, metrics and ``declip`` commands.
 
 Registered through the same hooks as any external plugin (entry point ``declip`` of group
 ``deepfakebench``).
@@ -44,3 +44,10 @@ def deepfakebench_register_metrics(register):
     register("detection", DetectionMetrics)
     register("localization", LocalizationMetrics)
     register("video", VideoMetrics)
+
+
+@hookimpl
+def deepfakebench_register_commands(register):
+    from .commands import register_builtin
+
+    register_builtin(register)

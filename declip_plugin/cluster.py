@@ -8,8 +8,8 @@ not: the cell's marker, written once the last test set is scored).
 Executors (submitit's):
 
 - ``local``: each cell a subprocess on this machine (submitit's LocalExecutor), at most
-  ``--max-parallel`` at a time (default 1), each on its own GPU(s) when the machine has any;
-- ``slurm``: each cell one task of a SLURM job array (``--max-parallel``: the array's ``%N``);
+  ``--max_parallel`` at a time (default 1), each on its own GPU(s) when the machine has any;
+- ``slurm``: each cell one task of a SLURM job array (``--max_parallel``: the array's ``%N``);
   the command waits for the jobs unless ``--no-wait``; the last cell to finish builds the outputs;
 - ``debug``: every cell in this process, one after the other (submitit's DebugExecutor; a cell that
   fails opens pdb, which is what it is for).
@@ -36,13 +36,13 @@ logger = logging.getLogger(__name__)
 EXECUTORS = ("local", "slurm", "debug")
 _QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "READY", "SUSPENDED"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "PREEMPTED"}
-# --slurm-opt keys that the command sets itself, or that are lists in submitit
+# --slurm_opt keys that the command sets itself, or that are lists in submitit
 _OWN_SLURM_KEYS = {"time": "use --time", "partition": "use --partition", "mem": "use --mem",
-                   "gpus_per_node": "use --gpus-per-job", "num_gpus": "use --gpus-per-job",
-                   "ntasks_per_node": "one task per GPU: use --gpus-per-job",
-                   "array_parallelism": "use --max-parallel", "job_name": "the jobs are named declip-protocol",
+                   "gpus_per_node": "use --gpus_per_job", "num_gpus": "use --gpus_per_job",
+                   "ntasks_per_node": "one task per GPU: use --gpus_per_job",
+                   "array_parallelism": "use --max_parallel", "job_name": "the jobs are named declip-protocol",
                    "nodes": "a cell runs on one node (one training across nodes: docs/cluster.md, torchrun)",
-                   "additional_parameters": "give each sbatch option as its own --slurm-opt KEY=VALUE",
+                   "additional_parameters": "give each sbatch option as its own --slurm_opt KEY=VALUE",
                    "setup": "not supported from the command line (a list of shell lines)",
                    "teardown": "not supported from the command line (a list of shell lines)",
                    "srun_args": "not supported from the command line (a list of arguments)"}
@@ -103,13 +103,13 @@ def parse_mem(text):
 
 
 def parse_slurm_opts(items):
-    """``--slurm-opt KEY=VALUE`` (repeatable) -> {key: value}; values parsed as YAML scalars."""
+    """``--slurm_opt KEY=VALUE`` (repeatable) -> {key: value}; values parsed as YAML scalars."""
     out = {}
     for item in items or []:
         key, sep, raw = str(item).partition("=")
         key = key.strip().lstrip("-").replace("-", "_")
         if not sep or not key:
-            raise ConfigError(f"--slurm-opt {item!r}: expected KEY=VALUE (e.g. qos=high, account=myproj, "
+            raise ConfigError(f"--slurm_opt {item!r}: expected KEY=VALUE (e.g. qos=high, account=myproj, "
                               f"constraint=a100)")
         try:
             out[key] = yaml.safe_load(raw) if raw.strip() else ""
@@ -123,7 +123,7 @@ def job_options(executor="local", gpus_per_job=None, partition=None, time=None, 
     """The checked options of the command's flags (every bad value named before anything is written)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
-    for flag, value, least in (("--gpus-per-job", gpus_per_job, 0), ("--max-parallel", max_parallel, 1)):
+    for flag, value, least in (("--gpus_per_job", gpus_per_job, 0), ("--max_parallel", max_parallel, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
             raise ConfigError(f"{flag} {value!r}: give a whole number (at least {least})")
         if value is not None and executor == "debug":
@@ -134,8 +134,8 @@ def job_options(executor="local", gpus_per_job=None, partition=None, time=None, 
                       max_parallel=max_parallel, wait=wait)
     for key in opts.slurm_opts:
         if key in _OWN_SLURM_KEYS:
-            raise ConfigError(f"--slurm-opt {key}=...: {_OWN_SLURM_KEYS[key]}")
-    slurm_only = [f for f, v in (("--partition", partition), ("--mem", mem), ("--slurm-opt", slurm_opt)) if v]
+            raise ConfigError(f"--slurm_opt {key}=...: {_OWN_SLURM_KEYS[key]}")
+    slurm_only = [f for f, v in (("--partition", partition), ("--mem", mem), ("--slurm_opt", slurm_opt)) if v]
     if executor != "slurm" and slurm_only:
         raise ConfigError(f"{', '.join(slurm_only)} only apply to --executor slurm (this is --executor {executor})")
     if executor == "slurm" and opts.time_min is None:
@@ -156,7 +156,7 @@ def _check_local_gpus(opts):
         opts.gpus_per_job = 1 if have else 0
     need = opts.gpus_per_job * (opts.max_parallel or 1)
     if need > have:
-        raise ConfigError(f"--executor local: {opts.max_parallel or 1} job(s) at a time x --gpus-per-job "
+        raise ConfigError(f"--executor local: {opts.max_parallel or 1} job(s) at a time x --gpus_per_job "
                           f"{opts.gpus_per_job} need {need} GPU(s); this machine has {have}")
 
 
@@ -201,7 +201,7 @@ def _log_to_job_output():
 
 
 def _export_torch_distributed():
-    """Several tasks in one job (``--gpus-per-job`` > 1): the torchrun variables from SLURM's."""
+    """Several tasks in one job (``--gpus_per_job`` > 1): the torchrun variables from SLURM's."""
     import submitit
 
     try:
@@ -428,7 +428,7 @@ def run_grid(p, opts):
 def _submit_slurm(p, executor, cell_ids):
     if not cell_ids:
         return {}
-    with executor.batch():  # one job array: --max-parallel is its %N
+    with executor.batch():  # one job array: --max_parallel is its %N
         jobs = [executor.submit(CellJob(p.out, cid, finish=True)) for cid in cell_ids]
     for cid, job in zip(cell_ids, jobs):
         write_record(p.out, cid, "slurm", job, "submitted")
@@ -437,7 +437,7 @@ def _submit_slurm(p, executor, cell_ids):
 
 
 def _wait(p, opts, executor, queue, active, run):
-    """Start queued local jobs while fewer than --max-parallel run; gather every job as it ends."""
+    """Start queued local jobs while fewer than --max_parallel run; gather every job as it ends."""
     cap = opts.max_parallel or (1 if opts.executor == "local" else len(queue) + len(active))
     free = list(range(int(opts.gpus_per_job or 0) * cap))  # local GPU slots
     gpus_of = {}

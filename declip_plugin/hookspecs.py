@@ -36,3 +36,10 @@ def deepfakebench_register_datasets(register):
 @hookspec
 def deepfakebench_register_metrics(register):
     """Register metric accumulators: ``register(name, cls)`` with ``update(...)`` / ``compute()``."""
+
+
+@hookspec
+def deepfakebench_register_commands(register):
+    """Register ``declip`` subcommands: ``register(name, Command(help, add_arguments, run))``
+    (declip_plugin.commands.Command): ``add_arguments(parser)`` fills the subcommand's argparse parser,
+    ``run(args)`` handles the parsed arguments and returns the exit status."""

@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 BUILTIN_PLUGIN_NAME = "declip"
 # (registration name, module path) of the plugins that ship with the package
 BUILTIN_PLUGINS = ((BUILTIN_PLUGIN_NAME, "declip_plugin.builtin"),)
-KINDS = ("detectors", "datasets", "metrics")
-_LABELS = {"detectors": "detector", "datasets": "dataset adapter", "metrics": "metric"}
+KINDS = ("detectors", "datasets", "metrics", "commands")
+_LABELS = {"detectors": "detector", "datasets": "dataset adapter", "metrics": "metric", "commands": "command"}
 
 _lock = threading.Lock()
 _state = {}
@@ -48,10 +48,10 @@ def create_plugin_manager(load_entrypoints=True):
     return pm
 
 
-def build_registries(pm):
+def build_registries(pm, kinds=KINDS):
     """Call every plugin's register hooks and collect the results in one Registry per kind."""
     registries = {}
-    for kind in KINDS:
+    for kind in kinds:
         reg = Registry(_LABELS[kind])
         hook = getattr(pm.hook, f"deepfakebench_register_{kind}")
         for impl in hook.get_hookimpls():
@@ -79,9 +79,10 @@ def get_registry(kind):
         raise ValueError(f"unknown registry kind {kind!r}; expected one of {KINDS}")
     pm = get_plugin_manager()
     with _lock:
-        if "registries" not in _state:
-            _state["registries"] = build_registries(pm)
-        return _state["registries"][kind]
+        registries = _state.setdefault("registries", {})
+        if kind not in registries:  # one kind at a time: `declip --help` imports no detector
+            registries.update(build_registries(pm, (kind,)))
+        return registries[kind]
 
 
 def reset():

@@ -5,7 +5,7 @@
 #   bash scripts/bench.sh --quick         # CI-sized (tiny ViT + conv-4), well under a minute on 2 CPU cores
 #   bash scripts/bench.sh cpu             # the CPU figures of docs/benchmarks.md (batch 2, 6 images)
 #   bash scripts/bench.sh gpu             # the GPU figures of docs/benchmarks.md (batch 64, 256 images, + compile)
-#   bash scripts/bench.sh [DETECTOR] [--batch-size N] [--n-images N] [--device D] [--compile] [--opt K=V] ...
+#   bash scripts/bench.sh [DETECTOR] [--batch_size N] [--n_images N] [--device D] [--compile] [--opt K=V] ...
 #
 # Results are printed and written as JSON under ${BENCH_OUT:-logs/bench}/.
 set -euo pipefail
@@ -18,14 +18,14 @@ stamp=$(date +%Y%m%d-%H%M%S)
 case "${1:-}" in
   cpu)
     shift
-    exec "$PY" -m declip_plugin.bench declip --device cpu --batch-size 2 --n-images 6 --modes inference,train,components \
+    exec "$PY" -m declip_plugin bench declip --device cpu --batch_size 2 --n_images 6 --modes inference,train,components \
       --json "$OUT/cpu-$stamp.json" "$@" ;;
   gpu)
     shift
-    "$PY" -m declip_plugin.bench declip --device cuda --batch-size 64 --n-images 256 \
+    "$PY" -m declip_plugin bench declip --device cuda --batch_size 64 --n_images 256 \
       --modes inference,train,components --json "$OUT/gpu-$stamp.json" "$@"
-    exec "$PY" -m declip_plugin.bench declip --device cuda --batch-size 64 --n-images 256 --compile --warmup 3 \
+    exec "$PY" -m declip_plugin bench declip --device cuda --batch_size 64 --n_images 256 --compile --warmup 3 \
       --json "$OUT/gpu-compile-$stamp.json" "$@" ;;
   *)
-    exec "$PY" -m declip_plugin.bench --json "$OUT/bench-$stamp.json" "$@" ;;
+    exec "$PY" -m declip_plugin bench --json "$OUT/bench-$stamp.json" "$@" ;;
 esac

@@ -39,7 +39,7 @@ end=$(date +%s)
          "($(getconf _NPROCESSORS_ONLN) CPU cores, OMP_NUM_THREADS=$OMP_NUM_THREADS; load average at the end:" \
          "$(cut -d' ' -f1-3 /proc/loadavg))."
     echo
-    "$DECLIP" leaderboard "$OUT/image/runs" "$OUT/video/runs" --by-task
+    "$DECLIP" leaderboard "$OUT/image/runs" "$OUT/video/runs" --by_task
 } > "$OUT/results.md"
 echo
 cat "$OUT/results.md"

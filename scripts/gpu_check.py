@@ -221,9 +221,9 @@ def step_dfb(plan, device, work):
     summary = export_dfb(DEMO, os.path.join(work["dir"], "export"),
                          {"data_root": work["data"], "bench_root": root, "detector": "declip_demo"})
     logs = os.path.join(work["dir"], "dfb_logs")
-    opts = ["--stub-datasets", "--data", summary["out_dir"], "--opt", f"log_dir={logs}", "--opt", "nEpochs=1",
+    opts = ["--stub_datasets", "--data", summary["out_dir"], "--opt", f"log_dir={logs}", "--opt", "nEpochs=1",
             "--opt", "workers=0", *sum((["--opt", f"{k}={v}"] for k, v in plan["demo_opts"].items()), [])]
-    cmd = [sys.executable, "-m", "declip_plugin", "dfb", "train", "--bench-root", root, "--python", python, *opts,
+    cmd = [sys.executable, "-m", "declip_plugin", "dfb", "train", "--bench_root", root, "--python", python, *opts,
            "--", "--detector_path", summary["yaml"], "--train_dataset", DEMO, "--test_dataset", DEMO, "--no-save_feat"]
     env = dict(os.environ)
     if device.type == "cpu":  # dry run: train.py's CUDA calls stubbed (the tests' harness)

@@ -20,7 +20,7 @@ case "$ENGINE" in
     fi
     exec "$DECLIP" test "${args[@]}" --data_root "$DATA_ROOT" "$@" ;;
   deepfakebench)
-    exec "$DECLIP" dfb --bench-root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
+    exec "$DECLIP" dfb --bench_root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
       test -- "${args[@]}" "$@" ;;
   *) echo "ENGINE must be embedded or deepfakebench, got '$ENGINE'" >&2; exit 2 ;;
 esac

@@ -27,7 +27,7 @@ case "$ENGINE" in
     fi
     exec "$DECLIP" train "${args[@]}" --data_root "$DATA_ROOT" "$@" ;;
   deepfakebench)
-    exec "$DECLIP" dfb --bench-root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
+    exec "$DECLIP" dfb --bench_root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
       train -- "${args[@]}" "$@" ;;
   *) echo "ENGINE must be embedded or deepfakebench, got '$ENGINE'" >&2; exit 2 ;;
 esac

@@ -7,9 +7,6 @@ import declip_plugin
 
 PACKAGE_DIR = pathlib.Path(declip_plugin.__file__).parent
 
-# bench <-> cli belongs to issue 24's part A (the commands package), which removes it; delete this
-# entry when that lands (test_no_circle then checks the whole package).
-PENDING = {frozenset({"declip_plugin.bench", "declip_plugin.cli"})}
 
 
 def module_names(pkg_dir):
@@ -94,7 +91,7 @@ def cycles(graph):
 
 
 def test_no_circle():
-    circles = [sorted(c) for c in cycles(import_graph(PACKAGE_DIR)) if c not in PENDING]
+    circles = [sorted(c) for c in cycles(import_graph(PACKAGE_DIR))]
     assert circles == [], f"import circles: {circles}"
 
 

@@ -216,7 +216,7 @@ def test_a_checkout_whose_test_py_lacks_a_wrapped_function_is_refused_in_one_lin
     root = _copy_with(real_checkout, tmp_path, "training/test.py", "def test_one_dataset(", "def evaluate_one_dataset(")
     det = _yaml(tmp_path / "det.yaml", TINY)
     with pytest.raises(DeclipError) as e:
-        dfb.launch(root, "test", ["--detector_path", det], cpu=True)
+        dfb.launch(dfb.LaunchSpec(root, "test", ["--detector_path", det], cpu=True))
     msg = str(e.value)
     assert "\n" not in msg
     assert "(commit 0123456)" in msg and f"tested with {facts.TESTED_COMMIT}" in msg
@@ -374,7 +374,7 @@ def test_a_fork_import_the_environment_lacks_is_one_line(tmp_path):
     det = _yaml(tmp_path / "det.yaml", TINY)
     with pytest.raises(DeclipError, match=r"no_such_module_of_a_fork \(imported by training/test.py\); run "
                                           r"`declip dfb setup --bench_root "):
-        dfb.launch(root, "test", ["--detector_path", det], cpu=True)
+        dfb.launch(dfb.LaunchSpec(root, "test", ["--detector_path", det], cpu=True))
 
 
 def test_the_dataset_whitelist_of_a_fork_is_one_line():
@@ -413,9 +413,9 @@ def test_the_fork_deepfakesdetection_has_every_wrapped_function(tmp_path_factory
 
 def test_cpu_training_is_refused(checkout):
     with pytest.raises(DeclipError, match="torch.cuda.set_device"):
-        dfb.launch(checkout, "train", [], cpu=True)
+        dfb.launch(dfb.LaunchSpec(checkout, "train", [], cpu=True))
     with pytest.raises(DeclipError, match="mode must be"):
-        dfb.launch(checkout, "predict", [])
+        dfb.launch(dfb.LaunchSpec(checkout, "predict", []))
 
 
 def test_register_into_both_registry_kinds():

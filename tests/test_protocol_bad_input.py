@@ -82,12 +82,12 @@ CASES = [
     ("bad --mem", lambda w, o: base(w, o)[:-1] + ["slurm", "--time", "60", "--mem", "lots"], ["--mem 'lots'"]),
     ("--mem without slurm", lambda w, o: base(w, o, "--mem", "16G"), ["--mem", "--executor slurm"]),
     ("--partition without slurm", lambda w, o: base(w, o, "--partition", "gpu"), ["--partition", "--executor slurm"]),
-    ("--slurm-opt without =", lambda w, o: base(w, o, "--slurm-opt", "qos"), ["--slurm-opt 'qos'", "KEY=VALUE"]),
-    ("--slurm-opt of a flag", lambda w, o: base(w, o)[:-1] + ["slurm", "--time", "60", "--slurm-opt", "time=90"],
-     ["--slurm-opt time=", "use --time"]),
-    ("--max-parallel 0", lambda w, o: base(w, o, "--max-parallel", "0"), ["--max-parallel 0"]),
+    ("--slurm_opt without =", lambda w, o: base(w, o, "--slurm_opt", "qos"), ["--slurm_opt 'qos'", "KEY=VALUE"]),
+    ("--slurm_opt of a flag", lambda w, o: base(w, o)[:-1] + ["slurm", "--time", "60", "--slurm_opt", "time=90"],
+     ["--slurm_opt time=", "use --time"]),
+    ("--max_parallel 0", lambda w, o: base(w, o, "--max_parallel", "0"), ["--max_parallel 0"]),
     ("status of no protocol", lambda w, o: ["protocol", "--status", o], ["proto", "protocol.json"]),
-    ("report-only of no protocol", lambda w, o: base(w, o, "--report-only"), ["proto", "no protocol"]),
+    ("report-only of no protocol", lambda w, o: base(w, o, "--report_only"), ["proto", "no protocol"]),
 ]
 
 
@@ -158,7 +158,7 @@ def test_killed_mid_cell_report_only_shows_complete_cells_and_the_rerun_finishes
     partial = sorted((out / "runs").glob("tiny__demo-noise_*"))
     assert len(partial) == 1 and (partial[0] / "test" / "demo-telea" / "metrics.json").is_file()
 
-    code, stdout, err = run(argv + ["--report-only"], capsys)
+    code, stdout, err = run(argv + ["--report_only"], capsys)
     assert code == 0, err
     assert "2 cell(s): 1 done" in stdout and "kept" not in stdout
     assert "not finished (not in the grids or the leaderboard): tiny__demo-noise" in stdout

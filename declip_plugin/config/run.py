@@ -123,7 +123,8 @@ class RunConfig:
     save_avg: bool = key(False, dfb_only=True)
     dataset_type: Optional[str] = key(None, dfb_only=True)
     test_metric: Optional[str] = key(None, dfb_only=True)
-    task_target: Optional[str] = key(None, dfb_only=True)
+    task_target: Optional[str] = key(None, doc="--task_target: run directories are named <name>_<task_target>_<time>, "
+                                                "as DeepfakeBench's train.py names its log folders")
     swa_start: Optional[int] = key(None, dfb_only=True)
     weights_path: Optional[str] = key(None, dfb_only=True)
     # --- the embedded engine and the data side ---------------------------------------------------

@@ -51,6 +51,18 @@ def mask_file_name(image_path, index):
     return f"{index:06d}_{stem}.png"
 
 
+def inference_step(detector, batch, device, precision="fp32", batch_hook=None):
+    """One inference batch as the engine runs it (call under ``torch.inference_mode``, the detector in
+    eval mode): the batch on ``device``, then ``batch_hook`` (the feature cache), then the forward
+    under ``precision``'s autocast. Returns ``(batch, pred)``."""
+    batch = to_device(batch, device)
+    if batch_hook is not None:
+        batch = batch_hook(batch)
+    with runtime.autocast(device, precision):
+        pred = detector(batch, inference=True)
+    return batch, pred
+
+
 @torch.inference_mode()
 def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, desc="test", progress=True,
              batch_hook=None, summary_line=True):
@@ -63,11 +75,7 @@ def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, 
     rows, seen, t0 = [], 0, time.perf_counter()
     bar = progress_bar(loader, desc, enabled=progress and runtime.is_main(), summary=summary_line)
     for batch in bar:
-        batch = to_device(batch, device)
-        if batch_hook is not None:
-            batch = batch_hook(batch)
-        with runtime.autocast(device, precision):
-            pred = detector(batch, inference=True)
+        batch, pred = inference_step(detector, batch, device, precision, batch_hook)
         for acc in accs.values():
             acc.update_batch(batch, pred)
         prob, labels = pred["prob"].float(), batch["label"]

@@ -28,6 +28,13 @@ def run_name(config):
     return os.path.splitext(os.path.basename(path))[0] if path else str(config.get("model_name", "run"))
 
 
+def run_folder_name(config):
+    """``<name>[_<task_target>]``: the run directory's name before its time, as DeepfakeBench's train.py
+    names its log folder ``<model_name>[_<task_target>]_<time>``."""
+    task = config.get("task_target")
+    return f"{run_name(config)}_{task}" if task else run_name(config)
+
+
 def in_domain(config):
     return config["in_domain"] or config["train_dataset"]
 
@@ -52,7 +59,7 @@ def _open_run(config, mode, run_dir=None):
     """The run directory (new unless resuming) and its log file; called once every check passed."""
     if run_dir is None:
         run_dir = runtime.broadcast_object(
-            new_run_dir(config.get("log_dir") or f"./logs/{mode}", run_name(config)) if runtime.is_main() else None)
+            new_run_dir(config.get("log_dir") or f"./logs/{mode}", run_folder_name(config)) if runtime.is_main() else None)
     handler = add_log_file(run_dir, "training.log" if mode == "train" else "test.log") if runtime.is_main() else None
     return run_dir, handler
 

@@ -77,6 +77,20 @@ def optimizer_step(loss, optimizer, params, scaler=None):
     return True
 
 
+def train_step(model, detector, batch, device, precision, optimizer, params, scaler=None, batch_hook=None):
+    """One training step as the engine runs it (the model in train mode): the batch on ``device``, then
+    ``batch_hook`` (the feature cache), the forward of ``model`` (the detector, or its DDP wrapper)
+    under ``precision``'s autocast (a :class:`~.runtime.Precision`), the detector's losses and
+    :func:`optimizer_step`. Returns ``(batch, losses, applied)``."""
+    batch = to_device(batch, device)
+    if batch_hook is not None:
+        batch = batch_hook(batch)
+    with precision.autocast():
+        pred = model(batch)
+    losses = detector.get_losses(batch, pred)
+    return batch, losses, optimizer_step(losses["overall"], optimizer, params, scaler)
+
+
 class PlateauSchedule:
     """DeCLIP's official schedule on the validation metric (its train.py and earlystop.py): after
     ``patience`` validations without an improvement of at least ``delta`` the lr drops by ``lr_factor``
@@ -221,13 +235,8 @@ class Trainer:
         total, n, n_loss, skipped, t0 = 0.0, 0, 0, 0, time.perf_counter()
         bar = progress(self.train_loader, f"epoch {self.epoch + 1}", enabled=runtime.is_main(), summary=False)
         for batch in bar:
-            batch = to_device(batch, self.device)
-            if self.batch_hook is not None:
-                batch = self.batch_hook(batch)
-            with self.precision.autocast():
-                pred = self.model(batch)
-            losses = self.detector.get_losses(batch, pred)
-            applied = optimizer_step(losses["overall"], self.optimizer, self.params, self.scaler)
+            batch, losses, applied = train_step(self.model, self.detector, batch, self.device, self.precision,
+                                                self.optimizer, self.params, self.scaler, self.batch_hook)
             self.step_count += 1
             b = int(batch["label"].shape[0])
             n += b

@@ -16,9 +16,9 @@ docs/deepfakebench.md is the user's view. ``bootstrap`` is not imported here: it
 """
 from .checkout import CheckoutMismatch, check_wrapped, checkout_commit, dfb_config_problems, find_bench_root, \
     host_detector_names, validate_checkout
-from .launcher import data_overrides, dfb_weights, launch, read_exports
+from .launcher import LaunchSpec, data_overrides, dfb_weights, launch, read_exports
 
-__all__ = ["CheckoutMismatch", "check_wrapped", "checkout_commit", "data_overrides", "dfb_config_problems",
+__all__ = ["CheckoutMismatch", "LaunchSpec", "check_wrapped", "checkout_commit", "data_overrides", "dfb_config_problems",
            "dfb_weights", "export_dfb", "find_bench_root", "host_detector_names", "launch", "read_exports",
            "validate_checkout"]
 

@@ -35,6 +35,7 @@ Images that are PNG files are hard-linked (copied when linking fails) after a co
 other formats are decoded and written as PNG (lossless with respect to the decoded pixels).
 """
 import copy
+import dataclasses
 import datetime
 import glob
 import json
@@ -43,6 +44,7 @@ import os
 import re
 import shutil
 import tempfile
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -244,9 +246,8 @@ def export_dfb(dataset_name, out_dir, config=None):
         shutil.rmtree(old, ignore_errors=True)  # left by a killed export of this name
     stage = tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{name}-", dir=out)
     try:
-        summary = _export_into(dataset_name, source_name, name, config, splits, include_real, mode, want_lmdb,
-                               bench_root, base, out, rgb, lmdb_path, json_path,
-                               staged=lambda p: os.path.join(stage, os.path.relpath(p, out)))
+        summary = _export_into(ExportPlan(dataset_name, source_name, name, config, splits, include_real, mode,
+                                          want_lmdb, bench_root, base, out, rgb, lmdb_path, json_path, stage))
         _swap_in(stage, out, [rgb, lmdb_path, json_path, summary["yaml"], os.path.join(out, f"export_{name}.json")])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -276,9 +277,39 @@ def _swap_in(stage, out, finals):
             shutil.rmtree(aside) if os.path.isdir(aside) else os.unlink(aside)
 
 
-def _export_into(dataset_name, source_name, name, config, splits, include_real, mode, want_lmdb, bench_root, base,
-                 out, rgb, lmdb_path, json_path, staged):
+@dataclasses.dataclass(frozen=True)
+class ExportPlan:
+    """One export, every setting resolved by :func:`export_dfb`: where each file goes (``rgb``,
+    ``lmdb_path``, ``json_path`` name the final places; :meth:`staged` the place it is written first)."""
+
+    dataset_name: Any  # a named dataset or a spec dict
+    source_name: str
+    name: str  # the dataset's name inside DeepfakeBench
+    config: dict
+    splits: list
+    include_real: bool
+    link: str  # 'link' or 'copy'
+    want_lmdb: bool
+    bench_root: Optional[str]
+    base: str  # what the JSON's frame paths are relative to
+    out: str
+    rgb: str
+    lmdb_path: str
+    json_path: str
+    stage: str
+
+    def staged(self, path):
+        return os.path.join(self.stage, os.path.relpath(path, self.out))
+
+
+def _export_into(plan):
     from ...data import build_dataset
+
+    dataset_name, source_name, name, config, splits = (plan.dataset_name, plan.source_name, plan.name, plan.config,
+                                                       plan.splits)
+    include_real, mode, want_lmdb, bench_root, base = (plan.include_real, plan.link, plan.want_lmdb, plan.bench_root,
+                                                       plan.base)
+    out, rgb, lmdb_path, json_path, staged = plan.out, plan.rgb, plan.lmdb_path, plan.json_path, plan.staged
 
     adapter_cfg = {k: config[k] for k in ("data_root", "max_samples", "skip_bad_files") if config.get(k) is not None}
     adapter_cfg.update(include_real=include_real)

@@ -10,6 +10,7 @@ root and ``<root>/training`` first on PYTHONPATH (the import environment ``pytho
 gives the script; nothing here touches ``sys.path``). No file of the checkout is edited or copied.
 """
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from typing import Optional, Sequence, Union
 
 from ...errors import DeclipError
 from . import facts
@@ -219,9 +221,9 @@ def _convert_weights_if_needed(argv, root, det_file, workdir):
     return argv
 
 
-def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=None, data_dir=None, lmdb=None,
-           overrides=None, results_dir=None, localization=True, convert_weights=True, python=None, env=None):
-    """Run the checkout's unchanged ``training/<mode>.py`` with ``argv``, our detectors registered.
+@dataclasses.dataclass
+class LaunchSpec:
+    """What `declip dfb train|test` runs: the checkout's unchanged ``training/<mode>.py`` with ``argv``.
 
     bench_root   the checkout (default ``$DEEPFAKEBENCH_ROOT``)
     mode         ``'train'`` or ``'test'``
@@ -246,9 +248,31 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
                  needs DeepfakeBench's requirements and this package installed
     env          extra environment variables for the child
 
+    """
+
+    bench_root: Optional[str] = None
+    mode: str = "test"
+    argv: Sequence[str] = ()
+    cpu: bool = False
+    stub_datasets: Optional[bool] = None
+    data_dir: Optional[str] = None
+    lmdb: Optional[bool] = None
+    overrides: Union[dict, Sequence[str], None] = None
+    results_dir: Optional[str] = None
+    localization: bool = True
+    convert_weights: bool = True
+    python: Optional[str] = None
+    env: Optional[dict] = None
+
+
+def launch(spec):
+    """Run the checkout's unchanged ``training/<mode>.py`` as ``spec`` (a :class:`LaunchSpec`) says, our
+    detectors registered.
+
     Returns the script's exit status. Raises DeclipError for a checkout that does not fit (one line
     naming the file and function), or when our detectors could not be registered.
     """
+    mode, cpu, results_dir, python, env = spec.mode, spec.cpu, spec.results_dir, spec.python, spec.env
     if mode not in facts.SCRIPTS:
         raise DeclipError(f"mode must be 'train' or 'test', got {mode!r}")
     if results_dir and mode == "train":
@@ -260,43 +284,43 @@ def launch(bench_root=None, mode="test", argv=(), *, cpu=False, stub_datasets=No
             "DeepfakeBench's training/train.py cannot run on the CPU: it calls torch.cuda.set_device() at import and "
             "its Trainer moves every batch with .cuda(). Train on a GPU machine, or use `declip train` (our embedded "
             "DeepfakeBench-compatible trainer runs on the CPU); --cpu is for test")
-    info = validate_checkout(bench_root, mode=mode, localization=localization)
+    info = validate_checkout(spec.bench_root, mode=mode, localization=spec.localization)
     root = info["root"]
-    argv = [str(a) for a in argv]
+    argv = [str(a) for a in spec.argv]
     if argv[:1] == ["--"]:  # argparse.REMAINDER may keep the separator
         argv = argv[1:]
     argv = _absolutize_paths(argv, root)
-    over = _normalize_overrides(overrides)
+    over = _normalize_overrides(spec.overrides)
     label_dict_extra = {}
-    if data_dir is not None:
-        data_over, _ = data_overrides(data_dir, root, lmdb=lmdb)
+    if spec.data_dir is not None:
+        data_over, _ = data_overrides(spec.data_dir, root, lmdb=spec.lmdb)
         label_dict_extra.update(data_over.pop("label_dict"))
         over = {**data_over, **over}
-    elif lmdb is not None:
-        over.setdefault("lmdb", bool(lmdb))
+    elif spec.lmdb is not None:
+        over.setdefault("lmdb", bool(spec.lmdb))
     det_path, det_file, model_name, label_dict_extra = _detector_yaml(argv, root, mode, over, label_dict_extra, info)
     rename = names_in_checkout(info["host_detectors"])
     if model_name in rename:
         logger.warning("model_name %r of %s is the checkout's own detector (%s), which runs; ours runs as %r (set "
                        "model_name: %s to run it)", model_name, det_path, info["host_detectors"][model_name],
                        rename[model_name], rename[model_name])
-    spec = {
+    child = {
         "mode": mode, "root": root, "commit": info["commit"], "script": os.path.join(root, facts.SCRIPTS[mode]),
-        "argv": argv, "cpu": bool(cpu), "stub_datasets": bool(cpu if stub_datasets is None else stub_datasets),
+        "argv": argv, "cpu": bool(cpu), "stub_datasets": bool(cpu if spec.stub_datasets is None else spec.stub_datasets),
         "overrides": over, "label_dict": label_dict_extra,
-        "localization": bool(localization), "rename": rename,
+        "localization": bool(spec.localization), "rename": rename,
         "results_dir": os.path.abspath(os.path.expanduser(str(results_dir))) if results_dir else None,
     }
     python = choose_python(python, root)
-    if mode == "train" or not spec["stub_datasets"]:
+    if mode == "train" or not child["stub_datasets"]:
         _require_cuda(python, root, env, mode)
     _require_imports(python, root)
     with tempfile.TemporaryDirectory(prefix="declip-dfb-") as workdir:
-        spec["serve"] = prepare_configs(mode, root, det_file, det_path, over, label_dict_extra, workdir)
-        if mode == "test" and convert_weights:
-            spec["argv"] = _convert_weights_if_needed(argv, root, det_file, workdir)
-        spec["status_file"] = os.path.join(workdir, "status.json")
-        return _run_child(spec, python, root, env, cpu)
+        child["serve"] = prepare_configs(mode, root, det_file, det_path, over, label_dict_extra, workdir)
+        if mode == "test" and spec.convert_weights:
+            child["argv"] = _convert_weights_if_needed(argv, root, det_file, workdir)
+        child["status_file"] = os.path.join(workdir, "status.json")
+        return _run_child(child, python, root, env, cpu)
 
 
 def _detector_yaml(argv, root, mode, over, label_dict_extra, info):

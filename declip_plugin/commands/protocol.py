@@ -1,0 +1,120 @@
+"""``declip protocol``: methods x train sets x test sets as jobs; grids, ID/OOD means, leaderboard."""
+import os
+
+from ..errors import DeclipError
+from .base import Command, add_common, add_flag, overrides
+
+DESCRIPTION = ("Train each (method, train set) once, test on every test set, and write the grids, ID/OOD means, "
+               "heat-maps and a leaderboard. Every training cell is one job (--executor). Rerun with the same "
+               "arguments to continue a killed protocol (finished cells are kept, failed or missing ones run again).")
+
+
+def add_protocol(p):
+    from ..cluster import EXECUTORS
+    from ..protocol import PRESETS
+
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named protocol (its methods and datasets; "
+                                                             "--method/--train/--test replace its parts)")
+    p.add_argument("--method", nargs="+", help="detector YAMLs or bundled names")
+    p.add_argument("--train", nargs="+", help="train datasets (one cell per method and train set)")
+    p.add_argument("--test", nargs="+", help="test datasets")
+    p.add_argument("--sweep", metavar="KEY=V1,V2,...", help="one method per value of a config key "
+                                                            "(feature_layer, decoder_type, backbone): Figure 3")
+    p.add_argument("--out", help="the protocol folder (default: logs/protocol/<preset>)")
+    add_flag(p, "--report_only", action="store_true",
+             help="train nothing; write the outputs from the finished cells (the missing ones named)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="write no report.html (e.g. when `declip report` later combines several protocols)")
+    p.add_argument("--status", metavar="OUT", help="print each cell's state (done, running, queued, failed with its "
+                                                   "job id and log, missing) of the protocol folder OUT, and exit")
+    g = p.add_argument_group("jobs (docs/cluster.md)")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: each cell a subprocess on this machine; slurm: each cell a SLURM job (an array); "
+                        "debug: every cell in this process (default: local)")
+    add_flag(g, "--gpus_per_job", type=int, help="GPUs of one cell's job (one task per GPU; default 1 on SLURM, 1 "
+                                                 "locally with CUDA)")
+    add_flag(g, "--max_parallel", type=int,
+             help="cells running at once (local default 1; SLURM: the array's %%N, default no cap)")
+    g.add_argument("--partition", help="SLURM partition")
+    g.add_argument("--time", help="SLURM time limit of one job: minutes, HH:MM:SS or D-HH:MM:SS (required for "
+                                  "slurm; a job that reaches it is requeued and resumes)")
+    g.add_argument("--mem", help="memory of one job, e.g. 64G")
+    add_flag(g, "--slurm_opt", action="append", metavar="KEY=VALUE",
+             help="another SLURM option, passed to submitit (qos=high, account=proj, constraint=a100, "
+                  "cpus_per_task=8, signal_delay_s=120, ...); repeatable")
+    p.add_argument("--no-wait", dest="no_wait", action="store_true",
+                   help="slurm: submit and return; the last job to finish writes the outputs")
+    add_common(p)
+
+
+def run_protocol(args):
+    from .. import cluster
+    from .. import protocol as proto
+
+    if args.status:
+        print(cluster.format_status(proto.Protocol(args.status)))
+        return 0
+    out = args.out or os.path.join("logs", "protocol", args.preset or "custom")
+    sweep = proto.parse_sweep(args.sweep) if args.sweep else None
+    opts = cluster.job_options(args.executor, args.gpus_per_job, args.partition, args.time, args.mem, args.slurm_opt,
+                               args.max_parallel, wait=not args.no_wait)
+    plan = proto.make_plan(args.preset, args.method, args.train, args.test, sweep, overrides(args))
+    if args.report_only:
+        if not os.path.isfile(os.path.join(out, "protocol.json")):
+            raise DeclipError(f"--report_only: {out} holds no protocol (no protocol.json); run the protocol first")
+        p = proto.Protocol(out, plan)
+        _print_protocol(p, p.finish(report=args.report), f"{len(p.plan['cells']) - len(p.missing())} done")
+        return 0
+    proto.check_plan(plan, args.sweep)  # every input checked: nothing is written before this passes
+    cluster.check_executor_available(opts)
+    p = proto.Protocol(out, plan)
+    run = cluster.run_grid(p, opts)
+    summary = (f"{len(run.kept)} kept, {len(run.finished)} trained now, {len(run.failed)} failed"
+               + (f", {len(run.waiting)} queued or running" if run.waiting else ""))
+    if run.waiting:
+        print(f"protocol {out}: {len(p.plan['cells'])} cell(s): {summary}; the last job to finish writes the "
+              f"outputs; see `declip protocol --status {out}`")
+        return 0
+    if p.cells_done():
+        _print_protocol(p, p.finish(report=args.report), summary)
+    _raise_problems(run, p, out)
+    return 0
+
+
+def _raise_problems(run, p, out):
+    from .. import cluster
+
+    problems = []
+    if run.failed:
+        recs = [cluster.read_record(out, cid) for cid in run.failed]
+        problems.append(f"{len(run.failed)} of {len(p.plan['cells'])} cell(s) failed: " + "; ".join(
+            f"{r['cell']} (job {r['job_id']}: {r['error']}; log {r['stderr']})" for r in recs)
+            + "; rerun the same command to resubmit them")
+    if run.unknown:
+        problems.append(f"SLURM (sacct) does not know the job(s) of cell(s) {', '.join(run.unknown)}; if they no "
+                        f"longer run, delete their records ({os.path.join(out, 'jobs', '<cell>.json')}) and rerun")
+    if problems:
+        raise DeclipError("; ".join(problems))
+
+
+def _print_protocol(p, paths, summary):
+    from ..protocol import PRIMARY, format_grid
+
+    out = p.out
+    print(f"\nprotocol {out}: {len(p.plan['cells'])} cell(s): {summary}")
+    if p.missing():
+        print(f"not finished (not in the grids or the leaderboard): {', '.join(p.missing())}")
+    metric = next((m for m in PRIMARY if os.path.isfile(os.path.join(out, f"grid_{m}.csv"))), None)
+    if metric:
+        print(f"\n{metric} grid (rows: method | trained on; columns: tested on):\n")
+        print(format_grid(out, metric))
+    print("leaderboard:\n")
+    with open(paths["leaderboard"][0], encoding="utf-8") as f:
+        print(f.read())
+    for kind in ("grids", "means", "heatmaps", "sweep", "report"):
+        for path in paths.get(kind, []):
+            print(f"{kind[:-1] if kind.endswith('s') else kind}: {path}")
+
+
+COMMANDS = {"protocol": Command("methods x train sets x test sets: grids, ID/OOD means, heat-maps, leaderboard",
+                                add_protocol, run_protocol, description=DESCRIPTION)}
