@@ -1,6 +1,7 @@
-"""``declip weights list|fetch``: the official DeCLIP checkpoints by name."""
-from ..errors import DeclipError
-from .base import Command
+"""``declip weights list|fetch``: the official DeCLIP checkpoints by name (DeCLIP's own command,
+registered by the built-in plugin beside the engine's commands)."""
+from ...commands.base import Command
+from ...errors import DeclipError
 
 
 def add_weights(p):
@@ -9,7 +10,7 @@ def add_weights(p):
 
 
 def run_weights(args):
-    from ..detectors.declip import official_weights as ow
+    from . import official_weights as ow
 
     if args.action == "list":
         rows = ow.listing()
