@@ -27,7 +27,8 @@ else
     exit "$rc"
 fi
 t1=$SECONDS
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=15 "$@"
+# -rap: every test's outcome by name in the log (PASSED, SKIPPED, FAILED...), e.g. the Chromium report test
+"$VENV/bin/python" -m pytest -q -rap -p no:cacheprovider --durations=15 "$@"
 t2=$SECONDS
 if [ "$dfb_ready" -eq 1 ]; then
     # quick subset: ViT-L/14 layer20 conv-20 with and without the backbone keys, the ViT-L/14,RN50 fusion

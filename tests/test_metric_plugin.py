@@ -121,8 +121,7 @@ def brier_plugin(monkeypatch):
 
 
 def _checkpoint(tmp_path, cfg, seed):
-    from declip_plugin.checkpoints import save_detector_checkpoint
-    from declip_plugin.detectors import build_detector
+    from declip_plugin.detectors import build_detector, save_detector_checkpoint
 
     torch.manual_seed(seed)
     path = tmp_path / f"colour{seed}.pth"
