@@ -1,4 +1,5 @@
-"""Image-level (detection) metrics, computed with torch on the device of the predictions.
+"""Image-level (detection) metrics: scores accumulated with torch on the device of the predictions;
+AUC, AP, the ROC curve and the EER computed by scikit-learn, accuracies by torch.
 
 One implementation serves every host (the embedded engine and a real DeepfakeBench): scores are
 accumulated batch by batch with :meth:`DetectionMetrics.update`, accumulators from several
