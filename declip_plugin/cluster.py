@@ -60,6 +60,7 @@ class JobOptions:
     slurm_opts: dict = dataclasses.field(default_factory=dict)
     max_parallel: int = None
     wait: bool = True
+    report: bool = True  # the last SLURM job writes report.html too (--no-report: not)
     poll_s: float = None  # seconds between looks at running jobs (None: see _poll_interval)
 
 
@@ -168,10 +169,10 @@ class CellJob(Checkpointable):
     may be gone). Requeued as it is on preemption/timeout (``Checkpointable.checkpoint``): the new
     job finds the cell's run folder and continues from its last finished epoch."""
 
-    def __init__(self, out, cell_id, finish=False):
+    def __init__(self, out, cell_id, finish=False, report=True):
         self.out = os.fspath(out)
         self.cell_id = cell_id
-        self.finish = finish
+        self.finish, self.report = finish, report
 
     def __call__(self):
         from .protocol import Protocol
@@ -181,7 +182,7 @@ class CellJob(Checkpointable):
         p = Protocol(self.out)
         result = p.run_cell(p.cell(self.cell_id))
         if self.finish and _is_rank0() and p.all_done():
-            p.finish()
+            p.finish(report=self.report)
         return {"cell": self.cell_id, "run_dir": result["run_dir"]}
 
 
@@ -416,7 +417,7 @@ def run_grid(p, opts):
             run.finished.append(cid)
         return run
     if opts.executor == "slurm":
-        active.update(_submit_slurm(p, executor, todo))
+        active.update(_submit_slurm(p, executor, todo, opts.report))
         todo = []
         if not opts.wait:
             run.waiting = list(active)
@@ -425,11 +426,11 @@ def run_grid(p, opts):
     return run
 
 
-def _submit_slurm(p, executor, cell_ids):
+def _submit_slurm(p, executor, cell_ids, report=True):
     if not cell_ids:
         return {}
     with executor.batch():  # one job array: --max_parallel is its %N
-        jobs = [executor.submit(CellJob(p.out, cid, finish=True)) for cid in cell_ids]
+        jobs = [executor.submit(CellJob(p.out, cid, finish=True, report=report)) for cid in cell_ids]
     for cid, job in zip(cell_ids, jobs):
         write_record(p.out, cid, "slurm", job, "submitted")
         logger.info("protocol: cell %s submitted as SLURM job %s (log %s)", cid, job.job_id, job.paths.stderr)

@@ -132,3 +132,28 @@ def test_memory_forms(text, gb):
     from declip_plugin.cluster import parse_mem
 
     assert parse_mem(text) == gb
+
+
+@pytest.mark.parametrize("report", [True, False])
+def test_no_report_reaches_the_slurm_job_that_writes_the_outputs(report, tmp_path, monkeypatch):
+    """--no-report: the last SLURM job of the array (the submitting command may be gone) writes no
+    report.html either; the flag travels in the submitted job."""
+    import contextlib
+
+    from declip_plugin import cluster
+
+    submitted = []
+
+    class Executor:
+        def batch(self):
+            return contextlib.nullcontext()
+
+        def submit(self, job):
+            submitted.append(job)
+            return type("Job", (), {"job_id": f"9_{len(submitted) - 1}",
+                                    "paths": type("Paths", (), {"stderr": tmp_path / "log.err"})()})()
+
+    monkeypatch.setattr(cluster, "write_record", lambda *a, **k: None)
+    p = type("P", (), {"out": str(tmp_path)})()
+    cluster._submit_slurm(p, Executor(), ["a", "b"], report=report)
+    assert [(j.cell_id, j.finish, j.report) for j in submitted] == [("a", True, report), ("b", True, report)]

@@ -58,6 +58,7 @@ def run_protocol(args):
     sweep = proto.parse_sweep(args.sweep) if args.sweep else None
     opts = cluster.job_options(args.executor, args.gpus_per_job, args.partition, args.time, args.mem, args.slurm_opt,
                                args.max_parallel, wait=not args.no_wait)
+    opts.report = args.report  # --no-report: also for the SLURM job that writes the outputs
     plan = proto.make_plan(args.preset, args.method, args.train, args.test, sweep, overrides(args))
     if args.report_only:
         if not os.path.isfile(os.path.join(out, "protocol.json")):
