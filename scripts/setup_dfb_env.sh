@@ -17,9 +17,8 @@ REF=${DECLIP_REFERENCE_DIR:-../shared/reference}
 OUT=.dfb
 start=$SECONDS
 
-snapshot() {  # newest $REF/<name>-*.tar.gz
-    ls "$REF"/"$1"-*.tar.gz 2>/dev/null | sort | tail -n 1 || true
-}
+TAG=dfb-setup
+source scripts/snapshots.sh
 DFB_TAR=$(snapshot DeepfakeBench)
 DECLIP_TAR=$(snapshot DeCLIP)
 FORK_TAR=$(snapshot DeepFakesDetection)
@@ -29,18 +28,6 @@ if [ -z "$DFB_TAR" ] || [ -z "$DECLIP_TAR" ] || [ -z "$FORK_TAR" ]; then
     exit 3
 fi
 
-unpack() {  # unpack $1 into $OUT (it holds folder $2) unless this snapshot is already there
-    local tar=$1 dir=$2 stamp="$OUT/$2.snapshot"
-    if [ -d "$OUT/$dir" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$(basename "$tar")" ]; then
-        return
-    fi
-    rm -rf "${OUT:?}/$dir"
-    mkdir -p "$OUT"
-    tar xzf "$tar" -C "$OUT"
-    [ -d "$OUT/$dir" ] || { echo "[dfb-setup] $tar did not unpack to $dir/" >&2; exit 1; }
-    basename "$tar" > "$stamp"
-    echo "[dfb-setup] unpacked $(basename "$tar") into $OUT/$dir"
-}
 unpack "$DFB_TAR" DeepfakeBench
 unpack "$DECLIP_TAR" DeCLIP
 unpack "$FORK_TAR" DeepFakesDetection

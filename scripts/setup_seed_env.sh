@@ -15,20 +15,14 @@ REF=${DECLIP_REFERENCE_DIR:-../shared/reference}
 OUT=.dfb
 start=$SECONDS
 
-TAR=$(ls "$REF"/DeepFakesDetection-*.tar.gz 2>/dev/null | sort | tail -n 1 || true)
+TAG=seed-setup
+source scripts/snapshots.sh
+TAR=$(snapshot DeepFakesDetection)
 if [ -z "$TAR" ]; then
     echo "[seed-setup] no DeepFakesDetection snapshot in $REF" >&2
     exit 3
 fi
-stamp="$OUT/DeepFakesDetection.snapshot"
-if [ ! -d "$OUT/DeepFakesDetection" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$(basename "$TAR")" ]; then
-    rm -rf "$OUT/DeepFakesDetection"
-    mkdir -p "$OUT"
-    tar xzf "$TAR" -C "$OUT"
-    [ -d "$OUT/DeepFakesDetection/training" ] || { echo "[seed-setup] $TAR did not unpack to DeepFakesDetection/" >&2; exit 1; }
-    basename "$TAR" > "$stamp"
-    echo "[seed-setup] unpacked $(basename "$TAR") into $OUT/DeepFakesDetection"
-fi
+unpack "$TAR" DeepFakesDetection
 
 SITE=$OUT/seed-site
 want=$(cat scripts/seed-requirements.txt)
