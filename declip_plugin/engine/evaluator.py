@@ -9,6 +9,7 @@ import torch
 
 from ..atomicio import write_png
 from . import runtime, signals
+from .loaders import Batches
 from .progress import progress as progress_bar
 from .rundir import write_csv, write_json, write_pickle
 
@@ -73,7 +74,7 @@ def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, 
     detector.eval()
     accs = create_metrics(detector, config)
     rows, seen, t0 = [], 0, time.perf_counter()
-    bar = progress_bar(loader, desc, enabled=progress and runtime.is_main(), summary=summary_line)
+    bar = progress_bar(Batches(loader), desc, enabled=progress and runtime.is_main(), summary=summary_line)
     for batch in bar:
         batch, pred = inference_step(detector, batch, device, precision, batch_hook)
         for acc in accs.values():

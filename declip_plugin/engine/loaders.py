@@ -43,6 +43,39 @@ def make_loader(dataset, config, train, device, batch_size=None, seed=0):
     )
 
 
+class Batches:
+    """The batches of ``loader`` for one loop. A loop that ends early (an error raised here or in a
+    worker, Ctrl-C, SIGTERM) stops the loader's worker processes at once: the traceback in flight keeps
+    the iterator alive, so DataLoader's own shutdown (in ``__del__``) would come only at exit, and its
+    workers ignore SIGTERM (engine/signals.py)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        iterator = iter(self.loader)
+        finished = False
+        try:
+            yield from iterator
+            finished = True
+        finally:
+            if not finished:
+                stop_workers(self.loader, iterator)
+
+
+def stop_workers(loader, iterator):
+    """Shut down the worker processes of a multi-process DataLoader ``iterator`` (a no-op without
+    workers); a loader with persistent workers forgets the iterator, so a later loop starts afresh."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)  # torch's own shutdown, as its __del__ calls it
+    if shutdown is not None:
+        shutdown()
+    if getattr(loader, "_iterator", None) is iterator:
+        loader._iterator = None
+
+
 def random_pipeline(config):
     """Whether training images go through random augmentation (``augmentation`` or ``flip_prob``)."""
     return (config.get("augmentation") not in (None, "none")) or float(config.get("flip_prob") or 0) > 0

@@ -10,12 +10,16 @@ Further SIGTERMs are ignored while that clean-up runs.
 
 A SIGTERM handler someone else installed (a job launcher's) is left in place. DataLoader workers
 ignore SIGTERM (:func:`worker_ignores_sigterm`): SLURM signals every process of a job, and a worker
-killed first would end the run with DataLoader's "worker killed" traceback instead; the main
-process stops them when it ends (and they stop by themselves once it is gone).
+killed first would end the run with DataLoader's "worker killed" traceback instead. Since SIGTERM is
+also how DataLoader and multiprocessing stop workers that did not stop by themselves, the main
+process stops them otherwise: a loop that ends early (an error, Ctrl-C, SIGTERM) shuts its loader's
+workers down at once (engine/loaders.py ``Batches``), and at exit every worker still there is killed
+(:func:`_kill_workers_at_exit`), so no way of ending waits for a worker that ignores SIGTERM.
 """
 import atexit
 import contextlib
 import logging
+import multiprocessing.util  # its exit hook is registered first, so it runs after ours (atexit is LIFO)
 import os
 import signal
 import sys
@@ -111,11 +115,11 @@ _terminated = []  # sticky: this process was told to stop
 
 @atexit.register  # runs before multiprocessing's own exit hook (registered earlier, so called later)
 def _kill_workers_at_exit():
-    """DataLoader workers ignore SIGTERM; those an interrupted loop left behind would make
-    multiprocessing's exit (terminate, then join) wait forever, so after a SIGTERM they are killed."""
-    if not _terminated or "multiprocessing" not in sys.modules:
-        return
-    for child in sys.modules["multiprocessing"].active_children():
+    """Multiprocessing's exit hook stops daemonic children (DataLoader workers) with SIGTERM and then
+    joins them: workers that ignore SIGTERM would keep the process from ever exiting. Whatever ended
+    the process (success, an error re-raised from a worker, Ctrl-C, SIGTERM), workers still alive
+    here have nothing left to do: they are killed."""
+    for child in multiprocessing.active_children():
         if child.daemon:
             child.kill()
             child.join(5)

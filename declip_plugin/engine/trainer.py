@@ -18,6 +18,7 @@ from ..metrics.base import info_of
 from . import runtime
 from .progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
+from .loaders import Batches
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ class Trainer:
         self.seed_epoch()
         log_every = int(self.config.get("log_every", 10))
         total, n, n_loss, skipped, t0 = 0.0, 0, 0, 0, time.perf_counter()
-        bar = progress(self.train_loader, f"epoch {self.epoch + 1}", enabled=runtime.is_main(), summary=False)
+        bar = progress(Batches(self.train_loader), f"epoch {self.epoch + 1}", enabled=runtime.is_main(), summary=False)
         for batch in bar:
             batch, losses, applied = train_step(self.model, self.detector, batch, self.device, self.precision,
                                                 self.optimizer, self.params, self.scaler, self.batch_hook)
