@@ -554,7 +554,11 @@ def check_plan(plan, sweep_text=None):
         if key in seen:
             continue
         seen.add(key)
-        config = cell_config(plan, {**cell, "overrides": own})
+        try:
+            config = cell_config(plan, {**cell, "overrides": own})
+        except ConfigError as e:  # which method refuses a key of --opt
+            hint = "; --opt METHOD:KEY=VALUE sets a key for one method" if len(plan["methods"]) > 1 else ""
+            raise type(e)(f"method {method_label(cell['config'])}: {e}{hint}") from None
         if sweep:
             label = f"--sweep {sweep_text or sweep['key'] + '=' + ','.join(map(str, sweep['values']))}"
             for value in sweep["values"]:
