@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 
+from . import references
 from .errors import DeclipError
 from .metrics.base import FAMILIES, info_of, is_count, metric_infos
 
@@ -291,29 +292,44 @@ def note(metrics):
     return f"{scale}; best of each column in bold" + (f" (lowest for {_and(lowest)})." if lowest else ".")
 
 
-PUBLISHED = "(published)"
+PUBLISHED = references.PUBLISHED
 
 
-def reference_rows(reference, columns):
-    """The published rows of a preset's ``reference`` block (``{source, metric, rows: {method: {id, ood}}}``)
-    laid on ``columns``: ``<metric> ID mean`` / ``OOD mean`` filled, every other cell empty."""
-    if not reference:
-        return []
-    metric = reference.get("metric")
-    if not any(col in (f"{metric} ID mean", f"{metric} OOD mean") for col, _ in columns):
-        return []
-    out = []
-    for name, vals in (reference.get("rows") or {}).items():
-        cells = {f"{metric} ID mean": vals.get("id"), f"{metric} OOD mean": vals.get("ood")}
-        out.append([f"{name} {PUBLISHED}"] + [_fmt(cells.get(col), m) for col, m in columns])
-    return out
+def reference_rows(reference, columns, id_sets=None, ood_sets=None):
+    """The published rows of a preset's ``reference`` blocks (references.py: one block or a list) laid on
+    ``columns``: a block's rows where the table has a column of its metric, each published figure under
+    ``<metric> <test set>`` / ``<metric> ID mean`` / ``OOD mean``, every other cell empty. ``id_sets`` /
+    ``ood_sets``: the table's in-domain / out-of-domain test sets, for the means of rows published per
+    test set (:func:`references.row_means`). Returns ``(rows, the blocks shown)``."""
+    rows, shown = [], []
+    for block in references.blocks(reference):
+        metric = block.get("metric")
+        if not any(m == metric for _, m in columns):
+            continue
+        shown.append(block)
+        for name, vals in (block.get("rows") or {}).items():
+            idm, oodm = references.row_means(vals, id_sets or (), ood_sets or ())
+            cells = {f"{metric} {d}": v for d, v in (vals.get("datasets") or {}).items()}
+            cells.update({f"{metric} ID mean": idm, f"{metric} OOD mean": oodm})
+            rows.append([references.row_name(name, block)] + [_fmt(cells.get(col), m) if m == metric else ""
+                                                              for col, m in columns])
+    return rows, shown
+
+
+def split_sets(entries, in_domain=None):
+    """``(in-domain test sets, out-of-domain test sets)`` of ``entries`` (``in_domain``: the --in_domain list)."""
+    datasets = {e.dataset for e in entries}
+    if in_domain is not None:
+        return datasets & set(in_domain), datasets - set(in_domain)
+    return {e.dataset for e in entries if e.in_domain is True}, {e.dataset for e in entries if e.in_domain is False}
 
 
 def render(entries, fmt="md", metrics=None, in_domain=None, out=None, reference=None, columns=None):
     """The table as text (md, csv, html); ``png`` writes a picture to ``out`` and returns its path.
 
-    ``reference``: a preset's published figures, appended as rows named ``<method> (published)``, never
-    ranked (no best mark) and explained under the table. ``columns``: see :func:`build_table`."""
+    ``reference``: a preset's published figures (references.py: one block or a list), appended as rows named
+    ``<method> (published)``, never ranked (no best mark) and explained under the table. ``columns``: see
+    :func:`build_table`."""
     if fmt not in FORMATS:
         raise DeclipError(f"leaderboard format {fmt!r}: use one of {', '.join(FORMATS)}")
     methods, columns, values, best = build_table(entries, metrics, in_domain, columns)
@@ -327,12 +343,10 @@ def render(entries, fmt="md", metrics=None, in_domain=None, out=None, reference=
             mark.append(v is not None and col in best and v == best[col])
         rows.append(row)
         marks.append(mark)
-    published = reference_rows(reference, columns)
+    published, shown = reference_rows(reference, columns, *split_sets(entries, in_domain))
     rows += published
     marks += [[False] * len(header) for _ in published]
-    note_line = note([m for _, m in columns]) + (
-        f" Rows marked {PUBLISHED}: the paper's own figures ({reference.get('source', 'published')}), "
-        "not measured by this run." if published else "")
+    note_line = note([m for _, m in columns]) + (references.note(shown) if published else "")
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)

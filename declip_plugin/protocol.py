@@ -104,24 +104,102 @@ def sweep_value_order(values):
     return sorted(values, key=num)
 
 
-def make_plan(preset=None, methods=None, train=None, test=None, sweep=None, overrides=None):
-    """The protocol's plan: a dict saved as protocol.json."""
-    if preset and preset not in PRESETS:
-        from .registry import closest
+def preset_names():
+    """Every preset name: those written here (:data:`PRESETS`) and the files of configs/protocol
+    (:mod:`declip_plugin.protocol_presets`)."""
+    from .protocol_presets import preset_files
 
-        hint = closest(preset, PRESETS)
-        raise ConfigError(f"--preset {preset!r}: unknown protocol preset; known: {', '.join(PRESETS)}"
-                          + (f" (did you mean {hint!r}?)" if hint else ""))
-    base = dict(PRESETS[preset]) if preset else {}
+    return sorted(set(PRESETS) | set(preset_files()))
+
+
+def preset_definition(name):
+    """The preset ``name``: methods, train, test and, where it has them, optional_test, headline, metrics and
+    reference (published figures: one block or a list, references.py)."""
+    from .protocol_presets import load_preset, preset_files
+
+    files = preset_files()
+    if name in PRESETS and name in files:
+        raise ConfigError(f"--preset {name!r} is defined twice: in protocol.py and in {files[name]}; remove one")
+    if name in PRESETS:
+        return dict(PRESETS[name])
+    if name in files:
+        return load_preset(name)
+    from .registry import closest
+
+    hint = closest(name, preset_names())
+    raise ConfigError(f"--preset {name!r}: unknown protocol preset; known: {', '.join(preset_names())}"
+                      + (f" (did you mean {hint!r}?)" if hint else ""))
+
+
+def method_label(config):
+    """A method's label: its detector YAML's name (``configs/detector/clip_stan.yaml`` -> ``clip_stan``)."""
+    return os.path.splitext(os.path.basename(str(config)))[0]
+
+
+def split_method_opts(items):
+    """``--opt`` items -> (the plain ones, ``{method label: overrides}`` of the ``LABEL:KEY=VALUE`` ones)."""
+    from .config import merge, parse_overrides
+
+    plain, scoped = [], {}
+    for item in items or []:
+        key = str(item).split("=", 1)[0]
+        if ":" not in key:
+            plain.append(item)
+            continue
+        label, _, rest = str(item).partition(":")
+        if not label.strip():
+            raise ConfigError(f"--opt {item!r}: expected METHOD:KEY=VALUE (e.g. clip_stan:depth=2) or KEY=VALUE")
+        scoped[label.strip()] = merge(scoped.get(label.strip(), {}), parse_overrides([rest]))
+    return plain, scoped
+
+
+def make_plan(preset=None, methods=None, train=None, test=None, sweep=None, overrides=None, optional_tests=False,
+              method_overrides=None):
+    """The protocol's plan: a dict saved as protocol.json. ``optional_tests``: add the preset's optional test
+    sets; ``method_overrides``: ``{method label: overrides}`` (``--opt METHOD:KEY=VALUE``) for that method's cells."""
+    base = preset_definition(preset) if preset else {}
     methods = list(methods or base.get("methods") or [])
     train = list(train or base.get("train") or [])
     test = list(test or base.get("test") or [])
+    if optional_tests:
+        if not base.get("optional_test"):
+            raise ConfigError("--optional_tests: " + (f"preset {preset!r} has no optional test sets" if preset else
+                                                      "give a --preset with optional test sets (ff-cross)"))
+        test += [t for t in base["optional_test"] if t not in test]
     for what, val in (("--method", methods), ("--train", train), ("--test", test)):
         if not val:
-            raise ConfigError(f"protocol: no {what[2:]} given; pass {what} or a --preset ({', '.join(PRESETS)})")
+            raise ConfigError(f"protocol: no {what[2:]} given; pass {what} or a --preset ({', '.join(preset_names())})")
+    method_overrides = _check_method_overrides(method_overrides, methods)
+    from .references import blocks
+
+    plan = {"preset": preset, "methods": methods, "train": train, "test": test,
+            "sweep": {"key": sweep[0], "values": sweep[1]} if sweep else None,
+            "overrides": dict(overrides or {}), "cells": _cells(methods, train, sweep, method_overrides),
+            "reference": blocks(base.get("reference")), "headline": base.get("headline"),
+            "metrics": list(base.get("metrics") or []) or None}
+    if method_overrides:
+        plan["method_overrides"] = method_overrides
+    return plan
+
+
+def _check_method_overrides(method_overrides, methods):
+    labels = [method_label(m) for m in methods]
+    for label in method_overrides or {}:
+        if label not in labels:
+            from .registry import closest
+
+            hint = closest(label, labels)
+            raise ConfigError(f"--opt {label}:...: no method {label!r} in this protocol; its methods: "
+                              f"{', '.join(labels)}" + (f" (did you mean {hint!r}?)" if hint else ""))
+    return {k: v for k, v in (method_overrides or {}).items() if v}
+
+
+def _cells(methods, train, sweep, method_overrides):
+    from .config import merge
+
     cells = []
     for cfg in methods:
-        label = os.path.splitext(os.path.basename(str(cfg)))[0]
+        label = method_label(cfg)
         variants = [(label, {})]
         if sweep:
             key, values = sweep
@@ -129,12 +207,11 @@ def make_plan(preset=None, methods=None, train=None, test=None, sweep=None, over
         for mlabel, extra in variants:
             for t in train:
                 cid = f"{_safe(mlabel)}__{_safe(t)}"
-                cells.append({"method": mlabel, "config": str(cfg), "train": t, "overrides": extra, "id": cid,
+                cells.append({"method": mlabel, "config": str(cfg), "train": t,
+                              "overrides": merge(method_overrides.get(label, {}), extra), "id": cid,
                               # the run's method name (leaderboard rows): the train set only when there are several
                               "name": cid if len(train) > 1 else _safe(mlabel)})
-    return {"preset": preset, "methods": methods, "train": train, "test": test,
-            "sweep": {"key": sweep[0], "values": sweep[1]} if sweep else None,
-            "overrides": dict(overrides or {}), "cells": cells, "reference": base.get("reference")}
+    return cells
 
 
 def generator_of(name):
@@ -209,7 +286,9 @@ class Protocol:
         return trained
 
     def cell_overrides(self, cell, extra_overrides=None):
-        return {**self.plan.get("overrides", {}), **(extra_overrides or {}), **cell["overrides"],
+        from .config import merge
+
+        return {**merge(merge(self.plan.get("overrides", {}), extra_overrides or {}), cell["overrides"]),
                 "train_dataset": [cell["train"]], "test_dataset": list(self.plan["test"]),
                 "in_domain": [t for t in self.plan["test"] if is_in_domain(cell["train"], t)] or None,
                 "log_dir": os.path.join(self.out, "runs"), "name": cell["name"]}
@@ -290,7 +369,14 @@ class Protocol:
         for c in self.cells_done():
             for m in c["results"].values():
                 found += [k for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        return [m for m in DEFAULT_METRICS if m in found]
+        return [m for m in (self.plan.get("metrics") or DEFAULT_METRICS) if m in found]
+
+    def headline(self, metrics):
+        """The metric of the heat-maps and the grid printed first: the plan's headline (a preset's), else the
+        first of :data:`PRIMARY` among ``metrics``, else the first of ``metrics`` (None if there is none)."""
+        if self.plan.get("headline") in metrics:
+            return self.plan["headline"]
+        return next((m for m in PRIMARY if m in metrics), metrics[0] if metrics else None)
 
     def write_outputs(self, metrics=None):
         """Grids, means, heat-maps, sweep plot and leaderboard; returns {kind: [paths]}."""
@@ -320,7 +406,7 @@ class Protocol:
         w.writerows(mean_rows)
         atomic_write_text(os.path.join(self.out, "means.csv"), buf.getvalue())
         paths["means"] = [os.path.join(self.out, "means.csv")]
-        primary = next((m for m in PRIMARY if m in grids), metrics[0] if metrics else None)
+        primary = self.headline(list(grids))
         if primary:
             from .plots import heatmap
 
@@ -380,8 +466,10 @@ class Protocol:
 
 
 def _plan_key(plan):
-    return json.dumps({k: plan.get(k) for k in ("methods", "train", "test", "sweep", "overrides")}, sort_keys=True,
-                      default=str)
+    key = {k: plan.get(k) for k in ("methods", "train", "test", "sweep", "overrides")}
+    if plan.get("method_overrides"):  # absent from older plans: they had none
+        key["method_overrides"] = plan["method_overrides"]
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def _split_sweep_label(label, key):
@@ -441,27 +529,87 @@ def format_grid(out_dir, metric):
     return "\n".join(lines) + "\n"
 
 
+def cell_config(plan, cell):
+    """The run config of ``cell`` as its job will load it (the plan's and the cell's overrides on its YAML)."""
+    from .config import load_run_config, merge
+
+    return load_run_config(cell["config"], "train", merge(dict(plan.get("overrides") or {}), cell["overrides"]))
+
+
 def check_plan(plan, sweep_text=None):
     """Everything a protocol reads, checked before anything is written: the dataset names, each method's
     config with the command's overrides (errors blame --opt), the sweep's key and values (errors blame
-    --sweep), and every file of every split (a corrupt image is named now, not after hours of training)."""
-    from .config import load_run_config, merge, validate
+    --sweep), that every dataset is where it is expected (all missing ones named at once), and every file of
+    every split (a corrupt image is named now, not after hours of training)."""
+    from .config import merge, validate
     from .data import dataset_spec
 
     for name in dict.fromkeys(plan["train"] + plan["test"]):
         dataset_spec(name)  # an unknown name: a DataError naming it, with the closest known one
-    overrides = dict(plan.get("overrides") or {})
     sweep = plan.get("sweep")
-    first = None
-    for cfg in dict.fromkeys(c["config"] for c in plan["cells"]):
-        config = load_run_config(cfg, "train", overrides)
+    first, seen = None, set()
+    for cell in plan["cells"]:
+        own = {k: v for k, v in cell["overrides"].items() if not sweep or k != sweep["key"]}
+        key = json.dumps([cell["config"], own], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            config = cell_config(plan, {**cell, "overrides": own})
+        except ConfigError as e:  # which method refuses a key of --opt
+            hint = "; --opt METHOD:KEY=VALUE sets a key for one method" if len(plan["methods"]) > 1 else ""
+            raise type(e)(f"method {method_label(cell['config'])}: {e}{hint}") from None
         if sweep:
             label = f"--sweep {sweep_text or sweep['key'] + '=' + ','.join(map(str, sweep['values']))}"
             for value in sweep["values"]:
-                validate(merge(config, {sweep["key"]: value}), where=f"{label} (method {cfg})",
+                validate(merge(config, {sweep["key"]: value}), where=f"{label} (method {cell['config']})",
                          origins={sweep["key"]: label})
         first = first or config
+    check_data_present(plan, first)
     _check_data_files(plan, first)
+
+
+def dataset_roles(plan):
+    """``{dataset: ["train", "test"]}``: what the plan uses each dataset for, in plan order."""
+    roles = {}
+    for role in ("train", "test"):
+        for name in plan[role]:
+            roles.setdefault(name, []).append(role)
+    return roles
+
+
+def data_status(plan, config=None):
+    """``[(dataset, roles, adapter, [(what, path, exists)])]``: where the files of each dataset of the plan are
+    expected (data/catalog.py ``locate``: for DeepfakeBench's sets its JSON and its LMDB or frame folder, from
+    --dfb_config / --data_root), with the run config ``config`` (default: the first cell's)."""
+    from .data.catalog import locate
+
+    config = config if config is not None else cell_config(plan, plan["cells"][0])
+    return [(name, roles, *locate(name, config)) for name, roles in dataset_roles(plan).items()]
+
+
+def data_source(config):
+    """Where the dataset folders come from, for messages: the dfb_config and the data root."""
+    from .data import data_root
+
+    dfb = config.get("dfb_config")
+    return ((f"dfb_config {os.path.abspath(os.path.expanduser(str(dfb)))}, " if dfb else "")
+            + f"data root {os.path.abspath(data_root(config))}")
+
+
+def check_data_present(plan, config):
+    """A DataError naming every dataset of the plan whose files are not where they are expected, with the paths."""
+    from .errors import DataError
+
+    status = data_status(plan, config)
+    missing = [(name, [(what, path) for what, path, ok in where if not ok]) for name, _, _, where in status
+               if not all(ok for _, _, ok in where)]
+    if missing:
+        listed = "; ".join(f"{name} ({', '.join(f'{what} {path}' for what, path in paths)} not found)"
+                           for name, paths in missing)
+        raise DataError(f"protocol: {len(missing)} of {len(status)} dataset(s) missing: {listed} (folders from "
+                        f"{data_source(config)}); `declip protocol ... --status` lists where every dataset is "
+                        f"expected; set --dfb_config / --data_root, or leave the missing sets out with --test")
 
 
 def _check_data_files(plan, config):

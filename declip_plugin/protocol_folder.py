@@ -38,3 +38,15 @@ def finished_cells(out_dir, plan=None):
             with open(path, encoding="utf-8") as f:
                 out.append(json.load(f))
     return out
+
+
+def reference_blocks(paths):
+    """The published reference blocks (references.py) of the protocol folders among ``paths``, each once: a
+    protocol.json of an older version holds one block, a newer one a list."""
+    from .references import blocks
+
+    out = []
+    for p in paths:
+        if is_protocol(p):
+            out += [b for b in blocks(read_plan(p).get("reference")) if b not in out]
+    return out

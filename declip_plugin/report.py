@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import DeclipError
 from .engine.rundir import atomic_write_text
-from .protocol_folder import finished_cells, is_protocol, read_plan
+from .protocol_folder import finished_cells, is_protocol, read_plan, reference_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -300,22 +300,10 @@ def _video_strip(run_dir):
 
 # ---- the report ---------------------------------------------------------------------------------------
 
-def _references(paths):
-    """The ``reference`` block of every protocol folder among ``paths`` (a preset's published figures)."""
-    out = []
-    for p in paths:
-        plan_path = os.path.join(p, "protocol.json")
-        if os.path.isfile(plan_path):
-            with open(plan_path, encoding="utf-8") as f:
-                ref = json.load(f).get("reference")
-            if ref and ref not in out:
-                out.append(ref)
-    return out
-
-
 def summary_panels(entries, references=()):
     """[(task, headline metric, [(method, ID mean, OOD mean, published)])] for the summary figure."""
-    from .leaderboard import build_table, by_task
+    from .leaderboard import build_table, by_task, split_sets
+    from .references import row_means
 
     panels = []
     for task, mine, (per_dataset, _) in by_task(entries):
@@ -327,9 +315,12 @@ def summary_panels(entries, references=()):
             if idm is None and oodm is None:
                 idm = values.get((m, f"{metric} mean"))  # no in-domain split known: the plain mean
             rows.append((m, idm, oodm, False))
+        id_sets, ood_sets = split_sets(mine)
         for ref in references:
             if ref.get("metric") == metric:
-                rows += [(name, v.get("id"), v.get("ood"), True) for name, v in (ref.get("rows") or {}).items()]
+                label = f" ({ref['label']})" if ref.get("label") else ""  # drawn hatched: marked as published
+                rows += [(name + label, *row_means(v, id_sets, ood_sets), True)
+                         for name, v in (ref.get("rows") or {}).items()]
         panels.append((task, metric, rows))
     return panels
 
@@ -341,14 +332,13 @@ def _summary_and_leaderboards(with_results, paths):
     from .plots import summary_figure
 
     entries = collect(list(with_results))
-    references = _references(paths)
+    references = reference_blocks(paths)
     panels = summary_panels(entries, references)
     figure = _img_tag(summary_figure(None, panels), "summary: ID and OOD per method and task")
     sections = ['<h2>Summary</h2><p class="note">per task, each method\'s mean over the in-domain (ID) and '
                 "out-of-domain (OOD) test sets of the task's headline metric</p>" + figure]
-    ref = references[0] if references else None
     tables = "".join(f"<h3>{html.escape(task)}</h3>" + table
-                     for task, table in render_by_task(entries, fmt="html", reference=ref))
+                     for task, table in render_by_task(entries, fmt="html", reference=references))
     sections.append("<h2>Leaderboards</h2>" + tables)
     return sections
 

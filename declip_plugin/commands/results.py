@@ -26,6 +26,7 @@ def _write_or_print(text, out):
 def run_leaderboard(args):
     from ..atomicio import check_output_file
     from ..leaderboard import collect, render
+    from ..protocol_folder import reference_blocks
 
     if args.out:
         check_output_file(args.out, "--out")
@@ -36,10 +37,12 @@ def run_leaderboard(args):
             raise DeclipError("--by_task writes one table per task in md or html; drop --metrics, --in_domain "
                               f"or --format {args.format}")
         _write_or_print("\n".join(f"### {task}\n\n{table}" if args.format == "md" else f"<h3>{task}</h3>\n{table}"
-                                  for task, table in render_by_task(collect(args.runs), fmt=args.format)), args.out)
+                                  for task, table in render_by_task(collect(args.runs), fmt=args.format,
+                                                                    reference=reference_blocks(args.runs))), args.out)
         return 0
     text = render(collect(args.runs), fmt=args.format, metrics=args.metrics.split(",") if args.metrics else None,
-                  in_domain=args.in_domain.split(",") if args.in_domain else None, out=args.out)
+                  in_domain=args.in_domain.split(",") if args.in_domain else None, out=args.out,
+                  reference=reference_blocks(args.runs))
     if args.format == "png":
         print(f"leaderboard written to {text}")
     else:
