@@ -13,6 +13,8 @@ Items are dicts::
     name   the image file path
     video  the video identity ``<dataset>/<label or method folder>/<video id>`` (deepfakebench_json,
            folder with video_dirs) or None
+    resize the name of the resize policy the image went through (data/transforms.py RESIZES;
+           the adapter's ``resize``)
 
 Video data (see :mod:`declip_plugin.data.video`): ``frame_num`` keeps that many evenly spread frames
 per video (the spec's ``frame_num``; in video mode also the config's ``frame_num[split]``), and
@@ -185,6 +187,9 @@ class ManipulationDataset(Dataset):
 
     adapter = "base"
     default_polarity = "normal"
+    #: how this adapter's frames and masks are resized to the model's size: a name of
+    #: data/transforms.py RESIZES (``deepfakebench`` for data in DeepfakeBench's format, as its loader)
+    resize = "declip"
 
     def __init__(self, spec, split, config=None):
         self.spec = dict(spec or {})
@@ -207,7 +212,8 @@ class ManipulationDataset(Dataset):
         if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples <= 0):
             raise ConfigError(f"max_samples must be a positive integer or null, got {max_samples!r}")
         self.max_samples = max_samples
-        self.transform = SampleTransform(self.config, train=self.split == "train", perturb=self.split == "test")
+        self.transform = SampleTransform(self.config, train=self.split == "train", perturb=self.split == "test",
+                                         resize=self.resize)
         self.skipped = []
         self.looked_in = []  # directories/files an adapter searched, for the empty-split error
         self.has_masks = True
@@ -460,7 +466,7 @@ class ManipulationDataset(Dataset):
         masks = [it["mask"] for it in items]
         return {"image": torch.stack([it["image"] for it in items], 0), "label": items[0]["label"],
                 "mask": None if masks[0] is None else torch.stack(masks, 0), "name": items[0]["name"],
-                "video": video, "frames": [it["name"] for it in items]}
+                "video": video, "frames": [it["name"] for it in items], "resize": self.resize}
 
     def _load_frame(self, index):
         path, label, mask_path = self.samples[index]
@@ -475,7 +481,8 @@ class ManipulationDataset(Dataset):
             else:
                 mask = np.zeros((self.transform.mask_size, self.transform.mask_size), np.uint8)
         image_t, mask_t = self.transform(img, mask, key=path)
-        return {"image": image_t, "label": int(label), "mask": mask_t, "name": path, "video": self.videos[index]}
+        return {"image": image_t, "label": int(label), "mask": mask_t, "name": path, "video": self.videos[index],
+                "resize": self.resize}
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, samples={len(self.samples)})"
@@ -491,7 +498,8 @@ def _stack(tensors):
 
 def collate_fn(batch):
     """Stack items into a data_dict: image (B,3,R,R), label (B,) long, mask (B,1,M,M) or None,
-    name list[str], video list, landmark None (DeepfakeBench's key; DeCLIP uses none). Clips
+    name list[str], video list, resize list (the items' resize policies), landmark None
+    (DeepfakeBench's key; DeCLIP uses none). Clips
     (video_mode) stack the same way: image (B,T,3,R,R), mask (B,T,1,M,M), and ``frames`` (B lists
     of T paths).
 
@@ -505,6 +513,7 @@ def collate_fn(batch):
         "label": torch.tensor([int(b["label"]) for b in batch], dtype=torch.long),
         "name": [b.get("name") for b in batch],
         "video": [b.get("video") for b in batch],
+        "resize": [b.get("resize") for b in batch],
         "landmark": None,
     }
     if "frames" in batch[0]:

@@ -39,6 +39,9 @@ is ``<dataset>/<label folder>/<video>``: the full identity, so that FF++ videos 
 under different manipulation folders stay apart (DeepfakeBench's video AUC keys on the id alone).
 Windows separators in frame paths are accepted. A sample read from an LMDB is named
 ``<lmdb path>[<key>]``.
+
+Frames are resized as DeepfakeBench's loader resizes them (``cv2.INTER_CUBIC`` to ``resolution``;
+masks to ``resolution``, not ``mask_size``): the ``deepfakebench`` policy of data/transforms.py.
 """
 import json
 import logging
@@ -76,6 +79,7 @@ def mask_path_of(frame_path):
 class DeepfakeBenchJsonAdapter(ManipulationDataset):
     adapter = "deepfakebench_json"
     default_polarity = "normal"
+    resize = "deepfakebench"  # frames INTER_CUBIC, masks to resolution, as DeepfakeBench's loader
 
     @classmethod
     def locations(cls, spec, config, data_root, name):
