@@ -14,10 +14,11 @@ def add_datasets(p):
                         "missing from label_dict, manipulated frames without masks, frames that do not decode; "
                         "a table, exit status 1 when a check fails")
     add_flag(p, "--train_dataset", nargs="+", default=[], metavar="NAME",
-             help="--check: these are train datasets (their train and val splits) ...")
+             help="check these as train datasets: every split, and their train and val splits against the test "
+                  "datasets' test split (implies --check)")
     add_flag(p, "--test_dataset", nargs="+", default=[], metavar="NAME",
-             help="... and these test datasets (their test split): a source video or frame of a train dataset in a "
-                  "test dataset is a leak too (both imply --check)")
+             help="check these as test datasets: their test split alone, and against the train datasets (implies "
+                  "--check)")
     add_flag(p, "--detector_path", help="--check: the detector YAML (or bundled name) the data is for; one that "
                                         "produces masks with with_mask: true needs a mask for every manipulated frame")
 

@@ -127,11 +127,14 @@ def read_files(inspected, workers=None):
                 frames.setdefault(image, ds)
                 if mask is not None:
                     masks.setdefault(mask, ds)
+    from ..engine.progress import progress
+
+    jobs = [(_read_frame, ds, path) for path, ds in frames.items()] + [(_read_mask, ds, path) for path, ds in masks.items()]
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:  # hashlib and OpenCV work without the GIL
-        frame_results = dict(zip(frames, pool.map(lambda p: _read_frame(frames[p], p), frames)))
-        mask_results = dict(zip(masks, pool.map(lambda p: _read_mask(masks[p], p), masks)))
-    return frame_results, mask_results
+        results = list(progress(pool.map(lambda job: job[0](job[1], job[2]), jobs), "reading files", unit="file",
+                                summary=False))
+    return dict(zip(frames, results[:len(frames)])), dict(zip(masks, results[len(frames):]))
 
 
 def _row(dataset, check, found, na=None):
@@ -276,7 +279,7 @@ def format_report(report):
     width = max([len("dataset")] + [len(r.dataset) for r in report.rows])
     lines.append(f"{'dataset':{width}s}  {'check':21s}  {'status':6s}  {'count':>6s}  examples")
     for r in report.rows:
-        lines.append(f"{r.dataset:{width}s}  {r.check:21s}  {r.status:6s}  {r.count:6d}  {' | '.join(r.examples)}")
+        lines.append(f"{r.dataset:{width}s}  {r.check:21s}  {r.status:6s}  {r.count:6d}  {' | '.join(r.examples)}".rstrip())
     failed = report.failed
     lines.append(f"{len(failed)} of {len(report.rows)} checks failed" if failed
                  else f"all {len(report.rows)} checks passed")
