@@ -3,12 +3,12 @@
 Every split (train, val, test) of every named dataset is listed by its own adapter in inspection
 mode (data/base.py ``INSPECT``: an adapter's problems are listed, not raised; nothing is decoded at
 construction), then every frame and mask file is read once (shared files once for all datasets and
-splits), hashed from those bytes (digests.py) and decoded from them, on a thread pool. The checks,
-one table row per check and dataset (status ``ok``, ``FAIL`` or ``n/a``, a count and a few
-examples):
-
+splits), hashed from those bytes (digests.py) and checked from them (read_files), on a thread pool.
 A dataset named only as a test dataset is read in its test split alone (its other splits are never
 used); every other one in all three.
+
+The checks, one table row per check and dataset (status ``ok``, ``FAIL`` or ``n/a``, a count and a
+few examples):
 
 ``video_split_leak``       a source video in two splits of the dataset. The source is what the adapter
                            knows (``ManipulationDataset.source_of``): the folder of a video's frames for
@@ -30,7 +30,6 @@ used); every other one in all three.
 """
 import collections
 import dataclasses
-import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,8 +39,6 @@ from ..digests import bytes_digest
 from ..errors import DataError
 from . import images
 from .base import INSPECT, SPLITS
-
-logger = logging.getLogger(__name__)
 
 CHECKS = ("video_split_leak", "frame_split_leak", "video_train_test_leak", "frame_train_test_leak", "label_dict",
           "masks", "decode")
@@ -119,7 +116,11 @@ def _read_mask(ds, path):
 
 
 def read_files(inspected, workers=None):
-    """``(frames, masks)``: ``{path: FileResult}`` of every frame and mask of the datasets, each file read once."""
+    """``(frames, masks)``: ``{path: FileResult}`` of every frame and mask of the datasets, each file read once,
+    hashed and checked from those bytes (frames by the integrity check of skip_bad_files, ``images.probe_bytes``;
+    masks decoded in full, as a sample loads them)."""
+    from ..engine.progress import progress
+
     frames, masks = {}, {}
     for item in inspected:
         for ds in item.splits.values():
@@ -127,8 +128,6 @@ def read_files(inspected, workers=None):
                 frames.setdefault(image, ds)
                 if mask is not None:
                     masks.setdefault(mask, ds)
-    from ..engine.progress import progress
-
     jobs = [(_read_frame, ds, path) for path, ds in frames.items()] + [(_read_mask, ds, path) for path, ds in masks.items()]
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:  # hashlib and OpenCV work without the GIL
