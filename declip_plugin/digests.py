@@ -1,4 +1,5 @@
-"""File digests: the package's one way to hash a file's bytes (feature cache keys, the official weights' checks)."""
+"""File digests: the package's one way to hash a file's bytes (feature cache keys, the official weights' checks,
+the byte-identical frames of ``declip datasets --check``)."""
 import hashlib
 import os
 import stat
@@ -15,6 +16,12 @@ def hash_file(path, algorithm="sha256"):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h
+
+
+def bytes_digest(data):
+    """sha256 hex of a bytes-like object (bytes, a uint8 array): a file's digest when its bytes are already read
+    (``declip datasets --check`` hashes and decodes each file from one read)."""
+    return hashlib.sha256(memoryview(data)).hexdigest()
 
 
 def file_digest(path):

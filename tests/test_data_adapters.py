@@ -223,7 +223,8 @@ def test_deepfakebench_json_frames_masks_and_videos(tmp_path, nested):
     assert all(os.sep + "masks" + os.sep in m for _, lab, m in ds.samples if lab == 1)
     assert ds.videos[0] == "FF-DF/FF-DF/000_003" and ds.videos[-1] == "FF-DF/FF-real/000"
     item = ds[0]
-    assert item["video"] == "FF-DF/FF-DF/000_003" and item["mask"].sum() == 16 * 8
+    # masks at resolution (32), not mask_size (16): DeepfakeBench's loader resizes them so
+    assert item["video"] == "FF-DF/FF-DF/000_003" and item["mask"].shape == (1, 32, 32) and item["mask"].sum() == 32 * 16
     assert ds[5]["mask"].sum() == 0
     # localization default: fake frames only
     loc = DeepfakeBenchJsonAdapter(spec, "train", SMALL)

@@ -5,6 +5,8 @@ import glob
 import json
 import os
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -12,7 +14,7 @@ import yaml
 from declip_plugin.cli import main
 from declip_plugin.config import configs_dir
 from declip_plugin.data import build_dataset, list_datasets
-from declip_plugin.errors import DataError
+from declip_plugin.errors import ConfigError, DataError
 from tests import dfb_prepared
 from tests.dfb_prepared import FRAMES, NAME, VIDEOS
 
@@ -69,6 +71,35 @@ def test_lmdb_and_rgb_reads_are_equal_frame_level(checkout):
     lmdb4 = build_dataset({**spec, "frame_num": 4}, "test", {**SMALL, **folders(checkout, True)})
     assert_same_items(rgb4, lmdb4)
     assert [decoded(rgb4[i]["image"])[2] for i in range(4)] == [0, 2, 5, 7]
+
+
+def test_frames_and_masks_are_resized_as_deepfakebenchs_loader_does(checkout):
+    """DeepfakeBench-format data, resized as its loader (abstract_dataset.py load_rgb / load_mask): frames
+    INTER_CUBIC to resolution, masks to resolution (not mask_size) with cv2's default; the same files through the
+    folder adapter keep the engine's INTER_LINEAR and mask_size; the two cannot share a training batch."""
+    from declip_plugin.engine.loaders import build_split
+
+    cfg = {**SMALL, "resolution": 40, "mask_size": 20, **folders(checkout, False)}
+    spec = {"adapter": "deepfakebench_json", "dataset": NAME, "label_dict": {"UADFV_Real": 0, "UADFV_Fake": 1}}
+    ds = build_dataset(spec, "test", cfg)
+    i = next(k for k, (_, label, _) in enumerate(ds.samples) if label == 1)
+    path, _, mask_path = ds.samples[i]
+    item = ds[i]
+    rgb = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)  # its load_rgb, step by step
+    cubic = torch.from_numpy(cv2.resize(rgb, (40, 40), interpolation=cv2.INTER_CUBIC) / 255.0).permute(2, 0, 1)
+    assert torch.allclose(item["image"], cubic.float(), atol=1e-6)  # mean 0, std 1
+    mask = cv2.resize(cv2.imread(mask_path, 0), (40, 40)) / 255  # its load_mask; metrics binarise at 0.5
+    assert 0 < np.count_nonzero((mask > 0) & (mask < 1))  # the resize blends the edge: the threshold matters
+    assert item["mask"].shape == (1, 40, 40) and torch.equal(item["mask"][0] > 0.5, torch.from_numpy(mask > 0.5))
+    folder = {"adapter": "folder", "root": os.path.join(checkout, "datasets", "rgb", NAME, "fake"),
+              "images": "frames", "masks": "masks", "video_dirs": True}
+    other = build_dataset(folder, "test", cfg)
+    o_item = other[[p for p, _, _ in other.samples].index(path)]
+    linear = torch.from_numpy(cv2.resize(rgb, (40, 40), interpolation=cv2.INTER_LINEAR) / 255.0).permute(2, 0, 1)
+    assert torch.allclose(o_item["image"], linear.float(), atol=1e-6) and o_item["mask"].shape == (1, 20, 20)
+    assert not torch.allclose(linear, cubic, atol=1e-3)
+    with pytest.raises(ConfigError, match=r"masks of different sizes \(20 px: .*; 40 px: .*mask_size=40"):
+        build_split([spec, folder], "train", cfg)
 
 
 def test_lmdb_read_in_forked_dataloader_workers(checkout):

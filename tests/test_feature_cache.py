@@ -162,6 +162,20 @@ def test_pipeline_change_is_a_miss(images):
     assert hook_other.key(images[0], torch.device("cpu")) != hook.key(images[0], torch.device("cpu"))
 
 
+def test_an_items_resize_policy_is_part_of_its_key(images):
+    """The same file read as DeepfakeBench-format data (INTER_CUBIC) and by another adapter (INTER_LINEAR) gives
+    other pixels: the batch's ``resize`` list keeps their entries apart (no name: the engine's default)."""
+    det = _detector()
+    cfg = _cfg()
+    hook = FeatureCache(det, cfg)
+    batch = _batch(images, cfg)
+    hook({**batch, "resize": ["declip"] * N})
+    hook({**batch, "resize": ["deepfakebench"] * N})
+    assert hook.cache_stats()["misses"] == 2 * N and hook.cache_stats()["hits"] == 0
+    hook(batch)  # a batch without the list: the default policy's entries
+    assert hook.cache_stats()["hits"] == N
+
+
 def test_file_change_is_a_miss_and_same_content_is_a_hit(images, tmp_path):
     det = _detector()
     cfg = _cfg()

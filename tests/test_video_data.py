@@ -74,7 +74,7 @@ def test_clip_count_contiguity_and_identity(tmp_path):
         assert [int(os.path.splitext(os.path.basename(f))[0]) for f in item["frames"]] == idx
         seen.setdefault(item["video"], []).append(idx[0])
         if item["label"] == 1:
-            assert item["mask"].shape == (4, 1, 8, 8) and float(item["mask"].min()) == 1.0
+            assert item["mask"].shape == (4, 1, 16, 16) and float(item["mask"].min()) == 1.0  # at resolution
         else:
             assert float(item["mask"].max()) == 0.0
     assert set(seen) == {"D/D-real/a", "D/D-real/b", "D/D-fake/a", "D/D-fake/b"}
@@ -83,7 +83,7 @@ def test_clip_count_contiguity_and_identity(tmp_path):
     assert again == [s for v in seen.values() for s in v]  # the same clips on every load
 
     batch = collate_fn([ds[0], ds[1], ds[len(ds) - 1]])
-    assert batch["image"].shape == (3, 4, 3, 16, 16) and batch["mask"].shape == (3, 4, 1, 8, 8)
+    assert batch["image"].shape == (3, 4, 3, 16, 16) and batch["mask"].shape == (3, 4, 1, 16, 16)
     assert len(batch["frames"]) == 3 and len(batch["frames"][0]) == 4
 
 

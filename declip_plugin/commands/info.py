@@ -1,6 +1,7 @@
 """``declip datasets``, ``declip config-keys``, ``declip plugins``: what is installed and where."""
 import os
 
+from ..errors import DeclipError
 from .base import Command, add_dfb_config, add_flag
 
 
@@ -8,6 +9,18 @@ def add_datasets(p):
     p.add_argument("names", nargs="*", help="only these (default: every declared dataset)")
     add_flag(p, "--data_root", help="the data root (default: $DECLIP_DATA_ROOT or ./datasets)")
     add_dfb_config(p)
+    p.add_argument("--check", action="store_true",
+                   help="check the named datasets: a source video or byte-identical frame in two splits, labels "
+                        "missing from label_dict, manipulated frames without masks, frames that do not decode; "
+                        "a table, exit status 1 when a check fails")
+    add_flag(p, "--train_dataset", nargs="+", default=[], metavar="NAME",
+             help="check these as train datasets: every split, and their train and val splits against the test "
+                  "datasets' test split (implies --check)")
+    add_flag(p, "--test_dataset", nargs="+", default=[], metavar="NAME",
+             help="check these as test datasets: their test split alone, and against the train datasets (implies "
+                  "--check)")
+    add_flag(p, "--detector_path", help="--check: the detector YAML (or bundled name) the data is for; one that "
+                                        "produces masks with with_mask: true needs a mask for every manipulated frame")
 
 
 def run_datasets(args):
@@ -18,6 +31,10 @@ def run_datasets(args):
 
     config = {k: v for k, v in (("data_root", args.data_root), ("dfb_config", args.dfb_config), ("mode", "train"))
               if v is not None}
+    if args.check or args.train_dataset or args.test_dataset:
+        return run_check(args, config)
+    if args.detector_path:
+        raise DeclipError(f"--detector_path {args.detector_path!r} applies to --check only: add --check")
     declared = list_datasets()
     names = args.names or declared + [n for n in host_json_names(config) if n not in declared]
     print(f"data root: {os.path.abspath(data_root(config))}" + (f"; dfb_config: {args.dfb_config}" if args.dfb_config else ""))
@@ -28,6 +45,31 @@ def run_datasets(args):
         places = "; ".join(f"{what} {path}" + ("" if ok else " (missing)") for what, path, ok in where)
         print(f"{name:24s} {adapter:20s} {status:8s} {places or '(no files to check)'}")
     return 0
+
+
+def run_check(args, config):
+    """``declip datasets --check``: data/check.py; exit status 1 when a check fails."""
+    from ..data.check import check_datasets, format_report
+
+    names = list(dict.fromkeys([*args.names, *args.train_dataset, *args.test_dataset]))
+    if not names:
+        raise DeclipError("--check needs the names of the datasets to check (`declip datasets` lists them), e.g. "
+                          "declip datasets --check UADFV, or --train_dataset A --test_dataset B")
+    needs_masks, detector = False, None
+    if args.detector_path:
+        from ..config import load_run_config
+        from ..detectors.base import capability
+        from ..plugins import get_registry
+
+        cfg = load_run_config(args.detector_path, "train", config)
+        config, detector = cfg, cfg.get("model_name")
+        cls = get_registry("detectors").get(detector)
+        needs_masks = bool(capability(cls, "produces_mask")) and bool(cfg.get("with_mask"))
+    report = check_datasets(args.names, config, train=args.train_dataset, test=args.test_dataset,
+                            needs_masks=needs_masks, detector=detector)
+    for line in format_report(report):
+        print(line)
+    return 1 if report.failed else 0
 
 
 def run_config_keys(args):
@@ -68,7 +110,8 @@ def run_plugins(args):
 
 COMMANDS = {
     "datasets": Command("the named datasets (configs/dataset, $DECLIP_DATASET_CONFIGS): where each is expected and "
-                        "whether it is found", add_datasets, run_datasets),
+                        "whether it is found; --check: leaks between splits, labels, masks, frames that do not decode",
+                        add_datasets, run_datasets),
     "config-keys": Command("every config key: type, default, allowed values (markdown)", lambda p: None,
                            run_config_keys),
     "plugins": Command("the installed plugins and what each registers", add_plugins, run_plugins),

@@ -134,7 +134,8 @@ class RunConfig:
                                               "dataset_json_folder, rgb_dir, lmdb, lmdb_dir, label_dict")
     val_dataset: StrList = key(None, doc="null: the train datasets' val split")
     in_domain: StrList = key(None, doc="null: the train datasets")
-    mask_size: int = key(256, minimum=1)
+    mask_size: int = key(256, minimum=1, doc="side of the ground-truth masks; DeepfakeBench-format data (deepfakebench_json) "
+                                             "resizes its masks to resolution instead, as DeepfakeBench's loader")
     include_real: Optional[bool] = key(None)
     test_include_real: Optional[bool] = key(None, doc="real images in the test splits (detection metrics, real-image "
                                                       "false-positive rate) even where training leaves them out; "

@@ -13,6 +13,8 @@ Items are dicts::
     name   the image file path
     video  the video identity ``<dataset>/<label or method folder>/<video id>`` (deepfakebench_json,
            folder with video_dirs) or None
+    resize the name of the resize policy the image went through (data/transforms.py RESIZES;
+           the adapter's ``resize``)
 
 Video data (see :mod:`declip_plugin.data.video`): ``frame_num`` keeps that many evenly spread frames
 per video (the spec's ``frame_num``; in video mode also the config's ``frame_num[split]``), and
@@ -22,6 +24,11 @@ per video (the spec's ``frame_num``; in video mode also the config's ``frame_num
 Bad files raise :class:`~declip_plugin.errors.DataError` naming the file when the sample is
 loaded; with ``skip_bad_files: true`` every sample is checked once at construction instead, and
 the bad ones are left out, listed in ``dataset.skipped`` and logged.
+
+Inspection (the config's ``_inspect``, set by ``declip datasets --check``, data/check.py): nothing
+raises for a problem an adapter finds or for an empty split; every problem is listed in
+``dataset.problems`` by kind, and nothing is decoded at construction (the check reads each file
+once itself).
 """
 import hashlib
 import logging
@@ -50,6 +57,11 @@ DATA_ROOT_ENV = "DECLIP_DATA_ROOT"
 
 #: the engine's bookkeeping key: whether the detector's training needs masks
 REQUIRE_MASKS = "_require_masks"
+#: the config key of inspection (``declip datasets --check``): problems listed, never raised
+INSPECT = "_inspect"
+#: the kinds of :meth:`ManipulationDataset.problem`: a file that is missing or cannot be listed as a
+#: sample, a manipulated sample without its mask, a label the dataset's label_dict lacks
+PROBLEM_KINDS = ("file", "mask", "label")
 
 
 def normalize_split(split):
@@ -185,6 +197,9 @@ class ManipulationDataset(Dataset):
 
     adapter = "base"
     default_polarity = "normal"
+    #: how this adapter's frames and masks are resized to the model's size: a name of
+    #: data/transforms.py RESIZES (``deepfakebench`` for data in DeepfakeBench's format, as its loader)
+    resize = "declip"
 
     def __init__(self, spec, split, config=None):
         self.spec = dict(spec or {})
@@ -203,11 +218,14 @@ class ManipulationDataset(Dataset):
         include_real = self.config.get("include_real")
         self.include_real = True if include_real is None else bool(include_real)
         self.skip_bad_files = bool(self.config.get("skip_bad_files", False))
+        self.inspect = bool(self.config.get(INSPECT, False))
+        self.problems = []  # (kind, path, reason) while inspecting
         max_samples = self.config.get("max_samples")
         if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples <= 0):
             raise ConfigError(f"max_samples must be a positive integer or null, got {max_samples!r}")
         self.max_samples = max_samples
-        self.transform = SampleTransform(self.config, train=self.split == "train", perturb=self.split == "test")
+        self.transform = SampleTransform(self.config, train=self.split == "train", perturb=self.split == "test",
+                                         resize=self.resize)
         self.skipped = []
         self.looked_in = []  # directories/files an adapter searched, for the empty-split error
         self.has_masks = True
@@ -238,8 +256,9 @@ class ManipulationDataset(Dataset):
                     f"dataset {self.name} has no masks, but detector {self.config.get('model_name')!r} trains on "
                     f"masks (localization); use a dataset with masks, or a detection config of the detector"
                 )
-        if self.skip_bad_files:
+        if self.skip_bad_files and not self.inspect:
             samples = self._drop_bad(samples)
+        self.sources = [self.source_of(s) for s in samples] if self.inspect else None
         self.samples = [(s.image, s.label, s.mask) for s in samples]
         self.videos = [s.video for s in samples]
         self.clip_index = None
@@ -276,24 +295,40 @@ class ManipulationDataset(Dataset):
         root = spec.get("root")
         return [("root", resolve_path(root, data_root))] if root else []
 
-    # where a sample's bytes come from: files (adapters reading another store override these three)
+    # where a sample's bytes come from: files (an adapter reading another store overrides read_bytes)
+    def read_bytes(self, path, what="image"):
+        """The encoded bytes (uint8 array) of the image or mask ``path`` of a sample; DataError naming it."""
+        return images.read_bytes(path, what)
+
     def read_image(self, path):
         """RGB uint8 (H, W, 3) of the image ``path`` of a sample."""
-        return images.read_image(path)
+        return images.decode_image(self.read_bytes(path, "image"), path)
 
     def read_mask(self, path):
         """uint8 (H, W) in {0, 1} of the mask ``path`` of a sample, with the dataset's polarity."""
-        return images.read_mask(path, self.mask_polarity)
+        return images.decode_mask(self.read_bytes(path, "mask"), path, self.mask_polarity)
 
     def probe_image(self, path):
         """(w, h) of the image ``path`` after a cheap integrity check (skip_bad_files)."""
-        return images.probe_image(path)
+        return images.probe_bytes(self.read_bytes(path, "image"), path)
 
-    def problem(self, path, reason):
-        """A structural problem with one file: skipped with skip_bad_files, else a DataError."""
-        if not self.skip_bad_files:
+    def source_of(self, sample):
+        """The source identity of ``sample`` for leak checks (``declip datasets --check``): the folder of
+        its video's frames when the adapter knows its video, else None (unknown)."""
+        return None if sample.video is None else os.path.dirname(sample.image)
+
+    def problem(self, path, reason, kind="file"):
+        """A structural problem with one sample (``kind``: one of :data:`PROBLEM_KINDS`). Inspecting: listed
+        in ``problems``. Else a DataError, except that a ``file`` or ``mask`` problem is skipped (listed in
+        ``skipped``) with skip_bad_files. Returns whether the caller leaves the sample out: always, but for
+        a missing mask while inspecting (the sample is still checked, without its mask)."""
+        if self.inspect:
+            self.problems.append((kind, str(path), reason))
+            return kind != "mask"
+        if not self.skip_bad_files or kind == "label":
             raise DataError(reason)
         self.skipped.append((str(path), reason))
+        return True
 
     def manipulated_samples(self, image_paths, finder=None, images_dir=None):
         """Label-1 samples for ``image_paths`` with their masks from ``finder`` (None: no masks).
@@ -309,8 +344,8 @@ class ManipulationDataset(Dataset):
             rel = os.path.relpath(os.path.dirname(p), images_dir) if images_dir else ""
             rel = "" if rel == "." else rel
             m = finder.find(p, rel)
-            if m is None:
-                self.problem(p, f"manipulated image {p} has no mask (expected {finder.expected(p, rel)})")
+            if m is None and self.problem(p, f"manipulated image {p} has no mask (expected {finder.expected(p, rel)})",
+                                          "mask"):
                 continue
             out.append(Sample(p, 1, m))
         return out
@@ -327,7 +362,7 @@ class ManipulationDataset(Dataset):
         """Label-0 samples for the images in ``directory`` (DataError naming it if it has none)."""
         self.looked_in.append(directory)
         paths = [p for p in list_images(directory, recursive) if keep is None or keep(p)]
-        if not paths:
+        if not paths and not self.inspect:
             raise DataError(
                 f"dataset {self.name}: include_real is on but no real images were found for split "
                 f"{self.split!r} in {directory}"
@@ -360,6 +395,8 @@ class ManipulationDataset(Dataset):
 
     # ---- internals ----------------------------------------------------------------------
     def _raise_empty(self, what=None):
+        if self.inspect:  # an empty split is a finding of the check, not an error
+            return
         where = ", ".join(str(p) for p in self.looked_in) or "(nowhere)"
         what = what or ("images" if self.include_real else "manipulated images")
         msg = f"dataset {self.name}: no {what} found for split {self.split!r} in {where}"
@@ -460,7 +497,7 @@ class ManipulationDataset(Dataset):
         masks = [it["mask"] for it in items]
         return {"image": torch.stack([it["image"] for it in items], 0), "label": items[0]["label"],
                 "mask": None if masks[0] is None else torch.stack(masks, 0), "name": items[0]["name"],
-                "video": video, "frames": [it["name"] for it in items]}
+                "video": video, "frames": [it["name"] for it in items], "resize": self.resize}
 
     def _load_frame(self, index):
         path, label, mask_path = self.samples[index]
@@ -475,7 +512,8 @@ class ManipulationDataset(Dataset):
             else:
                 mask = np.zeros((self.transform.mask_size, self.transform.mask_size), np.uint8)
         image_t, mask_t = self.transform(img, mask, key=path)
-        return {"image": image_t, "label": int(label), "mask": mask_t, "name": path, "video": self.videos[index]}
+        return {"image": image_t, "label": int(label), "mask": mask_t, "name": path, "video": self.videos[index],
+                "resize": self.resize}
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, samples={len(self.samples)})"
@@ -491,7 +529,8 @@ def _stack(tensors):
 
 def collate_fn(batch):
     """Stack items into a data_dict: image (B,3,R,R), label (B,) long, mask (B,1,M,M) or None,
-    name list[str], video list, landmark None (DeepfakeBench's key; DeCLIP uses none). Clips
+    name list[str], video list, resize list (the items' resize policies), landmark None
+    (DeepfakeBench's key; DeCLIP uses none). Clips
     (video_mode) stack the same way: image (B,T,3,R,R), mask (B,T,1,M,M), and ``frames`` (B lists
     of T paths).
 
@@ -505,6 +544,7 @@ def collate_fn(batch):
         "label": torch.tensor([int(b["label"]) for b in batch], dtype=torch.long),
         "name": [b.get("name") for b in batch],
         "video": [b.get("video") for b in batch],
+        "resize": [b.get("resize") for b in batch],
         "landmark": None,
     }
     if "frames" in batch[0]:

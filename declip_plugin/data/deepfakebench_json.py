@@ -39,6 +39,9 @@ is ``<dataset>/<label folder>/<video>``: the full identity, so that FF++ videos 
 under different manipulation folders stay apart (DeepfakeBench's video AUC keys on the id alone).
 Windows separators in frame paths are accepted. A sample read from an LMDB is named
 ``<lmdb path>[<key>]``.
+
+Frames are resized as DeepfakeBench's loader resizes them (``cv2.INTER_CUBIC`` to ``resolution``;
+masks to ``resolution``, not ``mask_size``): the ``deepfakebench`` policy of data/transforms.py.
 """
 import json
 import logging
@@ -46,7 +49,6 @@ import os
 import re
 
 from ..errors import ConfigError, DataError
-from . import images
 from .base import ManipulationDataset, Sample
 from .deepfakebench_layout import layout
 from .deepfakebench_lmdb import LmdbStore, split_parts
@@ -76,6 +78,7 @@ def mask_path_of(frame_path):
 class DeepfakeBenchJsonAdapter(ManipulationDataset):
     adapter = "deepfakebench_json"
     default_polarity = "normal"
+    resize = "deepfakebench"  # frames INTER_CUBIC, masks to resolution, as DeepfakeBench's loader
 
     @classmethod
     def locations(cls, spec, config, data_root, name):
@@ -139,8 +142,9 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         info = self._load(lay.json, lay.origin["dataset_json_folder"])
         key, entry, compression = self._dataset_entry(info, lay.json, lay.dataset if not self.spec.get("json")
                                                       else self.spec.get("dataset"))
-        if not lay.label_dict:
+        if not lay.label_dict and not self.inspect:  # inspecting: every label is reported missing
             raise ConfigError(f"dataset {self.name}: label_dict (label name -> 0 real / 1 fake) is required")
+        self.label_dict = lay.label_dict
         self.store = LmdbStore(lay.lmdb_path) if lay.lmdb else None
         self._order = {}
         split_keys = ("val", "valid") if self.split == "val" else (self.split,)
@@ -155,7 +159,7 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
             where = f"JSON file {lay.json}: {key}/{label_name}/{split_key}"
             for video, vinfo in sorted(self._videos(by_split[split_key], compression, where).items()):
                 label = self._label_of(vinfo, label_name, lay.label_dict, where, video)
-                if label == 0 and not self.include_real:
+                if label is None or (label == 0 and not self.include_real):
                     continue
                 vid = f"{key}/{label_name}/{video}"
                 for frame in sorted(map(str, vinfo["frames"]), key=frame_order):
@@ -166,11 +170,12 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         if not isinstance(vinfo, dict) or not isinstance(vinfo.get("frames"), list):
             raise DataError(f"{where}: video {video!r} has no 'frames' list")
         vlabel = vinfo.get("label", label_name)
-        if vlabel not in label_dict:
-            raise DataError(
-                f"{where}: label {vlabel!r} of video {video!r} is not in label_dict "
-                f"({', '.join(sorted(map(str, label_dict)))}); add it to label_dict (0 real, 1 fake)"
-            )
+        if vlabel not in label_dict:  # a problem of kind label: an error, or listed while inspecting (None)
+            self.problem(f"video {video!r}: label {vlabel!r}",
+                         f"{where}: label {vlabel!r} of video {video!r} is not in label_dict "
+                         f"({', '.join(sorted(map(str, label_dict))) or 'empty'}); add it to label_dict (0 real, 1 fake)",
+                         "label")
+            return None
         return 1 if label_dict[vlabel] else 0
 
     def _sample(self, frame, label, vid, lay, where):
@@ -221,12 +226,9 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         for s, original in zip(checked, samples):
             if s.label == 1 and s.mask is None:
                 expected = original.mask or "(no 'frames' directory in the path)"
-                self.problem(
-                    s.image,
-                    f"manipulated frame {s.image} has no mask (expected {expected}); set with_mask: false "
-                    f"in the dataset spec for detection-only use",
-                )
-                continue
+                if self.problem(s.image, f"manipulated frame {s.image} has no mask (expected {expected}); set "
+                                         f"with_mask: false in the dataset spec for detection-only use", "mask"):
+                    continue
             out.append(s)
         return out
 
@@ -246,16 +248,14 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         return (sample.video or "", self._order.get(sample.image) or frame_order(sample.image), sample.image)
 
     # frames and masks from the LMDB when the dataset is read from one
-    def read_image(self, path):
-        return super().read_image(path) if self.store is None else images.decode_image(self.store.read(path, "image"), path)
+    def read_bytes(self, path, what="image"):
+        return super().read_bytes(path, what) if self.store is None else self.store.read(path, what)
 
-    def read_mask(self, path):
+    def source_of(self, sample):
+        """The folder of the sample's frames (DeepfakeBench's video): in the LMDB, its key's folder."""
         if self.store is None:
-            return super().read_mask(path)
-        return images.decode_mask(self.store.read(path, "mask"), path, self.mask_polarity)
-
-    def probe_image(self, path):
-        return super().probe_image(path) if self.store is None else images.probe_bytes(self.store.read(path, "image"), path)
+            return os.path.dirname(sample.image)
+        return self.store.label("/".join(split_parts(self.store.key_of_label(sample.image))[:-1]))
 
 
 __all__ = ["DeepfakeBenchJsonAdapter", "frame_order", "mask_path_of"]

@@ -2,11 +2,21 @@
 
 Order (as in the official DeCLIP loader: Resize -> augmentation -> ToTensor -> Normalize):
 
-1. image resized to ``resolution`` x ``resolution`` with bilinear interpolation
-   (``cv2.INTER_LINEAR``). The official code resizes PIL images with torchvision's Resize
-   (bilinear, antialiased); OpenCV's INTER_LINEAR is several times faster and differs only by
-   the missing antialiasing filter, which is negligible for the usual 256 -> 224 step. Mask
-   resized to ``mask_size`` with nearest neighbour, so it stays binary.
+1. image resized to ``resolution`` x ``resolution`` and mask resized, by the dataset's resize
+   policy (:data:`RESIZES`; each adapter names its own, ``ManipulationDataset.resize``):
+
+   * ``declip`` (every adapter but DeepfakeBench's format): the image with bilinear interpolation
+     (``cv2.INTER_LINEAR``). The official code resizes PIL images with torchvision's Resize
+     (bilinear, antialiased); OpenCV's INTER_LINEAR is several times faster and differs only by
+     the missing antialiasing filter, which is negligible for the usual 256 -> 224 step. Mask
+     resized to ``mask_size`` with nearest neighbour, so it stays binary.
+   * ``deepfakebench`` (data in DeepfakeBench's format: data/deepfakebench_json.py, from files or
+     its LMDB): as its loader (training/dataset/abstract_dataset.py ``load_rgb`` / ``load_mask``),
+     the image with ``cv2.INTER_CUBIC`` and the mask to ``resolution`` (``mask_size`` does not
+     apply) with cv2's default bilinear interpolation of its 0/255 values; the loader divides by
+     255 and the localization metrics binarise at 0.5, so the mask is kept as ``>= 128`` of the
+     resized 0/255 values, binary as every mask here. So the checkout's test.py and ``declip
+     test`` feed the model the same pixels at any frame size.
 2. train split only: the augmentation named by ``augmentation`` (image only):
    ``blur`` GaussianBlur(kernel 5, sigma U(0.4, 2.0)); ``color_jitter`` ColorJitter(0.3, 0.3,
    0.3, 0.3); ``jpeg_compression`` JPEG re-encoding at quality U{30..100}; ``all`` the three
@@ -15,11 +25,13 @@ Order (as in the official DeCLIP loader: Resize -> augmentation -> ToTensor -> N
 0. test split only, when ``perturb`` is set: the test-time perturbation of data/perturb.py (image
    only), before everything else.
 4. image to float (3, R, R) in [0, 1], normalized with ``mean``/``std``; mask to float
-   (1, M, M) in {0, 1}.
+   (1, M, M) in {0, 1} (M: ``mask_size``, or ``resolution`` under the ``deepfakebench`` policy).
 
 Random draws use torch's generator (the global one unless one is passed), which DataLoader
 seeds differently in every worker.
 """
+from typing import Callable, NamedTuple
+
 import cv2
 import numpy as np
 import torch
@@ -31,11 +43,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 AUGMENTATIONS = ("none", "blur", "color_jitter", "jpeg_compression", "all")
 
 
-def resize_image(img, size):
-    """Resize an (H, W, 3) uint8 image to size x size, bilinear (cv2.INTER_LINEAR)."""
+def resize_image(img, size, interpolation=cv2.INTER_LINEAR):
+    """Resize an (H, W, 3) uint8 image to size x size (default bilinear: cv2.INTER_LINEAR)."""
     if img.shape[0] == size and img.shape[1] == size:
         return img
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(img, (size, size), interpolation=interpolation)
 
 
 def resize_mask(mask, size):
@@ -43,6 +55,40 @@ def resize_mask(mask, size):
     if mask.shape[0] == size and mask.shape[1] == size:
         return mask
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def resize_mask_as_deepfakebench(mask, size):
+    """Resize an (H, W) {0, 1} mask to size x size as DeepfakeBench's loader resizes its 0/255 masks
+    (cv2's default, bilinear), kept where the resized value is >= 128 (its ``/ 255`` above 0.5)."""
+    if mask.shape[0] == size and mask.shape[1] == size:
+        return mask
+    return (cv2.resize(mask * np.uint8(255), (size, size)) >= 128).astype(np.uint8)
+
+
+class Resize(NamedTuple):
+    """How a dataset's decoded frames and masks reach the model's size (one of :data:`RESIZES`)."""
+
+    name: str
+    image_interpolation: int                 # cv2 flag, image to ``resolution``
+    mask_at_resolution: bool                 # masks to ``resolution`` (else to ``mask_size``)
+    resize_mask: Callable                    # (mask {0, 1}, size) -> mask {0, 1}
+    signature: str                           # names this pipeline in the feature cache's keys
+
+
+#: the resize policies, by the name an adapter gives (``ManipulationDataset.resize``)
+RESIZES = {
+    "declip": Resize("declip", cv2.INTER_LINEAR, False, resize_mask, "cv2-inter-linear-v1"),
+    "deepfakebench": Resize("deepfakebench", cv2.INTER_CUBIC, True, resize_mask_as_deepfakebench,
+                            "cv2-inter-cubic-dfb-v1"),
+}
+DEFAULT_RESIZE = "declip"
+
+
+def resize_policy(name):
+    """The :class:`Resize` named ``name`` (ConfigError naming the known ones)."""
+    if name not in RESIZES:
+        raise ConfigError(f"unknown resize policy {name!r}; known: {', '.join(sorted(RESIZES))}")
+    return RESIZES[name]
 
 
 def _uniform(lo, hi, generator):
@@ -158,10 +204,11 @@ class SampleTransform:
     """Everything between a decoded image/mask and the tensors of one item.
 
     Built from the run config (``resolution``, ``mask_size``, ``mean``, ``std``,
-    ``augmentation``, ``flip_prob``); ``train`` enables augmentation and flipping.
+    ``augmentation``, ``flip_prob``); ``train`` enables augmentation and flipping; ``resize`` names
+    the dataset's resize policy (:data:`RESIZES`).
     """
 
-    def __init__(self, config=None, train=False, generator=None, perturb=False):
+    def __init__(self, config=None, train=False, generator=None, perturb=False, resize=DEFAULT_RESIZE):
         config = config or {}
         # test-time perturbation (robustness; data/perturb.py): image only, before the resize
         from . import perturb as _perturb
@@ -169,8 +216,11 @@ class SampleTransform:
         self.perturb = _perturb.parse(config.get("perturb")) if perturb else []
         self.perturb_seed = int(config.get("perturb_seed") if config.get("perturb_seed") is not None
                                 else config.get("manualSeed", 0))
+        self.resize = resize_policy(resize)
         self.resolution = _positive_int(config, "resolution", 224)
         self.mask_size = _positive_int(config, "mask_size", 256)
+        if self.resize.mask_at_resolution:
+            self.mask_size = self.resolution
         self.mean = _triple(config, "mean", CLIP_MEAN)
         self.std = _triple(config, "std", CLIP_STD)
         self.augmentation = config.get("augmentation") or "none"
@@ -197,9 +247,9 @@ class SampleTransform:
             from .perturb import apply
 
             img = apply(img, self.perturb, self.perturb_seed, key)
-        img = resize_image(img, self.resolution)
+        img = resize_image(img, self.resolution, self.resize.image_interpolation)
         if mask is not None:
-            mask = resize_mask(mask, self.mask_size)
+            mask = self.resize.resize_mask(mask, self.mask_size)
         if self.train:
             img = augment(img, self.augmentation, self.generator)
             if self.flip_prob > 0 and torch.rand((), generator=self.generator).item() < self.flip_prob:

@@ -20,7 +20,8 @@ Keys. An entry's key is the sha256 of
     a fingerprint of its tensors (sha256 over the name, dtype, shape and bytes of every parameter
     and buffer; ViT-L/14 cut at layer 20 is ~1.0 GB: ~0.8 s on a CPU with SHA extensions, once
     per run, and again only when a tensor is changed in place - its version counter moves);
-  * the image pipeline (resolution, mean, std, resize method) and the compute path (device type
+  * the image pipeline (resolution, mean, std; the resize policy of the item, the batch's ``resize``
+    list: data/transforms.py RESIZES, ``declip`` where the batch names none) and the compute path (device type
     and autocast precision: ``cpu-fp32``, ``cuda-fp32``, ``cuda-bf16``), since bf16 features are
     not fp32 features.
 
@@ -68,8 +69,6 @@ FORMAT_VERSION = 1
 MAGIC = b"DCLPFC01"
 SUFFIX = ".feat"
 DEFAULTS = {"enabled": "auto", "dir": None, "max_gb": 8.0, "memory": True}
-#: the resize of data/transforms.py (cv2 INTER_LINEAR); part of the key
-PIPELINE = "cv2-inter-linear-v1"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _STALE_TMP_S = 3600.0
 
@@ -183,8 +182,15 @@ def pipeline_signature(config, backbone):
     config = config or {}
     mean = [float(v) for v in (config.get("mean") or CLIP_MEAN)]
     std = [float(v) for v in (config.get("std") or CLIP_STD)]
-    return {"resolution": int(config.get("resolution") or 224), "mean": mean, "std": std, "resize": PIPELINE,
+    return {"resolution": int(config.get("resolution") or 224), "mean": mean, "std": std,
             "backbone_size": getattr(backbone, "image_size", None)}
+
+
+def resize_signature(name):
+    """The key part of the resize policy ``name`` an item went through (None: the default policy)."""
+    from ..data.transforms import DEFAULT_RESIZE, resize_policy
+
+    return resize_policy(name or DEFAULT_RESIZE).signature
 
 
 # --- disk tier ----------------------------------------------------------------------------------
@@ -401,12 +407,13 @@ class FeatureCache:
             self._prefix_for = tag
         return self._prefix
 
-    def key(self, path, device):
-        """The entry key of image file ``path`` (None when it is not a readable file)."""
+    def key(self, path, device, resize=None):
+        """The entry key of image file ``path`` resized by the policy ``resize`` (None when it is not a
+        readable file)."""
         digest = file_digest(str(path))
         if digest is None:
             return None
-        return hashlib.sha256(f"{self.key_prefix(device)}:{digest}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.key_prefix(device)}:{resize_signature(resize)}:{digest}".encode()).hexdigest()
 
     # -- tiers --
     def _get(self, key):
@@ -469,7 +476,10 @@ class FeatureCache:
         n = images.shape[0]
         if names is None or len(names) != n:
             names = [None] * n
-        keys = [self.key(p, device) if p is not None else None for p in names]
+        resizes = batch.get("resize")
+        if resizes is None or len(resizes) != n:
+            resizes = [None] * n
+        keys = [self.key(p, device, r) if p is not None else None for p, r in zip(names, resizes)]
         if self.disk is not None and self._dtype is None and any(k is not None for k in keys):
             self._probe(images)
         if any(k is None for k in keys) and not self._warned_names:

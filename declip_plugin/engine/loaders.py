@@ -5,6 +5,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
 from ..data import build_dataset, collate_fn
+from ..errors import ConfigError
 from . import runtime
 from .signals import worker_ignores_sigterm
 
@@ -19,7 +20,24 @@ def build_split(names, split, config):
     for p in parts:
         logger.info("dataset %s [%s]: %d images%s", p.name, split, len(p),
                     f" ({len(p.skipped)} bad files skipped)" if getattr(p, "skipped", None) else "")
+    _same_mask_size(parts, split)
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def _same_mask_size(parts, split):
+    """Masks of datasets mixed in one batch must have one size: DeepfakeBench-format data resizes them
+    to ``resolution`` (as its loader), every other adapter to ``mask_size``."""
+    sizes, resolution = {}, None
+    for p in parts:
+        transform = getattr(p, "transform", None)
+        if getattr(p, "has_masks", False) and transform is not None:
+            sizes.setdefault(transform.mask_size, []).append(f"{p.name} ({transform.resize.name} resize)")
+            resolution = transform.resolution
+    if len(sizes) > 1:
+        found = "; ".join(f"{size} px: {', '.join(names)}" for size, names in sorted(sizes.items()))
+        raise ConfigError(f"the {split} datasets give masks of different sizes ({found}), which cannot share a batch: "
+                          f"DeepfakeBench-format data resizes masks to resolution as its loader does; set mask_size to "
+                          f"the resolution (--opt mask_size={resolution})")
 
 
 def make_loader(dataset, config, train, device, batch_size=None, seed=0):
