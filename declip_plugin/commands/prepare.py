@@ -77,7 +77,7 @@ def run_prepare(args):
     for what in ("no_face", "ignored"):
         if s[what]:
             text = "without a face in any sampled frame (left out)" if what == "no_face" else \
-                "files neither videos nor images, or outside real/ and fake/ (left out)"
+                "other entries left out (neither videos nor images, or outside real/ and fake/)"
             print(f"{len(s[what])} {text}: {', '.join(map(str, s[what][:5]))}{' ...' if len(s[what]) > 5 else ''}")
     for shown, error in s["failed"].items():
         print(f"failed: {error}")

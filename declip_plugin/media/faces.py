@@ -9,8 +9,11 @@ For one RGB frame, :meth:`FaceAligner.align`:
 3. estimates the similarity transform (rotation, uniform scale, translation; Umeyama's least squares,
    as scikit-image's ``SimilarityTransform.estimate``) from them onto the 112-px ArcFace template
    (x + 8), scaled to the output size and shrunk by the margin (``scale = 1.3``: 30 % more context);
-4. warps the frame with it (``cv2.warpAffine``, bilinear, black outside) to ``size`` x ``size`` (256),
-   and the mask, when one is given, with the same matrix;
+4. warps the frame with it (bilinear, black outside) to ``size`` x ``size`` (256), and the mask, when
+   one is given, with the same matrix. The warp is ``cv2.warpAffine``'s of OpenCV 4.x, the version
+   DeepfakeBench runs (its requirements pin opencv-python < 4.11): its fixed-point source coordinates
+   (1/32 pixel) computed here and applied with ``cv2.remap``, because OpenCV 4.11 and later compute
+   warpAffine otherwise (up to 3 grey levels apart on 12 % of a face crop's pixels, measured);
 5. detects the face again on the crop, as DeepfakeBench does on its BGR copy of it (upsampling once,
    its first box), and predicts the 68 landmarks there: what DeepfakeBench saves as
    ``landmarks/<video>/<frame>.npy`` (int64, (68, 2), crop coordinates). No face on the crop: no
@@ -85,8 +88,9 @@ def template(size=DEFAULT_SIZE, margin=DEFAULT_MARGIN):
 
 def similarity_transform(src, dst):
     """The 2 x 3 similarity matrix mapping points ``src`` onto ``dst`` in the least-squares sense
-    (Umeyama 1991, with scale; a reflection is never chosen). Computed in float32, as DeepfakeBench's
-    float32 key points are by scikit-image, so the matrix is the same to the last bit."""
+    (Umeyama 1991, with scale; a reflection is never chosen). The sums and the SVD in float32 and the
+    scale in float64, as scikit-image computes it from DeepfakeBench's float32 key points under numpy 1.x
+    (DeepfakeBench's pin; numpy 2 would keep the scale in float32): the same matrix to the last bit."""
     src, dst = np.asarray(src, dtype=np.float32), np.asarray(dst, dtype=np.float32)
     src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
     src_c, dst_c = src - src_mean, dst - dst_mean
@@ -105,11 +109,35 @@ def similarity_transform(src, dst):
         rot[:] = u @ vt
     else:
         rot[:] = u @ np.diag(d) @ vt
-    scale = 1.0 / src_c.var(axis=0).sum() * (s @ d)
+    scale = 1.0 / np.float64(src_c.var(axis=0).sum()) * (s @ d)  # float64, as numpy 1.x promotes it
     out = np.zeros((2, 3), dtype=np.float64)
     out[:, 2] = dst_mean - scale * (rot @ src_mean.T)
     out[:, :2] = rot * scale
     return out
+
+
+AB_BITS, INTER_BITS = 10, 5  # OpenCV 4.x warpAffine: 1/1024 then 1/32 pixel fixed point
+
+
+def warp_affine(image, matrix, size):
+    """``cv2.warpAffine(image, matrix, size)`` (bilinear, constant 0 border) computed as OpenCV 4.x does,
+    whatever OpenCV is installed (see the module docstring)."""
+    m = np.asarray(matrix, dtype=np.float64).ravel().copy()
+    det = m[0] * m[4] - m[1] * m[3]
+    det = 1.0 / det if det != 0 else 0.0
+    m[0], m[4] = m[4] * det, m[0] * det  # the inverse map: output pixel -> source pixel
+    m[1], m[3] = -m[1] * det, -m[3] * det
+    m[2], m[5] = -m[0] * m[2] - m[1] * m[5], -m[3] * m[2] - m[4] * m[5]
+    w, h = size
+    scale, tab = 1 << AB_BITS, 1 << INTER_BITS
+    xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+    x0 = np.rint((m[1] * ys + m[2]) * scale).astype(np.int64) + scale // tab // 2
+    y0 = np.rint((m[4] * ys + m[5]) * scale).astype(np.int64) + scale // tab // 2
+    x = (x0[:, None] + np.rint(m[0] * xs * scale).astype(np.int64)[None, :]) >> (AB_BITS - INTER_BITS)
+    y = (y0[:, None] + np.rint(m[3] * xs * scale).astype(np.int64)[None, :]) >> (AB_BITS - INTER_BITS)
+    whole = np.stack([x >> INTER_BITS, y >> INTER_BITS], axis=-1).clip(-32768, 32767).astype(np.int16)
+    fraction = ((y & (tab - 1)) * tab + (x & (tab - 1))).astype(np.uint16)
+    return cv2.remap(image, whole, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 @dataclasses.dataclass
@@ -153,8 +181,8 @@ class FaceAligner:
             return None
         points = self.keypoints(rgb, box)
         matrix = similarity_transform(points, self.target)
-        crop = cv2.warpAffine(rgb, matrix, (self.size, self.size))
-        warped_mask = cv2.warpAffine(mask, matrix, (self.size, self.size)) if mask is not None else None
+        crop = warp_affine(rgb, matrix, (self.size, self.size))
+        warped_mask = warp_affine(mask, matrix, (self.size, self.size)) if mask is not None else None
         landmarks = self.crop_landmarks(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
         if landmarks is None:
             return None
@@ -170,5 +198,6 @@ class FaceAligner:
         return np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], dtype=np.int64)
 
 
-__all__ = ["FaceAligner", "AlignedFace", "landmark_model_path", "similarity_transform", "template", "KEYPOINTS",
+__all__ = ["FaceAligner", "AlignedFace", "landmark_model_path", "similarity_transform", "template", "warp_affine",
+           "KEYPOINTS",
            "LANDMARK_MODEL", "FACES_EXTRA"]

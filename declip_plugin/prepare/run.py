@@ -87,8 +87,11 @@ def make_plan(src, out, options):
     ds.check_registration(options.name)
     tree = Tree(out, options.name)
     _check_state(tree, settings, options.overwrite)
-    return Plan(os.path.abspath(str(src)), tree, items, found.ignored, settings, _base_dir(options.bench_root, out),
-                options)
+    ignored = found.ignored
+    if options.masks:  # a masks folder inside SRC is not an input left out
+        masks = os.path.abspath(options.masks)
+        ignored = [p for p in ignored if p != masks and not p.startswith(masks + os.sep)]
+    return Plan(os.path.abspath(str(src)), tree, items, ignored, settings, _base_dir(options.bench_root, out), options)
 
 
 def _check_state(tree, settings, overwrite):
