@@ -5,7 +5,8 @@ stretch of frames that show no face (scikit-image's ``data.coffee()``), in two c
 ellipse on the face that moves with it, as FaceForensics++ ships masks.
 
 The file stems are chosen by the split rule of ``declip prepare --split hash``: ``clip0`` lands in
-train and ``clip4`` in test, so a set of both has train and test videos of each label.
+train, ``clip9`` in val and ``clip4`` in test, so the set has train and test videos of each label and
+a fake in every split (`declip train` validates on the val split).
 """
 import os
 
@@ -16,17 +17,21 @@ FRAMES = 12
 NO_FACE = (5, 6, 7)  # frames without a face
 SIZE = (320, 240)  # width, height
 FACE_CENTRE, FACE_AXES = (220, 135), (60, 80)  # the face in the 512 x 512 photograph
-TRAIN_STEM, TEST_STEM = "clip0", "clip4"
+TRAIN_STEM, VAL_STEM, TEST_STEM = "clip0", "clip9", "clip4"
 #: (label folder, stem, extension, fourcc) of the set
 VIDEOS = (("real", TRAIN_STEM, "mp4", "mp4v"), ("real", TEST_STEM, "avi", "MJPG"),
-          ("fake", TRAIN_STEM, "avi", "MJPG"), ("fake", TEST_STEM, "mp4", "mp4v"))
+          ("fake", TRAIN_STEM, "avi", "MJPG"), ("fake", VAL_STEM, "mp4", "mp4v"), ("fake", TEST_STEM, "mp4", "mp4v"))
 MASK_CODEC = ("mkv", "FFV1")
 
 
 def _photos():
+    """The astronaut without the mission patch on her suit (dlib's detector finds a face in it, bigger
+    than hers in some frames), and a photograph without a face."""
     from skimage import data
 
-    return data.astronaut(), data.coffee()
+    face = data.astronaut().copy()
+    face[300:] = face[300:].mean(axis=(0, 1), keepdims=True).astype(np.uint8)
+    return face, data.coffee()
 
 
 def _matrix(t, n, size, seed):

@@ -17,6 +17,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 
 import yaml
 
@@ -98,15 +99,27 @@ def register(tree, summary, src):
     return path
 
 
+def _write_lmdb(tree, files, want):
+    """A fresh LMDB (an earlier one's keys may be other paths), written beside and swapped in; without
+    ``want`` an earlier run's is removed. Returns its path or None."""
+    path = os.path.join(tree.out, "lmdb", f"{tree.name}_lmdb")
+    staged = path + ".tmp-new"
+    shutil.rmtree(staged, ignore_errors=True)
+    if want:
+        write_lmdb(staged, files)
+    shutil.rmtree(path, ignore_errors=True)
+    if want:
+        os.replace(staged, path)
+    return path if want else None
+
+
 def write_dataset(tree, done, base, want_lmdb, info):
     """Write the JSON, the LMDB (``want_lmdb``) and the summary; returns the summary. ``info`` holds the
     run's own entries (settings, no_face, failed, ...), merged into the summary."""
     tree_json, counts, files = dataset_json(tree, done, base)
     json_path = os.path.join(tree.out, "dataset_json", f"{tree.name}.json")
     atomic_write_text(json_path, json.dumps(tree_json, indent=1))
-    lmdb_path = os.path.join(tree.out, "lmdb", f"{tree.name}_lmdb") if want_lmdb else None
-    if want_lmdb:
-        write_lmdb(lmdb_path, files)
+    lmdb_path = _write_lmdb(tree, files, want_lmdb)
     present = next(iter(tree_json.values()))
     summary = {
         "dataset": tree.name, "producer": PRODUCER, "out_dir": tree.out, "json": json_path,

@@ -37,32 +37,10 @@ from ..data.images import is_image_file
 from ..errors import DataError
 from ..integrations.deepfakebench import facts
 from ..media import VIDEO_EXTENSIONS, is_video_file
+from .item import LABEL_WORDS, Item
 
 LABELS = {"real": 0, "fake": 1, "0": 0, "1": 1}
-LABEL_WORDS = ("real", "fake")
 SPLIT_CHOICES = ("hash",) + SPLITS
-
-
-@dataclasses.dataclass(frozen=True)
-class Item:
-    """One input: ``kind`` video | frames | image; ``path`` a file or, for frames, a tuple of files;
-    ``rel`` its path under its label folder ('/' separated, for names and messages)."""
-
-    kind: str
-    path: object
-    label: int
-    rel: str
-    name: str = ""
-    mask: object = None
-    split: str = ""
-
-    @property
-    def shown(self):
-        return f"{LABEL_WORDS[self.label]}/{self.rel}"
-
-    @property
-    def stem(self):
-        return os.path.splitext(self.rel.rsplit("/", 1)[-1])[0] if self.kind != "frames" else self.rel.rsplit("/", 1)[-1]
 
 
 @dataclasses.dataclass

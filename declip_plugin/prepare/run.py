@@ -14,15 +14,15 @@ import logging
 import multiprocessing
 import os
 import shutil
-import signal
 import time
 from typing import Optional
 
 from ..atomicio import check_output_dir
 from ..engine.progress import PROGRESS, on_terminal, progress, quiet
 from ..errors import DataError
-from ..integrations.deepfakebench.export import check_name
+from ..integrations.deepfakebench.export import check_name, label_names
 from . import dataset as ds
+from . import worker
 from .inputs import find_inputs, match_masks, name_inputs, split_inputs
 from .writer import Settings, Tree, process_item, read_marker, recorded_settings, source_key, write_settings
 
@@ -85,7 +85,7 @@ def make_plan(src, out, options):
     items = split_inputs(items, options.split, options.split_ratios)
     settings = _resolve_settings(options.settings)
     ds.check_registration(options.name)
-    tree = Tree(out, options.name)
+    tree = Tree(out, options.name, label_names(options.name))
     _check_state(tree, settings, options.overwrite)
     ignored = found.ignored
     if options.masks:  # a masks folder inside SRC is not an input left out
@@ -117,42 +117,17 @@ def _start_over(tree):
 
 
 # ----------------------------------------------------------------------------- the workers
-_WORKER = {}
-
-
-def _aligner(settings):
-    if settings.faces == "none":
-        return None
-    from ..media.faces import FaceAligner
-
-    return FaceAligner(settings.size, settings.margin, settings.model)
-
-
-def _init_worker(tree, settings):
-    """A worker process: Ctrl-C is the main process's to handle; SIGTERM (how a pool stops its
-    workers) ends it at once; one OpenCV thread (the workers are the parallelism)."""
-    import cv2
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    cv2.setNumThreads(1)
-    _WORKER.update(tree=tree, settings=settings, aligner=_aligner(settings))
-
-
-def _job(item):
-    return item, process_item(_WORKER["tree"], item, _WORKER["settings"], _WORKER["aligner"])
-
-
 def run_jobs(tree, settings, items, workers):
     """Yield ``(item, marker or failure)`` for each item, in ``workers`` processes (1: in this one)."""
     if workers <= 1 or len(items) <= 1:
-        _WORKER.update(tree=tree, settings=settings, aligner=_aligner(settings))
+        worker.setup(tree, settings, worker=False)
         for item in items:
-            yield _job(item)
+            yield worker.job(item)
         return
-    pool = multiprocessing.get_context().Pool(min(workers, len(items)), _init_worker, (tree, settings))
+    # spawn: a forked worker can hang in OpenCV's or torch's threads the parent has run
+    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(items)), worker.setup, (tree, settings))
     try:
-        yield from pool.imap_unordered(_job, items)
+        yield from pool.imap_unordered(worker.job, items)
         pool.close()
     except BaseException:
         pool.terminate()  # Ctrl-C, SIGTERM, an error: the workers stop now; unfinished videos have no marker

@@ -27,7 +27,6 @@ import numpy as np
 from ..atomicio import atomic_write_text
 from ..errors import DataError
 from ..integrations.deepfakebench import facts
-from ..integrations.deepfakebench.export import label_names
 from ..media import Sampling, open_frames
 
 logger = logging.getLogger(__name__)
@@ -65,10 +64,12 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class Tree:
-    """Where the files of dataset ``name`` go under ``out``."""
+    """Where the files of dataset ``name`` go under ``out``; ``labels`` the folders (and JSON labels) of
+    real and fake inputs (export.label_names: ``<name>_real``, ``<name>_fake``)."""
 
     out: str
     name: str
+    labels: tuple
 
     @property
     def rgb_root(self):
@@ -83,7 +84,7 @@ class Tree:
         return os.path.join(self.state, "settings.json")
 
     def label_folder(self, label):
-        return label_names(self.name)[1 if label else 0]
+        return self.labels[1 if label else 0]
 
     def folder(self, item, kind):
         return os.path.join(self.rgb_root, self.label_folder(item.label), kind, item.name)
