@@ -73,6 +73,17 @@ class Sampling:
         return self.mode == "fixed_stride"
 
 
+def quiet_decoder_logs():
+    """Silence FFmpeg's and OpenCV's own messages on stderr ("moov atom not found", "[ WARN:0] ...") in
+    this process: a file that does not decode is reported as a :class:`MediaError` naming it instead.
+    Call it before the first video is opened (FFmpeg reads its level then)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # an OpenCV build without the logging utilities
+        pass
+
+
 def _open_capture(path, what):
     if not os.path.isfile(path):
         raise MediaError(f"{what} {path} does not exist")
@@ -257,4 +268,4 @@ def open_frames(path, sampling=None, mask=None, kind=None):
 
 
 __all__ = ["FRAME_SOURCES", "VIDEO_EXTENSIONS", "MediaError", "Sampling", "Frames", "open_frames", "is_video_file",
-           "mask_channel"]
+           "mask_channel", "quiet_decoder_logs"]

@@ -125,7 +125,8 @@ def run_jobs(tree, settings, items, workers):
             yield worker.job(item)
         return
     # spawn: a forked worker can hang in OpenCV's or torch's threads the parent has run
-    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(items)), worker.setup, (tree, settings))
+    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(items)), worker.setup,
+                                                     (tree, settings, True, logging.getLogger().getEffectiveLevel()))
     try:
         yield from pool.imap_unordered(worker.job, items)
         pool.close()
