@@ -27,9 +27,22 @@ import numpy as np
 import pytest
 
 import face_videos as fv
-from dfb_support import HARNESS, checkout_python, checkout_root
+from dfb_support import HARNESS, checkout_python, checkout_root, missing
 
-pytest.importorskip("dlib", reason="the [faces] extra (dlib-bin) is not installed")
+
+@pytest.fixture(scope="module", autouse=True)
+def faces_extra():
+    """dlib and the landmark model (the [faces] extra, which scripts/setup_env.sh installs): a failure in CI."""
+    try:
+        import dlib  # noqa: F401
+
+        from declip_plugin.media.faces import landmark_model_path
+
+        landmark_model_path()
+    except Exception as e:  # ImportError, or the DeclipError naming the extra
+        missing(f"the [faces] extra is not installed: {e}")
+
+
 NAME = "Astro"
 NUM = 8
 #: the sampled frames of a 12-frame video: np.linspace(0, 11, 8, dtype=int); 6 and 7 show no face
@@ -241,7 +254,7 @@ def _files(out):
 def test_sigterm_mid_run_then_rerun_gives_the_same_dataset(prepared, src, tmp_path, user_config):
     out = str(tmp_path / "out")
     cmd = [sys.executable, "-m", "declip_plugin", "prepare", src, out, "--name", NAME, "--num_frames", str(NUM),
-           "--masks", os.path.join(src, "masks"), "--workers", "1", "--lmdb", "--bench_root", ""]
+           "--masks", os.path.join(src, "masks"), "--workers", "2", "--lmdb", "--bench_root", ""]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     markers = os.path.join(out, ".prepare", NAME, "done")
     deadline = time.time() + 120
@@ -260,6 +273,6 @@ def test_sigterm_mid_run_then_rerun_gives_the_same_dataset(prepared, src, tmp_pa
         prefix = os.path.join("rgb", NAME, label, "frames", video) + os.sep
         assert {k: v for k, v in _files(out).items() if k.startswith(prefix)} == \
             {k: v for k, v in expected.items() if k.startswith(prefix)}
-    assert subprocess.run(cmd, capture_output=True, text=True, timeout=300).returncode == 0
+    assert _declip(*cmd[3:]) == 0  # the same command again (here in-process)
     assert _files(out) == expected
     assert _videos(out) == _videos(prepared[0])

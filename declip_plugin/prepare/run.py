@@ -167,7 +167,7 @@ def _process(plan, todo):
             results[item] = r
             _header_note(item, r)
             if r["status"] == "failed":
-                logger.warning("%s", _line(k, total, item, r))
+                logger.warning("prepare %s %s", plan.tree.name, _line(k, total, item, r))
             elif lines:
                 logger.info("prepare %s %s", plan.tree.name, _line(k, total, item, r), extra=PROGRESS)
     except KeyboardInterrupt:
