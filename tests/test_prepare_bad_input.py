@@ -280,3 +280,14 @@ def test_a_csv_of_inputs_and_a_bad_row(tmp_path, capsys):
     csv_file.write_text("path,label\nv/one.avi,real\nv/two.avi,maybe\n")
     assert _prepare(csv_file, str(tmp_path / "out2")) == 2
     assert _error_line(capsys) == f"error: CSV {csv_file} line 3: label 'maybe': use real, fake, 0 or 1"
+
+
+def test_out_inside_src_is_not_read_as_input(tmp_path, capsys):
+    src = tmp_path / "src"
+    _video(src / "real" / "a.avi")
+    out = str(src / "real" / "prepared")
+    assert _prepare(src, out) == 0
+    capsys.readouterr()
+    assert _prepare(src, out) == 0  # its own PNGs are not inputs of the rerun: nothing new to do
+    assert "this run:" not in capsys.readouterr().out
+    assert list(_json_videos(out)) == ["a"]

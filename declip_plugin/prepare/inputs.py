@@ -63,10 +63,11 @@ def _frame_list(folder, where):
     return tuple(os.path.join(folder, n) for n in files)
 
 
-def _walk(root, label, frame_folders, found):
-    """Every input under the label folder ``root``."""
+def _walk(root, label, frame_folders, found, skip=()):
+    """Every input under the label folder ``root`` (not under the folders ``skip``: OUT)."""
     for dirpath, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and
+                         os.path.realpath(os.path.join(dirpath, d)) not in skip)
         files = sorted(f for f in files if not f.startswith("."))
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         rel = (lambda n: n) if rel_dir == "." else (lambda n: f"{rel_dir}/{n}")
@@ -100,8 +101,9 @@ def _label_roots(src, label):
     return roots, others
 
 
-def find_inputs(src, label=None, frame_folders=False):
-    """:class:`Found` of SRC (a folder or a CSV file, see the module docstring)."""
+def find_inputs(src, label=None, frame_folders=False, skip=()):
+    """:class:`Found` of SRC (a folder or a CSV file, see the module docstring); folders in ``skip``
+    (OUT, when it lies inside SRC) are not looked into."""
     src = os.path.abspath(os.path.expanduser(str(src)))
     if os.path.isfile(src) and src.lower().endswith(".csv"):
         return read_csv(src, frame_folders)
@@ -110,8 +112,10 @@ def find_inputs(src, label=None, frame_folders=False):
                                          "is neither a folder nor a CSV file (path,label[,mask])"))
     roots, others = _label_roots(src, label)
     found = Found([], list(others))
+    skip = {os.path.realpath(p) for p in skip}
+    found.ignored = [p for p in found.ignored if os.path.realpath(p) not in skip]
     for root, lab in roots:
-        _walk(root, lab, frame_folders, found)
+        _walk(root, lab, frame_folders, found, skip)
     if not found.items:
         raise DataError(f"SRC {src}: no videos ({', '.join(e[1:] for e in VIDEO_EXTENSIONS)}) or images found under "
                         f"{', '.join(r for r, _ in roots)}")

@@ -20,7 +20,8 @@ from typing import Optional
 from ..atomicio import check_output_dir
 from ..engine.progress import PROGRESS, on_terminal, progress, quiet
 from ..errors import DataError
-from ..integrations.deepfakebench.export import check_name, label_names
+from ..integrations.deepfakebench import facts
+from ..integrations.deepfakebench.export import check_name, json_frame_path, label_names
 from . import dataset as ds
 from . import worker
 from .inputs import find_inputs, match_masks, name_inputs, split_inputs
@@ -78,7 +79,7 @@ def make_plan(src, out, options):
     """Everything checked, nothing written: the :class:`Plan` of a run."""
     check_name(options.name)
     out = check_output_dir(out, "prepare OUT")
-    found = find_inputs(src, options.label, options.frame_folders)
+    found = find_inputs(src, options.label, options.frame_folders, skip=[out])
     items = name_inputs(found.items)
     if options.masks:
         items = match_masks(items, options.masks)
@@ -86,12 +87,18 @@ def make_plan(src, out, options):
     settings = _resolve_settings(options.settings)
     ds.check_registration(options.name)
     tree = Tree(out, options.name, label_names(options.name))
+    base = _base_dir(options.bench_root, out)
+    probe = json_frame_path(os.path.join(tree.rgb_root, tree.labels[0], facts.FRAMES_DIR, "v", "0.png"), base)
+    if probe.count(facts.FRAMES_DIR) != 1:
+        raise DataError(f"the frame paths would be like {probe}: 'frames' more than once, so DeepfakeBench would look "
+                        f"for masks in the wrong place (it replaces every 'frames'): choose an OUT (or --bench_root) "
+                        f"whose path does not contain 'frames'")
     _check_state(tree, settings, options.overwrite)
     ignored = found.ignored
     if options.masks:  # a masks folder inside SRC is not an input left out
         masks = os.path.abspath(options.masks)
         ignored = [p for p in ignored if p != masks and not p.startswith(masks + os.sep)]
-    return Plan(os.path.abspath(str(src)), tree, items, ignored, settings, _base_dir(options.bench_root, out), options)
+    return Plan(os.path.abspath(str(src)), tree, items, ignored, settings, base, options)
 
 
 def _check_state(tree, settings, overwrite):
