@@ -1,5 +1,6 @@
 """`declip prepare` on bad input: files that do not decode, headers that lie, mixed sizes, masks that do
-not match, OUT a file, a changed setting on a rerun, no face at all, a missing [faces] extra, CSV rows.
+not match, OUT a file, a changed setting on a rerun, no face at all, a missing [faces] extra, CSV rows; and
+the five containers prepare reads.
 
 Each is one line naming the file; exit status 2 where nothing could be done, 1 where some inputs failed
 (listed, left out, the rest written), and nothing of a failed input counted as done (no marker).
@@ -291,3 +292,17 @@ def test_out_inside_src_is_not_read_as_input(tmp_path, capsys):
     assert _prepare(src, out) == 0  # its own PNGs are not inputs of the rerun: nothing new to do
     assert "this run:" not in capsys.readouterr().out
     assert list(_json_videos(out)) == ["a"]
+
+
+def test_the_five_containers_decode(tmp_path):
+    """mp4, avi, mov, mkv, webm (each with a codec OpenCV's FFmpeg writes): every sampled frame read."""
+    src, out = tmp_path / "src", str(tmp_path / "out")
+    for ext, fourcc in (("mp4", "mp4v"), ("avi", "XVID"), ("mov", "mp4v"), ("mkv", "FFV1"), ("webm", "VP80")):
+        _video(src / "real" / f"v_{ext}.{ext}", fourcc=fourcc)
+    assert _prepare(src, out) == 0
+    videos = _json_videos(out)
+    assert sorted(videos) == ["v_avi", "v_mkv", "v_mov", "v_mp4", "v_webm"]
+    for frames in videos.values():
+        assert _indices(frames) == [0, 6, 12, 19]
+        t = 12  # the frame of index 12 holds grey level 240 (lossy codecs: within a few levels)
+        assert abs(int(np.median(cv2.imread(os.path.join(out, frames[2])))) - (t * 20) % 255) <= 6
