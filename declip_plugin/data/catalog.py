@@ -11,7 +11,9 @@ File format (every file in the directory is read; names must be unique across fi
         generator: lama  # the adapter's own keys (see declip_plugin/data/<adapter>.py)
 
 Every dataset needs ``adapter``, the name of a registered dataset adapter. More directories of
-such files can be listed in $DECLIP_DATASET_CONFIGS (separated like $PATH).
+such files can be listed in $DECLIP_DATASET_CONFIGS (separated like $PATH); the user's own folder
+(:func:`user_dataset_dir`, ``$XDG_CONFIG_HOME/declip/datasets``) is read too: ``declip prepare``
+writes the config of each dataset it prepares there.
 
 A name no file declares is still a dataset when the run config points at DeepfakeBench's JSON
 folder (``dataset_json_folder``, or ``dfb_config``) and ``<that folder>/<name>.json`` exists: it is
@@ -35,9 +37,15 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 EXTRA_DIRS_ENV = "DECLIP_DATASET_CONFIGS"
 
 
+def user_dataset_dir():
+    """The user's dataset configs: ``$XDG_CONFIG_HOME/declip/datasets`` (default ``~/.config/declip/datasets``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "declip", "datasets")
+
+
 def config_dirs():
     extra = [d for d in os.environ.get(EXTRA_DIRS_ENV, "").split(os.pathsep) if d]
-    return (CONFIG_DIR, *extra)
+    return (CONFIG_DIR, user_dataset_dir(), *extra)
 
 
 def _read(path):
@@ -77,6 +85,11 @@ def _catalog(dirs):
 def load_catalog():
     """``({name: spec}, {name: yaml file})`` of every declared dataset (cached)."""
     return _catalog(config_dirs())
+
+
+def reload_catalog():
+    """Forget the cached catalog (after a dataset config was written)."""
+    _catalog.cache_clear()
 
 
 def list_datasets():

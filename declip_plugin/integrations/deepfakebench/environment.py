@@ -50,6 +50,7 @@ REQUIREMENTS = (
     "transformers==5.23.0",
     "simplejson==4.3.0",
     "psutil==7.2.2",
+    "imutils==0.5.4",                    # preprocessing/preprocess.py (tests compare our face crop with its own)
 )
 #: import name -> what to install when a checkout imports it and the environment lacks it (a fork's
 #: extras; DeepFakesDetection: seaborn, tensorboardX, peft, pandas). Pins keep numpy < 2.

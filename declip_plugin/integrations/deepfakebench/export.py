@@ -108,13 +108,13 @@ def _bench_root(config):
     return root
 
 
-def _json_path(path, base):
+def json_frame_path(path, base):
     """``path`` relative to ``base``, POSIX separators, starting with '.' (see the module docstring)."""
     rel = os.path.relpath(os.path.realpath(path), base).replace(os.sep, "/")
     return rel if rel.startswith(".") else "./" + rel
 
 
-def _check_name(name):
+def check_name(name):
     if not isinstance(name, str) or not _NAME_RE.match(name) or facts.FRAMES_DIR in name:
         raise ConfigError(
             f"DeepfakeBench dataset name {name!r}: use letters, digits and . _ + - (it names the JSON file, the "
@@ -209,7 +209,7 @@ def export_dfb(dataset_name, out_dir, config=None):
     else:
         source_name = str(dataset_name)
     name = str(config.get("name") or source_name)
-    _check_name(name)
+    check_name(name)
     splits = [normalize_split(s) for s in (config.get("splits") or SPLITS)]
     include_real = config.get("include_real", True)
     include_real = True if include_real is None else bool(include_real)
@@ -335,7 +335,7 @@ def _export_into(plan):
             index[kind] += 1
             frame = os.path.join(rgb, label_name, facts.FRAMES_DIR, video, FRAME_NAME)
             how[_place_image(image, staged(frame), mode)] += 1
-            key = _json_path(frame, base)
+            key = json_frame_path(frame, base)
             if key.count(facts.FRAMES_DIR) != 1:
                 raise DataError(f"the frame path {key} contains 'frames' more than once, so DeepfakeBench would look for "
                                 f"its mask in the wrong place (it replaces every 'frames' by 'masks'): export to a folder "
@@ -359,7 +359,7 @@ def _export_into(plan):
 
     atomic_write_text(staged(json_path), json.dumps({name: tree}, indent=1))
     if want_lmdb:
-        _write_lmdb(staged(lmdb_path), files)
+        write_lmdb(staged(lmdb_path), files)
     base_detector = config.get("detector") or ("declip_demo" if source_name.startswith("demo-") else "declip")
     det_source, det_cfg, notes = _detector_yaml(name, base_detector, has_masks, counts)
     yaml_path = os.path.join(out, f"declip_{name}.yaml")
@@ -378,7 +378,9 @@ def _export_into(plan):
     return summary
 
 
-def _write_lmdb(path, files):
+def write_lmdb(path, files):
+    """An LMDB at ``path`` holding each file of ``files`` ([(key, file path)]) under its key: the file's
+    bytes, or for a ``.npy`` file its array's raw bytes, as DeepfakeBench's dataset2lmdb_test.py stores it."""
     import lmdb
 
     total = sum(os.path.getsize(p) for _, p in files)
@@ -387,8 +389,12 @@ def _write_lmdb(path, files):
     try:
         with env.begin(write=True) as txn:
             for key, p in files:
-                with open(p, "rb") as f:
-                    txn.put(key.encode("utf-8"), f.read())
+                if p.endswith(".npy"):
+                    data = np.load(p).tobytes()
+                else:
+                    with open(p, "rb") as f:
+                        data = f.read()
+                txn.put(key.encode("utf-8"), data)
     finally:
         env.close()
     logger.info("LMDB %s: %d entries", path, len(files))
