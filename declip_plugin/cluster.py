@@ -19,10 +19,12 @@ submitit's own folder ``<out>/jobs/submitit/`` (pickles and logs). A preempted o
 SLURM job is requeued by submitit (:class:`CellJob` is a ``Checkpointable``); the requeued job
 finds the cell's run directory and continues from its last finished epoch (``train(resume=...)``).
 """
+import contextlib
 import dataclasses
-import json
 import logging
 import os
+import signal
+import threading
 import time
 
 import yaml
@@ -30,6 +32,7 @@ from submitit.helpers import Checkpointable
 
 from .engine.rundir import write_json
 from .errors import ConfigError, DeclipError
+from .protocol_folder import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +181,7 @@ class CellJob(Checkpointable):
         from .protocol import Protocol
 
         _log_to_job_output()
+        _take_signals_back()
         _export_torch_distributed()
         p = Protocol(self.out)
         result = p.run_cell(p.cell(self.cell_id))
@@ -286,11 +290,12 @@ def record_path(out, cell_id):
 
 
 def read_record(out, cell_id):
+    """The job record of a cell (None without one); a damaged one is named (DeclipError)."""
     path = record_path(out, cell_id)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path, "job record", "delete it once the cell's job no longer runs (squeue, sacct) and rerun the "
+                     "command: the cell is submitted again", keys=("executor", "job_id", "stdout", "stderr"))
 
 
 def write_record(out, cell_id, executor, job, state, error=None):
@@ -450,7 +455,8 @@ def _wait(p, opts, executor, queue, active, run):
                 if opts.gpus_per_job:
                     gpus_of[cid], free = free[:opts.gpus_per_job], free[opts.gpus_per_job:]
                     executor.update_parameters(visible_gpus=gpus_of[cid])
-                job = executor.submit(CellJob(p.out, cid))
+                with _controller_ignores_sigint():
+                    job = executor.submit(CellJob(p.out, cid))
                 write_record(p.out, cid, opts.executor, job, "submitted")
                 logger.info("protocol: cell %s started as local job %s (log %s)", cid, job.job_id, job.paths.stdout)
                 active[cid] = job
@@ -465,13 +471,56 @@ def _wait(p, opts, executor, queue, active, run):
                 time.sleep(_poll_interval(opts, time.time() - begun))
     except KeyboardInterrupt:
         if opts.executor == "local":
-            for job in active.values():
-                job.cancel(check=False)
+            _stop_local_jobs(active)
         elif active:
             logger.warning("protocol: stopped waiting; the SLURM jobs %s keep running (declip protocol --status %s; "
                            "rerun the command to wait for them again)", ", ".join(j.job_id for j in active.values()),
                            p.out)
         raise
+
+
+@contextlib.contextmanager
+def _controller_ignores_sigint():
+    """A local job's controller (submitit's, started by ``submit``) starts with SIGINT ignored: Ctrl-C at a
+    terminal reaches every process of the group, and submitit's own cancel is a SIGINT too; either ended the
+    controller with a KeyboardInterrupt traceback on this terminal. Its task takes SIGINT back
+    (:func:`_take_signals_back`); the command stops a job with SIGTERM (:func:`_stop_local_jobs`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_local_jobs(active, patience_s=60.0):
+    """Stop the local jobs this command started: SIGTERM to each controller, which passes it to its task
+    (a run stops as on SIGTERM: engine/signals.py), repeated until they end (a task that has not yet taken
+    SIGTERM back ignores it) or ``patience_s`` passes."""
+    jobs = [j for j in active.values() if not isinstance(j, _EarlierLocalJob)]
+    deadline, last = time.time() + patience_s, 0.0
+    while jobs and time.time() < deadline:
+        if time.time() - last >= 2.0:
+            for job in jobs:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(job.job_id), signal.SIGTERM)
+            last = time.time()
+        time.sleep(0.1)
+        jobs = [j for j in jobs if not j.done()]
+    if jobs:
+        logger.warning("protocol: local job(s) %s did not stop within %.0f s; stop them with kill",
+                       ", ".join(j.job_id for j in jobs), patience_s)
+
+
+def _take_signals_back():
+    """In a local job's task: SIGINT raises KeyboardInterrupt again (it inherits the controller's ignored
+    SIGINT), and SIGTERM goes to the engine (submitit's job ignores it; the command stops a local job
+    with it), so a run stops cleanly on either."""
+    if os.environ.get("SUBMITIT_EXECUTOR") == "local" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _poll_interval(opts, elapsed):

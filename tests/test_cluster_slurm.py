@@ -119,6 +119,36 @@ def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, 
     assert "| unknown | 77 |" in row
 
 
+def test_a_damaged_job_record_is_named_in_one_line_by_status_and_by_a_rerun(world, tmp_path, monkeypatch, capsys):
+    """OUT/jobs/<cell>.json cut short (a full disk, a killed copy): --status and the rerun name the file and
+    what to do, in one line, and change nothing (no job submitted, no file written)."""
+    from declip_plugin import protocol as proto
+
+    out, state = tmp_path / "proto", tmp_path / "state"
+    env = _env(world, state)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
+    p = proto.Protocol(out, proto.make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
+                                            test=["demo-telea"], overrides={"device": "cpu",
+                                                                            "data_root": str(world / "data")}))
+    cid = p.plan["cells"][0]["id"]
+    record = out / "jobs" / f"{cid}.json"
+    os.makedirs(record.parent)
+    record.write_text('{"cell": "%s", "executor": "slurm", "job_id": "7' % cid)  # truncated mid-write
+    before = sorted(str(f.relative_to(out)) for f in out.rglob("*"))
+    argv = ["protocol", "--method", str(world / "tiny.yaml"), "--train", "demo-telea", "--test", "demo-telea", "--out",
+            str(out), "--data_root", str(world / "data"), "--device", "cpu", "--executor", "slurm", "--time", "60"]
+    for args in (["protocol", "--status", str(out)], argv):
+        capsys.readouterr()
+        assert cli_main(args) == 2
+        err = capsys.readouterr().err
+        (line,) = err.strip().splitlines()
+        assert line.startswith(f"error: job record {record} is damaged (Unterminated string"), line
+        assert line.endswith("delete it once the cell's job no longer runs (squeue, sacct) and rerun the command: the "
+                             "cell is submitted again")
+    assert sorted(str(f.relative_to(out)) for f in out.rglob("*")) == before and not state.exists()
+
+
 @pytest.mark.parametrize("text,minutes", [("90", 90), ("30:30", 31), ("2:00:00", 120), ("1-00:00:00", 1440),
                                           ("1-12", 2160), ("1-1:30", 1530)])
 def test_time_in_slurms_forms(text, minutes):
