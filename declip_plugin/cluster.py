@@ -349,7 +349,8 @@ def _sbatch_test_only(opts):
             raise ConfigError(f"--executor slurm: sbatch --test-only could not run: {e}") from None
     if done.returncode != 0:
         lines = [ln.strip() for ln in (done.stderr + "\n" + done.stdout).splitlines() if ln.strip()]
-        raise ConfigError(f"--executor slurm: the scheduler refuses the jobs' options ({', '.join(_option_text(opts))}): "
+        raise ConfigError(f"--executor slurm: the scheduler refuses the jobs' options "
+                          f"({', '.join(_option_text(opts))}): "
                           f"{lines[-1] if lines else f'sbatch exit status {done.returncode}'} (sbatch --test-only; "
                           f"nothing was submitted)")
 
@@ -519,7 +520,7 @@ def _submit_slurm(p, executor, cell_ids, report=True):
     except (FailedJobError, FailedSubmissionError) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         raise SubmissionError(f"sbatch refused the jobs of cell(s) {', '.join(cell_ids)}: "
-                              f"{lines[-1] if lines else e!r}") from None
+                              f"{lines[-1] if lines else repr(e)}") from None
     for cid, job in zip(cell_ids, jobs):
         write_record(p.out, cid, "slurm", job, "submitted")
         logger.info("protocol: cell %s submitted as SLURM job %s (log %s)", cid, job.job_id, job.paths.stderr)

@@ -158,6 +158,27 @@ def test_a_damaged_job_record_is_named_in_one_line_by_status_and_by_a_rerun(worl
     assert sorted(str(f.relative_to(out)) for f in out.rglob("*")) == before and not list(state.glob("*.sbatch"))
 
 
+def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_protocol_folder(world, tmp_path, monkeypatch,
+                                                                              capsys):
+    """sbatch --test-only passed, the submission itself failed (a QOS limit reached meanwhile): one line with
+    sbatch's own error (not submitit's traceback and sbatch's lines), and the folder the command had just
+    created is gone, so the same command can simply be run again."""
+    out, state = tmp_path / "proto", tmp_path / "state"
+    env = _env(world, state, FAKE_SLURM_REFUSE="Job violates accounting/QOS policy (job submit limit)")
+    for key in ("PATH", "FAKE_SLURM_STATE", "FAKE_SLURM_REFUSE"):
+        monkeypatch.setenv(key, env[key])
+    capsys.readouterr()
+    code = cli_main(["protocol", "--method", str(world / "tiny.yaml"), "--train", "demo-telea", "--test", "demo-telea",
+                     "--out", str(out), "--data_root", str(world / "data"), "--device", "cpu", "--executor", "slurm",
+                     "--time", "60", "--partition", "gpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line == ("error: sbatch refused the jobs of cell(s) tiny__demo-telea: sbatch: error: Batch job submission "
+                    "failed: Job violates accounting/QOS policy (job submit limit)")
+    assert not out.exists() and not list(state.glob("*.sbatch"))
+
+
 @pytest.mark.parametrize("text,minutes", [("90", 90), ("30:30", 31), ("2:00:00", 120), ("1-00:00:00", 1440),
                                           ("1-12", 2160), ("1-1:30", 1530)])
 def test_time_in_slurms_forms(text, minutes):
@@ -274,12 +295,18 @@ def test_a_grid_on_a_real_slurm_survives_a_requeue_and_equals_the_in_process_gri
 
     slurm = ["--executor", "slurm", "--partition", "cpu", "--gpus_per_job", "0", "--time", "10", "--mem", "1G"]
     # options the scheduler refuses: one line from sbatch --test-only, nothing written, nothing submitted
-    capsys.readouterr()
-    assert cli_main(argv(out, *slurm[:2], "--partition", "gpu", *slurm[4:])) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: --executor slurm: the scheduler refuses the jobs' options (--partition gpu, "
-                           "--time 10 min, --mem 1G, --gpus_per_job 0): ") and "Invalid partition" in line, line
-    assert not out.exists()
+    for flag, value, options, answer in (
+            ("--partition", "gpu", "--partition gpu, --time 10 min, --mem 1G", "Invalid partition name specified"),
+            ("--mem", "4000G", "--partition cpu, --time 10 min, --mem 4000G", "Requested node configuration is not "
+                                                                              "available")):
+        bad = list(slurm)
+        bad[bad.index(flag) + 1] = value
+        capsys.readouterr()
+        assert cli_main(argv(out, *bad)) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == (f"error: --executor slurm: the scheduler refuses the jobs' options ({options}, --gpus_per_job "
+                        f"0): allocation failure: {answer} (sbatch --test-only; nothing was submitted)"), line
+        assert not out.exists()
 
     proc = subprocess.Popen([sys.executable, "-m", "declip_plugin", *argv(out, *slurm)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -312,4 +339,5 @@ def test_a_grid_on_a_real_slurm_survives_a_requeue_and_equals_the_in_process_gri
     cells = {p.stem: json.loads(p.read_text())["results"] for p in (out / "cells").glob("*.json")}
     assert cells == {p.stem: json.loads(p.read_text())["results"] for p in (inproc / "cells").glob("*.json")}
     assert cells["long__demo-telea"] != cells["short__demo-telea"]
-    assert json.loads((out / "grid.json").read_text())["metrics"] == json.loads((inproc / "grid.json").read_text())["metrics"]
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["missing"] == [] and grid["metrics"] == json.loads((inproc / "grid.json").read_text())["metrics"]

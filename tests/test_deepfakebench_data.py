@@ -237,7 +237,8 @@ def test_a_damaged_lmdb_is_refused_in_one_line_naming_it(checkout, tmp_path, cap
     assert code == 2 and "Traceback" not in err, err[-3000:]
     (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
     if damage is _truncate:
-        assert line.startswith(f"error: LMDB {data} is truncated: {os.path.getsize(data)} bytes, but its header says "), line
+        assert line.startswith(f"error: LMDB {data} is truncated: {os.path.getsize(data)} bytes, but its header "
+                               "says "), line
     else:
         assert line.startswith(f"error: LMDB {data.parent} cannot be opened (") and "MDB_INVALID" in line, line
     assert "dataset2lmdb_test.py" in line and "lmdb: false" in line

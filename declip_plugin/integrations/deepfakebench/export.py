@@ -117,8 +117,8 @@ def _json_path(path, base):
 def _check_name(name):
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or facts.FRAMES_DIR in name:
         raise ConfigError(
-            f"DeepfakeBench dataset name (--name) {name!r}: use letters, digits and . _ + - (it names the JSON file, the "
-            f"LMDB folder and the labels), without the word 'frames' (DeepfakeBench finds masks by replacing it)")
+            f"DeepfakeBench dataset name (--name) {name!r}: use letters, digits and . _ + - (it names the JSON file, "
+            f"the LMDB folder and the labels), without the word 'frames' (DeepfakeBench finds masks by replacing it)")
 
 
 def _place_image(src, dst, mode):
