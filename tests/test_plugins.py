@@ -179,8 +179,13 @@ def test_a_broken_plugin_is_disabled_with_one_warning_and_the_builtin_commands_r
     out = capsys.readouterr().out
     (line,) = _disabled_warnings(caplog)
     assert line.startswith("plugin 'broken' (broken-plugin 1.0) is disabled: ") and why in line, line
-    for name in ("half_registered", "never", "broken-cmd", "broken-plugin"):  # nothing of it is used
-        assert name not in out
+    (listed,) = [ln for ln in out.splitlines() if ln.startswith("plugins: ")]
+    assert listed == "plugins: declip"
+    (disabled,) = [ln for ln in out.splitlines() if ln.startswith("disabled: ")]  # `declip plugins` says why
+    assert disabled.startswith("disabled: plugin 'broken' (broken-plugin 1.0): ") and why in disabled
+    registered = out[:out.index("plugins: ")]
+    for name in ("half_registered", "never", "broken-cmd", "broken"):  # nothing of it is used
+        assert name not in registered
     assert "declip" in plugins.get_registry("detectors").names()
 
 
