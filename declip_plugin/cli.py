@@ -26,8 +26,19 @@ def _resolve_weights_name(args):
 
 def build_parser():
     """The ``declip`` parser: one subparser per command in the plugins' command registry
-    (built-in ones included: declip_plugin.commands), each filled by its ``add_arguments``."""
-    from .plugins import get_registry
+    (built-in ones included: declip_plugin.commands), each filled by its ``add_arguments``. A plugin
+    command whose parser cannot be built disables its plugin (plugins.py), and the parser is built again."""
+    from .plugins import PluginFailed, disable_plugin
+
+    while True:
+        try:
+            return _parser()
+        except PluginFailed as failed:
+            disable_plugin(failed.name, failed.why, failed.exc)
+
+
+def _parser():
+    from .plugins import BUILTIN_PLUGIN_NAME, PluginFailed, get_registry
 
     parser = argparse.ArgumentParser(prog="declip", description="DeCLIP for DeepfakeBench: train, test, predict.")
     parser.add_argument("--version", action="version", version=f"declip-plugin {__version__}")
@@ -35,10 +46,17 @@ def build_parser():
     parser.add_argument("--quiet", action="store_true",
                         help="no progress output (bars on a terminal, per-epoch / per-test-set lines otherwise)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, command in get_registry("commands").items():
-        p = sub.add_parser(name, help=command.help, description=command.description)
-        command.add_arguments(p)
-        p.set_defaults(func=command.run)
+    commands = get_registry("commands")
+    for name, command in commands.items():
+        try:
+            p = sub.add_parser(name, help=command.help, description=command.description)
+            command.add_arguments(p)
+            p.set_defaults(func=command.run)
+        except Exception as exc:  # noqa: BLE001 - a plugin's command; the built-in ones' failures are bugs
+            if commands.owner(name) == BUILTIN_PLUGIN_NAME:
+                raise
+            raise PluginFailed(commands.owner(name), f"the parser of its command {name!r} cannot be built "
+                                     f"({type(exc).__name__}: {exc})", exc) from exc
     return parser
 
 
@@ -48,10 +66,16 @@ def main(argv=None):
     if "--" in argv:  # `declip dfb ... test -- <DeepfakeBench's own arguments>`
         i = argv.index("--")
         argv, passthrough = argv[:i], argv[i + 1:]
+    debug = "--debug" in argv
+    # before the parser: loading the plugins may warn (a broken plugin is disabled, plugins.py)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if not debug:
+        logging.getLogger("PIL").setLevel(logging.WARNING)
     try:
         parser = build_parser()
-    except DeclipError as exc:  # e.g. two plugins register one command name
-        if "--debug" in argv:
+    except DeclipError as exc:
+        if debug:
             raise
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -60,10 +84,6 @@ def main(argv=None):
         if args.command != "dfb":
             parser.error("arguments after `--` are only for `declip dfb`")
         args.dfb_args = passthrough
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    if not args.debug:
-        logging.getLogger("PIL").setLevel(logging.WARNING)
     if args.quiet:
         from .engine.progress import set_quiet
 

@@ -19,17 +19,22 @@ submitit's own folder ``<out>/jobs/submitit/`` (pickles and logs). A preempted o
 SLURM job is requeued by submitit (:class:`CellJob` is a ``Checkpointable``); the requeued job
 finds the cell's run directory and continues from its last finished epoch (``train(resume=...)``).
 """
+import contextlib
 import dataclasses
-import json
+import io
 import logging
 import os
+import signal
+import threading
 import time
 
 import yaml
+from submitit.core.utils import FailedJobError, FailedSubmissionError
 from submitit.helpers import Checkpointable
 
 from .engine.rundir import write_json
 from .errors import ConfigError, DeclipError
+from .protocol_folder import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +50,28 @@ _OWN_SLURM_KEYS = {"time": "use --time", "partition": "use --partition", "mem": 
                    "additional_parameters": "give each sbatch option as its own --slurm_opt KEY=VALUE",
                    "setup": "not supported from the command line (a list of shell lines)",
                    "teardown": "not supported from the command line (a list of shell lines)",
-                   "srun_args": "not supported from the command line (a list of arguments)"}
+                   "srun_args": "not supported from the command line (a list of arguments)",
+                   "array": "the cells are one job array already (--max_parallel: its %N)",
+                   "output": "the jobs' logs are OUT/jobs/submitit/<job>/ (submitit names them)",
+                   "error": "the jobs' logs are OUT/jobs/submitit/<job>/ (submitit names them)",
+                   "open_mode": "submitit appends to the jobs' logs", "wrap": "the job script is submitit's",
+                   "parsable": "submitit reads sbatch's own answer", "test_only": "the command submits the jobs",
+                   "wait": "the command waits for the jobs itself (--no-wait: it does not)",
+                   "help": "see man sbatch", "usage": "see man sbatch", "version": "see man sbatch"}
+# sbatch's long options (its man page, Slurm 22.05 to 24.05), spelt as --slurm_opt keys; with submitit's own
+# parameters (SlurmExecutor._valid_parameters) the keys --slurm_opt accepts
+SBATCH_OPTIONS = frozenset("""
+    account acctg_freq array batch bb bbf begin chdir cluster_constraint clusters comment constraint container
+    container_id contiguous core_spec cores_per_socket cpu_freq cpus_per_gpu cpus_per_task deadline delay_boot
+    dependency distribution error exclude exclusive export export_file extra extra_node_info get_user_env gid
+    gpu_bind gpu_freq gpus gpus_per_node gpus_per_socket gpus_per_task gres gres_flags help hint hold ignore_pbs
+    input job_name kill_on_invalid_dep licenses mail_type mail_user mcs_label mem mem_bind mem_per_cpu
+    mem_per_gpu mincpus network nice no_kill no_requeue nodefile nodelist nodes ntasks ntasks_per_core
+    ntasks_per_gpu ntasks_per_node ntasks_per_socket open_mode output overcommit oversubscribe parsable
+    partition power prefer priority profile propagate qos quiet reboot requeue reservation resv_ports segment
+    signal sockets_per_node spread_job switches test_only thread_spec threads_per_core time time_min tmp
+    tres_bind tres_per_task uid usage use_min_nodes verbose version wait wait_all_nodes wckey wrap
+    """.split())
 LOCAL_FOREVER_MIN = 60 * 24 * 365  # submitit's local executor kills a job after timeout_min (2 by default)
 
 
@@ -98,7 +124,7 @@ def parse_mem(text):
         value = float(num) * (scale or 1.0)
     except ValueError:
         value = -1
-    if not value > 0:
+    if not 0 < value < float("inf"):
         raise ConfigError(f"--mem {text!r}: give the memory of one job, e.g. 64G, 500M or 32 (GB)")
     return value
 
@@ -134,8 +160,7 @@ def job_options(executor="local", gpus_per_job=None, partition=None, time=None, 
                       mem_gb=parse_mem(mem) if mem is not None else None, slurm_opts=parse_slurm_opts(slurm_opt),
                       max_parallel=max_parallel, wait=wait)
     for key in opts.slurm_opts:
-        if key in _OWN_SLURM_KEYS:
-            raise ConfigError(f"--slurm_opt {key}=...: {_OWN_SLURM_KEYS[key]}")
+        _check_slurm_key(key)
     slurm_only = [f for f, v in (("--partition", partition), ("--mem", mem), ("--slurm_opt", slurm_opt)) if v]
     if executor != "slurm" and slurm_only:
         raise ConfigError(f"{', '.join(slurm_only)} only apply to --executor slurm (this is --executor {executor})")
@@ -147,6 +172,23 @@ def job_options(executor="local", gpus_per_job=None, partition=None, time=None, 
     if executor == "local":
         _check_local_gpus(opts)
     return opts
+
+
+def _check_slurm_key(key):
+    """A --slurm_opt key the command sets itself, or one neither sbatch nor submitit knows (a misspelling:
+    sbatch would fail with a traceback after the protocol folder was written), named with the closest."""
+    from submitit.slurm.slurm import SlurmExecutor
+
+    from .registry import closest
+
+    if key in _OWN_SLURM_KEYS:
+        raise ConfigError(f"--slurm_opt {key}=...: {_OWN_SLURM_KEYS[key]}")
+    known = (SBATCH_OPTIONS | set(SlurmExecutor._valid_parameters()) | {"max_num_timeout"}) - set(_OWN_SLURM_KEYS)
+    if key not in known:
+        hint = closest(key, sorted(known))
+        raise ConfigError(f"--slurm_opt {key}=...: neither sbatch nor submitit has an option {key!r}"
+                          + (f"; did you mean {hint!r}?" if hint else "")
+                          + " (sbatch's long options, with - or _: man sbatch)")
 
 
 def _check_local_gpus(opts):
@@ -178,9 +220,15 @@ class CellJob(Checkpointable):
         from .protocol import Protocol
 
         _log_to_job_output()
+        _take_signals_back()
         _export_torch_distributed()
         p = Protocol(self.out)
-        result = p.run_cell(p.cell(self.cell_id))
+        cell = p.cell(self.cell_id)
+        if p.done(cell):  # a job requeued after its cell was complete (scontrol requeue, a node lost late)
+            logger.info("protocol: cell %s is complete already (%s); nothing to do", self.cell_id, p.marker(cell))
+            result = p.read_cell(cell)
+        else:
+            result = p.run_cell(cell)
         if self.finish and _is_rank0() and p.all_done():
             p.finish(report=self.report)
         return {"cell": self.cell_id, "run_dir": result["run_dir"]}
@@ -269,7 +317,8 @@ def make_executor(out, opts):
 
 
 def check_executor_available(opts):
-    """SLURM's commands on PATH for ``--executor slurm`` (checked before anything is written)."""
+    """SLURM's commands on PATH for ``--executor slurm``, and the jobs' options as the scheduler sees them
+    (:func:`_sbatch_test_only`): checked before anything is written."""
     import shutil
 
     if opts.executor == "slurm":
@@ -277,6 +326,41 @@ def check_executor_available(opts):
         if missing:
             raise ConfigError(f"--executor slurm: {', '.join(missing)} not found on PATH; run the command on a "
                               f"machine of the SLURM cluster (a login node), or use --executor local")
+        _sbatch_test_only(opts)
+
+
+def _sbatch_test_only(opts):
+    """``sbatch --test-only`` of a job script with the cells' options: the scheduler's own check of the
+    partition, account, qos, time and memory (a partition it does not have, a node too small), without
+    submitting anything; its answer becomes one line."""
+    import subprocess
+    import tempfile
+
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    with tempfile.TemporaryDirectory(prefix="declip-sbatch-check-") as tmp:
+        params = make_executor(tmp, opts).parameters
+        script = os.path.join(tmp, "check.sh")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(_make_sbatch_string(command="true", folder=tmp, **params))
+        try:
+            done = subprocess.run(["sbatch", "--test-only", script], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise ConfigError(f"--executor slurm: sbatch --test-only could not run: {e}") from None
+    if done.returncode != 0:
+        lines = [ln.strip() for ln in (done.stderr + "\n" + done.stdout).splitlines() if ln.strip()]
+        raise ConfigError(f"--executor slurm: the scheduler refuses the jobs' options "
+                          f"({', '.join(_option_text(opts))}): "
+                          f"{lines[-1] if lines else f'sbatch exit status {done.returncode}'} (sbatch --test-only; "
+                          f"nothing was submitted)")
+
+
+def _option_text(opts):
+    """The command's SLURM options as typed (for messages)."""
+    out = [f"--partition {opts.partition}"] if opts.partition else []
+    out += [f"--time {opts.time_min} min"] + ([f"--mem {opts.mem_gb:g}G"] if opts.mem_gb else [])
+    out += [f"--gpus_per_job {1 if opts.gpus_per_job is None else opts.gpus_per_job}"]
+    return out + [f"--slurm_opt {k}={v}" for k, v in opts.slurm_opts.items()]
 
 
 # ---- job records and states -------------------------------------------------------------------------
@@ -286,11 +370,12 @@ def record_path(out, cell_id):
 
 
 def read_record(out, cell_id):
+    """The job record of a cell (None without one); a damaged one is named (DeclipError)."""
     path = record_path(out, cell_id)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path, "job record", "delete it once the cell's job no longer runs (squeue, sacct) and rerun the "
+                     "command: the cell is submitted again", keys=("executor", "job_id", "stdout", "stderr"))
 
 
 def write_record(out, cell_id, executor, job, state, error=None):
@@ -429,12 +514,21 @@ def run_grid(p, opts):
 def _submit_slurm(p, executor, cell_ids, report=True):
     if not cell_ids:
         return {}
-    with executor.batch():  # one job array: --max_parallel is its %N
-        jobs = [executor.submit(CellJob(p.out, cid, finish=True, report=report)) for cid in cell_ids]
+    try:  # sbatch's own error lines (submitit prints them) go into the one line
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # one job array: --max_parallel its %N
+            jobs = [executor.submit(CellJob(p.out, cid, finish=True, report=report)) for cid in cell_ids]
+    except (FailedJobError, FailedSubmissionError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise SubmissionError(f"sbatch refused the jobs of cell(s) {', '.join(cell_ids)}: "
+                              f"{lines[-1] if lines else repr(e)}") from None
     for cid, job in zip(cell_ids, jobs):
         write_record(p.out, cid, "slurm", job, "submitted")
         logger.info("protocol: cell %s submitted as SLURM job %s (log %s)", cid, job.job_id, job.paths.stderr)
     return dict(zip(cell_ids, jobs))
+
+
+class SubmissionError(DeclipError):
+    """The scheduler refused a submission (nothing of it runs)."""
 
 
 def _wait(p, opts, executor, queue, active, run):
@@ -450,7 +544,8 @@ def _wait(p, opts, executor, queue, active, run):
                 if opts.gpus_per_job:
                     gpus_of[cid], free = free[:opts.gpus_per_job], free[opts.gpus_per_job:]
                     executor.update_parameters(visible_gpus=gpus_of[cid])
-                job = executor.submit(CellJob(p.out, cid))
+                with _controller_ignores_sigint():
+                    job = executor.submit(CellJob(p.out, cid))
                 write_record(p.out, cid, opts.executor, job, "submitted")
                 logger.info("protocol: cell %s started as local job %s (log %s)", cid, job.job_id, job.paths.stdout)
                 active[cid] = job
@@ -465,13 +560,56 @@ def _wait(p, opts, executor, queue, active, run):
                 time.sleep(_poll_interval(opts, time.time() - begun))
     except KeyboardInterrupt:
         if opts.executor == "local":
-            for job in active.values():
-                job.cancel(check=False)
+            _stop_local_jobs(active)
         elif active:
             logger.warning("protocol: stopped waiting; the SLURM jobs %s keep running (declip protocol --status %s; "
                            "rerun the command to wait for them again)", ", ".join(j.job_id for j in active.values()),
                            p.out)
         raise
+
+
+@contextlib.contextmanager
+def _controller_ignores_sigint():
+    """A local job's controller (submitit's, started by ``submit``) starts with SIGINT ignored: Ctrl-C at a
+    terminal reaches every process of the group, and submitit's own cancel is a SIGINT too; either ended the
+    controller with a KeyboardInterrupt traceback on this terminal. Its task takes SIGINT back
+    (:func:`_take_signals_back`); the command stops a job with SIGTERM (:func:`_stop_local_jobs`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_local_jobs(active, patience_s=60.0):
+    """Stop the local jobs this command started: SIGTERM to each controller, which passes it to its task
+    (a run stops as on SIGTERM: engine/signals.py), repeated until they end (a task that has not yet taken
+    SIGTERM back ignores it) or ``patience_s`` passes."""
+    jobs = [j for j in active.values() if not isinstance(j, _EarlierLocalJob)]
+    deadline, last = time.time() + patience_s, 0.0
+    while jobs and time.time() < deadline:
+        if time.time() - last >= 2.0:
+            for job in jobs:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(job.job_id), signal.SIGTERM)
+            last = time.time()
+        time.sleep(0.1)
+        jobs = [j for j in jobs if not j.done()]
+    if jobs:
+        logger.warning("protocol: local job(s) %s did not stop within %.0f s; stop them with kill",
+                       ", ".join(j.job_id for j in jobs), patience_s)
+
+
+def _take_signals_back():
+    """In a local job's task: SIGINT raises KeyboardInterrupt again (it inherits the controller's ignored
+    SIGINT), and SIGTERM goes to the engine (submitit's job ignores it; the command stops a local job
+    with it), so a run stops cleanly on either."""
+    if os.environ.get("SUBMITIT_EXECUTOR") == "local" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _poll_interval(opts, elapsed):

@@ -42,7 +42,7 @@ import re
 
 from .errors import ConfigError
 from .engine.rundir import atomic_write_text, write_json
-from .protocol_folder import finished_cells, marker_path, plan_path
+from .protocol_folder import finished_cells, marker_path, plan_path, read_marker, read_plan
 
 logger = logging.getLogger(__name__)
 
@@ -239,11 +239,9 @@ class Protocol:
         if plan is None:
             if not os.path.isfile(path):
                 raise ConfigError(f"{self.out}: no protocol.json; start a protocol with --preset or --method/--train/--test")
-            with open(path, encoding="utf-8") as f:
-                plan = json.load(f)
+            plan = read_plan(self.out)
         elif os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                old = json.load(f)
+            old = read_plan(self.out)
             if _plan_key(old) != _plan_key(plan):
                 raise ConfigError(f"{self.out} holds another protocol (protocol.json differs); choose a new --out "
                                   f"or rerun it with the same arguments to continue it")
@@ -262,8 +260,7 @@ class Protocol:
         return os.path.isfile(self.marker(cell))
 
     def read_cell(self, cell):
-        with open(self.marker(cell), encoding="utf-8") as f:
-            return json.load(f)
+        return read_marker(self.marker(cell))
 
     def cell(self, cell_id):
         for c in self.plan["cells"]:

@@ -6,7 +6,26 @@ report once every cell is done).
 import json
 import os
 
+from .errors import DeclipError
+
 PLAN_FILE = "protocol.json"
+
+
+def read_json(path, what, fix, keys=()):
+    """The JSON mapping in ``path`` (one of the protocol folder's files: ``what`` names it); a file that
+    does not parse, or lacks one of ``keys``, is a DeclipError naming it and ``fix`` (what to do)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError: truncated or overwritten
+        raise DeclipError(f"{what} {path} is damaged ({e}); {fix}") from None
+    missing = [k for k in keys if k not in doc] if isinstance(doc, dict) else ["(not a mapping)"]
+    if missing:
+        raise DeclipError(f"{what} {path} is damaged (no {', '.join(missing)}); {fix}")
+    return doc
+
+
+_PLAN_FIX = "restore it, or start the protocol again in a new --out"
 
 
 def plan_path(out_dir):
@@ -19,8 +38,7 @@ def is_protocol(folder):
 
 
 def read_plan(out_dir):
-    with open(plan_path(out_dir), encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(plan_path(out_dir), "protocol plan", _PLAN_FIX, keys=("cells",))
 
 
 def marker_path(out_dir, cell):
@@ -35,8 +53,7 @@ def finished_cells(out_dir, plan=None):
     for cell in plan["cells"]:
         path = marker_path(out_dir, cell)
         if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                out.append(json.load(f))
+            out.append(read_marker(path))
     return out
 
 
@@ -50,3 +67,9 @@ def reference_blocks(paths):
         if is_protocol(p):
             out += [b for b in blocks(read_plan(p).get("reference")) if b not in out]
     return out
+
+
+def read_marker(path):
+    """A finished cell's marker (see :func:`marker_path`)."""
+    return read_json(path, "cell marker", "delete it and rerun the protocol: the cell is trained again",
+                     keys=("run_dir", "results"))

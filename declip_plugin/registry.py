@@ -17,8 +17,9 @@ class Registry:
         self.kind = kind
         self._items = {}
         self._sources = {}
+        self._owners = {}
 
-    def register(self, name, obj, source="<unknown>"):
+    def register(self, name, obj, source="<unknown>", owner=None):
         if not isinstance(name, str) or not name:
             raise RegistryError(f"{self.kind} names must be non-empty strings, got {name!r} from {source}")
         if name in self._items:
@@ -28,6 +29,12 @@ class Registry:
             )
         self._items[name] = obj
         self._sources[name] = source
+        self._owners[name] = owner
+
+    def owner(self, name):
+        """The name of the plugin that registered ``name`` (None when registered directly)."""
+        self.get(name)
+        return self._owners[name]
 
     def get(self, name):
         try:

@@ -1,7 +1,8 @@
 """A fake SLURM for tests: ``sbatch``, ``srun``, ``sacct``, ``squeue``, ``scancel``, ``scontrol`` on PATH
 (what submitit calls, as its own tests fake them), run on this machine.
 
-``sbatch SCRIPT`` keeps a copy of the script as ``<state>/<id>.sbatch``, answers "Submitted batch job
+``sbatch --test-only SCRIPT`` accepts any job; ``sbatch SCRIPT`` fails with ``$FAKE_SLURM_REFUSE`` as
+its error when that is set, else keeps a copy of the script as ``<state>/<id>.sbatch``, answers "Submitted batch job
 <id>" and runs the script's array tasks one after the other in a detached process, with SLURM's
 variables set; the script's ``srun`` line runs the command with srun's --output/--error. A task
 listed in ``$FAKE_SLURM_FAIL`` (comma-separated array indices) fails as a lost node would: its
@@ -34,6 +35,13 @@ def get(job):
 
 SBATCH = _COMMON + r'''
 script = sys.argv[-1]
+if "--test-only" in sys.argv:  # the scheduler's check of a job's options: nothing is submitted
+    print("sbatch: Job 0 to start at 2026-01-01T00:00:00 using 1 processors on nodes fake in partition gpu",
+          file=sys.stderr)
+    sys.exit(0)
+if os.environ.get("FAKE_SLURM_REFUSE"):  # a submission the scheduler refuses (after --test-only passed)
+    print(f"sbatch: error: Batch job submission failed: {os.environ['FAKE_SLURM_REFUSE']}", file=sys.stderr)
+    sys.exit(1)
 text = open(script).read()
 counter = os.path.join(STATE, "counter")
 n = int(open(counter).read()) + 1 if os.path.exists(counter) else 1

@@ -110,3 +110,50 @@ def test_local_grid_killed_resumed_and_equal_to_in_process(world, tmp_path, caps
     assert len({json.dumps(r, sort_keys=True) for r in local_results.values()}) == len(CELLS)  # cells differ
     grid = json.loads((out / "grid.json").read_text())
     assert grid["missing"] == [] and grid["metrics"] == json.loads((inproc / "grid.json").read_text())["metrics"]
+
+
+def _processes_naming(text):
+    """Pids of the processes whose command line contains ``text`` (a job's command names its folder)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_stopping_the_command_stops_its_local_jobs_without_a_traceback(world, tmp_path, how):
+    """SIGTERM to the command, or Ctrl-C at its terminal (SIGINT to the whole process group, submitit's job
+    controller included): the command ends with its one line, the job's run stops cleanly (keeping its
+    last epoch), no process is left, and no KeyboardInterrupt traceback of the controller reaches the
+    terminal."""
+    cfg = yaml.safe_load((world / "tiny_a.yaml").read_text())
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump({**cfg, "nEpochs": 5000}))
+    out = tmp_path / "proto"
+    cmd = [sys.executable, "-m", "declip_plugin", "protocol", "--method", str(tmp_path / "long.yaml"), "--train",
+           "demo-telea", "--test", "demo-telea", "--out", str(out), "--data_root", str(world / "data"), "--device",
+           "cpu", "--executor", "local"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not list(out.glob("runs/*/ckpt_last.pth")):  # the job is training (an epoch done)
+            assert proc.poll() is None and time.time() < deadline, "the job did not start training"
+            time.sleep(0.05)
+        if how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == (143 if how == "sigterm" else 130), err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == ("terminated by SIGTERM" if how == "sigterm" else "interrupted")
+    assert _processes_naming(str(out)) == []
+    (log,) = out.glob("jobs/submitit/*/*_0_log.out")
+    assert "the run stopped;" in log.read_text() and "keeps its last finished epoch" in log.read_text()

@@ -1,11 +1,20 @@
-"""`declip protocol --executor slurm` against a fake SLURM (sbatch/srun/sacct/squeue/scancel/scontrol on
-PATH, tests/fake_slurm.py): one job per training cell with the requested resources, a lost node
-reported in --status with its log, a preempted job requeued and continued from its last epoch, the
-failed cell resubmitted by the same command, results gathered into the grid."""
+"""`declip protocol --executor slurm`.
+
+Against a real one-node SLURM (Debian's slurm-wlm with slurmdbd, started by scripts/setup_slurm.sh; CI
+starts it, elsewhere the test is skipped when no cluster answers): a grid on the CPU partition, a running
+job requeued with `scontrol requeue`, `--status`, the grid equal to the in-process one, and options the
+scheduler refuses named before anything is written.
+
+Against a fake SLURM (sbatch/srun/sacct/squeue/scancel/scontrol on PATH, tests/fake_slurm.py), for what a
+one-node cluster cannot produce: one job per training cell with the requested resources (GPUs, qos,
+account), a lost node (NODE_FAIL) reported in --status with its log, a preempted job (USR2) requeued and
+continued from its last epoch, the failed cell resubmitted by the same command."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -119,6 +128,57 @@ def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, 
     assert "| unknown | 77 |" in row
 
 
+def test_a_damaged_job_record_is_named_in_one_line_by_status_and_by_a_rerun(world, tmp_path, monkeypatch, capsys):
+    """OUT/jobs/<cell>.json cut short (a full disk, a killed copy): --status and the rerun name the file and
+    what to do, in one line, and change nothing (no job submitted, no file written)."""
+    from declip_plugin import protocol as proto
+
+    out, state = tmp_path / "proto", tmp_path / "state"
+    env = _env(world, state)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
+    p = proto.Protocol(out, proto.make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
+                                            test=["demo-telea"], overrides={"device": "cpu",
+                                                                            "data_root": str(world / "data")}))
+    cid = p.plan["cells"][0]["id"]
+    record = out / "jobs" / f"{cid}.json"
+    os.makedirs(record.parent)
+    record.write_text('{"cell": "%s", "executor": "slurm", "job_id": "7' % cid)  # truncated mid-write
+    before = sorted(str(f.relative_to(out)) for f in out.rglob("*"))
+    argv = ["protocol", "--method", str(world / "tiny.yaml"), "--train", "demo-telea", "--test", "demo-telea", "--out",
+            str(out), "--data_root", str(world / "data"), "--device", "cpu", "--executor", "slurm", "--time", "60"]
+    for args in (["protocol", "--status", str(out)], argv):
+        capsys.readouterr()
+        assert cli_main(args) == 2
+        err = capsys.readouterr().err
+        (line,) = err.strip().splitlines()
+        assert line.startswith(f"error: job record {record} is damaged (Unterminated string"), line
+        assert line.endswith("delete it once the cell's job no longer runs (squeue, sacct) and rerun the command: the "
+                             "cell is submitted again")
+    assert sorted(str(f.relative_to(out)) for f in out.rglob("*")) == before and not list(state.glob("*.sbatch"))
+
+
+def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_protocol_folder(world, tmp_path, monkeypatch,
+                                                                              capsys):
+    """sbatch --test-only passed, the submission itself failed (a QOS limit reached meanwhile): one line with
+    sbatch's own error (not submitit's traceback and sbatch's lines), and the folder the command had just
+    created is gone, so the same command can simply be run again."""
+    out, state = tmp_path / "proto", tmp_path / "state"
+    env = _env(world, state, FAKE_SLURM_REFUSE="Job violates accounting/QOS policy (job submit limit)")
+    for key in ("PATH", "FAKE_SLURM_STATE", "FAKE_SLURM_REFUSE"):
+        monkeypatch.setenv(key, env[key])
+    capsys.readouterr()
+    code = cli_main(["protocol", "--method", str(world / "tiny.yaml"), "--train", "demo-telea", "--test", "demo-telea",
+                     "--out", str(out), "--data_root", str(world / "data"), "--device", "cpu", "--executor", "slurm",
+                     "--time", "60", "--partition", "gpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line == ("error: sbatch refused the jobs of cell(s) tiny__demo-telea: sbatch: error: Batch job submission "
+                    "failed: Job violates accounting/QOS policy (job submit limit)")
+    assert not out.exists() and not list(state.glob("*.sbatch"))
+
+
 @pytest.mark.parametrize("text,minutes", [("90", 90), ("30:30", 31), ("2:00:00", 120), ("1-00:00:00", 1440),
                                           ("1-12", 2160), ("1-1:30", 1530)])
 def test_time_in_slurms_forms(text, minutes):
@@ -157,3 +217,127 @@ def test_no_report_reaches_the_slurm_job_that_writes_the_outputs(report, tmp_pat
     p = type("P", (), {"out": str(tmp_path)})()
     cluster._submit_slurm(p, Executor(), ["a", "b"], report=report)
     assert [(j.cell_id, j.finish, j.report) for j in submitted] == [("a", True, report), ("b", True, report)]
+
+
+# ---- a real one-node SLURM (scripts/setup_slurm.sh) -----------------------------------------------------
+
+def _real_slurm():
+    """Skip (fail in CI) unless a SLURM cluster answers sinfo and sacct on this machine."""
+    from tests.dfb_support import missing
+
+    ok = all(shutil.which(c) for c in ("sbatch", "srun", "sacct", "scontrol", "sinfo"))
+    for cmd in (["sinfo", "-h", "-p", "cpu", "-o", "%T"], ["sacct", "-n", "-X", "-j", "1"]):
+        if ok:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            ok = done.returncode == 0
+    if not ok:
+        missing("no SLURM cluster with a partition 'cpu' answers sinfo and sacct here; as root, bash "
+                "scripts/setup_slurm.sh starts a one-node one (CI does)")
+
+
+def _job_of(out, cell):
+    path = out / "jobs" / f"{cell}.json"
+    return json.loads(path.read_text())["job_id"] if path.is_file() else None
+
+
+def _sacct(job):
+    """Every record of ``job`` (-D: the requeued runs too): [(state, partition, requested memory)]."""
+    done = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-o", "State,Partition,ReqMem", "-j", job],
+                          capture_output=True, text=True, timeout=60)
+    return [tuple(ln.split("|")) for ln in done.stdout.split()]
+
+
+def _sacct_until_ended(job, timeout=240):
+    """The records of ``job`` once its last one has ended (the requeued run included)."""
+    deadline = time.time() + timeout
+    while True:
+        records = _sacct(job)
+        if records and records[-1][0] not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING") or time.time() > deadline:
+            return records
+        time.sleep(0.5)
+
+
+def _requeue_once_running(proc, out, cell):
+    """``scontrol requeue`` the job of ``cell`` once SLURM runs it (SLURM kills it some seconds later: while
+    it starts, or trains), then let the requeued job start at once (SLURM holds a requeued job back for two
+    minutes). Returns the job id."""
+    deadline, job, state = time.time() + 240, None, ""
+    while state != "RUNNING":
+        assert proc.poll() is None and time.time() < deadline, f"the job of {cell} did not start ({job}: {state})"
+        time.sleep(0.1)
+        job = _job_of(out, cell)
+        state = job and subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True,
+                                       timeout=60).stdout.strip()
+    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True, timeout=60)
+    while time.time() < deadline:
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True,
+                               timeout=60).stdout.strip()
+        if state == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True,
+                           capture_output=True, timeout=60)
+            return job
+        time.sleep(0.2)
+    pytest.fail(f"the requeued job {job} did not come back to PENDING")
+
+
+def test_a_grid_on_a_real_slurm_survives_a_requeue_and_equals_the_in_process_grid(world, tmp_path, capsys):
+    _real_slurm()
+    base = yaml.safe_load((world / "tiny.yaml").read_text())
+    # a long cell (requeued while it runs) and a short one; their numbers differ
+    for name, epochs in (("long", 150), ("short", 2)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**base, "nEpochs": epochs}))
+    out = tmp_path / "slurm"
+
+    def argv(out, *executor):
+        return ["protocol", "--method", str(tmp_path / "long.yaml"), str(tmp_path / "short.yaml"), "--train",
+                "demo-telea", "--test", "demo-telea", "demo-noise", "--out", str(out), "--data_root",
+                str(world / "data"), "--device", "cpu", *executor]
+
+    slurm = ["--executor", "slurm", "--partition", "cpu", "--gpus_per_job", "0", "--time", "10", "--mem", "1G"]
+    # options the scheduler refuses: one line from sbatch --test-only, nothing written, nothing submitted
+    for flag, value, options, answer in (
+            ("--partition", "gpu", "--partition gpu, --time 10 min, --mem 1G", "Invalid partition name specified"),
+            ("--mem", "4000G", "--partition cpu, --time 10 min, --mem 4000G", "Requested node configuration is not "
+                                                                              "available")):
+        bad = list(slurm)
+        bad[bad.index(flag) + 1] = value
+        capsys.readouterr()
+        assert cli_main(argv(out, *bad)) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == (f"error: --executor slurm: the scheduler refuses the jobs' options ({options}, --gpus_per_job "
+                        f"0): allocation failure: {answer} (sbatch --test-only; nothing was submitted)"), line
+        assert not out.exists()
+
+    proc = subprocess.Popen([sys.executable, "-m", "declip_plugin", *argv(out, *slurm)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        job = _requeue_once_running(proc, out, "long__demo-telea")
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    assert "0 kept, 2 trained now, 0 failed" in stdout
+    records = _sacct_until_ended(job)
+    assert records[0][0] == "REQUEUED" and records[-1][0] == "COMPLETED", records
+    assert all(r[1:] == ("cpu", "1G") for r in records), records  # the partition and --mem reached SLURM
+    logs = out / "jobs" / "submitit" / job
+    assert "DUE TO JOB REQUEUE" in (logs / f"{job}_0_log.err").read_text()
+    # the requeued job started the cell again (killed before its first epoch: the dead run folder removed),
+    # continued its run from the last finished epoch, or found it complete: one run folder, the marker names it
+    (run,) = out.glob("runs/long_*")
+    assert json.loads((out / "cells" / "long__demo-telea.json").read_text())["run_dir"] == str(run)
+
+    capsys.readouterr()
+    assert cli_main(["protocol", "--status", str(out)]) == 0
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")]
+            for ln in capsys.readouterr().out.splitlines() if ln.startswith(("| long__", "| short__"))}
+    assert rows["long__demo-telea"][3:5] == ["done", job] and rows["short__demo-telea"][3] == "done", rows
+
+    inproc = tmp_path / "inproc"
+    assert cli_main(argv(inproc, "--executor", "debug")) == 0
+    cells = {p.stem: json.loads(p.read_text())["results"] for p in (out / "cells").glob("*.json")}
+    assert cells == {p.stem: json.loads(p.read_text())["results"] for p in (inproc / "cells").glob("*.json")}
+    assert cells["long__demo-telea"] != cells["short__demo-telea"]
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["missing"] == [] and grid["metrics"] == json.loads((inproc / "grid.json").read_text())["metrics"]

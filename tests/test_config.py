@@ -93,3 +93,23 @@ def test_list_keys_are_lists_after_loading(tmp_path):
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(given))
     resumed = load_resume_config(str(tmp_path / "run"), {"test_dataset": "demo-ns"})
     assert {k: resumed[k] for k in want} == {**want, "test_dataset": ["demo-ns"]}
+
+
+@pytest.mark.parametrize("flags", [["--task_target", "../escaped"], ["--task_target", "a/b"],
+                                   ["--task_target", "ff\n"], ["--task_target", ""], ["--opt", "name=../up"]],
+                         ids=["dotdot", "slash", "newline", "empty", "name"])
+def test_a_run_name_that_escapes_log_dir_or_vanishes_is_refused(tmp_path, capsys, flags):
+    """--task_target and name become part of the run directory's name: a / or .. would put the run (its
+    checkpoint included) outside --log_dir or in nested folders, a newline into the name, '' would vanish."""
+    from declip_plugin.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    code = main(["train", "--detector_path", "declip_demo", "--data_root", str(tmp_path / "nodata"), "--device",
+                 "cpu", "--log_dir", str(work / "logs"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    key, value = ("name", "../up") if flags[0] == "--opt" else ("task_target", flags[1])
+    assert f"key {key!r} is {value!r}, but it names a folder inside log_dir" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and list(work.iterdir()) == []

@@ -259,6 +259,29 @@ def test_catalog_declares_the_expected_datasets():
     assert dataset_spec("autosplice-100")["quality"] == 100
 
 
+@pytest.mark.parametrize("entry", ["file", "missing"])
+def test_dataset_configs_env_naming_a_file_or_nothing_is_refused(tmp_path, monkeypatch, capsys, entry):
+    """$DECLIP_DATASET_CONFIGS lists folders: a file (or a path that does not exist) is named in one line,
+    not skipped (which left the user with "unknown dataset")."""
+    from declip_plugin.cli import main
+
+    path = tmp_path / "mine.yaml"
+    if entry == "file":
+        path.write_text("datasets:\n  mine:\n    adapter: folder\n    root: x\n")
+    monkeypatch.setenv("DECLIP_DATASET_CONFIGS", str(path))
+    work = tmp_path / "work"
+    work.mkdir()
+    code = main(["train", "--detector_path", "declip_demo", "--train_dataset", "mine", "--test_dataset", "mine",
+                 "--data_root", str(tmp_path), "--device", "cpu", "--log_dir", str(work / "logs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    want = ("names the file {}, but it lists folders of dataset YAMLs" if entry == "file" else
+            "names {}, which does not exist; list existing folders of dataset YAMLs")
+    assert line.startswith("error: $DECLIP_DATASET_CONFIGS " + want.format(path)), line
+    assert list(work.iterdir()) == []
+
+
 def test_folder_hash_split_partitions_files(tmp_path):
     for i in range(20):
         write(tmp_path / "img" / f"f{i}.png", image(i, 8, 8))

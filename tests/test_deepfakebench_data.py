@@ -216,6 +216,66 @@ def test_the_cli_reads_dfb_config_and_reports_bad_input_in_one_line(checkout, ca
     assert err.startswith("error: dfb_config") and "nowhere.yaml does not exist" in err and "\n" not in err
 
 
+def test_a_detector_yaml_as_dfb_config_is_refused_in_one_line(checkout, tmp_path, capsys):
+    """A DeepfakeBench detector YAML sets none of the data keys: taken as "no config" it let the defaults
+    blame a JSON path the user never named; now the YAML itself is named."""
+    det = tmp_path / "xception.yaml"
+    det.write_text(yaml.safe_dump({"model_name": "xception", "backbone_name": "xception", "train_batchSize": 32}))
+    logs = tmp_path / "logs"
+    code = main(["train", "--detector_path", "clip_enhanced_demo", "--dfb_config", str(det), "--device", "cpu",
+                 "--train_dataset", NAME, "--test_dataset", NAME, "--log_dir", str(logs)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert line.startswith(f"error: dfb_config {det}: a detector config (model_name: xception); it sets none of "
+                           "lmdb, rgb_dir, lmdb_dir, dataset_json_folder, label_dict"), line
+    assert "training/config/train_config.yaml" in line and "--detector_path" in line
+    assert not logs.exists()
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def _foreign(path):
+    with open(path, "wb") as f:
+        f.write(b"not an LMDB " * 4096)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _foreign], ids=["truncated", "foreign"])
+def test_a_damaged_lmdb_is_refused_in_one_line_naming_it(checkout, tmp_path, capsys, damage):
+    """A truncated data.mdb ended the process with SIGBUS (memory-mapped pages past the file's end) and no
+    line at all; a file that is no LMDB is refused too. The truncated one in a child process: a SIGBUS
+    there would end pytest."""
+    import shutil
+    import subprocess
+    import sys
+
+    lmdb_dir = tmp_path / "lmdb"
+    shutil.copytree(os.path.join(checkout, "datasets", "lmdb", f"{NAME}_lmdb"), lmdb_dir / f"{NAME}_lmdb")
+    data = lmdb_dir / f"{NAME}_lmdb" / "data.mdb"
+    damage(data)
+    logs = tmp_path / "logs"
+    argv = ["train", "--detector_path", "clip_enhanced_demo", "--dfb_config", checkout, "--device", "cpu",
+            "--train_dataset", NAME, "--test_dataset", NAME, "--log_dir", str(logs), "--opt", f"lmdb_dir={lmdb_dir}"]
+    if damage is _truncate:
+        done = subprocess.run([sys.executable, "-m", "declip_plugin", *argv], capture_output=True, text=True,
+                              timeout=300)
+        code, err = done.returncode, done.stderr
+    else:
+        code, err = main(argv), capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    if damage is _truncate:
+        assert line.startswith(f"error: LMDB {data} is truncated: {os.path.getsize(data)} bytes, but its header "
+                               "says "), line
+    else:
+        assert line.startswith(f"error: LMDB {data.parent} cannot be opened (") and "MDB_INVALID" in line, line
+    assert "dataset2lmdb_test.py" in line and "lmdb: false" in line
+    assert not logs.exists()
+
+
 def test_declip_datasets_says_where_each_standard_set_is_expected(tmp_path, capsys):
     assert main(["datasets", "--data_root", str(tmp_path)]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}

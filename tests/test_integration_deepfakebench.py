@@ -377,6 +377,23 @@ def test_a_fork_import_the_environment_lacks_is_one_line(tmp_path):
         dfb.launch(dfb.LaunchSpec(root, "test", ["--detector_path", det], cpu=True))
 
 
+def test_a_fork_import_inside_a_function_is_reported_with_the_file_that_imports_it(tmp_path):
+    """An import in a function body is not required up front (environment.py); when the run reaches it, the
+    one line names the module and the checkout file (and line) that imports it."""
+    root = make_checkout(tmp_path / "fork")
+    _write(os.path.join(root, "training", "detectors", "late.py"),
+           "def build():\n    import no_such_module_of_a_fork\n")
+    with open(os.path.join(root, "training", "test.py"), "a", encoding="utf-8") as f:
+        f.write("\nfrom detectors.late import build\n_main = main\n\n\ndef main():\n    build()\n")
+    det = _yaml(tmp_path / "det.yaml", TINY)
+    with pytest.raises(DeclipError) as e:
+        dfb.launch(dfb.LaunchSpec(root, "test", ["--detector_path", det], cpu=True))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "imports 'no_such_module_of_a_fork' (in training/detectors/late.py:2), which" in msg, msg
+    assert f"declip dfb setup --bench_root {root}" in msg
+
+
 def test_the_dataset_whitelist_of_a_fork_is_one_line():
     err = bootstrap.host_error(ValueError("Dataset demo-telea not found."), {"root": "/x"})
     assert "refused 'demo-telea'" in str(err) and "--name UADFV" in str(err)
@@ -649,6 +666,20 @@ def test_export_errors(demo_root, tmp_path, checkout):
         export_dfb("demo-telea", str(tmp_path / "frames_here"), cfg)
     with pytest.raises(DataError, match="unknown dataset"):
         export_dfb("demo-nope", str(tmp_path / "b"), cfg)
+
+
+@pytest.mark.parametrize("name", ["", "UADFV\n", "../up", "a/b"], ids=["empty", "newline", "dotdot", "slash"])
+def test_export_refuses_a_name_that_vanishes_or_escapes(demo_root, tmp_path, capsys, name):
+    """--name '' is refused, not replaced by the source name; a trailing newline or a path is refused too."""
+    from declip_plugin import cli
+
+    out = tmp_path / "exp"
+    code = cli.main(["export-dfb", "demo-telea", str(out), "--data_root", demo_root, "--no-lmdb", "--name", name])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: DeepfakeBench dataset name (--name) {name!r}: use letters, digits and . _ + -")
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------

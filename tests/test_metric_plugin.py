@@ -177,3 +177,40 @@ def test_a_plugin_metric_reaches_test_metrics_json_leaderboard_and_report(tmp_pa
             for r in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])}
     i = head.index("brier mean")
     assert body[low][i] == f"<b>{brier[low]:.3f}</b>" and body[high][i] == f"{brier[high]:.3f}"
+
+
+class UndescribedScore(BrierScore):
+    """The same metric without its description."""
+
+    keys = ("brier_plain", "n_plain")
+    describe = ()
+
+    def compute(self):
+        return {"brier_plain": super().compute()["brier"], "n_plain": self.n}
+
+
+def test_a_plugin_metric_without_its_description_gets_one_warning_naming_it(monkeypatch, caplog):
+    """The defaults (higher is better, 0-1, no family) are taken, and its author is told once per process
+    which metric of which plugin lacks what (counts such as n_plain need none)."""
+    from declip_plugin.metrics import base
+
+    mod = types.ModuleType("plain_plugin")
+
+    @hookimpl
+    def deepfakebench_register_metrics(register):
+        register("plain", UndescribedScore)
+
+    mod.deepfakebench_register_metrics = deepfakebench_register_metrics
+    monkeypatch.setitem(sys.modules, "brier_plugin", mod)
+    real = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda **kw: list(real(**kw)) + [_Dist()])
+    monkeypatch.setattr(base, "_warned", set())
+    plugins.reset()
+    caplog.set_level(logging.WARNING)
+    infos = base.metric_infos()
+    base.metric_infos()  # asked again: no second warning
+    assert infos["brier_plain"] == MetricInfo("brier_plain")
+    lines = [r.getMessage() for r in caplog.records if r.name == "declip_plugin.metrics.base"]
+    assert lines == ["metric 'plain' of plugin 'brier' (brier-plugin 0.1) does not describe 'brier_plain': taken as "
+                     "higher-is-better on a 0-1 scale, in no leaderboard family; add a MetricInfo per key to its "
+                     "`describe` (declip_plugin/metrics/base.py)"]

@@ -104,7 +104,9 @@ def run_plugins(args):
             print(f"  {name:24s} {reg.source(name)}{note}")
     if args.bench_root:
         print(f"the checkout registers {len(host)} detector(s) of its own: {', '.join(sorted(host))}")
-    print(f"plugins: {', '.join(sorted(n for n, _ in pm.list_name_plugin()))}")
+    print(f"plugins: {', '.join(sorted(n for n, plugin in pm.list_name_plugin() if plugin is not None))}")
+    for why in pm.disabled.values():
+        print(f"disabled: {why}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """``declip protocol``: methods x train sets x test sets as jobs; grids, ID/OOD means, leaderboard."""
 import os
+import shutil
 
 from ..errors import DeclipError
 from .base import Command, add_common, add_flag, overrides
@@ -83,8 +84,14 @@ def run_protocol(args):
         return 0
     proto.check_plan(plan, args.sweep)  # every input checked: nothing is written before this passes
     cluster.check_executor_available(opts)
+    new = not os.path.exists(out)
     p = proto.Protocol(out, plan)
-    run = cluster.run_grid(p, opts)
+    try:
+        run = cluster.run_grid(p, opts)
+    except cluster.SubmissionError:
+        if new:  # the scheduler refused the first submission: the folder of a protocol that never started
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     summary = (f"{len(run.kept)} kept, {len(run.finished)} trained now, {len(run.failed)} failed"
                + (f", {len(run.waiting)} queued or running" if run.waiting else ""))
     if run.waiting:

@@ -123,12 +123,14 @@ class RunConfig:
     save_avg: bool = key(False, dfb_only=True)
     dataset_type: Optional[str] = key(None, dfb_only=True)
     test_metric: Optional[str] = key(None, dfb_only=True)
-    task_target: Optional[str] = key(None, doc="--task_target: run directories are named <name>_<task_target>_<time>, "
-                                                "as DeepfakeBench's train.py names its log folders")
+    task_target: Optional[str] = key(None, folder_name=True,
+                                     doc="--task_target: run directories are named <name>_<task_target>_<time>, "
+                                         "as DeepfakeBench's train.py names its log folders")
     swa_start: Optional[int] = key(None, dfb_only=True)
     weights_path: Optional[str] = key(None, dfb_only=True)
     # --- the embedded engine and the data side ---------------------------------------------------
-    name: Optional[str] = key(None, doc="method name in run dirs and leaderboards (default: the YAML's name)")
+    name: Optional[str] = key(None, folder_name=True,
+                              doc="method name in run dirs and leaderboards (default: the YAML's name)")
     data_root: Optional[str] = key(None, doc="root of configs/dataset roots; null: $DECLIP_DATA_ROOT or ./datasets")
     dfb_config: Optional[str] = key(None, doc="a DeepfakeBench train_config.yaml / test_config.yaml or checkout: its "
                                               "dataset_json_folder, rgb_dir, lmdb, lmdb_dir, label_dict")

@@ -13,12 +13,14 @@ from ..errors import ConfigError
 from ..registry import closest
 
 
-def key(default=None, *, choices=None, doc="", dfb_only=False, factory=None, minimum=None, maximum=None):
+def key(default=None, *, choices=None, doc="", dfb_only=False, factory=None, minimum=None, maximum=None,
+        folder_name=False):
     """A schema field: ``default`` (or ``factory`` for mutable defaults), ``choices`` allowed values,
     ``minimum`` / ``maximum`` bounds of a number, ``doc`` one line for the docs, ``dfb_only`` when
-    only DeepfakeBench reads the key."""
+    only DeepfakeBench reads the key, ``folder_name`` when the value becomes part of one folder's name
+    (:func:`check_folder_name`)."""
     meta = {"choices": tuple(choices) if choices else None, "doc": doc, "dfb_only": dfb_only,
-            "minimum": minimum, "maximum": maximum}
+            "minimum": minimum, "maximum": maximum, "folder_name": folder_name}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -68,6 +70,15 @@ def _type_name(types):
     return " or ".join(dict.fromkeys(_NAMES.get(t, t.__name__) for t in types))
 
 
+def check_folder_name(name, value, where):
+    """A value that becomes part of one folder's name (a run directory's): not empty, no path separator,
+    not ``.`` or ``..``, no control character (a newline would end up in the folder's name)."""
+    if isinstance(value, str) and (value.strip() in ("", ".", "..") or "/" in value or "\\" in value
+                                   or not value.isprintable()):
+        raise ConfigError(f"{where}: key {name!r} is {value!r}, but it names a folder inside log_dir: give a "
+                          f"non-empty name without / or \\ or control characters (e.g. letters, digits, . _ + -)")
+
+
 def check_value(name, value, field, where):
     """Raise ConfigError unless ``value`` fits ``field`` (type, allowed values, nested schema)."""
     types = _allowed(field.type)
@@ -83,6 +94,8 @@ def check_value(name, value, field, where):
                 nested = a
     if nested is not None and isinstance(value, dict):
         check_mapping(value, [nested], where=f"{where}: {name}")
+    if field.metadata.get("folder_name"):
+        check_folder_name(name, value, where)
     choices = field.metadata.get("choices")
     if choices and value is not None and value not in choices:
         raise ConfigError(f"{where}: key {name!r} is {value!r}; allowed: {', '.join(map(str, choices))}")

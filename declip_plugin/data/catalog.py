@@ -44,7 +44,16 @@ def user_dataset_dir():
 
 
 def config_dirs():
+    """The bundled folder, the user's (``declip prepare`` writes there), then each folder of
+    $DECLIP_DATASET_CONFIGS (each must be a folder)."""
     extra = [d for d in os.environ.get(EXTRA_DIRS_ENV, "").split(os.pathsep) if d]
+    for d in extra:
+        if os.path.isfile(d):
+            raise ConfigError(f"${EXTRA_DIRS_ENV} names the file {d}, but it lists folders of dataset YAMLs "
+                              f"(separated by {os.pathsep!r}): put the file in a folder and list the folder")
+        if not os.path.isdir(d):
+            raise ConfigError(f"${EXTRA_DIRS_ENV} names {d}, which does not exist; list existing folders of dataset "
+                              f"YAMLs (separated by {os.pathsep!r})")
     return (CONFIG_DIR, user_dataset_dir(), *extra)
 
 

@@ -93,6 +93,12 @@ def _read_host_config(yaml_path, root, mtime):
         raise ConfigError(f"dfb_config {yaml_path}: cannot read it: {e}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"dfb_config {yaml_path}: not a mapping of keys (is it DeepfakeBench's train_config.yaml?)")
+    if not any(k in doc for k in facts.HOST_DATA_KEYS):  # another kind of YAML: nothing here would be read
+        kind = (f"a detector config (model_name: {doc['model_name']})" if "model_name" in doc
+                else "not DeepfakeBench's train_config.yaml / test_config.yaml")
+        raise ConfigError(f"dfb_config {yaml_path}: {kind}; it sets none of {', '.join(facts.HOST_DATA_KEYS)}: give "
+                          f"the checkout's {facts.HOST_CONFIG_FILES['train']} (or test_config.yaml), or the checkout "
+                          f"folder (a detector YAML goes to --detector_path)")
     out = {}
     for k in facts.HOST_DATA_KEYS:
         if doc.get(k) is None:

@@ -17,8 +17,9 @@ names its key):
 ``windows``        the same with "\\" separators (the writer on Windows)
 ``posix``          ``<name>/`` + the path after the ``<name>`` folder
 
-The environment is opened read-only, without locking, lazily in each process (DataLoader workers
-open their own).
+The environment is opened read-only, without locking (as DeepfakeBench's loader opens it), lazily in
+each process (DataLoader workers open their own); a data.mdb shorter than its header says, or one that
+is no LMDB, is refused with the file named (:func:`check_size`), and lmdb's errors while reading name it.
 """
 import os
 import re
@@ -82,10 +83,31 @@ def open_env(path):
         import lmdb
 
         try:
-            _ENVS[key] = lmdb.open(path, readonly=True, lock=False, subdir=True, readahead=False)
+            env = lmdb.open(path, readonly=True, lock=False, subdir=True, readahead=False, create=False)
         except lmdb.Error as e:
-            raise DataError(f"cannot open LMDB {path}: {e}") from None
+            raise DataError(f"LMDB {path} cannot be opened ({e}): it is damaged or not an LMDB; rebuild it with "
+                            f"DeepfakeBench's preprocessing/dataset2lmdb_test.py, or read the frames with "
+                            f"lmdb: false") from None
+        try:
+            check_size(env, path)
+        except DataError:
+            env.close()
+            raise
+        _ENVS[key] = env
     return _ENVS[key]
+
+
+def check_size(env, path):
+    """Refuse an LMDB whose data.mdb is shorter than the part of its map that its header says is in use:
+    reading a page past the file's end through the memory map kills the process (SIGBUS), not with an
+    exception. The header (the meta pages) is read with read(), before anything is mapped."""
+    used = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    data = os.path.join(path, "data.mdb")
+    have = os.path.getsize(data)
+    if have < used:
+        raise DataError(f"LMDB {data} is truncated: {have} bytes, but its header says {used} are in use; copy it "
+                        f"again or rebuild it with DeepfakeBench's preprocessing/dataset2lmdb_test.py, or read the "
+                        f"frames with lmdb: false")
 
 
 class LmdbStore:
@@ -109,19 +131,30 @@ class LmdbStore:
             self._env, self._pid = open_env(self.path), os.getpid()
         return self._env
 
+    def _reading(self, what):
+        """``what(txn)`` in a read transaction; lmdb's errors (a damaged page) as a DataError naming the file."""
+        import lmdb
+
+        try:
+            with self._txn_env().begin(write=False, buffers=False) as txn:
+                return what(txn)
+        except lmdb.Error as e:
+            raise DataError(f"LMDB {self.path} is damaged ({type(e).__name__}: {e}); rebuild it with DeepfakeBench's "
+                            f"preprocessing/dataset2lmdb_test.py, or read the frames with lmdb: false") from None
+
     def get(self, key):
         """The bytes stored under ``key`` (str), or None."""
-        with self._txn_env().begin(write=False, buffers=False) as txn:
-            return txn.get(key.encode("utf-8"))
+        return self._reading(lambda txn: txn.get(key.encode("utf-8")))
 
     def has(self, key):
-        with self._txn_env().begin(write=False) as txn:
-            return txn.cursor().set_key(key.encode("utf-8"))
+        return self._reading(lambda txn: txn.cursor().set_key(key.encode("utf-8")))
 
     def first_key(self):
-        with self._txn_env().begin(write=False) as txn:
+        def first(txn):
             cur = txn.cursor()
             return cur.key().decode("utf-8", "replace") if cur.first() else None
+
+        return self._reading(first)
 
     def detect_style(self, frame, where):
         """The key style under which the LMDB holds the JSON frame ``frame`` (kept for every frame)."""

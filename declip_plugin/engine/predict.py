@@ -69,9 +69,6 @@ def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
     over it; with ``explain`` a strip PNG (frames over their Grad-CAM and attention-rollout overlays)."""
     from .explain import explain_frames, frame_files
 
-    if not os.path.isdir(folder):
-        raise ConfigError(f"{folder}: detector {config.get('model_name')!r} takes clips of frames; give a folder "
-                          f"of a video's frames (e.g. DeepfakeBench's frames/<video>/)")
     files = frame_files(folder, int(config.get("clip_size") or 8))
     if capability(detector, "input_kind") == "clip" and len(files) < int(config.get("clip_size") or 1):
         raise ConfigError(f"{folder}: {len(files)} frames; {config.get('model_name')!r} takes clips of "
@@ -107,6 +104,11 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
     device = runtime.resolve_device(config)
     detector = build_detector(config, weights_path=ckpt).to(device).eval()
     clips = capability(detector, "input_kind") != "frame"
+    if clips:  # refused before anything is written (no predictions.json of a command that did nothing)
+        for path in images:
+            if not os.path.isdir(path):
+                raise ConfigError(f"{path}: detector {config.get('model_name')!r} takes clips of frames; give a "
+                                  f"folder of a video's frames (e.g. DeepfakeBench's frames/<video>/)")
     mean, std = config.get("mean"), config.get("std")
     size = int(config.get("resolution", 224))
     os.makedirs(out_dir, exist_ok=True)

@@ -118,7 +118,11 @@ def _kill_workers_at_exit():
     """Multiprocessing's exit hook stops daemonic children (DataLoader workers) with SIGTERM and then
     joins them: workers that ignore SIGTERM would keep the process from ever exiting. Whatever ended
     the process (success, an error re-raised from a worker, Ctrl-C, SIGTERM), workers still alive
-    here have nothing left to do: they are killed."""
+    here have nothing left to do: they are killed. Torch's SIGCHLD handler (a DataLoader's) goes first:
+    it would raise "DataLoader worker ... is killed" inside the join, printing a traceback and leaving
+    the other workers alive for multiprocessing's hook to wait for forever."""
+    if hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for child in multiprocessing.active_children():
         if child.daemon:
             child.kill()

@@ -16,12 +16,14 @@ with:
   where the leaderboards show it), as torchmetrics' ``higher_is_better`` / ``plot_upper_bound`` live
   on the metric class. The trainer's early stopping, the evaluator's log line, the leaderboard
   (columns, best marks, default families) and the report read these and nothing else. A key left
-  undescribed counts as higher-is-better on 0-1, in no family (never in a default table).
+  undescribed counts as higher-is-better on 0-1, in no family (never in a default table), with one
+  warning naming the metric, its plugin and the key.
 
 Keys named ``n`` or ``n_...`` are counts, not metrics. Metric classes need not inherit from
 :class:`Metric`; it only supplies the defaults.
 """
 import dataclasses
+import logging
 from typing import Optional, Tuple
 
 #: the metric families, in the order the leaderboards show them
@@ -70,15 +72,33 @@ def is_count(key):
 
 def metric_infos():
     """``{key: MetricInfo}`` of every metric any registered metric class reports, in registry order
-    (a class's own order within it); undescribed keys get the defaults."""
+    (a class's own order within it); undescribed keys get the defaults, with one warning per metric
+    class naming its plugin and the keys (:func:`_warn_undescribed`)."""
     from ..plugins import get_registry
 
-    out = {}
-    for _, cls in get_registry("metrics").items():
+    out, registry = {}, get_registry("metrics")
+    for name, cls in registry.items():
         described = {i.name: i for i in getattr(cls, "describe", ())}
-        for k in list(described) + [k for k in getattr(cls, "keys", ()) if not is_count(k)]:
+        keys = [k for k in getattr(cls, "keys", ()) if not is_count(k)]
+        _warn_undescribed(name, registry.source(name), [k for k in keys if k not in described])
+        for k in list(described) + keys:
             out.setdefault(k, described.get(k) or MetricInfo(k))
     return out
+
+
+_warned = set()  # (metric name, source) already warned about in this process
+
+
+def _warn_undescribed(name, source, keys):
+    """One warning line per metric class whose ``keys`` lack a MetricInfo: the defaults may be wrong for
+    them (a lower-is-better metric would be marked best at its worst), and its author should know."""
+    if not keys or (name, source) in _warned:
+        return
+    _warned.add((name, source))
+    logging.getLogger(__name__).warning(
+        "metric %r of %s does not describe %s: taken as higher-is-better on a 0-1 scale, in no leaderboard "
+        "family; add a MetricInfo per key to its `describe` (declip_plugin/metrics/base.py)", name, source,
+        ", ".join(repr(k) for k in keys))
 
 
 def info_of(key, infos=None):

@@ -229,14 +229,28 @@ def _wrap(g, state, reporter):
 _NOT_FOUND = re.compile(r"Dataset (.+) not found\.?")
 
 
+def importing_file(exc, root):
+    """``<file>:<line>`` (relative to the checkout ``root``) of the innermost frame of ``exc``'s traceback in
+    the checkout: the file whose import raised it (an import inside a function included), or None."""
+    root, where = os.path.realpath(root), None
+    tb = exc.__traceback__
+    while tb is not None:
+        path = os.path.realpath(tb.tb_frame.f_code.co_filename)
+        if path.startswith(root + os.sep):
+            where = f"{os.path.relpath(path, root)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
 def host_error(exc, spec):
     """A BootstrapError (one line saying what to do) for what a fork raises where DeepfakeBench would
     not: a module its environment lacks, a dataset name outside its whitelist; None for the rest."""
     if isinstance(exc, ModuleNotFoundError):
+        where = importing_file(exc, spec["root"])
         return BootstrapError(
-            f"the checkout {spec['root']} imports {exc.name!r}, which {sys.executable} cannot find: run `declip dfb "
-            f"setup --bench_root {spec['root']}` (DeepfakeBench's requirements plus a fork's extra imports) or pip "
-            f"install it there")
+            f"the checkout {spec['root']} imports {exc.name!r}{f' (in {where})' if where else ''}, which "
+            f"{sys.executable} cannot find: run `declip dfb setup --bench_root {spec['root']}` (DeepfakeBench's "
+            f"requirements plus a fork's extra imports) or pip install it there")
     m = _NOT_FOUND.fullmatch(str(exc))
     if m:
         return BootstrapError(

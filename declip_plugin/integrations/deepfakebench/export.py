@@ -115,10 +115,10 @@ def json_frame_path(path, base):
 
 
 def check_name(name):
-    if not isinstance(name, str) or not _NAME_RE.match(name) or facts.FRAMES_DIR in name:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or facts.FRAMES_DIR in name:
         raise ConfigError(
-            f"DeepfakeBench dataset name {name!r}: use letters, digits and . _ + - (it names the JSON file, the "
-            f"LMDB folder and the labels), without the word 'frames' (DeepfakeBench finds masks by replacing it)")
+            f"DeepfakeBench dataset name (--name) {name!r}: use letters, digits and . _ + - (it names the JSON file, "
+            f"the LMDB folder and the labels), without the word 'frames' (DeepfakeBench finds masks by replacing it)")
 
 
 def _place_image(src, dst, mode):
@@ -208,7 +208,7 @@ def export_dfb(dataset_name, out_dir, config=None):
         source_name = dataset_name.get("name") or dataset_name.get("adapter")
     else:
         source_name = str(dataset_name)
-    name = str(config.get("name") or source_name)
+    name = source_name if config.get("name") is None else config["name"]  # '' is refused, never replaced
     check_name(name)
     splits = [normalize_split(s) for s in (config.get("splits") or SPLITS)]
     include_real = config.get("include_real", True)
