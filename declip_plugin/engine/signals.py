@@ -55,10 +55,10 @@ def _raise_terminated(signum, frame):
 
 
 def _quiet_unraisable(unraisable):
-    """After a SIGTERM, objects torn down half-built (a DataLoader iterator the signal interrupted)
-    raise in ``__del__``: expected, so logged at debug level instead of printed as a traceback."""
-    logger.debug("after %s, ignored in %r: %r", signal.Signals(_terminated[0] if _terminated else signal.SIGTERM).name,
-                 unraisable.object, unraisable.exc_value)
+    """After Ctrl-C or a SIGTERM, objects torn down half-built (a DataLoader iterator the signal
+    interrupted in its constructor) raise in ``__del__``: expected, so logged at debug level instead of
+    printed as a traceback."""
+    logger.debug("after an interrupt, ignored in %r: %r", unraisable.object, unraisable.exc_value)
 
 
 def check():
@@ -99,18 +99,16 @@ def sigterm_as_interrupt():
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
+    except KeyboardInterrupt:  # Ctrl-C (or the SIGTERM above): what it cut short is torn down quietly
+        sys.unraisablehook = _quiet_unraisable
+        raise
     except Exception as exc:  # e.g. DataLoader's "worker killed" noticed first: the cause is the SIGTERM
         if _received:
             raise Terminated(_received[0]) from exc
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if _received:
-            _terminated.append(_received[0])
         _received.clear()
-
-
-_terminated = []  # sticky: this process was told to stop
 
 
 @atexit.register  # runs before multiprocessing's own exit hook (registered earlier, so called later)
