@@ -86,10 +86,11 @@ def test_predict_explain_on_a_frame_folder_writes_a_strip_per_video(tmp_path):
     assert strip.shape == (3 * STRIP_PANEL + 2 * gap, 4 * STRIP_PANEL + 3 * gap, 3)
     rec = json.loads((out / "predictions.json").read_text())["predictions"][0]
     assert rec["frames"] == 4 and rec["strip"].endswith("vid7_strip.png") and 0.0 <= rec["prob_fake"] <= 1.0
-    # a single image is not a clip: one error line, non-zero exit
+    # a single image is not a clip: one error line, exit 2 (nothing could be done), nothing written
     img = tmp_path / "one.png"
     cv2.imwrite(str(img), cv2.imread(str(folder / "0.png")))
-    assert main(["predict", str(img), "--weights_path", ckpt, "--out", str(tmp_path / "p2"), "--device", "cpu"]) == 1
+    assert main(["predict", str(img), "--weights_path", ckpt, "--out", str(tmp_path / "p2"), "--device", "cpu"]) == 2
+    assert not (tmp_path / "p2").exists()
 
 
 def test_rollout_reaches_a_bare_image_tower_too():
