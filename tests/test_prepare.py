@@ -278,6 +278,24 @@ def test_predict_on_the_raw_videos_gives_the_scores_of_declip_test_on_the_prepar
     assert [line.split(",")[0] for line in table[1:]] == (["frame"] * 6 + ["video"]) * 2
 
 
+def test_predict_lists_a_video_without_a_face_and_writes_the_rest(trained, src, tmp_path, capsys):
+    """A video without a face in any sampled frame (faces required: the checkpoint's set was cropped): one
+    line naming it, exit status 1, the other video written."""
+    from skimage import data
+
+    empty = fv.write_video(str(tmp_path / "coffee.mp4"), [cv2.resize(data.coffee(), fv.SIZE)] * 4, "mp4v")
+    face = os.path.join(src, "real", f"{fv.TRAIN_STEM}.mp4")
+    preds = tmp_path / "preds"
+    capsys.readouterr()
+    assert _declip("predict", empty, face, "--weights_path", os.path.join(trained, "ckpt_best.pth"), "--out", preds,
+                   "--device", "cpu", "--num_frames", 2) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: video {empty}: no face in any of its 2 sampled frames (dlib's frontal face detector); "
+                      f"--faces none scores whole frames"]
+    summary = json.loads((preds / "predictions.json").read_text())
+    assert [p["image"] for p in summary["predictions"]] == [face] and summary["errors"][0]["image"] == empty
+
+
 def test_deepfakebench_test_py_reads_the_prepared_set(prepared, src, tmp_path, tmp_path_factory, capfd):
     """The checkout's own dataset class through its test.py: the set re-prepared with its frame paths
     relative to the checkout (a rerun with --bench_root: every video done, only the JSON rewritten)."""

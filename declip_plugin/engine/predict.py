@@ -158,6 +158,9 @@ def _video_setup(config, inputs, options, weights_path):
     """The :class:`~.preprocessing.Preprocessing` and face aligner of the run's videos (None, None
     without videos); everything checked here, before any file is written."""
     if not any(kind == "video" for kind, _ in inputs):
+        given = [f"--{k}" for k, v in options.items() if v is not None]
+        if given:
+            logger.warning("%s: for video files only; no video among the inputs", ", ".join(given))
         return None, None
     from .preprocessing import resolve
 
