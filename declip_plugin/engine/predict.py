@@ -14,8 +14,8 @@ from ..data.images import read_image
 from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
 from ..detectors import build_detector, capability
 from ..errors import CheckpointError, ConfigError, DataError, DeclipError
-from ..plugins import get_registry
 from ..media.video import VIDEO_EXTENSIONS, is_video_file
+from ..plugins import get_registry
 from . import runtime
 from .explain import FRAME_EXTS, overlay
 from .predict_video import face_aligner, find_videos, predict_video
@@ -110,7 +110,8 @@ def _predict_image(detector, config, device, path, out_dir, stem, threshold, exp
     """One image file: p(fake), and the mask and overlay PNGs of a detector with a mask decoder."""
     rgb = read_image(path)
     size = int(config.get("resolution", 224))
-    x = to_tensor(resize_image(rgb, size), config.get("mean") or CLIP_MEAN, config.get("std") or CLIP_STD)[None].to(device)
+    x = to_tensor(resize_image(rgb, size), config.get("mean") or CLIP_MEAN, config.get("std") or CLIP_STD)[None]
+    x = x.to(device)
     with torch.inference_mode():
         pred = detector({"image": x}, inference=True)
     prob = float(pred["prob"][0])
