@@ -148,3 +148,31 @@ def test_resume_refuses_task_target(capsys):
     assert cli.main(["train", "--resume", "somewhere", "--task_target", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --resume continues a run in its own directory") and err.count("\n") == 1
+
+
+def _doc_command_lines(path, section=None):
+    """The ``declip ...`` lines of the ```bash blocks of a doc (of its ``section`` heading only)."""
+    import re
+
+    text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path),
+                encoding="utf-8").read()
+    if section:
+        text = text.split(section, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.startswith("declip ")]
+
+
+@pytest.mark.parametrize("path,section", [("README.md", "## Your own videos and images"), ("docs/prepare.md", None)])
+def test_the_commands_the_own_data_docs_give_parse(path, section):
+    """Every `declip ...` line of the own-videos docs is a command the CLI accepts as written."""
+    import shlex
+
+    parser = cli.build_parser()
+    lines = _doc_command_lines(path, section)
+    assert any(line.startswith("declip predict ") for line in lines)
+    for line in lines:
+        try:
+            argv = shlex.split(line, comments=True)[1:]
+            parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)  # as cli.main splits it
+        except SystemExit:
+            pytest.fail(f"{path}: {line!r} does not parse")

@@ -117,7 +117,7 @@ def test_a_foreign_detector_goes_through_every_command(tmp_path, foreign_plugin,
                      "--device", "cpu"]) == 0  # the config comes from the checkpoint
     pred = json.loads((out / "predictions.json").read_text())
     assert pred["detector"]["model_name"] == "mean_colour" and 0.0 <= pred["predictions"][0]["prob_fake"] <= 1.0
-    assert "mask" not in pred["predictions"][0] and sorted(os.listdir(out)) == ["predictions.json"]
+    assert "mask" not in pred["predictions"][0] and sorted(os.listdir(out)) == ["predictions.csv", "predictions.json"]
 
     capsys.readouterr()
     assert cli_main(["bench", str(det_yaml), "--device", "cpu", "--batch-size", "2", "--n-images", "2"]) == 0

@@ -193,19 +193,107 @@ def test_our_reader_reads_the_rgb_tree_and_the_lmdb_alike(prepared):
             assert np.array_equal(a["image"].numpy(), b["image"].numpy())
 
 
-def test_declip_train_on_the_prepared_set(prepared, tmp_path):
-    logs = str(tmp_path / "logs")
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):
+    """The run directory of `declip train` on the prepared set (declip_demo, one epoch)."""
+    logs = str(tmp_path_factory.mktemp("train") / "logs")
     assert _declip("train", "--detector_path", "declip_demo", "--train_dataset", NAME, "--test_dataset", NAME,
                    "--log_dir", logs, "--device", "cpu", "--opt", "nEpochs=1", "--opt", "workers=0",
                    "--opt", "precision=fp32") == 0
     run = glob.glob(os.path.join(logs, "*"))
     assert len(run) == 1
-    with open(os.path.join(run[0], "test", NAME, "metrics.json"), encoding="utf-8") as f:
+    return run[0]
+
+
+def test_declip_train_on_the_prepared_set(prepared, trained):
+    with open(os.path.join(trained, "test", NAME, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
     counts = prepared[1]["counts"]["test"]
     # every frame of the test split (test_include_real: true in declip_demo), real and fake, two videos
     assert metrics["metrics"]["n_images"] == counts["frames"] and metrics["metrics"]["n_videos"] == 2
     assert metrics["metrics"]["n_manipulated"] == counts["masks"] and metrics["metrics"]["iou"] is not None
+
+
+def test_datasets_check_passes_on_the_prepared_set(prepared, capsys):
+    capsys.readouterr()
+    assert _declip("datasets", "--check", NAME) == 0
+    out = capsys.readouterr().out
+    for check in ("video_split_leak", "frame_split_leak", "label_dict", "masks", "decode"):
+        assert f"{NAME:8s} {check:22s} ok" in out
+    assert "all 5 checks passed" in out
+
+
+def _test_scores(run):
+    """{(video folder, frame index): score} of a `declip test` run's per_image.csv on the prepared set."""
+    import csv
+
+    with open(os.path.join(run, "test", NAME, "per_image.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {(r["path"].split("/")[-2], int(os.path.basename(r["path"])[:-4])): float(r["score"]) for r in rows}
+
+
+def test_predict_on_the_raw_videos_gives_the_scores_of_declip_test_on_the_prepared_frames(prepared, trained, src,
+                                                                                          tmp_path, capsys):
+    """The user's journey: prepare -> train -> test -> leaderboard, then predict on the video files. With no
+    flag, predict makes the frames as the checkpoint's training set was made (its dataset config's `prepared`
+    record: 8 frames, dlib crops of 256 px; DeepfakeBench's INTER_CUBIC resize): the same crop for the same
+    frame as `declip prepare` wrote, the same score per frame as `declip test`, the video's score their mean."""
+    from declip_plugin.checkpoints import read_detector_checkpoint
+    from declip_plugin.engine.predict import config_for_checkpoint
+    from declip_plugin.engine.predict_video import decode, face_aligner
+    from declip_plugin.engine.preprocessing import resolve
+
+    out, _ = prepared
+    ckpt = os.path.join(trained, "ckpt_best.pth")
+    logs = str(tmp_path / "test_logs")
+    assert _declip("test", "--detector_path", "declip_demo", "--weights_path", ckpt, "--test_dataset", NAME,
+                   "--log_dir", logs, "--device", "cpu", "--opt", "workers=0") == 0
+    test_run = glob.glob(os.path.join(logs, "*"))[0]
+    assert _declip("leaderboard", test_run) == 0
+    expected = _test_scores(test_run)
+    videos = {"real_clip4": os.path.join(src, "real", f"{fv.TEST_STEM}.avi"),
+              "fake_clip4": os.path.join(src, "fake", f"{fv.TEST_STEM}.mp4")}
+    preds = tmp_path / "preds"
+    capsys.readouterr()
+    assert _declip("predict", *videos.values(), "--weights_path", ckpt, "--out", preds, "--device", "cpu") == 0
+    summary = json.loads((preds / "predictions.json").read_text())
+    assert summary["preprocessing"]["faces"] == "dlib" and summary["preprocessing"]["resize"] == "deepfakebench"
+    assert summary["preprocessing"]["sampling"]["num_frames"] == NUM
+    policy = resolve(config_for_checkpoint(read_detector_checkpoint(ckpt)))
+    aligner = face_aligner(policy)
+    for record, (video, path) in zip(summary["predictions"], videos.items()):
+        rows = record["per_frame"]
+        frames = [r["frame"] for r in rows]
+        assert frames == sorted(i for v, i in expected if v == video) and len(frames) >= 4
+        for r in rows:  # the same score per frame as `declip test` on the prepared frame
+            assert r["prob_fake"] == pytest.approx(expected[(video, r["frame"])], abs=1e-6)
+            assert cv2.imread(r["overlay"]).shape == (256, 256, 3)  # the mask over the face crop
+        assert record["prob_fake"] == pytest.approx(np.mean([r["prob_fake"] for r in rows]), abs=1e-7)
+        assert record["no_face"] == [6, 7]
+        label = "fake" if video.startswith("fake") else "real"
+        for index, crop, _ in decode(path, policy, aligner).frames:  # the same crop as prepare wrote
+            png = os.path.join(out, "rgb", NAME, f"{NAME}_{label}", "frames", video, f"{index:03d}.png")
+            assert np.array_equal(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), cv2.imread(png))
+    table = (preds / "predictions.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in table[1:]] == (["frame"] * 6 + ["video"]) * 2
+
+
+def test_predict_lists_a_video_without_a_face_and_writes_the_rest(trained, src, tmp_path, capsys):
+    """A video without a face in any sampled frame (faces required: the checkpoint's set was cropped): one
+    line naming it, exit status 1, the other video written."""
+    from skimage import data
+
+    empty = fv.write_video(str(tmp_path / "coffee.mp4"), [cv2.resize(data.coffee(), fv.SIZE)] * 4, "mp4v")
+    face = os.path.join(src, "real", f"{fv.TRAIN_STEM}.mp4")
+    preds = tmp_path / "preds"
+    capsys.readouterr()
+    assert _declip("predict", empty, face, "--weights_path", os.path.join(trained, "ckpt_best.pth"), "--out", preds,
+                   "--device", "cpu", "--num_frames", 2) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: video {empty}: no face in any of its 2 sampled frames (dlib's frontal face detector); "
+                      f"--faces none scores whole frames"]
+    summary = json.loads((preds / "predictions.json").read_text())
+    assert [p["image"] for p in summary["predictions"]] == [face] and summary["errors"][0]["image"] == empty
 
 
 def test_deepfakebench_test_py_reads_the_prepared_set(prepared, src, tmp_path, tmp_path_factory, capfd):

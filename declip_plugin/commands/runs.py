@@ -71,37 +71,70 @@ def print_results(run_dir):
 
 
 def add_predict(p):
-    p.add_argument("images", nargs="+", help="image files, or folders of a video's frames (clip detectors: always)")
+    p.add_argument("images", nargs="+", help="image files, video files (mp4, avi, mov, mkv, webm), folders of videos, "
+                                             "or folders of a video's frames (clip detectors: no single images)")
     add_flag(p, "--weights_path", required=True, help="our checkpoint or an official DeCLIP one")
     add_flag(p, "--detector_path", help="detector YAML (default: read from the checkpoint)")
     p.add_argument("--out", default="predictions")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--explain", action="store_true",
                    help="also write a Grad-CAM overlay (and attention rollout for ViT towers) per image; for a "
-                        "folder of frames, one strip PNG: the frames over their per-frame maps")
+                        "video or a folder of frames, one strip PNG: the frames over their per-frame maps")
+    video = p.add_argument_group("videos", "how a video's frames are made; default: as the frames of the datasets "
+                                           "the checkpoint was trained on (docs/prepare.md)")
+    video.add_argument("--faces", choices=["dlib", "none"],
+                       help="dlib: DeepfakeBench's aligned face crop, as `declip prepare`; none: whole frames")
+    video.add_argument("--resize", help="a resize policy (data/transforms.py): deepfakebench (INTER_CUBIC, as "
+                                        "DeepfakeBench's loader) or declip (INTER_LINEAR)")
+    video.add_argument("--mode", choices=["fixed_num_frames", "fixed_stride"],
+                       help="frame sampling, as DeepfakeBench's preprocessing (default fixed_num_frames)")
+    add_flag(video, "--num_frames", type=int, help="frames per video with fixed_num_frames (default 32)")
+    video.add_argument("--stride", type=int, help="every N-th frame with fixed_stride (default 10)")
     add_common(p)
 
 
-def run_predict(args):
-    from ..engine.predict import predict
+def _check_predict_args(args):
+    for flag, value in (("--num_frames", args.num_frames), ("--stride", args.stride)):
+        if value is not None and value < 1:
+            raise DeclipError(f"{flag} {value}: must be at least 1")
 
+
+def _prediction_line(r):
+    line = f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']})"
+    if r.get("kind") == "video":
+        line += f", the mean of {r['frames']} frame scores"
+        if r["no_face"]:
+            line += f" ({len(r['no_face'])} of {r['sampled']} sampled frames without a face left out)"
+    if "mask" in r:
+        line += f", {100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}"
+    elif r.get("kind") == "video" and "manipulated_fraction" in r:
+        line += f", {100 * r['manipulated_fraction']:.1f}% of pixels flagged per frame (masks in its folder)"
+    maps = [r[k] for k in ("gradcam", "attention", "strip") if k in r]
+    return line + (f"; maps: {', '.join(maps)}" if maps else "")
+
+
+def run_predict(args):
+    from ..engine.predict import PREDICTIONS_CSV, PREDICTIONS_JSON, predict
+
+    _check_predict_args(args)
+    options = {k: getattr(args, k) for k in ("faces", "resize", "mode", "num_frames", "stride")}
     records, errors = predict(args.images, args.weights_path, args.detector_path, args.out, args.threshold,
-                              overrides(args), explain=args.explain)
+                              overrides(args), explain=args.explain, video_options=options)
     for r in records:
-        line = f"{r['image']}: p(fake)={r['prob_fake']:.4f} ({r['label']})"
-        if "mask" in r:
-            line += f", {100 * r['manipulated_fraction']:.1f}% of pixels flagged -> {r['mask']}"
-        maps = [r[k] for k in ("gradcam", "attention", "strip") if k in r]
-        print(line + (f"; maps: {', '.join(maps)}" if maps else ""))
+        print(_prediction_line(r))
     for e in errors:
-        print(f"error: {e['error']}", file=sys.stderr)  # the one place a bad image is reported
-    print(f"summary: {os.path.join(args.out, 'predictions.json')}")
+        print(f"error: {e['error']}", file=sys.stderr)  # the one place a bad input is reported
+    if not records:
+        print(f"nothing predicted: no predictions written to {args.out}", file=sys.stderr)
+        return 2
+    print(f"summary: {os.path.join(args.out, PREDICTIONS_JSON)}; one row per image, frame and video: "
+          f"{os.path.join(args.out, PREDICTIONS_CSV)}")
     return 1 if errors else 0
 
 
 COMMANDS = {
     "train": Command("train a detector (DeepfakeBench's training/train.py flags)", add_train, run_train),
     "test": Command("evaluate a checkpoint (DeepfakeBench's training/test.py flags)", add_test, run_test),
-    "predict": Command("masks and scores for single images; scores of videos (folders of frames)", add_predict,
-                       run_predict),
+    "predict": Command("masks and scores for single images; scores of videos (video files, folders of videos or "
+                       "of frames): per frame and per video", add_predict, run_predict),
 }

@@ -200,6 +200,11 @@ class ManipulationDataset(Dataset):
     #: how this adapter's frames and masks are resized to the model's size: a name of
     #: data/transforms.py RESIZES (``deepfakebench`` for data in DeepfakeBench's format, as its loader)
     resize = "declip"
+    #: how this adapter's frames were made from their source: ``none`` (whole images) or ``dlib``
+    #: (DeepfakeBench's face crop); a dataset config's ``prepared: {faces: ...}`` (written by
+    #: ``declip prepare``) says it for one dataset. ``declip predict`` makes a video's frames so
+    #: (engine/preprocessing.py)
+    faces = "none"
 
     def __init__(self, spec, split, config=None):
         self.spec = dict(spec or {})

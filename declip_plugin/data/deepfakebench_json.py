@@ -31,6 +31,10 @@ Spec keys::
     frame_num: null                   # keep N evenly spread frames per video (see data/video.py;
                                       #   in video_mode the config's frame_num applies too)
     mask_polarity: normal
+    prepared: {faces: dlib, size: 256, margin: 1.3, mode: fixed_num_frames, num_frames: 32}
+                                      # how the frames were made (`declip prepare` writes it; default:
+                                      #   DeepfakeBench's preprocessing): `declip predict` makes a new
+                                      #   video's frames so (engine/preprocessing.py)
 
 Frames are ordered by their integer file stem within each video (videos by name). The mask of a
 frame is the frame path with its ``frames`` directory component replaced by ``masks`` (the last
@@ -79,6 +83,7 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
     adapter = "deepfakebench_json"
     default_polarity = "normal"
     resize = "deepfakebench"  # frames INTER_CUBIC, masks to resolution, as DeepfakeBench's loader
+    faces = "dlib"  # DeepfakeBench's preprocessing crops faces (a `prepared` record in the spec says otherwise)
 
     @classmethod
     def locations(cls, spec, config, data_root, name):

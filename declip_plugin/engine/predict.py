@@ -1,4 +1,5 @@
-"""`declip predict`: fake probability, mask PNG, heat-map overlay and a JSON summary per image."""
+"""`declip predict`: fake probability, mask PNG, heat-map overlay per image; per frame and per video for videos
+(engine/predict_video.py); predictions.json and predictions.csv."""
 import logging
 import os
 
@@ -12,13 +13,24 @@ from ..config import load_run_config
 from ..data.images import read_image
 from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
 from ..detectors import build_detector, capability
-from ..errors import CheckpointError, ConfigError, DeclipError
+from ..errors import CheckpointError, ConfigError, DataError, DeclipError
+from ..media.video import VIDEO_EXTENSIONS, is_video_file
 from ..plugins import get_registry
 from . import runtime
-from .explain import overlay
-from .rundir import write_json
+from .explain import FRAME_EXTS, overlay
+from .predict_video import face_aligner, find_videos, predict_video
+from .rundir import write_csv, write_json
 
 logger = logging.getLogger(__name__)
+
+#: the files of a prediction run in its --out folder
+PREDICTIONS_JSON = "predictions.json"
+PREDICTIONS_CSV = "predictions.csv"
+#: predictions.csv: ``kind`` image | frame | video; ``input`` the file or folder given; ``frame`` the
+#: frame's index in the decoded video and ``clip`` its clip (clip detectors); ``frames`` a video's
+#: number of scored frames; the mask columns for detectors with a mask decoder (a video: the mean)
+CSV_FIELDS = ("kind", "input", "frame", "clip", "frames", "prob_fake", "label", "manipulated_fraction", "mask",
+              "overlay")
 
 
 def config_for_checkpoint(ckpt, detector_path=None, overrides=None):
@@ -69,6 +81,9 @@ def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
     over it; with ``explain`` a strip PNG (frames over their Grad-CAM and attention-rollout overlays)."""
     from .explain import explain_frames, frame_files
 
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{folder}: detector {config.get('model_name')!r} takes clips of frames; give a video file "
+                          f"or a folder of a video's frames (e.g. DeepfakeBench's frames/<video>/)")
     files = frame_files(folder, int(config.get("clip_size") or 8))
     if capability(detector, "input_kind") == "clip" and len(files) < int(config.get("clip_size") or 1):
         raise ConfigError(f"{folder}: {len(files)} frames; {config.get('model_name')!r} takes clips of "
@@ -91,63 +106,119 @@ def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
     return record
 
 
+def _predict_image(detector, config, device, path, out_dir, stem, threshold, explain):
+    """One image file: p(fake), and the mask and overlay PNGs of a detector with a mask decoder."""
+    rgb = read_image(path)
+    size = int(config.get("resolution", 224))
+    x = to_tensor(resize_image(rgb, size), config.get("mean") or CLIP_MEAN, config.get("std") or CLIP_STD)[None]
+    x = x.to(device)
+    with torch.inference_mode():
+        pred = detector({"image": x}, inference=True)
+    prob = float(pred["prob"][0])
+    h, w = rgb.shape[:2]
+    record = {"image": str(path), "prob_fake": prob, "label": "fake" if prob > threshold else "real"}
+    if pred.get("mask") is not None:
+        mask = torch.sigmoid(pred["mask"].float())
+        mask = torch.nn.functional.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        mask = mask.clamp(0, 1).cpu().numpy()
+        mask_path = os.path.join(out_dir, f"{stem}_mask.png")
+        overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
+        write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))
+        write_png(overlay_path, overlay(rgb, mask))
+        record.update(manipulated_fraction=float((mask > 0.5).mean()), mask=mask_path, overlay=overlay_path)
+    if explain:
+        from .explain import explain as explain_maps
+
+        record.update(_write_maps(out_dir, stem, rgb, explain_maps(detector, {"image": x})))
+    return record
+
+
+def expand_inputs(paths):
+    """``[(kind, path)]`` of the command line's inputs: ``video`` (a video file, or each video under a
+    folder that holds some), ``frames`` (a folder of a video's frames) or ``image``."""
+    out = []
+    for path in map(str, paths):
+        if os.path.isdir(path):
+            videos = find_videos(path)
+            out += [("video", v) for v in videos] if videos else [("frames", path)]
+            if videos and any(n.lower().endswith(FRAME_EXTS) for n in os.listdir(path)):
+                logger.warning("%s: %d video(s) under it are predicted; its image files are not read as the frames "
+                               "of a video", path, len(videos))
+        else:
+            out.append(("video" if is_video_file(path) else "image", path))
+    return out
+
+
+def _check_frame_folder(folder):
+    if not any(n.lower().endswith(FRAME_EXTS) for n in os.listdir(folder)):
+        raise DataError(f"{folder}: no videos ({', '.join(VIDEO_EXTENSIONS)}) or frames ({', '.join(FRAME_EXTS)}) "
+                        f"in this folder")
+
+
+def _video_setup(config, inputs, options, weights_path):
+    """The :class:`~.preprocessing.Preprocessing` and face aligner of the run's videos (None, None
+    without videos); everything checked here, before any file is written."""
+    if not any(kind == "video" for kind, _ in inputs):
+        given = [f"--{k}" for k, v in options.items() if v is not None]
+        if given:
+            logger.warning("%s: for video files only; no video among the inputs", ", ".join(given))
+        return None, None
+    from .preprocessing import resolve
+
+    policy = resolve(config, checkpoint=weights_path, **options)
+    logger.info("%s", policy.describe())
+    return policy, face_aligner(policy)
+
+
 def predict(images, weights_path, detector_path=None, out_dir="predictions", threshold=0.5, overrides=None,
-            explain=False):
-    """Predict every image (or video: a folder of frames); a bad one is reported and skipped. Returns
-    (records, errors).
+            explain=False, video_options=None):
+    """Predict every input: image files, folders of a video's frames, video files and folders of videos
+    (engine/predict_video.py; ``video_options``: faces, resize, mode, num_frames, stride, see
+    engine/preprocessing.py). A bad input is reported and skipped. Returns (records, errors); the
+    outputs (predictions.json, predictions.csv) are written only when some input was predicted.
 
     ``explain``: also write a Grad-CAM overlay (and an attention-rollout overlay for ViT towers) per
-    image (engine/explain.py). A detector without a decoder writes no mask."""
+    image, a strip per video (engine/explain.py). A detector without a decoder writes no mask."""
     check_output_dir(out_dir, "--out")
     ckpt = read_detector_checkpoint(weights_path)
     config = config_for_checkpoint(ckpt, detector_path, overrides)
     device = runtime.resolve_device(config)
     detector = build_detector(config, weights_path=ckpt).to(device).eval()
     clips = capability(detector, "input_kind") != "frame"
-    if clips:  # refused before anything is written (no predictions.json of a command that did nothing)
-        for path in images:
-            if not os.path.isdir(path):
-                raise ConfigError(f"{path}: detector {config.get('model_name')!r} takes clips of frames; give a "
-                                  f"folder of a video's frames (e.g. DeepfakeBench's frames/<video>/)")
-    mean, std = config.get("mean"), config.get("std")
-    size = int(config.get("resolution", 224))
-    os.makedirs(out_dir, exist_ok=True)
+    inputs = expand_inputs(images)
+    policy, aligner = _video_setup(config, inputs, video_options or {}, weights_path)
     records, errors, used = [], [], set()
-    for path in images:
-        if os.path.isdir(path) or clips:
-            try:
-                records.append(_predict_video(detector, config, path, out_dir, _stem(path, used, records), threshold,
-                                              explain))
-            except DeclipError as exc:
-                errors.append({"image": str(path), "error": str(exc)})
-            continue
+    for kind, path in inputs:
         try:
-            rgb = read_image(path)
+            stem = _stem(path, used, records)
+            if kind == "video":
+                record = predict_video(detector, config, policy, aligner, path, out_dir, stem, threshold, explain)
+            elif kind == "frames" or clips:
+                if kind == "frames":
+                    _check_frame_folder(path)
+                record = _predict_video(detector, config, path, out_dir, stem, threshold, explain)
+            else:
+                record = _predict_image(detector, config, device, path, out_dir, stem, threshold, explain)
         except DeclipError as exc:  # reported by the caller, once
             errors.append({"image": str(path), "error": str(exc)})
             continue
-        x = to_tensor(resize_image(rgb, size), mean or CLIP_MEAN, std or CLIP_STD)[None].to(device)
-        with torch.inference_mode():
-            pred = detector({"image": x}, inference=True)
-        prob = float(pred["prob"][0])
-        h, w = rgb.shape[:2]
-        stem = _stem(path, used, records)
-        record = {"image": str(path), "prob_fake": prob, "label": "fake" if prob > threshold else "real"}
-        if pred.get("mask") is not None:
-            mask = torch.sigmoid(pred["mask"].float())
-            mask = torch.nn.functional.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            mask = mask.clamp(0, 1).cpu().numpy()
-            mask_path = os.path.join(out_dir, f"{stem}_mask.png")
-            overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
-            write_png(mask_path, (mask * 255 + 0.5).astype(np.uint8))
-            write_png(overlay_path, overlay(rgb, mask))
-            record.update(manipulated_fraction=float((mask > 0.5).mean()), mask=mask_path, overlay=overlay_path)
-        if explain:
-            from .explain import explain as explain_maps
-
-            record.update(_write_maps(out_dir, stem, rgb, explain_maps(detector, {"image": x})))
         records.append(record)
-    write_json(os.path.join(out_dir, "predictions.json"),
-               {"weights": str(weights_path), "detector": capability(detector, "describe"), "threshold": threshold,
-                "predictions": records, "errors": errors})
+    if records:
+        summary = {"weights": str(weights_path), "detector": capability(detector, "describe"), "threshold": threshold,
+                   "predictions": records, "errors": errors}
+        if policy is not None:
+            summary["preprocessing"] = policy.record()
+        write_csv(os.path.join(out_dir, PREDICTIONS_CSV), csv_rows(records), CSV_FIELDS)
+        write_json(os.path.join(out_dir, PREDICTIONS_JSON), summary)
     return records, errors
+
+
+def csv_rows(records):
+    """The rows of predictions.csv: one per image; per video, one per scored frame, then the video's."""
+    rows = []
+    for r in records:
+        kind = r.get("kind") or ("video" if "frames" in r else "image")
+        for f in r.get("per_frame", []):
+            rows.append({"kind": "frame", "input": r["image"], **f})
+        rows.append({"kind": kind, "input": r["image"], **{k: v for k, v in r.items() if k in CSV_FIELDS}})
+    return rows

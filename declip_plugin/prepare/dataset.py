@@ -82,10 +82,12 @@ def dataset_json(tree, done, base):
 
 
 def dataset_spec(tree, summary):
-    """The dataset config entry of the prepared set (a self-contained deepfakebench_json spec)."""
+    """The dataset config entry of the prepared set (a self-contained deepfakebench_json spec); its
+    ``prepared`` record (faces, crop size, margin, sampling) tells `declip predict` how to make the
+    frames of a new video for a checkpoint trained on it (engine/preprocessing.py)."""
     return {"adapter": "deepfakebench_json", "json": summary["json"], "dataset": tree.name,
             "rgb_dir": tree.out, "base_dir": summary["paths_relative_to"], "label_dict": summary["label_dict"],
-            "with_mask": bool(summary["has_masks"]), "lmdb": False}
+            "with_mask": bool(summary["has_masks"]), "lmdb": False, "prepared": summary["settings"]}
 
 
 def register(tree, summary, src):
