@@ -652,6 +652,44 @@ def test_export_errors(demo_root, tmp_path, checkout):
 
 
 # ---------------------------------------------------------------------------------------------
+# `declip dfb --export` (what scripts/train.sh and test.sh pass): which datasets get exported
+# ---------------------------------------------------------------------------------------------
+def test_our_datasets_are_exported_for_the_checkout_or_named_in_one_line(demo_root, checkout, tmp_path):
+    exports = str(tmp_path / "exp")
+    argv = ["--detector_path", "declip_demo", "--test_dataset", "demo-telea"]
+
+    def needed(**kw):
+        spec = dfb.LaunchSpec(checkout, "test", argv, data_dir=exports, data_root=demo_root, **kw)
+        return launcher._datasets_to_export(spec, argv, checkout, {}, launcher._bundled_detector(argv, checkout))
+
+    with pytest.raises(DeclipError, match=r"demo-telea are not in DeepfakeBench's layout \(adapter dolos\) and not exported "
+                                          r"for the checkout: "
+                                          r"run `declip export-dfb demo-telea .*exp --data_root .* --bench_root "):
+        needed()
+    assert needed(export=True) == ["demo-telea"]
+    export_dfb("demo-telea", exports, {"data_root": demo_root, "bench_root": checkout})
+    assert needed(export=True) == [] and needed() == []  # exported once, found again
+    argv += ["UADFV"]  # the checkout's own set cannot be read beside the exports (one dataset_json_folder)
+    with pytest.raises(DeclipError, match="UADFV are not among the exports"):
+        needed(export=True)
+    argv[3:] = ["demo-ns"]
+    spec = dfb.LaunchSpec(checkout, "test", argv, data_dir=exports, data_root=str(tmp_path / "none"), export=True)
+    with pytest.raises(DeclipError, match=r"dataset demo-ns \(adapter dolos\) is not where its config expects it: missing"):
+        launcher._datasets_to_export(spec, argv, checkout, {}, "declip_demo")
+    assert launcher._bundled_detector(["--detector_path", "declip_demo"], checkout) == "declip_demo"
+    assert launcher._bundled_detector(["--detector_path", str(resolve_config_path("declip_demo"))], checkout) is None
+
+
+def test_a_bundled_detector_name_becomes_a_yaml_the_checkout_reads(tmp_path):
+    argv = launcher._write_bundled_detector(["--detector_path", "clip_linear_demo", "--test_dataset", "x"],
+                                            "clip_linear_demo", str(tmp_path))
+    assert argv[1] == str(tmp_path / "clip_linear_demo.yaml") and argv[2:] == ["--test_dataset", "x"]
+    cfg = load_yaml(argv[1])
+    assert not dfb.dfb_config_problems(cfg, "train") and cfg["metric_scoring"] in facts.METRIC_SCORING
+    assert cfg["backbone"] == load_yaml(resolve_config_path("clip_linear_demo"))["backbone"]
+
+
+# ---------------------------------------------------------------------------------------------
 # our detector YAMLs against the keys DeepfakeBench reads
 # ---------------------------------------------------------------------------------------------
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "detector")

@@ -145,7 +145,11 @@ def _write_mask(src, polarity, dst):
     write_png(dst, images.read_mask(src, polarity).astype(np.uint8) * 255)
 
 
-def _detector_yaml(name, base_detector, has_masks, counts):
+def dfb_detector_config(base_detector):
+    """``(source path, config, notes)``: the detector YAML ``base_detector`` (a bundled name or a path)
+    as a YAML DeepfakeBench's scripts read: every key they read that it lacks, with DeepfakeBench's
+    values (:data:`DFB_DETECTOR_DEFAULTS`); ``frame_num`` as the mapping they index; a
+    ``metric_scoring`` train.py knows. ``notes`` lists what was added or changed."""
     from ...config import load_yaml, resolve_config_path
 
     path = resolve_config_path(base_detector, "detector")
@@ -160,6 +164,20 @@ def _detector_yaml(name, base_detector, has_masks, counts):
                 if kk not in cfg[k]:
                     cfg[k][kk] = copy.deepcopy(vv)
                     notes.append(f"{k}.{kk}")
+    if isinstance(cfg.get("frame_num"), int) and not isinstance(cfg["frame_num"], bool):
+        cfg["frame_num"] = {"train": cfg["frame_num"], "test": cfg["frame_num"]}
+        notes.append("frame_num as {train, test}")
+    # backbone and resolution stay the base YAML's: a checkpoint trained with it (`declip train`)
+    # loads strictly, and DeepfakeBench's loader resizes every image and mask to `resolution`
+    if cfg.get("metric_scoring") not in facts.METRIC_SCORING:
+        notes.append(f"metric_scoring {cfg.get('metric_scoring')!r} -> 'auc' (DeepfakeBench accepts "
+                     f"{', '.join(facts.METRIC_SCORING)})")
+        cfg["metric_scoring"] = "auc"
+    return str(path), cfg, notes
+
+
+def _detector_yaml(name, base_detector, has_masks, counts):
+    path, cfg, notes = dfb_detector_config(base_detector)
     cfg["train_dataset"] = [name]
     cfg["test_dataset"] = [name]
     if "all_dataset" in cfg:
@@ -167,15 +185,9 @@ def _detector_yaml(name, base_detector, has_masks, counts):
     cfg["label_dict"] = label_dict_for(name)
     cfg["frame_num"] = {"train": 1, "test": 1}
     cfg["with_mask"] = bool(has_masks)
-    # backbone and resolution stay the base YAML's: a checkpoint trained with it (`declip train`)
-    # loads strictly, and DeepfakeBench's loader resizes every image and mask to `resolution`
-    if cfg.get("metric_scoring") not in facts.METRIC_SCORING:
-        notes.append(f"metric_scoring {cfg.get('metric_scoring')!r} -> 'auc' (DeepfakeBench accepts "
-                     f"{', '.join(facts.METRIC_SCORING)})")
-        cfg["metric_scoring"] = "auc"
     if not counts["train"]["total"]:
         cfg["train_dataset"] = []
-    return str(path), cfg, notes
+    return path, cfg, notes
 
 
 def export_dfb(dataset_name, out_dir, config=None):
