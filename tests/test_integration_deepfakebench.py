@@ -412,10 +412,14 @@ def test_the_fork_deepfakesdetection_has_every_wrapped_function(tmp_path_factory
 
 
 def test_cpu_training_is_refused(checkout):
+    from declip_plugin.integrations import LaunchSpec, launch  # the Python API docs/deepfakebench.md names
+
     with pytest.raises(DeclipError, match="torch.cuda.set_device"):
-        dfb.launch(dfb.LaunchSpec(checkout, "train", [], cpu=True))
+        launch(LaunchSpec(checkout, "train", [], cpu=True))
     with pytest.raises(DeclipError, match="mode must be"):
-        dfb.launch(dfb.LaunchSpec(checkout, "predict", []))
+        launch(LaunchSpec(checkout, "predict", []))
+    with pytest.raises(DeclipError, match="--export writes the exports into the --data folder"):
+        launch(LaunchSpec(checkout, "test", [], export=True))
 
 
 def test_register_into_both_registry_kinds():
