@@ -31,8 +31,12 @@ whose brightness is offset by ``A`` grey levels (``A`` in [20, 40], random sign)
 
 A single frame of either class shows the same kind of region with the same offset distribution, so
 a frame-level detector can only separate them by chance; the difference is purely temporal (how
-the region behaves from frame to frame). Everything is drawn from numpy Generators seeded by
-(seed, label, split, index): the same seed gives byte-identical files.
+the region behaves from frame to frame). The videos come in pairs, as FaceForensics++'s fakes come
+from its real videos: the real video ``i`` of a split and the fake video ``i`` of every method share
+their scene, region, camera path, gain and sensor noise (drawn from a Generator seeded by (seed,
+split, index)); only the manipulation's own draws (seeded by (seed, label, split, index)) differ. A
+detector cannot tell the classes apart by remembering scenes, only by what happens over time. The
+same seed gives byte-identical files.
 """
 import json
 import logging
@@ -57,6 +61,7 @@ JITTER_PX = 3
 MANIFEST = "demo_video.json"
 SPLITS = ("train", "val", "test")
 OFFSET = (20.0, 40.0)
+SCENE = "scene"  # the Generator key of what a real video and its fakes share
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
@@ -75,9 +80,12 @@ def _png(path, array):
         f.write(buf.tobytes())
 
 
-def render_video(rng, size, n_frames, fake, method="flicker"):
+def render_video(rng, size, n_frames, fake, method="flicker", manip=None):
     """``(frames, masks)``: n_frames RGB uint8 (size, size, 3) and uint8 {0, 255} (size, size) masks;
-    ``method`` (one of :data:`METHODS`) is the manipulation of a fake video."""
+    ``method`` (one of :data:`METHODS`) is the manipulation of a fake video. ``rng`` draws the scene,
+    region, camera path, gain and noise; ``manip`` (default: ``rng``) the manipulation's own draws, so
+    that a real and a fake video rendered from Generators in the same state differ in those alone."""
+    manip = rng if manip is None else manip
     if fake and method not in METHODS:
         raise DataError(f"unknown demo video method {method!r}; available: {', '.join(METHODS)}")
     margin = size // 4
@@ -95,7 +103,7 @@ def render_video(rng, size, n_frames, fake, method="flicker"):
     noise = float(rng.uniform(2.0, 4.0))
     frames, masks, frozen, offset = [], [], None, np.zeros(2)
     for t in range(n_frames):
-        s = (1.0 if rng.random() < 0.5 else -1.0) if fake and method == "flicker" else sign
+        s = (1.0 if manip.random() < 0.5 else -1.0) if fake and method == "flicker" else sign
         img = scene + (s * amplitude) * alpha
         img = img * np.float32(1.0 + rng.normal(0.0, 0.01))
         shift = np.array([[1.0, 0.0, -margin + velocity[0] * t], [0.0, 1.0, -margin + velocity[1] * t]], np.float32)
@@ -103,7 +111,7 @@ def render_video(rng, size, n_frames, fake, method="flicker"):
         frame += np.float32(noise) * rng.standard_normal(frame.shape, dtype=np.float32)
         m = cv2.warpAffine(region, shift, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
         if fake and method == "jitter":  # the region (offset and its content) jumps off the camera's path
-            offset = rng.uniform(-JITTER_PX, JITTER_PX, 2) if t else offset
+            offset = manip.uniform(-JITTER_PX, JITTER_PX, 2) if t else offset
             move = np.array([[1.0, 0.0, offset[0]], [0.0, 1.0, offset[1]]], np.float32)
             patch = cv2.warpAffine(frame, move, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             m = cv2.warpAffine(m, move, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
@@ -176,8 +184,8 @@ def _write_frames(out, stage, base, seed, size, n_frames, counts, methods):
             for i in range(counts[split]):
                 vid = f"{'f' if method else 'r'}{split[:2]}{i:03d}"
                 tree[label][split][vid] = {"label": label, "frames": []}
-                frames, masks = render_video(_rng(seed, label, split, i), size, n_frames, method is not None,
-                                             method or "flicker")
+                frames, masks = render_video(_rng(seed, SCENE, split, i), size, n_frames, method is not None,
+                                             method or "flicker", manip=_rng(seed, label, split, i))
                 for t, (frame, mask) in enumerate(zip(frames, masks)):
                     fpath = os.path.join(rgb, label, "frames", vid, f"{t:03d}.png")
                     _png(os.path.join(stage, os.path.relpath(fpath, out)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
