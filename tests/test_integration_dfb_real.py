@@ -418,15 +418,15 @@ def export_dfb_as(checkout, demo_data, tmp, name):
                                                              "name": name, "detector": "declip_demo"})
 
 
-def _script(name, env, cwd, timeout=600):
-    """``bash scripts/<name>`` with ``env`` added, the package's own `declip` (the one beside this
+def _script(name, env, cwd, *args, timeout=600):
+    """``bash scripts/<name> ARGS`` with ``env`` added, the package's own `declip` (the one beside this
     interpreter), from ``cwd``."""
     import subprocess
     import sys
 
     full = {**os.environ, "DECLIP": os.path.join(os.path.dirname(sys.executable), "declip"), **env}
-    return subprocess.run(["bash", os.path.join(REPO, "scripts", name)], cwd=cwd, env=full, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(["bash", os.path.join(REPO, "scripts", name), *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_scripts_test_sh_with_the_checkout_as_written(dfb, demo_data, tmp_path):
@@ -444,7 +444,9 @@ def test_scripts_test_sh_with_the_checkout_as_written(dfb, demo_data, tmp_path):
     env = {"ENGINE": "deepfakebench", "DEEPFAKEBENCH_ROOT": dfb[0], "DEEPFAKEBENCH_PYTHON": dfb[1],
            "DETECTOR": "declip_demo", "TEST_DATASET": DATASET, "WEIGHTS": "ckpt.pth", "DATA_ROOT": demo_data,
            "EXPORT_DIR": "exp", "RESULTS_DIR": "res"}
-    proc = _script("test.sh", env, tmp_path)
+    # extra arguments: `declip dfb`'s own options (test.py, whose only flags are --detector_path,
+    # --test_dataset and --weights_path, would refuse them)
+    proc = _script("test.sh", env, tmp_path, "--opt", "test_batchSize=2", "--python", dfb[1])
     print(proc.stdout[-3000:], proc.stderr[-3000:])
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "sees no GPU: running DeepfakeBench's test.py on the CPU" in proc.stderr
@@ -454,6 +456,7 @@ def test_scripts_test_sh_with_the_checkout_as_written(dfb, demo_data, tmp_path):
     dfb_metrics, loc = _read_results(str(tmp_path / "res"))
     assert sorted(dfb_metrics["label"].tolist()) == [0, 0, 0, 1, 1, 1]
     assert loc["n_manipulated"] == 3 and f"iou: {loc['iou']}" in proc.stdout
+    assert "| 3/3 [" in proc.stderr  # test.py's progress bar: 6 images in batches of 2, as --opt asked
 
 
 def test_scripts_train_sh_with_the_checkout_refuses_without_cuda(dfb, tmp_path):
