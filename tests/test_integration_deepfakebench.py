@@ -673,6 +673,9 @@ def test_our_datasets_are_exported_for_the_checkout_or_named_in_one_line(demo_ro
     assert needed(export=True) == ["demo-telea"]
     export_dfb("demo-telea", exports, {"data_root": demo_root, "bench_root": checkout})
     assert needed(export=True) == [] and needed() == []  # exported once, found again
+    meso4 = ["--detector_path", str(dfb_meso4_yaml(checkout)), "--test_dataset", "demo-telea"]
+    spec = dfb.LaunchSpec(checkout, "test", meso4, data_dir=exports, export=True)
+    assert launcher._datasets_to_export(spec, meso4, checkout, {}, None) == []  # its YAML's train_dataset: not read
     argv += ["UADFV"]  # the checkout's own set cannot be read beside the exports (one dataset_json_folder)
     with pytest.raises(DeclipError, match="UADFV are not among the exports"):
         needed(export=True)
@@ -682,6 +685,14 @@ def test_our_datasets_are_exported_for_the_checkout_or_named_in_one_line(demo_ro
         launcher._datasets_to_export(spec, argv, checkout, {}, "declip_demo")
     assert launcher._bundled_detector(["--detector_path", "declip_demo"], checkout) == "declip_demo"
     assert launcher._bundled_detector(["--detector_path", str(resolve_config_path("declip_demo"))], checkout) is None
+
+
+def dfb_meso4_yaml(checkout):
+    """A detector YAML of the checkout whose own train_dataset names a set not exported (as meso4.yaml's)."""
+    path = os.path.join(checkout, "training", "config", "detector", "meso4.yaml")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _yaml(path, {"model_name": "meso4", "train_dataset": ["FF-NT"], "test_dataset": ["FF-NT"]})
+    return path
 
 
 def test_a_bundled_detector_name_becomes_a_yaml_the_checkout_reads(tmp_path):

@@ -352,8 +352,8 @@ def _check_spec(spec):
         raise DeclipError("--export writes the exports into the --data folder: pass --data DIR too")
 
 
-#: the flags of train.py / test.py that name datasets
-DATASET_FLAGS = ("--train_dataset", "--test_dataset")
+#: the flags of train.py / test.py that name the datasets each reads
+DATASET_FLAGS = {"train": ("--train_dataset", "--test_dataset"), "test": ("--test_dataset",)}
 
 
 def _argv_values(argv, flag):
@@ -396,11 +396,11 @@ def _write_bundled_detector(argv, name, workdir):
     return argv
 
 
-def _script_datasets(argv, root, bundled):
-    """The dataset names the script will read: its flags', else the detector YAML's."""
+def _script_datasets(argv, root, bundled, mode):
+    """The dataset names the ``mode`` script will read: its flags', else the detector YAML's."""
     names = []
     det_cfg = None
-    for flag in DATASET_FLAGS:
+    for flag in DATASET_FLAGS[mode]:
         values = _argv_values(argv, flag)
         if values is None:
             if det_cfg is None:
@@ -439,7 +439,7 @@ def _datasets_to_export(spec, argv, root, over, bundled):
     exported = set()
     if spec.data_dir is not None and os.path.isdir(spec.data_dir):
         exported = {s["dataset"] for s in read_summaries(spec.data_dir)}
-    names = _script_datasets(argv, root, bundled)
+    names = _script_datasets(argv, root, bundled, spec.mode)
     ours = [n for n in names if n in specs and specs[n].get("adapter") != "deepfakebench_json"]
     needed = [n for n in ours if n not in exported and not _checkout_has_json(root, spec.mode, over, n)]
     elsewhere = [n for n in names if n not in exported and n not in needed]
