@@ -69,6 +69,39 @@ def remove_stale_tmp(folder, recursive=True):
     return n
 
 
+def staging_dir(parent, name):
+    """A fresh folder ``parent/.tmp-<name>-XXXX`` to build a whole output in before :func:`swap_in`
+    puts it in place; the staging folders a killed run of the same ``name`` left are removed first."""
+    import glob
+    import shutil
+
+    os.makedirs(parent, exist_ok=True)
+    prefix = f"{TMP_PREFIX}{name}-"
+    for old in glob.glob(os.path.join(glob.escape(os.fspath(parent)), prefix + "*")):
+        shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+
+def swap_in(stage, out, finals):
+    """Move each item of ``stage`` to its final place ``final`` (the same path relative to ``out``);
+    an existing one is moved aside first and removed only once the new one is in place, so every
+    final path holds either the old item or the new one, never a mix of both."""
+    import shutil
+
+    for final in finals:
+        src = os.path.join(stage, os.path.relpath(final, out))
+        if not os.path.lexists(src):
+            continue
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        aside = None
+        if os.path.lexists(final):
+            aside = os.path.join(stage, ".old-" + os.path.basename(final))
+            os.replace(final, aside)
+        os.replace(src, final)
+        if aside is not None:
+            shutil.rmtree(aside) if os.path.isdir(aside) and not os.path.islink(aside) else os.unlink(aside)
+
+
 def write_png(path, array, params=()):
     """Encode ``array`` (H, W[, 3] uint8, BGR) as PNG and write it atomically."""
     import cv2

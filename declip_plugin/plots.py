@@ -108,7 +108,7 @@ def summary_figure(path, panels):
                         va="bottom", fontsize=7)
         ax.set_xticks(range(len(rows)), labels=[r[0] + (" *" if r[3] else "") for r in rows], rotation=25,
                       ha="right", fontsize=8)
-        ax.set_ylim(lo, hi * 1.08)
+        ax.set_ylim(lo, hi * 1.22)  # room above the bars for the legend
         if hi <= 1:
             ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)  # chance
         ax.set_ylabel(info_of(metric).label)
@@ -116,7 +116,7 @@ def summary_figure(path, panels):
         ax.grid(axis="y", alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         uniq = dict(zip(labels, handles))
-        ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper right")
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper right", ncol=2)
     if any(r[3] for _, _, rows in panels for r in rows):
         fig.text(0.01, -0.02, "* published figures (hatched), not measured here", fontsize=7)
     return _save(fig, path, plt)

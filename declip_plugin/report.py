@@ -425,6 +425,21 @@ def external_references(text):
     return [m.group(0) for m in _EXTERNAL.finditer(text)]
 
 
+def write_summary_figure(paths, out):
+    """The report's summary figure alone, as the PNG file ``out`` (the README's picture, written by
+    scripts/demo.sh with ``declip report --summary_png``); returns its path."""
+    from .atomicio import check_output_file
+    from .leaderboard import collect
+    from .plots import summary_figure
+
+    paths = [os.fspath(p) for p in paths]
+    out = check_output_file(out, "report --summary_png")
+    with_results = _folders_with_results(paths)
+    if not with_results:
+        raise DeclipError(f"report --summary_png: no test results under {', '.join(paths)} to draw")
+    return summary_figure(out, summary_panels(collect(with_results), _references(paths)))
+
+
 def write_report(paths, out=None, title=None):
     """Write the report and return its path (default: <first folder>/report.html)."""
     from .atomicio import check_output_file

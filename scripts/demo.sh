@@ -7,11 +7,12 @@
 #   `declip protocol --preset demo-video`: clip_enhanced_demo_video (per frame), clip_stan_demo,
 #     timesformer_demo trained on demo-video-flicker, tested on flicker (ID), jitter and freeze (OOD) ->
 #   one HTML report of both (summary figure first, a leaderboard per task, heat-maps, video strips,
-#   mask galleries) and $OUT/results.md (the three leaderboards and the wall time).
+#   mask galleries), its summary figure as $OUT/summary.png, and $OUT/results.md (the three leaderboards
+#   and the wall time).
 # Rerunning it keeps the finished cells (the protocols are resumable); delete $OUT to start afresh.
 # DATA_ROOT, OUT and VENV can be overridden from the environment. UPDATE_README=1 copies results.md into
-# docs/demo_results.md and README.md's demo block (scripts/readme_results.py): how the README's
-# figures are regenerated.
+# docs/demo_results.md and README.md's demo block, and summary.png to docs/demo_summary.png (the README's
+# picture; scripts/readme_results.py): how the README's figures are regenerated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_ROOT=${DATA_ROOT:-datasets}
@@ -25,14 +26,14 @@ setup_done=$(date +%s)
 
 echo "[demo] generating the demo images in $DATA_ROOT/demo and the demo videos in $DATA_ROOT/demo_video"
 "$DECLIP" make-demo-data "$DATA_ROOT/demo"
-"$DECLIP" make-demo-videos "$DATA_ROOT/demo_video" --methods flicker jitter freeze --videos 48 8 16
+"$DECLIP" make-demo-videos "$DATA_ROOT/demo_video" --methods flicker jitter freeze --videos 96 16 40
 
 echo "[demo] image protocol: 3 methods trained on demo-telea, tested on the six demo sets -> $OUT/image"
 "$DECLIP" protocol --preset demo --data_root "$DATA_ROOT" --out "$OUT/image" --no-report
 echo "[demo] video protocol: 3 methods trained on demo-video-flicker, tested on the three -> $OUT/video"
 "$DECLIP" protocol --preset demo-video --data_root "$DATA_ROOT" --out "$OUT/video" --no-report
 
-"$DECLIP" report "$OUT/image" "$OUT/video" --out "$OUT/report.html"
+"$DECLIP" report "$OUT/image" "$OUT/video" --out "$OUT/report.html" --summary_png "$OUT/summary.png"
 end=$(date +%s)
 {
     echo "Wall time of \`bash scripts/demo.sh\`: $(( end - start )) s, of which setup $(( setup_done - start )) s" \

@@ -1,10 +1,11 @@
-"""Put a demo run's results.md (written by scripts/demo.sh) into docs/demo_results.md and README.md.
+"""Put a demo run's results.md and summary.png (written by scripts/demo.sh) into the README and docs/.
 
     python scripts/readme_results.py logs/demo/results.md
 
-README.md quotes docs/demo_results.md verbatim between the two marker lines below; tests/test_readme_results.py
-checks that they agree. Run by `UPDATE_README=1 bash scripts/demo.sh`, so regenerating the README's figures
-after a change is one command.
+README.md quotes docs/demo_results.md verbatim between the two marker lines below, and shows
+docs/demo_summary.png, the summary.png beside results.md (`declip report --summary_png`);
+tests/test_readme_results.py checks that they agree. Run by `UPDATE_README=1 bash scripts/demo.sh`, so
+regenerating the README's figures and its picture after a change is one command.
 """
 import os
 import sys
@@ -12,6 +13,8 @@ import sys
 BEGIN = "<!-- demo-results: begin (written by scripts/readme_results.py from a demo.sh run; do not edit) -->"
 END = "<!-- demo-results: end -->"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUMMARY_PNG = "summary.png"  # beside results.md (scripts/demo.sh)
+PICTURE = os.path.join("docs", "demo_summary.png")  # what README.md shows
 
 
 def replace_block(readme, results):
@@ -34,6 +37,14 @@ def main(argv):
         print(f"error: {argv[0]}: {exc.strerror}; run `bash scripts/demo.sh` first (it writes logs/demo/results.md)",
               file=sys.stderr)
         return 2
+    png_path = os.path.join(os.path.dirname(os.path.abspath(argv[0])), SUMMARY_PNG)
+    try:
+        with open(png_path, "rb") as f:
+            png = f.read()
+    except OSError as exc:
+        print(f"error: {png_path}: {exc.strerror}; scripts/demo.sh writes it beside results.md "
+              f"(declip report --summary_png)", file=sys.stderr)
+        return 2
     readme_path = os.path.join(ROOT, "README.md")
     with open(readme_path, encoding="utf-8") as f:
         readme = f.read()
@@ -42,12 +53,14 @@ def main(argv):
     except ValueError as exc:
         print(f"error: {readme_path}: {exc}", file=sys.stderr)
         return 2
-    for path, text in ((os.path.join(ROOT, "docs", "demo_results.md"), results.strip() + "\n"), (readme_path, new)):
+    for path, data in ((os.path.join(ROOT, PICTURE), png),
+                       (os.path.join(ROOT, "docs", "demo_results.md"), (results.strip() + "\n").encode("utf-8")),
+                       (readme_path, new.encode("utf-8"))):
         tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
-    print(f"README.md and docs/demo_results.md now quote {argv[0]}")
+    print(f"README.md and docs/demo_results.md now quote {argv[0]}; {PICTURE} is {png_path}")
     return 0
 
 

@@ -34,7 +34,7 @@ if [ "$dfb_ready" -eq 1 ]; then
     # quick subset: ViT-L/14 layer20 conv-20 with and without the backbone keys, the ViT-L/14,RN50 fusion
     PYTHONPATH=$PWD/.dfb/DeCLIP${PYTHONPATH:+:$PYTHONPATH} "$VENV/bin/python" scripts/parity_official.py \
         --official-root "$PWD/.dfb/DeCLIP" --cases quick --batch 1 --tolerance 1e-3
-    # the seed's detectors (DeepFakesDetection) and the official metric code: docs/parity.md
+    # DeepFakesDetection's detectors and the official metric code: docs/parity.md
     bash scripts/run_parity_seed.sh
 fi
 t3=$SECONDS

@@ -3,6 +3,9 @@
 #   WEIGHTS=logs/declip/declip_<time>/ckpt_best.pth bash scripts/test.sh
 #   DETECTOR=declip_vit_rn50 WEIGHTS=ViT_layer20+RN50_layer3_conv-20_lama.pth bash scripts/test.sh  (official checkpoints)
 #   DETECTOR=clip_stan_demo TEST_DATASET=demo-video WEIGHTS=logs/demo_video/clip_stan_demo_<time>/ckpt_best.pth bash scripts/test.sh
+#   ENGINE=deepfakebench DEEPFAKEBENCH_ROOT=~/DeepfakeBench DETECTOR=declip_demo TEST_DATASET=demo-telea \
+#       WEIGHTS=runs/declip_demo_<time>/ckpt_best.pth bash scripts/test.sh   (the checkout's test.py; on the CPU
+#       when it sees no GPU; our datasets exported into EXPORT_DIR, default exports: scripts/dfb_engine.sh)
 set -euo pipefail
 DETECTOR=${DETECTOR:-declip}
 TEST_DATASET=${TEST_DATASET:-"dolos-pluralistic dolos-lama dolos-repaint-p2-9k dolos-ldm"}
@@ -20,7 +23,7 @@ case "$ENGINE" in
     fi
     exec "$DECLIP" test "${args[@]}" --data_root "$DATA_ROOT" "$@" ;;
   deepfakebench)
-    exec "$DECLIP" dfb --bench_root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
-      test -- "${args[@]}" "$@" ;;
+    source "$(dirname "$0")/dfb_engine.sh"
+    run_dfb test "${args[@]}" -- "$@" ;;
   *) echo "ENGINE must be embedded or deepfakebench, got '$ENGINE'" >&2; exit 2 ;;
 esac

@@ -3,7 +3,10 @@
 # environment (DETECTOR=declip TRAIN_DATASET="dolos-lama" bash scripts/train.sh) or by extra
 # arguments, which go to the trainer unchanged (e.g. --opt nEpochs=5 --device cpu).
 #   ENGINE=embedded       the package's own DeepfakeBench-compatible engine (default)
-#   ENGINE=deepfakebench  a real DeepfakeBench checkout at DEEPFAKEBENCH_ROOT (declip dfb)
+#   ENGINE=deepfakebench  a real DeepfakeBench checkout at DEEPFAKEBENCH_ROOT (declip dfb; its train.py needs
+#                         a GPU): DETECTOR may be a bundled name, our datasets are exported into EXPORT_DIR
+#                         (default exports) first, `declip dfb`'s own options (--opt, --python, ...) are
+#                         sorted out of the extra arguments (scripts/dfb_engine.sh)
 #   NPROC=N               N processes on one machine with torchrun (DDP; embedded engine)
 # Video detectors (video_mode: true in their YAML), e.g. on the demo videos (declip make-demo-videos):
 #   DETECTOR=clip_stan_demo TRAIN_DATASET=demo-video TEST_DATASET=demo-video OMP_NUM_THREADS=1 bash scripts/train.sh --device cpu
@@ -27,7 +30,7 @@ case "$ENGINE" in
     fi
     exec "$DECLIP" train "${args[@]}" --data_root "$DATA_ROOT" "$@" ;;
   deepfakebench)
-    exec "$DECLIP" dfb --bench_root "${DEEPFAKEBENCH_ROOT:?set DEEPFAKEBENCH_ROOT to your DeepfakeBench checkout}" \
-      train -- "${args[@]}" "$@" ;;
+    source "$(dirname "$0")/dfb_engine.sh"
+    run_dfb train "${args[@]}" -- "$@" ;;
   *) echo "ENGINE must be embedded or deepfakebench, got '$ENGINE'" >&2; exit 2 ;;
 esac

@@ -88,3 +88,39 @@ def test_jitter_and_freeze_leave_temporal_traces_of_their_own():
     frz = np.array([_region_motion("freeze", s) for s in range(4)])
     assert (jit[:, 0] > jit[:, 1] + 1.0).all()
     assert (frz[:, 0] < 0.5 * frz[:, 1]).all()
+
+
+def test_regenerating_leaves_no_json_pointing_at_removed_frames(tmp_path, monkeypatch):
+    """A rerun replaces the whole set (frames, JSONs, manifest): a JSON of an earlier run's method is
+    gone with its frames, every frame a JSON lists exists, and a run killed midway leaves the
+    previous set readable."""
+    import glob
+    import json
+
+    from declip_plugin.data import demo_video
+
+    out = tmp_path / "demo_video"
+    kw = dict(size=16, n_frames=2, n_train=1, n_val=1, n_test=1)
+    make_demo_videos(out, methods=("flicker", "jitter"), **kw)
+    make_demo_videos(out, methods=("freeze",), **kw)
+    names = sorted(os.path.basename(p) for p in glob.glob(str(out / "dataset_json" / "*.json")))
+    assert names == ["DemoVideo-freeze.json", "DemoVideo.json"]
+    assert not os.path.exists(out / "rgb" / "DemoVideo" / "DemoVideo_jitter")
+
+    def frames(json_path):
+        with open(json_path, encoding="utf-8") as f:
+            tree = next(iter(json.load(f).values()))
+        return [p for label in tree.values() for split in label.values() for v in split.values() for p in v["frames"]]
+
+    for path in glob.glob(str(out / "dataset_json" / "*.json")):
+        assert all(os.path.isfile(out / p) for p in frames(path))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_video, "_write_jsons", killed)
+    with pytest.raises(KeyboardInterrupt):
+        make_demo_videos(out, methods=("jitter",), **kw)
+    names_after = sorted(os.listdir(out))
+    assert names_after == ["dataset_json", "demo_video.json", "rgb"]  # no staging folder left
+    assert all(os.path.isfile(out / p) for p in frames(out / "dataset_json" / "DemoVideo-freeze.json"))

@@ -429,10 +429,14 @@ def test_the_fork_deepfakesdetection_has_every_wrapped_function(tmp_path_factory
 
 
 def test_cpu_training_is_refused(checkout):
+    from declip_plugin.integrations import LaunchSpec, launch  # the Python API docs/deepfakebench.md names
+
     with pytest.raises(DeclipError, match="torch.cuda.set_device"):
-        dfb.launch(dfb.LaunchSpec(checkout, "train", [], cpu=True))
+        launch(LaunchSpec(checkout, "train", [], cpu=True))
     with pytest.raises(DeclipError, match="mode must be"):
-        dfb.launch(dfb.LaunchSpec(checkout, "predict", []))
+        launch(LaunchSpec(checkout, "predict", []))
+    with pytest.raises(DeclipError, match="--export writes the exports into the --data folder"):
+        launch(LaunchSpec(checkout, "test", [], export=True))
 
 
 def test_register_into_both_registry_kinds():
@@ -680,6 +684,55 @@ def test_export_refuses_a_name_that_vanishes_or_escapes(demo_root, tmp_path, cap
     (line,) = err.strip().splitlines()
     assert line.startswith(f"error: DeepfakeBench dataset name (--name) {name!r}: use letters, digits and . _ + -")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# `declip dfb --export` (what scripts/train.sh and test.sh pass): which datasets get exported
+# ---------------------------------------------------------------------------------------------
+def test_our_datasets_are_exported_for_the_checkout_or_named_in_one_line(demo_root, checkout, tmp_path):
+    exports = str(tmp_path / "exp")
+    argv = ["--detector_path", "declip_demo", "--test_dataset", "demo-telea"]
+
+    def needed(**kw):
+        spec = dfb.LaunchSpec(checkout, "test", argv, data_dir=exports, data_root=demo_root, **kw)
+        return launcher._datasets_to_export(spec, argv, checkout, {}, launcher._bundled_detector(argv, checkout))
+
+    with pytest.raises(DeclipError, match=r"demo-telea are not in DeepfakeBench's layout \(adapter dolos\) and not exported "
+                                          r"for the checkout: "
+                                          r"run `declip export-dfb demo-telea .*exp --data_root .* --bench_root "):
+        needed()
+    assert needed(export=True) == ["demo-telea"]
+    export_dfb("demo-telea", exports, {"data_root": demo_root, "bench_root": checkout})
+    assert needed(export=True) == [] and needed() == []  # exported once, found again
+    meso4 = ["--detector_path", str(dfb_meso4_yaml(checkout)), "--test_dataset", "demo-telea"]
+    spec = dfb.LaunchSpec(checkout, "test", meso4, data_dir=exports, export=True)
+    assert launcher._datasets_to_export(spec, meso4, checkout, {}, None) == []  # its YAML's train_dataset: not read
+    argv += ["UADFV"]  # the checkout's own set cannot be read beside the exports (one dataset_json_folder)
+    with pytest.raises(DeclipError, match="UADFV are not among the exports"):
+        needed(export=True)
+    argv[3:] = ["demo-ns"]
+    spec = dfb.LaunchSpec(checkout, "test", argv, data_dir=exports, data_root=str(tmp_path / "none"), export=True)
+    with pytest.raises(DeclipError, match=r"dataset demo-ns \(adapter dolos\) is not where its config expects it: missing"):
+        launcher._datasets_to_export(spec, argv, checkout, {}, "declip_demo")
+    assert launcher._bundled_detector(["--detector_path", "declip_demo"], checkout) == "declip_demo"
+    assert launcher._bundled_detector(["--detector_path", str(resolve_config_path("declip_demo"))], checkout) is None
+
+
+def dfb_meso4_yaml(checkout):
+    """A detector YAML of the checkout whose own train_dataset names a set not exported (as meso4.yaml's)."""
+    path = os.path.join(checkout, "training", "config", "detector", "meso4.yaml")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _yaml(path, {"model_name": "meso4", "train_dataset": ["FF-NT"], "test_dataset": ["FF-NT"]})
+    return path
+
+
+def test_a_bundled_detector_name_becomes_a_yaml_the_checkout_reads(tmp_path):
+    argv = launcher._write_bundled_detector(["--detector_path", "clip_linear_demo", "--test_dataset", "x"],
+                                            "clip_linear_demo", str(tmp_path))
+    assert argv[1] == str(tmp_path / "clip_linear_demo.yaml") and argv[2:] == ["--test_dataset", "x"]
+    cfg = load_yaml(argv[1])
+    assert not dfb.dfb_config_problems(cfg, "train") and cfg["metric_scoring"] in facts.METRIC_SCORING
+    assert cfg["backbone"] == load_yaml(resolve_config_path("clip_linear_demo"))["backbone"]
 
 
 # ---------------------------------------------------------------------------------------------

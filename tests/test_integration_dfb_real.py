@@ -30,7 +30,7 @@ import re
 import pytest
 import yaml
 
-from dfb_support import HARNESS, checkout_python, checkout_root, fork_root
+from dfb_support import HARNESS, REPO, checkout_python, checkout_root, fork_root
 
 DATASET = "demo-telea"
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "detector")
@@ -455,3 +455,58 @@ def export_dfb_as(checkout, demo_data, tmp, name):
 
     return export_dfb(DATASET, str(tmp / f"export_{name}"), {"data_root": demo_data, "bench_root": checkout[0],
                                                              "name": name, "detector": "declip_demo"})
+
+
+def _script(name, env, cwd, *args, timeout=600):
+    """``bash scripts/<name> ARGS`` with ``env`` added, the package's own `declip` (the one beside this
+    interpreter), from ``cwd``."""
+    import subprocess
+    import sys
+
+    full = {**os.environ, "DECLIP": os.path.join(os.path.dirname(sys.executable), "declip"), **env}
+    return subprocess.run(["bash", os.path.join(REPO, "scripts", name), *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_scripts_test_sh_with_the_checkout_as_written(dfb, demo_data, tmp_path):
+    """`ENGINE=deepfakebench bash scripts/test.sh` as the README shows it: the bundled name declip_demo
+    becomes a YAML the checkout reads, demo-telea is exported for it, test.py runs on the CPU (no GPU
+    here) with our localization metrics, and the results land in RESULTS_DIR."""
+    import torch
+
+    from declip_plugin import build_detector
+    from declip_plugin.config import load_yaml, resolve_config_path
+    from declip_plugin.detectors.base import save_detector_checkpoint
+
+    torch.manual_seed(0)
+    save_detector_checkpoint(str(tmp_path / "ckpt.pth"), build_detector(load_yaml(resolve_config_path("declip_demo"))))
+    env = {"ENGINE": "deepfakebench", "DEEPFAKEBENCH_ROOT": dfb[0], "DEEPFAKEBENCH_PYTHON": dfb[1],
+           "DETECTOR": "declip_demo", "TEST_DATASET": DATASET, "WEIGHTS": "ckpt.pth", "DATA_ROOT": demo_data,
+           "EXPORT_DIR": "exp", "RESULTS_DIR": "res"}
+    # extra arguments: `declip dfb`'s own options (test.py, whose only flags are --detector_path,
+    # --test_dataset and --weights_path, would refuse them)
+    proc = _script("test.sh", env, tmp_path, "--opt", "test_batchSize=2", "--python", dfb[1])
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "sees no GPU: running DeepfakeBench's test.py on the CPU" in proc.stderr
+    assert "--detector_path declip_demo is a bundled detector config" in proc.stderr
+    with open(tmp_path / "exp" / f"export_{DATASET}.json", encoding="utf-8") as f:
+        assert json.load(f)["paths_relative_to"] == os.path.realpath(dfb[0])
+    dfb_metrics, loc = _read_results(str(tmp_path / "res"))
+    assert sorted(dfb_metrics["label"].tolist()) == [0, 0, 0, 1, 1, 1]
+    assert loc["n_manipulated"] == 3 and f"iou: {loc['iou']}" in proc.stdout
+    assert "| 3/3 [" in proc.stderr  # test.py's progress bar: 6 images in batches of 2, as --opt asked
+
+
+def test_scripts_train_sh_with_the_checkout_refuses_without_cuda(dfb, tmp_path):
+    """`ENGINE=deepfakebench bash scripts/train.sh` (defaults: declip on the Dolos sets, which are not
+    here) ends with the one-line CUDA refusal, before anything is exported."""
+    env = {"ENGINE": "deepfakebench", "DEEPFAKEBENCH_ROOT": dfb[0], "DEEPFAKEBENCH_PYTHON": dfb[1],
+           "DATA_ROOT": str(tmp_path / "no_data"), "EXPORT_DIR": "exp"}
+    proc = _script("train.sh", env, tmp_path)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0]
+    assert "training/train.py needs CUDA" in errors[0] and "sees no GPU" in errors[0] and "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "exp")

@@ -115,6 +115,26 @@ def test_report_of_images_and_video_puts_the_summary_first_and_a_leaderboard_per
     assert "video strip" in strip and "demo-video-flicker" in strip and "(manipulated)" in strip
 
 
+def test_summary_png_is_the_reports_summary_figure(tiny_run, tmp_path, capsys):
+    """`declip report --summary_png`: the report's first figure as a PNG file (the README's picture)."""
+    from declip_plugin import cli
+
+    root, run_dir = tiny_run
+    png = tmp_path / "summary.png"
+    assert cli.main(["report", run_dir, "--out", str(tmp_path / "r.html"), "--summary_png", str(png)]) == 0
+    assert f"summary figure: {png}" in capsys.readouterr().out
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[1] > image.shape[0] > 100 and image.std() > 10
+    import base64
+
+    html_text = open(tmp_path / "r.html", encoding="utf-8").read()
+    first = html_text[html_text.index("<h2>Summary</h2>"):]
+    inlined = base64.b64decode(first.split('src="data:image/png;base64,')[1].split('"')[0])
+    assert inlined == png.read_bytes()  # the same figure, byte for byte
+    assert cli.main(["report", run_dir, "--summary_png", str(tmp_path)]) == 2  # a folder: one line, nothing written
+    assert "--summary_png" in capsys.readouterr().err
+
+
 _CHECK_IMAGES = """<script>
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);

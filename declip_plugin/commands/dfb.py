@@ -18,10 +18,16 @@ def add_dfb(p):
     add_flag(p, "--bench_root", default=os.environ.get("DEEPFAKEBENCH_ROOT"),
              help="the DeepfakeBench checkout (default: $DEEPFAKEBENCH_ROOT)")
     p.add_argument("--cpu", action="store_true", help="opt-in CPU mode for test.py (see docs/deepfakebench.md)")
+    add_flag(p, "--cpu_if_no_cuda", action="store_true",
+             help="test: the CPU mode of --cpu when the checkout's interpreter sees no GPU (scripts/test.sh passes it)")
     add_flag(p, "--stub_datasets", action="store_true",
              help="stub DeepfakeBench's dataset modules that need a GPU or dlib's landmark file at import "
                   "(implied by --cpu)")
     p.add_argument("--data", metavar="EXPORT_DIR", help="a folder written by `declip export-dfb`")
+    p.add_argument("--export", action="store_true",
+                   help="first export into --data the script's datasets (--train_dataset, --test_dataset) that are "
+                        "ours and not exported there yet (declip export-dfb)")
+    add_flag(p, "--data_root", help="--export: the data root of those datasets (default: $DECLIP_DATA_ROOT or ./datasets)")
     _add_lmdb(p)
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="override a key of the merged config")
     add_flag(p, "--results_dir", help="where test results are written (default: the config's log_dir)")
@@ -45,7 +51,8 @@ def run_dfb(args):
     return launch(LaunchSpec(args.bench_root, args.mode, args.dfb_args, cpu=args.cpu,
                              stub_datasets=args.stub_datasets or None, data_dir=args.data, lmdb=args.lmdb,
                              overrides=args.opt, results_dir=args.results_dir, localization=args.localization,
-                             convert_weights=args.convert_weights, python=args.python))
+                             convert_weights=args.convert_weights, python=args.python, export=args.export,
+                             data_root=args.data_root, cpu_if_no_cuda=args.cpu_if_no_cuda))
 
 
 def _dfb_setup(args):
@@ -73,7 +80,8 @@ def add_export(p):
     p.add_argument("--no-real", dest="no_real", action="store_true", help="leave the real images out")
     p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
     _add_lmdb(p)
-    p.add_argument("--detector", help="detector YAML the exported one is based on (default: declip)")
+    p.add_argument("--detector", help="detector YAML the exported one is based on (default: declip_demo for a "
+                                      "demo-* dataset, else declip)")
     p.add_argument("--overwrite", action="store_true")
     add_flag(p, "--max_samples", type=int)
 

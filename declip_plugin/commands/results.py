@@ -53,12 +53,19 @@ def run_leaderboard(args):
 def add_report(p):
     p.add_argument("dirs", nargs="+", help="run, protocol, robustness or log folders")
     p.add_argument("--out", help="the HTML file (default: <first folder>/report.html)")
+    add_flag(p, "--summary_png", metavar="PNG", help="also write the report's summary figure (per task and method, "
+                                                     "ID and OOD means) to this PNG file")
 
 
 def run_report(args):
-    from ..report import write_report
+    from ..atomicio import check_output_file
+    from ..report import write_report, write_summary_figure
 
+    if args.summary_png:
+        check_output_file(args.summary_png, "--summary_png")
     print(f"report: {write_report(args.dirs, out=args.out)}")
+    if args.summary_png:
+        print(f"summary figure: {write_summary_figure(args.dirs, args.summary_png)}")
     return 0
 
 

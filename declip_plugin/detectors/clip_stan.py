@@ -67,12 +67,12 @@ class ClipSTANConfig:
     time_module: str = key("selfattn", choices=("selfattn", "conv"), doc="temporal layer of the branch")
     branch_init: str = key("clip", choices=("clip", "random"),
                            doc="spatial branch blocks: copies of the CLIP blocks beside them, or random with "
-                               "nn.Linear's default init (the seed)")
-    drop_path: float = key(0.1, doc="drop rate of the last branch layer (linear from 0; the seed: 0.1)")
+                               "nn.Linear's default init (DeepFakesDetection)")
+    drop_path: float = key(0.1, doc="drop rate of the last branch layer (linear from 0; DeepFakesDetection: 0.1)")
     drop_mode: str = key("dropout", choices=("dropout", "drop_path"),
                          doc="dropout: element-wise, on the temporal attention before temporal_fc and on the "
-                             "spatial attention (the seed); drop_path: per-sample, after temporal_fc and on the "
-                             "spatial attention and MLP (STAN's paper)")
+                             "spatial attention (DeepFakesDetection's); drop_path: per-sample, after temporal_fc and on "
+                             "the spatial attention and MLP (STAN's paper)")
     resolution: int = key(224, doc="input size; must be the ViT's native size")
 
 
@@ -85,7 +85,7 @@ def _mha(attn, x):
 
 
 def _drop(rate, mode):
-    """The branch's regularisation: element-wise ``nn.Dropout`` (the seed) or per-sample DropPath."""
+    """The branch's regularisation: element-wise ``nn.Dropout`` (DeepFakesDetection's) or per-sample DropPath."""
     if mode == "dropout":
         return nn.Dropout(rate) if rate > 0 else nn.Identity()
     return DropPath(rate)
@@ -111,7 +111,7 @@ def _seed_attention_init_(attn):
 
 class TemporalAttention(nn.Module):
     """LayerNorm -> attention over T for every patch -> zero-initialised ``temporal_fc`` -> residual.
-    ``drop_mode`` dropout drops the attention output before ``temporal_fc`` (the seed); drop_path
+    ``drop_mode`` dropout drops the attention output before ``temporal_fc`` (DeepFakesDetection's); drop_path
     drops the layer's output per sample."""
 
     def __init__(self, width, heads, drop_path=0.0, drop_mode="drop_path"):
@@ -129,7 +129,7 @@ class TemporalAttention(nn.Module):
         b, t, n, d = patches.shape
         x = patches.permute(0, 2, 1, 3).reshape(b * n, t, d)
         y = _mha(self.attn, self.norm(x))
-        if self.drop_mode == "dropout":  # element-wise, before temporal_fc (the seed)
+        if self.drop_mode == "dropout":  # element-wise, before temporal_fc (DeepFakesDetection's)
             return patches + self.temporal_fc(self.drop_path(y)).reshape(b, n, t, d).permute(0, 2, 1, 3)
         return patches + self.drop_path(self.temporal_fc(y).reshape(b, n, t, d).permute(0, 2, 1, 3))  # per sample
 
@@ -154,7 +154,7 @@ class TemporalConv(nn.Module):
 class SpatialBlock(nn.Module):
     """A CLIP residual block run per frame on [clip CLS; frame patches]; the CLS update is averaged
     over the frames. ``block`` is an open_clip ResidualAttentionBlock (ln_1, attn, ln_2, mlp).
-    ``drop_mode`` dropout drops the attention output only (the seed); drop_path the attention and
+    ``drop_mode`` dropout drops the attention output only (DeepFakesDetection's); drop_path the attention and
     MLP outputs, per sample."""
 
     def __init__(self, block, drop_path=0.0, drop_mode="drop_path"):

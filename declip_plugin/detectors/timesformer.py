@@ -7,7 +7,7 @@ detector (``declip dfb`` refuses the clash); the seed replaced DeepfakeBench's i
   (1280, h, w) map (7 x 7 at 224 px), its cells the tokens (B, T, P = h*w, 1280);
 * ``layers`` divided space-time attention blocks (TimeSformer's "divided" scheme), each
   ``x += attn_time(LN(x))`` over T for every cell, ``x += attn_space(LN(x))`` over the P cells of
-  every frame, ``x += MLP(LN(x))``; ``heads`` heads (the seed: one block, 8 heads, with neither
+  every frame, ``x += MLP(LN(x))``; ``heads`` heads (DeepFakesDetection: one block, 8 heads, with neither
   residuals nor LayerNorms nor MLP: a fix here);
 * head: mean over all T x P tokens -> LayerNorm -> dropout 0.1 -> Linear(1280, 2) (the seed reads
   token 0, the top-left cell of frame 0, instead of pooling, and never applies its Dropout(0.1)).
@@ -38,13 +38,14 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class TimeSformerConfig:
-    encoder: str = key("efficientnet_b0", doc="timm frame encoder (the seed: EfficientNet-B0)")
+    encoder: str = key("efficientnet_b0", doc="timm frame encoder (DeepFakesDetection: EfficientNet-B0)")
     pretrained: object = key("none", doc="none | path to a timm state dict of the encoder (no download)")
     layers: int = key(1, doc="divided space-time attention blocks")
     heads: int = key(8, doc="attention heads")
     mlp_ratio: float = key(4.0, doc="MLP width / token width in each block (0: no MLP)")
     drop_path: float = key(0.0, doc="drop-path rate of the attention blocks")
-    dropout: float = key(0.1, doc="dropout before the head (the seed defines Dropout(0.1) and never applies it)")
+    dropout: float = key(0.1, doc="dropout before the head (DeepFakesDetection defines Dropout(0.1) and never "
+                                  "applies it)")
     resolution: int = key(224, doc="input size (224: 7x7 maps)")
 
 

@@ -4,6 +4,6 @@
   unchanged ``training/train.py`` / ``test.py`` with our detectors registered and our localization
   metrics added; `declip export-dfb` writes our datasets in its layout.
 """
-from .deepfakebench import dfb_config_problems, export_dfb, launch, validate_checkout
+from .deepfakebench import LaunchSpec, dfb_config_problems, export_dfb, launch, validate_checkout
 
-__all__ = ["launch", "validate_checkout", "export_dfb", "dfb_config_problems"]
+__all__ = ["LaunchSpec", "launch", "validate_checkout", "export_dfb", "dfb_config_problems"]

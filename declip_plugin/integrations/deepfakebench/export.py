@@ -43,13 +43,12 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from typing import Any, Optional
 
 import cv2
 import numpy as np
 
-from ...atomicio import TMP_PREFIX, atomic_write_text, check_output_dir, write_png
+from ...atomicio import atomic_write_text, check_output_dir, staging_dir, swap_in, write_png
 from ...data.transforms import CLIP_MEAN, CLIP_STD
 from ...errors import ConfigError, DataError, DeclipError
 from . import facts
@@ -59,7 +58,6 @@ logger = logging.getLogger(__name__)
 SUMMARY_GLOB = "export_*.json"
 SPLITS = facts.JSON_SPLITS
 FRAME_NAME = "000.png"
-STAGE_PREFIX = TMP_PREFIX + "export-"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 #: the detector YAML written for the checkout: DeepfakeBench's defaults (facts.DETECTOR_DEFAULTS)
@@ -147,7 +145,11 @@ def _write_mask(src, polarity, dst):
     write_png(dst, images.read_mask(src, polarity).astype(np.uint8) * 255)
 
 
-def _detector_yaml(name, base_detector, has_masks, counts):
+def dfb_detector_config(base_detector):
+    """``(source path, config, notes)``: the detector YAML ``base_detector`` (a bundled name or a path)
+    as a YAML DeepfakeBench's scripts read: every key they read that it lacks, with DeepfakeBench's
+    values (:data:`DFB_DETECTOR_DEFAULTS`); ``frame_num`` as the mapping they index; a
+    ``metric_scoring`` train.py knows. ``notes`` lists what was added or changed."""
     from ...config import load_yaml, resolve_config_path
 
     path = resolve_config_path(base_detector, "detector")
@@ -162,6 +164,20 @@ def _detector_yaml(name, base_detector, has_masks, counts):
                 if kk not in cfg[k]:
                     cfg[k][kk] = copy.deepcopy(vv)
                     notes.append(f"{k}.{kk}")
+    if isinstance(cfg.get("frame_num"), int) and not isinstance(cfg["frame_num"], bool):
+        cfg["frame_num"] = {"train": cfg["frame_num"], "test": cfg["frame_num"]}
+        notes.append("frame_num as {train, test}")
+    # backbone and resolution stay the base YAML's: a checkpoint trained with it (`declip train`)
+    # loads strictly, and DeepfakeBench's loader resizes every image and mask to `resolution`
+    if cfg.get("metric_scoring") not in facts.METRIC_SCORING:
+        notes.append(f"metric_scoring {cfg.get('metric_scoring')!r} -> 'auc' (DeepfakeBench accepts "
+                     f"{', '.join(facts.METRIC_SCORING)})")
+        cfg["metric_scoring"] = "auc"
+    return str(path), cfg, notes
+
+
+def _detector_yaml(name, base_detector, has_masks, counts):
+    path, cfg, notes = dfb_detector_config(base_detector)
     cfg["train_dataset"] = [name]
     cfg["test_dataset"] = [name]
     if "all_dataset" in cfg:
@@ -169,15 +185,9 @@ def _detector_yaml(name, base_detector, has_masks, counts):
     cfg["label_dict"] = label_dict_for(name)
     cfg["frame_num"] = {"train": 1, "test": 1}
     cfg["with_mask"] = bool(has_masks)
-    # backbone and resolution stay the base YAML's: a checkpoint trained with it (`declip train`)
-    # loads strictly, and DeepfakeBench's loader resizes every image and mask to `resolution`
-    if cfg.get("metric_scoring") not in facts.METRIC_SCORING:
-        notes.append(f"metric_scoring {cfg.get('metric_scoring')!r} -> 'auc' (DeepfakeBench accepts "
-                     f"{', '.join(facts.METRIC_SCORING)})")
-        cfg["metric_scoring"] = "auc"
     if not counts["train"]["total"]:
         cfg["train_dataset"] = []
-    return str(path), cfg, notes
+    return path, cfg, notes
 
 
 def export_dfb(dataset_name, out_dir, config=None):
@@ -242,13 +252,11 @@ def export_dfb(dataset_name, out_dir, config=None):
     base = base or os.path.realpath(out)
     # Everything is written into a staging folder beside the export (paths inside the files name the
     # final places) and swapped in once complete: a failed export leaves the previous one untouched.
-    for old in glob.glob(os.path.join(out, f"{STAGE_PREFIX}{name}-*")):
-        shutil.rmtree(old, ignore_errors=True)  # left by a killed export of this name
-    stage = tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{name}-", dir=out)
+    stage = staging_dir(out, f"export-{name}")  # removes the ones a killed export of this name left
     try:
         summary = _export_into(ExportPlan(dataset_name, source_name, name, config, splits, include_real, mode,
                                           want_lmdb, bench_root, base, out, rgb, lmdb_path, json_path, stage))
-        _swap_in(stage, out, [rgb, lmdb_path, json_path, summary["yaml"], os.path.join(out, f"export_{name}.json")])
+        swap_in(stage, out, [rgb, lmdb_path, json_path, summary["yaml"], os.path.join(out, f"export_{name}.json")])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     logger.info("DeepfakeBench dataset %s written to %s (JSON %s); label_dict entries to add: %s", name, out, json_path,
@@ -258,23 +266,6 @@ def export_dfb(dataset_name, out_dir, config=None):
                        "%s, so the checkout can read this export only through the LMDB%s", out,
                        "" if want_lmdb else " (none was written: re-export with bench_root)")
     return summary
-
-
-def _swap_in(stage, out, finals):
-    """Move each staged item to its final place; an existing one is moved aside first and removed
-    only once the new one is in place."""
-    for final in finals:
-        src = os.path.join(stage, os.path.relpath(final, out))
-        if not os.path.exists(src):
-            continue
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        aside = None
-        if os.path.lexists(final):
-            aside = os.path.join(stage, ".old-" + os.path.basename(final))
-            os.replace(final, aside)
-        os.replace(src, final)
-        if aside is not None:
-            shutil.rmtree(aside) if os.path.isdir(aside) else os.unlink(aside)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -247,7 +247,16 @@ class LaunchSpec:
     python       the interpreter of the child (default ``$DEEPFAKEBENCH_PYTHON`` or this one); it
                  needs DeepfakeBench's requirements and this package installed
     env          extra environment variables for the child
+    export       export the datasets the script is given (--train_dataset / --test_dataset) that are
+                 ours (a Dolos, AutoSplice, folder or demo dataset: adapters the checkout cannot read)
+                 and that ``data_dir`` lacks, into ``data_dir`` first (:func:`export.export_dfb`);
+                 without it such a dataset is an error saying how to export it
+    data_root    the data root of those datasets (as for ``declip train``)
+    cpu_if_no_cuda  test: run as with ``cpu`` when the interpreter sees no GPU
 
+    ``--detector_path`` may name a bundled detector config (``declip_demo``): the script then gets
+    that YAML with every key DeepfakeBench reads (export.dfb_detector_config), written to a
+    temporary file.
     """
 
     bench_root: Optional[str] = None
@@ -263,6 +272,9 @@ class LaunchSpec:
     convert_weights: bool = True
     python: Optional[str] = None
     env: Optional[dict] = None
+    export: bool = False
+    data_root: Optional[str] = None
+    cpu_if_no_cuda: bool = False
 
 
 def launch(spec):
@@ -270,20 +282,11 @@ def launch(spec):
     detectors registered.
 
     Returns the script's exit status. Raises DeclipError for a checkout that does not fit (one line
-    naming the file and function), or when our detectors could not be registered.
+    naming the file and function), or when our detectors could not be registered. Everything is
+    checked before anything is written (exports, temporary configs) or started.
     """
-    mode, cpu, results_dir, python, env = spec.mode, spec.cpu, spec.results_dir, spec.python, spec.env
-    if mode not in facts.SCRIPTS:
-        raise DeclipError(f"mode must be 'train' or 'test', got {mode!r}")
-    if results_dir and mode == "train":
-        raise DeclipError(
-            "results_dir is for test: DeepfakeBench's train.py writes its run folder under log_dir (pass "
-            "--opt log_dir=DIR)")
-    if cpu and mode == "train":
-        raise DeclipError(
-            "DeepfakeBench's training/train.py cannot run on the CPU: it calls torch.cuda.set_device() at import and "
-            "its Trainer moves every batch with .cuda(). Train on a GPU machine, or use `declip train` (our embedded "
-            "DeepfakeBench-compatible trainer runs on the CPU); --cpu is for test")
+    mode, results_dir, env = spec.mode, spec.results_dir, spec.env
+    _check_spec(spec)
     info = validate_checkout(spec.bench_root, mode=mode, localization=spec.localization)
     root = info["root"]
     argv = [str(a) for a in spec.argv]
@@ -291,36 +294,200 @@ def launch(spec):
         argv = argv[1:]
     argv = _absolutize_paths(argv, root)
     over = _normalize_overrides(spec.overrides)
-    label_dict_extra = {}
-    if spec.data_dir is not None:
-        data_over, _ = data_overrides(spec.data_dir, root, lmdb=spec.lmdb)
-        label_dict_extra.update(data_over.pop("label_dict"))
-        over = {**data_over, **over}
-    elif spec.lmdb is not None:
-        over.setdefault("lmdb", bool(spec.lmdb))
-    det_path, det_file, model_name, label_dict_extra = _detector_yaml(argv, root, mode, over, label_dict_extra, info)
-    rename = names_in_checkout(info["host_detectors"])
-    if model_name in rename:
-        logger.warning("model_name %r of %s is the checkout's own detector (%s), which runs; ours runs as %r (set "
-                       "model_name: %s to run it)", model_name, det_path, info["host_detectors"][model_name],
-                       rename[model_name], rename[model_name])
-    child = {
-        "mode": mode, "root": root, "commit": info["commit"], "script": os.path.join(root, facts.SCRIPTS[mode]),
-        "argv": argv, "cpu": bool(cpu), "stub_datasets": bool(cpu if spec.stub_datasets is None else spec.stub_datasets),
-        "overrides": over, "label_dict": label_dict_extra,
-        "localization": bool(spec.localization), "rename": rename,
-        "results_dir": os.path.abspath(os.path.expanduser(str(results_dir))) if results_dir else None,
-    }
-    python = choose_python(python, root)
-    if mode == "train" or not child["stub_datasets"]:
+    bundled = _bundled_detector(argv, root)
+    python = choose_python(spec.python, root)
+    cpu = bool(spec.cpu)
+    if spec.cpu_if_no_cuda and not cpu and mode == "test" and _cuda_probe(python, root, env) == 3:
+        logger.info("%s sees no GPU: running DeepfakeBench's test.py on the CPU (as --cpu)", python)
+        cpu = True
+    stub = bool(cpu if spec.stub_datasets is None else spec.stub_datasets)
+    if mode == "train" or not stub:
         _require_cuda(python, root, env, mode)
     _require_imports(python, root)
+    to_export = _datasets_to_export(spec, argv, root, over, bundled)
     with tempfile.TemporaryDirectory(prefix="declip-dfb-") as workdir:
+        _export_datasets(to_export, spec, root, bundled)
+        if bundled:
+            argv = _write_bundled_detector(argv, bundled, workdir)
+        label_dict_extra = {}
+        if spec.data_dir is not None and (not spec.export or _has_exports(spec.data_dir)):
+            data_over, _ = data_overrides(spec.data_dir, root, lmdb=spec.lmdb)
+            label_dict_extra.update(data_over.pop("label_dict"))
+            over = {**data_over, **over}
+        elif spec.lmdb is not None:
+            over.setdefault("lmdb", bool(spec.lmdb))
+        det_path, det_file, model_name, label_dict_extra = _detector_yaml(argv, root, mode, over, label_dict_extra,
+                                                                          info)
+        rename = names_in_checkout(info["host_detectors"])
+        if model_name in rename:
+            logger.warning("model_name %r of %s is the checkout's own detector (%s), which runs; ours runs as %r (set "
+                           "model_name: %s to run it)", model_name, det_path, info["host_detectors"][model_name],
+                           rename[model_name], rename[model_name])
+        child = {
+            "mode": mode, "root": root, "commit": info["commit"], "script": os.path.join(root, facts.SCRIPTS[mode]),
+            "argv": argv, "cpu": cpu, "stub_datasets": stub, "overrides": over, "label_dict": label_dict_extra,
+            "localization": bool(spec.localization), "rename": rename,
+            "results_dir": os.path.abspath(os.path.expanduser(str(results_dir))) if results_dir else None,
+        }
         child["serve"] = prepare_configs(mode, root, det_file, det_path, over, label_dict_extra, workdir)
         if mode == "test" and spec.convert_weights:
             child["argv"] = _convert_weights_if_needed(argv, root, det_file, workdir)
         child["status_file"] = os.path.join(workdir, "status.json")
         return _run_child(child, python, root, env, cpu)
+
+
+def _check_spec(spec):
+    if spec.mode not in facts.SCRIPTS:
+        raise DeclipError(f"mode must be 'train' or 'test', got {spec.mode!r}")
+    if spec.results_dir and spec.mode == "train":
+        raise DeclipError(
+            "results_dir is for test: DeepfakeBench's train.py writes its run folder under log_dir (pass "
+            "--opt log_dir=DIR)")
+    if spec.cpu and spec.mode == "train":
+        raise DeclipError(
+            "DeepfakeBench's training/train.py cannot run on the CPU: it calls torch.cuda.set_device() at import and "
+            "its Trainer moves every batch with .cuda(). Train on a GPU machine, or use `declip train` (our embedded "
+            "DeepfakeBench-compatible trainer runs on the CPU); --cpu is for test")
+    if spec.export and spec.data_dir is None:
+        raise DeclipError("--export writes the exports into the --data folder: pass --data DIR too")
+
+
+#: the flags of train.py / test.py that name the datasets each reads
+DATASET_FLAGS = {"train": ("--train_dataset", "--test_dataset"), "test": ("--test_dataset",)}
+
+
+def _argv_values(argv, flag):
+    """The values of a ``nargs='+'`` flag of the script (``--flag a b`` or ``--flag=a``); None if absent."""
+    for i, a in enumerate(argv):
+        if a.startswith(flag + "="):
+            return [a.split("=", 1)[1]]
+        if a == flag:
+            out = []
+            for b in argv[i + 1:]:
+                if b.startswith("-"):
+                    break
+                out.append(b)
+            return out
+    return None
+
+
+def _bundled_detector(argv, root):
+    """The bundled detector config that ``--detector_path`` names (``declip_demo``: no such file from
+    here or the checkout root), else None."""
+    from ...config import bundled_names
+
+    _, det_path = _argv_value(argv, "--detector_path")
+    if not det_path or os.path.exists(det_path) or os.path.exists(os.path.join(root, det_path)):
+        return None
+    return det_path if det_path in bundled_names("detector") else None
+
+
+def _write_bundled_detector(argv, name, workdir):
+    """``--detector_path NAME`` -> a YAML the checkout reads (export.dfb_detector_config) in ``workdir``."""
+    from .export import dfb_detector_config
+
+    source, cfg, notes = dfb_detector_config(name)
+    path = _write_yaml(os.path.join(workdir, f"{name}.yaml"), cfg)
+    logger.info("--detector_path %s is a bundled detector config: passing %s (%s with the keys DeepfakeBench reads: "
+                "%s)", name, path, source, ", ".join(notes) or "none added")
+    i, value = _argv_value(argv, "--detector_path")
+    argv = list(argv)
+    argv[i] = path if argv[i] == value else f"--detector_path={path}"
+    return argv
+
+
+def _script_datasets(argv, root, bundled, mode):
+    """The dataset names the ``mode`` script will read: its flags', else the detector YAML's."""
+    names = []
+    det_cfg = None
+    for flag in DATASET_FLAGS[mode]:
+        values = _argv_values(argv, flag)
+        if values is None:
+            if det_cfg is None:
+                _, det_path = _argv_value(argv, "--detector_path")
+                det_file = None
+                if bundled:
+                    from ...config import resolve_config_path
+
+                    det_file = str(resolve_config_path(bundled, "detector"))
+                elif det_path:
+                    det_file = det_path if os.path.isabs(det_path) else os.path.join(root, det_path)
+                det_cfg = _read_yaml(det_file) if det_file and os.path.isfile(det_file) else {}
+            values = det_cfg.get(flag[2:]) or []
+            values = [values] if isinstance(values, str) else list(values)
+        names += [str(v) for v in values if str(v) not in names]
+    return names
+
+
+def _checkout_has_json(root, mode, over, name):
+    """Whether a dataset JSON ``<name>.json`` is where the checkout will look (its dataset_json_folder,
+    or train.py's LMDB one)."""
+    host = _read_yaml(os.path.join(root, facts.HOST_CONFIG_FILES[mode]))
+    folders = [over.get("dataset_json_folder") or host.get("dataset_json_folder"), facts.TRAIN_LMDB_JSON_FOLDER]
+    return any(f and os.path.isfile(os.path.join(root, str(f), f"{name}.json")) for f in folders)
+
+
+def _datasets_to_export(spec, argv, root, over, bundled):
+    """The script's datasets that only `declip export-dfb` makes readable for the checkout (declared by
+    us with an adapter other than deepfakebench_json) and that neither ``spec.data_dir``'s exports nor
+    the checkout hold: with ``spec.export`` the ones to export now (their files checked here, before
+    anything is written), else an error naming the command that exports them."""
+    from ...data.catalog import load_catalog, locate
+    from .export import read_summaries
+
+    specs = load_catalog()[0]
+    exported = set()
+    if spec.data_dir is not None and os.path.isdir(spec.data_dir):
+        exported = {s["dataset"] for s in read_summaries(spec.data_dir)}
+    names = _script_datasets(argv, root, bundled, spec.mode)
+    ours = [n for n in names if n in specs and specs[n].get("adapter") != "deepfakebench_json"]
+    needed = [n for n in ours if n not in exported and not _checkout_has_json(root, spec.mode, over, n)]
+    elsewhere = [n for n in names if n not in exported and n not in needed]
+    if spec.data_dir is not None and (exported or needed) and elsewhere:
+        raise DeclipError(
+            f"dataset(s) {', '.join(elsewhere)} are not among the exports in {spec.data_dir}, and DeepfakeBench reads "
+            f"every dataset JSON from one dataset_json_folder, which --data points at the exports: run them in a "
+            f"separate command without --data, or export them there too")
+    if not needed:
+        return []
+    data_root = f" --data_root {spec.data_root}" if spec.data_root else ""
+    if not spec.export:
+        out = spec.data_dir or "EXPORT_DIR"
+        others = " (and the same for the others)" if len(needed) > 1 else ""
+        raise DeclipError(
+            f"dataset(s) {', '.join(needed)} are not in DeepfakeBench's layout (adapter "
+            f"{', '.join(sorted({specs[n]['adapter'] for n in needed}))}) and not exported for the checkout: run `declip export-dfb {needed[0]} {out}{data_root} "
+            f"--bench_root {root}`{others} and pass --data {out}, or pass --export --data {out} and `declip dfb` "
+            f"exports them first")
+    config = {"data_root": spec.data_root} if spec.data_root else {}
+    for name in needed:
+        adapter, where = locate(name, config)
+        lost = [f"{what} {path}" for what, path, ok in where if not ok]
+        if lost:
+            raise DeclipError(f"dataset {name} (adapter {adapter}) is not where its config expects it: missing {'; '.join(lost)} "
+                              f"(`declip datasets{data_root}` shows every dataset; docs/data.md says where to get them)")
+    return needed
+
+
+def _has_exports(data_dir):
+    from .export import read_summaries
+
+    return os.path.isdir(data_dir) and bool(read_summaries(data_dir))
+
+
+def _export_datasets(names, spec, root, bundled):
+    """``declip export-dfb NAME <data_dir>`` for each of ``names``, paths relative to the checkout."""
+    from .export import export_dfb
+
+    for name in names:
+        config = {"bench_root": root}
+        if spec.data_root:
+            config["data_root"] = spec.data_root
+        if bundled:
+            config["detector"] = bundled
+        summary = export_dfb(name, spec.data_dir, config)
+        logger.info("exported %s for the checkout into %s (labels %s)", name, summary["out_dir"],
+                    ", ".join(summary["label_dict"]))
 
 
 def _detector_yaml(argv, root, mode, over, label_dict_extra, info):
@@ -421,16 +588,21 @@ def _child_env(env):
     return out
 
 
+def _cuda_probe(python, root, env):
+    """0 when ``python`` (in the child's environment) sees a GPU, 3 when it does not, else its exit status."""
+    probe = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"
+    try:  # CUDA_PROBE_ENV marks the probe, so that a test harness can answer it alone
+        return subprocess.run([python, "-c", probe], cwd=root, env={**_child_env(env), CUDA_PROBE_ENV: "1"},
+                              capture_output=True, timeout=300).returncode
+    except (OSError, subprocess.SubprocessError) as e:
+        raise DeclipError(f"cannot start {python} to check for CUDA: {e}") from None
+
+
 def _require_cuda(python, root, env, mode="train"):
     """DeepfakeBench's train.py needs CUDA (torch.cuda.set_device at import, .cuda() in its Trainer),
     and so does importing its dataset package unstubbed (test.py without --cpu): ask the interpreter
     that will run it, in the environment it will get, before starting it."""
-    probe = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"
-    try:  # CUDA_PROBE_ENV marks the probe, so that a test harness can answer it alone
-        rc = subprocess.run([python, "-c", probe], cwd=root, env={**_child_env(env), CUDA_PROBE_ENV: "1"},
-                            capture_output=True, timeout=300).returncode
-    except (OSError, subprocess.SubprocessError) as e:
-        raise DeclipError(f"cannot start {python} to check for CUDA: {e}") from None
+    rc = _cuda_probe(python, root, env)
     if rc == 3 and mode == "test":
         module, (_, why) = next(iter(facts.CPU_UNIMPORTABLE.items()))
         raise DeclipError(
