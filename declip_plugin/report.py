@@ -437,7 +437,7 @@ def write_summary_figure(paths, out):
     with_results = _folders_with_results(paths)
     if not with_results:
         raise DeclipError(f"report --summary_png: no test results under {', '.join(paths)} to draw")
-    return summary_figure(out, summary_panels(collect(with_results), _references(paths)))
+    return summary_figure(out, summary_panels(collect(with_results), reference_blocks(paths)))
 
 
 def write_report(paths, out=None, title=None):
