@@ -25,7 +25,7 @@ from ..integrations.deepfakebench.export import check_name, json_frame_path, lab
 from . import dataset as ds
 from . import worker
 from .inputs import find_inputs, match_masks, name_inputs, split_inputs
-from .writer import Settings, Tree, process_item, read_marker, recorded_settings, source_key, write_settings
+from .writer import Settings, Tree, read_marker, recorded_settings, source_key, write_settings
 
 logger = logging.getLogger(__name__)
 

@@ -226,17 +226,7 @@ def export_dfb(dataset_name, out_dir, config=None):
     mode = config.get("link", "link")
     if mode not in ("link", "copy"):
         raise ConfigError(f"link must be 'link' or 'copy', got {mode!r}")
-    want_lmdb = config.get("lmdb")
-    if want_lmdb is not False:
-        try:
-            import lmdb  # noqa: F401
-        except ImportError:
-            if want_lmdb:
-                raise ConfigError("lmdb: true needs the lmdb package (pip install lmdb)") from None
-            logger.info("the lmdb package is not installed: no LMDB is written (the rgb tree is)")
-            want_lmdb = False
-        else:
-            want_lmdb = True
+    want_lmdb = config.get("lmdb") is not False  # lmdb is a requirement of the package: written unless refused
     bench_root = _bench_root(config)
     out = os.path.abspath(os.path.expanduser(str(out_dir)))
     base = os.path.realpath(bench_root) if bench_root else None
