@@ -267,7 +267,7 @@ def _component_configs(s):
 def _reference_train_config(s):
     """The reference's training step: the frozen tower inside the autograd forward, fp32, the detector's loss."""
     from .engine.evaluator import to_device
-    from .engine.trainer import build_optimizer
+    from .optim import build_optimizer
 
     ref_params = [p for p in s.reference.parameters() if p.requires_grad]
     ref_opt = build_optimizer(ref_params, s.config)
@@ -288,7 +288,8 @@ def _reference_train_config(s):
 def _train_configs(s):
     """The engine's training step (engine.trainer.train_step): every step through the whole model, or,
     with a feature tap, the first epoch (cache misses stored) and the cached epochs."""
-    from .engine.trainer import build_optimizer, train_step
+    from .engine.trainer import train_step
+    from .optim import build_optimizer
 
     params = [p for p in s.detector.parameters() if p.requires_grad]
     if not params:

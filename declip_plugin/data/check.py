@@ -119,7 +119,7 @@ def read_files(inspected, workers=None):
     """``(frames, masks)``: ``{path: FileResult}`` of every frame and mask of the datasets, each file read once,
     hashed and checked from those bytes (frames by the integrity check of skip_bad_files, ``images.probe_bytes``;
     masks decoded in full, as a sample loads them)."""
-    from ..engine.progress import progress
+    from ..progress import progress
 
     frames, masks = {}, {}
     for item in inspected:

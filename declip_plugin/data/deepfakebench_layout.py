@@ -26,7 +26,7 @@ import os
 import yaml
 
 from ..errors import ConfigError
-from ..integrations.deepfakebench import facts
+from .. import deepfakebench_facts as facts
 from .deepfakebench_lmdb import lmdb_name
 
 FOLDER_KEYS = ("dataset_json_folder", "rgb_dir", "lmdb_dir")

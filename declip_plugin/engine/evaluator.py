@@ -10,7 +10,7 @@ import torch
 from ..atomicio import write_png
 from . import runtime, signals
 from .loaders import Batches
-from .progress import progress as progress_bar
+from ..progress import progress as progress_bar
 from .rundir import write_csv, write_json, write_pickle
 
 logger = logging.getLogger(__name__)

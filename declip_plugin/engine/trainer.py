@@ -15,40 +15,13 @@ from ..checkpoints import atomic_save, read_checkpoint
 from ..detectors import capability, load_weights, save_detector_checkpoint
 from ..errors import ConfigError
 from ..metrics.base import info_of
+from ..optim import build_optimizer, build_scheduler
 from . import runtime
-from .progress import PROGRESS, eta_line, progress
+from ..progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
 from .loaders import Batches
 
 logger = logging.getLogger(__name__)
-
-def build_optimizer(params, config):
-    opt = config.get("optimizer") or {}
-    kind = str(opt.get("type", "adam")).lower()
-    if kind in ("adam", "adamw"):
-        a = opt.get("adam") or {}
-        cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
-        return cls(params, lr=a.get("lr", 1e-3), betas=(a.get("beta1", 0.9), a.get("beta2", 0.999)),
-                   eps=a.get("eps", 1e-8), weight_decay=a.get("weight_decay", 0.0), amsgrad=a.get("amsgrad", False))
-    if kind == "sgd":
-        s = opt.get("sgd") or {}
-        return torch.optim.SGD(params, lr=s.get("lr", 1e-3), momentum=s.get("momentum", 0.0),
-                               weight_decay=s.get("weight_decay", 0.0))
-    raise ConfigError(f"optimizer.type {kind!r}: use adam, adamw or sgd")
-
-
-def build_scheduler(optimizer, config):
-    kind = config.get("lr_scheduler")
-    if kind in (None, "none"):
-        return None
-    if kind == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.get("lr_step") or 10,
-                                               gamma=config.get("lr_gamma") or 0.1)
-    if kind == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.get("lr_T_max") or 10,
-                                                          eta_min=config.get("lr_eta_min") or 0.0)
-    raise ConfigError(f"lr_scheduler {kind!r}: use null, step or cosine")
-
 
 def _total_grad_norm(params):
     grads = [p.grad for p in params if p.grad is not None]

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..atomicio import atomic_write_text
 from ..errors import DataError
-from ..integrations.deepfakebench import facts
+from .. import deepfakebench_facts as facts
 from ..media import Sampling, open_frames
 
 logger = logging.getLogger(__name__)
