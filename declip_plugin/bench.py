@@ -163,7 +163,7 @@ def _make_data(n_batches, batch_size, resolution, device, folder, detector, conf
     from .detectors.base import capability
 
     clip = capability(detector, "input_kind") == "clip"
-    frames = (int(config.get("clip_size") or 8),) if clip else ()
+    frames = (config.clip_size or 8,) if clip else ()
     with_mask = bool(capability(detector, "produces_mask"))
     g = torch.Generator().manual_seed(seed)
     batches = []
@@ -203,18 +203,19 @@ class _Setup:
     declares a frozen ``feature_tap``): ``warm`` filled before the measured batches, ``cold`` empty."""
 
     def __init__(self, detector, reference, config, device, compile_model):
+        from .config.run import FeatureCacheKeys
         from .detectors.base import capability
         from .engine import runtime
         from .engine.feature_cache import FeatureCache
 
         self.detector, self.reference, self.config, self.device = detector, reference, config, device
-        self.precision = runtime.decide_precision(config.get("precision"), device)  # what the engine runs here
+        self.precision = runtime.decide_precision(config.precision, device)  # what the engine runs here
         self.opt_precision = f"{self.precision.name} autocast" if self.precision.dtype is not None else "fp32"
         self.channels_last = model_channels_last(detector)
         self.opt_desc = (f"engine path, {self.opt_precision}, {'channels_last' if self.channels_last else 'NCHW'}, "
                          f"{'compiled, ' if compile_model else ''}")
         tap = capability(detector, "feature_tap")
-        cache_cfg = {**config, "feature_cache": {"enabled": True, "memory": True, "dir": None, "max_gb": 1e3}}
+        cache_cfg = config.replace(feature_cache=FeatureCacheKeys(enabled=True, memory=True, dir=None, max_gb=1e3))
         self.warm = FeatureCache(detector, cache_cfg) if tap is not None else None
         self.cold = FeatureCache(detector, cache_cfg) if tap is not None else None
 
@@ -253,7 +254,7 @@ def _component_configs(s):
     """The reference's parts on their own, when the detector's reference offers them."""
     parts = getattr(s.reference, "components", None)
     if parts is None:
-        raise ConfigError(f"bench mode components: detector {s.config.get('model_name')!r} offers no reference "
+        raise ConfigError(f"bench mode components: detector {s.config.model_name!r} offers no reference "
                           f"components; use inference and/or train")
     configs = []
     for c in parts(s.detector, s.config, s.device, s.precision, s.opt_precision, s.channels_last):
@@ -293,7 +294,7 @@ def _train_configs(s):
 
     params = [p for p in s.detector.parameters() if p.requires_grad]
     if not params:
-        raise ConfigError(f"bench mode train: detector {s.config.get('model_name')!r} has no trainable parameters")
+        raise ConfigError(f"bench mode train: detector {s.config.model_name!r} has no trainable parameters")
     opt = build_optimizer(params, s.config)
     scaler = s.precision.make_scaler()  # fp16: the trainer's gradient scaler
 
@@ -392,7 +393,7 @@ def _prepare(config, device):
     max |difference| from ours (or None) and the resolution."""
     from .engine.run import prepare_detector
 
-    torch.manual_seed(int(config.get("manualSeed", 0)))
+    torch.manual_seed(config.manualSeed)
     t0 = time.perf_counter()
     detector = prepare_detector(config, device)
     make_reference = getattr(detector, "bench_reference", None)
@@ -400,9 +401,9 @@ def _prepare(config, device):
     if reference is not None:
         reference = reference.to(device)
     build_s = time.perf_counter() - t0
-    res = int(config.get("resolution") or 224)
+    res = config.resolution
     check = reference.check(detector, device, res) if hasattr(reference, "check") else None
-    logger.info("bench: built %s in %.1f s%s", config.get("model_name"), build_s,
+    logger.info("bench: built %s in %.1f s%s", config.model_name, build_s,
                 f"; reference vs ours: max |diff| {check:.2e}" if check is not None else "; no reference configuration")
     return detector, reference, check, res
 
@@ -494,7 +495,7 @@ def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None
 
     plan = make_plan(config_name_or_path, batch_size, n_images, modes, quick, overrides, compile, warmup)
     config = load_bench_config(config_name_or_path, quick, overrides)
-    plan = dataclasses.replace(plan, compile=bool(config.get("compile", False) if compile is None else compile))
+    plan = dataclasses.replace(plan, compile=config.compile if compile is None else bool(compile))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("bench: CUDA requested but not available")
@@ -507,9 +508,9 @@ def run_bench(config_name_or_path=None, batch_size=64, n_images=256, device=None
     rows = [_row(c, bs, device) for c in configs]
     result = {
         "device": device_name(device), "device_type": device.type, **versions(),
-        "config": str(config.get("_config_path", config_name_or_path)), "quick": plan.quick,
-        "detector": capability(detector, "describe"), "model_name": config.get("model_name"),
-        "resolution": res, "pretrained": str(config.get("pretrained")),
+        "config": str(config.config_path or config_name_or_path), "quick": plan.quick,
+        "detector": capability(detector, "describe"), "model_name": config.model_name,
+        "resolution": res, "pretrained": str(config.pretrained),
         "batch_size": bs, "n_images": n_batches * bs, "measured_batches": n_batches,
         "warmup_batches": plan.warmup, "compile": plan.compile,
         "channels_last": model_channels_last(detector),

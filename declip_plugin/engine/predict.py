@@ -10,7 +10,7 @@ from ..atomicio import check_output_dir, write_png
 from ..checkpoints import read_detector_checkpoint
 from ..config import load_run_config
 from ..data.images import read_image
-from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
+from ..data.transforms import resize_image, to_tensor
 from ..detectors import build_detector, capability
 from ..errors import CheckpointError, ConfigError, DeclipError
 from ..plugins import get_registry
@@ -69,10 +69,10 @@ def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
     over it; with ``explain`` a strip PNG (frames over their Grad-CAM and attention-rollout overlays)."""
     from .explain import explain_frames, frame_files
 
-    files = frame_files(folder, int(config.get("clip_size") or 8))
-    if capability(detector, "input_kind") == "clip" and len(files) < int(config.get("clip_size") or 1):
-        raise ConfigError(f"{folder}: {len(files)} frames; {config.get('model_name')!r} takes clips of "
-                          f"{config.get('clip_size')} frames")
+    files = frame_files(folder, config.clip_size or 8)
+    if capability(detector, "input_kind") == "clip" and len(files) < (config.clip_size or 1):
+        raise ConfigError(f"{folder}: {len(files)} frames; {config.model_name!r} takes clips of "
+                          f"{config.clip_size} frames")
     if explain:
         prob, strip, maps = explain_frames(detector, config, files)
     else:
@@ -107,10 +107,10 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
     if clips:  # refused before anything is written (no predictions.json of a command that did nothing)
         for path in images:
             if not os.path.isdir(path):
-                raise ConfigError(f"{path}: detector {config.get('model_name')!r} takes clips of frames; give a "
+                raise ConfigError(f"{path}: detector {config.model_name!r} takes clips of frames; give a "
                                   f"folder of a video's frames (e.g. DeepfakeBench's frames/<video>/)")
-    mean, std = config.get("mean"), config.get("std")
-    size = int(config.get("resolution", 224))
+    mean, std = config.normalisation()
+    size = config.resolution
     os.makedirs(out_dir, exist_ok=True)
     records, errors, used = [], [], set()
     for path in images:
@@ -126,7 +126,7 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
         except DeclipError as exc:  # reported by the caller, once
             errors.append({"image": str(path), "error": str(exc)})
             continue
-        x = to_tensor(resize_image(rgb, size), mean or CLIP_MEAN, std or CLIP_STD)[None].to(device)
+        x = to_tensor(resize_image(rgb, size), mean, std)[None].to(device)
         with torch.inference_mode():
             pred = detector({"image": x}, inference=True)
         prob = float(pred["prob"][0])
