@@ -117,12 +117,12 @@ class RunConfig:
     mode: Optional[str] = key(None, choices=("train", "test"))
     video_mode: bool = key(False)
     clip_size: Optional[int] = key(None, minimum=1)
+    compression: Optional[str] = key("c23", doc="the compression level of FaceForensics++-style DeepfakeBench data "
+                                                "(c23, c40); a dataset config's own wins")
     # --- DeepfakeBench keys only its own scripts read -------------------------------------------
     backbone_name: Optional[str] = key(None, dfb_only=True)
     backbone_config: Optional[dict] = key(None, dfb_only=True)
     all_dataset: StrList = key(None, dfb_only=True)
-    compression: Optional[str] = key("c23", doc="the compression level of FaceForensics++-style DeepfakeBench data "
-                                                "(c23, c40); a dataset config's own wins")
     with_landmark: bool = key(False, dfb_only=True)
     use_data_augmentation: bool = key(False, dfb_only=True)
     data_aug: Optional[dict] = key(None, dfb_only=True)
