@@ -85,7 +85,7 @@ def main(argv=None):
             parser.error("arguments after `--` are only for `declip dfb`")
         args.dfb_args = passthrough
     if args.quiet:
-        from .engine.progress import set_quiet
+        from .progress import set_quiet
 
         set_quiet(True)
     from .engine.signals import sigterm_as_interrupt

@@ -13,7 +13,13 @@ in group ``deepfakebench``::
     @hookimpl
     def deepfakebench_register_detectors(register):
         register("my_detector", MyDetector)
+
+The hooks' contract types live here too (:class:`Command`), on the package's lowest floor, so that a
+plugin's module (DeCLIP's own command among them) imports them without reaching up into the CLI.
 """
+import dataclasses
+from typing import Callable, Optional
+
 import pluggy
 
 PROJECT = "deepfakebench"
@@ -21,6 +27,17 @@ ENTRY_POINT_GROUP = "deepfakebench"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One ``declip`` subcommand (:func:`deepfakebench_register_commands`): its one-line ``help``,
+    ``add_arguments(parser)`` and ``run(args)`` (the exit status)."""
+
+    help: str
+    add_arguments: Callable
+    run: Callable
+    description: Optional[str] = None
 
 
 @hookspec
@@ -41,5 +58,5 @@ def deepfakebench_register_metrics(register):
 @hookspec
 def deepfakebench_register_commands(register):
     """Register ``declip`` subcommands: ``register(name, Command(help, add_arguments, run))``
-    (declip_plugin.commands.Command): ``add_arguments(parser)`` fills the subcommand's argparse parser,
-    ``run(args)`` handles the parsed arguments and returns the exit status."""
+    (:class:`Command`, also importable from declip_plugin.commands): ``add_arguments(parser)`` fills the
+    subcommand's argparse parser, ``run(args)`` handles the parsed arguments and returns the exit status."""

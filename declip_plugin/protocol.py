@@ -559,7 +559,7 @@ def check_plan(plan, sweep_text=None):
         if sweep:
             label = f"--sweep {sweep_text or sweep['key'] + '=' + ','.join(map(str, sweep['values']))}"
             for value in sweep["values"]:
-                validate(merge(config, {sweep["key"]: value}), where=f"{label} (method {cell['config']})",
+                validate(merge(config.to_dict(), {sweep["key"]: value}), where=f"{label} (method {cell['config']})",
                          origins={sweep["key"]: label})
         first = first or config
     check_data_present(plan, first)
@@ -589,7 +589,7 @@ def data_source(config):
     """Where the dataset folders come from, for messages: the dfb_config and the data root."""
     from .data import data_root
 
-    dfb = config.get("dfb_config")
+    dfb = config.dfb_config
     return ((f"dfb_config {os.path.abspath(os.path.expanduser(str(dfb)))}, " if dfb else "")
             + f"data root {os.path.abspath(data_root(config))}")
 
@@ -615,13 +615,13 @@ def _check_data_files(plan, config):
 
     checks = [(t, "train") for t in plan["train"]] + [(t, "val") for t in plan["train"]]
     checks += [(t, "test") for t in plan["test"]]
-    own_skip = bool(config.get("skip_bad_files"))
+    own_skip = config.skip_bad_files
     quiet = logging.getLogger("declip_plugin.data.base")  # its "skipped (skip_bad_files: true)" is not the user's
     for name, split in checks:
         level = quiet.level
         quiet.setLevel(logging.ERROR if not own_skip else level)
         try:
-            ds = build_dataset(name, split, {**config, "skip_bad_files": True})
+            ds = build_dataset(name, split, config.replace(skip_bad_files=True))
         finally:
             quiet.setLevel(level)
         if ds.skipped and not own_skip:

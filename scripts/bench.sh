@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reference vs optimized DeCLIP throughput and peak memory (declip_plugin/bench.py), side by side.
+# Reference vs optimized DeCLIP throughput and peak memory (declip_plugin/bench/), side by side.
 #
 #   bash scripts/bench.sh                 # GPU when present: ViT-L/14 layer20 + conv-20, batch 64, 256 images
 #   bash scripts/bench.sh --quick         # CI-sized (tiny ViT + conv-4), well under a minute on 2 CPU cores

@@ -178,10 +178,9 @@ def step_precision(plan, device, work):
     and the IoU of each, through the engine's evaluator. The low precision is what ``precision: auto``
     runs on this GPU; in the dry run bf16 autocast on the CPU (which the engine itself never uses)."""
     from declip_plugin.config import load_run_config
-    from declip_plugin.data import data_config
     from declip_plugin.engine import runtime
     from declip_plugin.engine.evaluator import evaluate, to_device
-    from declip_plugin.engine.loaders import build_split, make_loader
+    from declip_plugin.engine.loaders import build_split, data_config, make_loader
     from declip_plugin.engine.run import prepare_detector
 
     config = load_run_config("declip_demo", "test", {"data_root": work["data"], "device": device.type,

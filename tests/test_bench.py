@@ -1,4 +1,4 @@
-"""`declip bench` (declip_plugin/bench.py): structure of the results, the reference tower, the CLI."""
+"""`declip bench` (declip_plugin/bench/): structure of the results, the reference tower, the CLI."""
 import json
 
 import torch
@@ -101,3 +101,27 @@ def test_bad_modes_are_an_error():
 
     with pytest.raises(ConfigError, match="modes"):
         bench.run_bench(quick=True, modes=("inference", "predict"))
+
+
+def test_without_a_detector_the_bench_measures_the_config_a_detector_declares(monkeypatch):
+    """bench holds no detector's names: DeCLIP declares its bench configs (bench_configs); with several
+    detectors declaring them, the built-in plugin's wins, and otherwise one must be named."""
+    import pytest
+
+    from declip_plugin import plugins
+    from declip_plugin.errors import ConfigError
+    from declip_plugin.registry import Registry
+
+    assert (bench.default_config_name(), bench.default_config_name(quick=True)) == ("declip", "declip_quick")
+    reg = Registry("detector")
+    plain = type("Plain", (), {})
+    mine = type("Mine", (), {"bench_configs": {"default": "big", "quick": "small"}})
+    reg.register("plain", plain, owner=plugins.BUILTIN_PLUGIN_NAME)
+    reg.register("mine", mine, owner="someone")
+    reg.register("mine_alias", mine, owner="someone")  # one class under two names: one offer
+    monkeypatch.setattr(plugins, "get_registry", lambda kind: reg)
+    assert (bench.default_config_name(), bench.default_config_name(quick=True)) == ("big", "small")
+    reg.register("theirs", type("Theirs", (), {"bench_configs": {"default": "x", "quick": "y"}}), owner="other")
+    with pytest.raises(ConfigError, match=r"name the detector config to measure \(detectors that declare bench "
+                                          r"configs: mine, theirs\)"):
+        bench.default_config_name()

@@ -3,6 +3,7 @@ import dataclasses
 import os
 
 import pytest
+import torch
 import yaml
 
 from declip_plugin.config import keys_markdown, load_resume_config, load_run_config, parse_overrides
@@ -23,8 +24,34 @@ def test_each_key_is_declared_once():
 
 def test_defaults_come_from_the_schema_alone():
     cfg = load_run_config({"model_name": "declip", "pretrained": "none"}, "train")
-    assert cfg["manualSeed"] == RunConfig.manualSeed == 1024
-    assert cfg["early_stopping"]["patience"] == 5 and cfg["optimizer"]["adam"]["lr"] == 1e-3
+    assert cfg.manualSeed == RunConfig.manualSeed == 1024
+    assert cfg.early_stopping.patience == 5 and cfg.optimizer.adam.lr == 1e-3
+    # where a dict of a few keys enters (a dataset, a transform, the optimizer), the others take the same defaults
+    from declip_plugin.data.transforms import SampleTransform
+    from declip_plugin.optim import build_optimizer
+
+    assert SampleTransform({"resolution": 8}).perturb_seed == 1024
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"optimizer": {"adam": {"lr": 0.5}}})
+    assert type(opt) is torch.optim.Adam and opt.defaults["betas"] == (0.9, 0.999) and opt.defaults["lr"] == 0.5
+
+
+def test_a_loaded_config_is_typed_and_gives_back_the_merged_dict(tmp_path):
+    """Loading turns the merged YAMLs into a RunConfig once (nested sections typed); to_dict() is the dict a
+    detector is built from and a run's config.yaml holds, and reading that back gives the same config."""
+    from declip_plugin.config.run import FrameNumKeys, OptimizerKeys
+
+    cfg = load_run_config("declip_quick", "train", parse_overrides(["optimizer.type=sgd", "optimizer.sgd.lr=0.5",
+                                                                    "frame_num.test=4", "lr_scheduler=step"]))
+    assert isinstance(cfg.optimizer, OptimizerKeys) and cfg.optimizer.sgd.lr == 0.5 and cfg.optimizer.adam.lr == 1e-3
+    assert cfg.frame_num == FrameNumKeys(train=1, test=4) and cfg.frames_per_video("val") == 4
+    assert cfg.detector_keys["decoder_type"] == "conv-4" and cfg.config_path.endswith("declip_quick.yaml")
+    merged = cfg.to_dict()
+    assert merged["optimizer"]["sgd"] == {"lr": 0.5, "momentum": 0.0, "weight_decay": 0.0}
+    assert merged["decoder_type"] == "conv-4" and merged["_config_path"] == cfg.config_path
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in merged.items() if k[0] != "_"}))
+    assert load_resume_config(str(tmp_path)) == cfg.replace(config_path=None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.nEpochs = 3
 
 
 def test_docs_list_every_key_as_the_code_declares_it():
@@ -61,7 +88,7 @@ def test_malformed_overrides(item, match):
 
 def test_resume_config_is_validated(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model_name": "declip", "nEpochs": 2}))
-    assert load_resume_config(str(tmp_path), {"nEpochs": 5})["nEpochs"] == 5
+    assert load_resume_config(str(tmp_path), {"nEpochs": 5}).nEpochs == 5
     with pytest.raises(ConfigError, match="the command line"):
         load_resume_config(str(tmp_path), {"nEpochs": "five"})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model_name": "declip", "nEpoch": 2}))
@@ -85,14 +112,14 @@ def test_list_keys_are_lists_after_loading(tmp_path):
     want = {"train_dataset": ["demo-telea"], "test_dataset": [], "val_dataset": [], "in_domain": ["demo-telea",
                                                                                                   "demo-ns"]}
     run = load_run_config(given, "train")
-    assert {k: run[k] for k in want} == want
+    assert {k: getattr(run, k) for k in want} == want
     (tmp_path / "det.yaml").write_text(yaml.safe_dump(given))
     det = load_detector_config(str(tmp_path / "det.yaml"))
     assert {k: det[k] for k in want} == want
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(given))
     resumed = load_resume_config(str(tmp_path / "run"), {"test_dataset": "demo-ns"})
-    assert {k: resumed[k] for k in want} == {**want, "test_dataset": ["demo-ns"]}
+    assert {k: getattr(resumed, k) for k in want} == {**want, "test_dataset": ["demo-ns"]}
 
 
 @pytest.mark.parametrize("flags", [["--task_target", "../escaped"], ["--task_target", "a/b"],

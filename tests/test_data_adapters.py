@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from declip_plugin.config import RunConfig
 from declip_plugin.data import build_dataset, collate_fn, dataset_spec, list_datasets
 from declip_plugin.data.autosplice import AutoSpliceAdapter
-from declip_plugin.data.base import REQUIRE_MASKS, hash_split
+from declip_plugin.data.base import hash_split
 from declip_plugin.data.deepfakebench_json import DeepfakeBenchJsonAdapter, mask_path_of
 from declip_plugin.data.dolos import DolosAdapter
 from declip_plugin.data.folder import FolderAdapter
@@ -176,7 +177,7 @@ def test_folder_without_masks_is_detection_only(tmp_path):
     assert collate_fn([ds[0], ds[1]])["mask"] is None
     with pytest.raises(DataError, match="has no masks, but detector 'declip' trains on masks"):
         FolderAdapter({"root": str(tmp_path), "images": "img"}, "train",
-                      {**SMALL, "model_name": "declip", REQUIRE_MASKS: True})
+                      RunConfig.of({**SMALL, "model_name": "declip"}).replace(require_masks=True))
 
 
 def test_collate_mixed_masks_marks_missing():

@@ -130,9 +130,8 @@ def test_demo_localization_configs_test_on_reals_too_and_train_on_fakes_only(dem
     """The demo detectors train on manipulated images only (the paper) but their test splits hold the
     real images as well, so detection AUC/AP/EER and the real-image false-positive rate exist."""
     from declip_plugin.config import load_run_config
-    from declip_plugin.data import data_config
     from declip_plugin.detectors import build_detector
-    from declip_plugin.engine.loaders import build_split
+    from declip_plugin.engine.loaders import build_split, data_config
     from declip_plugin.engine.run import build_test_sets
 
     root, _ = demo_root

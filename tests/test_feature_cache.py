@@ -10,11 +10,12 @@ import torch
 
 from conftest import tiny_config
 from declip_plugin import build_detector
+from declip_plugin.config import RunConfig, load_run_config
+from declip_plugin.config.run import FeatureCacheKeys
 from declip_plugin.data.images import read_image
 from declip_plugin.data.transforms import SampleTransform
 from declip_plugin.engine.evaluator import evaluate
-from declip_plugin.engine.feature_cache import (FeatureCache, backbone_fingerprint, cache_applicable,
-                                                cache_settings, maybe_feature_cache)
+from declip_plugin.engine.feature_cache import FeatureCache, backbone_fingerprint, cache_applicable, maybe_feature_cache
 from declip_plugin.errors import ConfigError
 
 N = 4
@@ -291,10 +292,13 @@ def test_applicable_and_explicit_request_warns(caplog):
     assert any(r.levelno == logging.WARNING and "augmentation" in r.getMessage() for r in caplog.records)
 
 
-def test_settings_are_checked():
-    assert cache_settings({})["enabled"] == "auto"
-    assert cache_settings({"feature_cache": {"enabled": "true"}})["enabled"] is True
-    with pytest.raises(ConfigError, match="enabled"):
-        cache_settings({"feature_cache": {"enabled": "sometimes"}})
-    with pytest.raises(ConfigError, match="max_gb"):
-        cache_settings({"feature_cache": {"max_gb": 0}})
+def test_the_cache_has_the_run_schemas_defaults_and_limits():
+    """One default and one set of limits per key (config/run.py): max_gb 0 is refused when the config is
+    loaded, naming where it came from, and the cache takes the same settings from a dict."""
+    assert RunConfig.of({}).feature_cache == FeatureCacheKeys(enabled="auto", dir=None, max_gb=8.0, memory=True)
+    with pytest.raises(ConfigError, match=r"^the command line \(--opt\): feature_cache: key 'max_gb' must be greater "
+                                          r"than 0, got 0$"):
+        load_run_config("declip_quick", "train", {"feature_cache": {"max_gb": 0}})
+    with pytest.raises(ConfigError, match=r"feature_cache: key 'enabled' is 'sometimes'; allowed: True, False, auto"):
+        FeatureCache(_detector(), _cfg(enabled="sometimes"))
+    assert FeatureCache(_detector(), _cfg(max_gb=0.5)).max_bytes == 500_000_000

@@ -131,11 +131,12 @@ def test_a_foreign_detector_goes_through_every_command(tmp_path, foreign_plugin,
 
 
 def test_engine_metrics_leaderboard_and_bench_do_not_know_declip():
-    """Nothing outside detectors/ and backbones/ names DeCLIP's keys."""
+    """Nothing outside detectors/ and backbones/ names DeCLIP's keys or its bundled configs (bench's
+    default ones come from DeCLIP's bench_configs)."""
     keys = re.compile(r"feature_layer|decoder_type|fully_supervised|fix_backbone|score_reduction|init_gain|"
-                      r"DeCLIPDetector|detectors\.declip")
+                      r"DeCLIPDetector|detectors\.declip|declip_quick|[\"']declip[\"']")
     paths = [os.path.join(PACKAGE, "engine"), os.path.join(PACKAGE, "metrics"),
-             os.path.join(PACKAGE, "leaderboard.py"), os.path.join(PACKAGE, "bench.py"),
+             os.path.join(PACKAGE, "leaderboard.py"), os.path.join(PACKAGE, "bench"),
              os.path.join(PACKAGE, "checkpoints.py")]
     hits = []
     for p in paths:

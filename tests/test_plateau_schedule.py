@@ -114,5 +114,6 @@ def test_a_factor_that_does_not_lower_the_lr_is_refused():
     from declip_plugin.errors import ConfigError
 
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
-    with pytest.raises(ConfigError, match=r"early_stopping.lr_factor is 1"):
+    with pytest.raises(ConfigError, match=r"early_stopping: key 'lr_factor' must be greater than 0 and less than 1, "
+                                          r"got 1"):
         PlateauSchedule(opt, lr_factor=1)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from declip_plugin.data.demo import make_demo_data
-from declip_plugin.engine import progress as prog
+from declip_plugin import progress as prog
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_quiet_prints_neither_bars_nor_progress_lines(tiny):
 
 
 def test_off_a_terminal_one_summary_line_per_loop(caplog):
-    caplog.set_level(logging.INFO, logger="declip_plugin.engine.progress")
+    caplog.set_level(logging.INFO, logger="declip_plugin.progress")
     bar = prog.progress(range(3), "test x")
     assert not hasattr(bar, "n")  # no tqdm bar: pytest's captured stderr is not a terminal
     for _ in bar:

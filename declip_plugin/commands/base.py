@@ -13,18 +13,7 @@ Flag spelling: DeepfakeBench's flags as DeepfakeBench spells them (``--detector_
 ``no-``. :func:`add_flag` adds the all-hyphens spelling (``--batch-size``) as an alias of the same
 option, so both are accepted and help shows both.
 """
-import dataclasses
-from typing import Callable, Optional
-
-
-@dataclasses.dataclass(frozen=True)
-class Command:
-    """One subcommand: its one-line ``help``, its arguments and its handler."""
-
-    help: str
-    add_arguments: Callable
-    run: Callable
-    description: Optional[str] = None
+from ..hookspecs import Command  # noqa: F401 - the contract type lives with the hooks (the lowest floor)
 
 
 def hyphen_alias(flag):

@@ -1,4 +1,4 @@
-"""``declip bench``: reference vs optimized images/s and peak memory of a detector (declip_plugin/bench.py)."""
+"""``declip bench``: reference vs optimized images/s and peak memory of a detector (declip_plugin/bench/)."""
 import json
 import os
 

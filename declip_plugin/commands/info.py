@@ -62,9 +62,9 @@ def run_check(args, config):
         from ..plugins import get_registry
 
         cfg = load_run_config(args.detector_path, "train", config)
-        config, detector = cfg, cfg.get("model_name")
+        config, detector = cfg, cfg.model_name
         cls = get_registry("detectors").get(detector)
-        needs_masks = bool(capability(cls, "produces_mask")) and bool(cfg.get("with_mask"))
+        needs_masks = bool(capability(cls, "produces_mask")) and cfg.with_mask
     report = check_datasets(args.names, config, train=args.train_dataset, test=args.test_dataset,
                             needs_masks=needs_masks, detector=detector)
     for line in format_report(report):

@@ -2,6 +2,7 @@
 import os
 
 from ..errors import ConfigError
+from ..media.faces import FACE_MODES
 from .base import Command, add_flag
 
 
@@ -14,7 +15,7 @@ def add_prepare(p):
     p.add_argument("--label", choices=["real", "fake"], help="the label of every input under SRC")
     p.add_argument("--masks", metavar="DIR", help="masks of the fakes: mask videos (as FaceForensics++ ships them) or "
                                                   "mask images, at the fake's path under DIR or with its file name")
-    p.add_argument("--faces", choices=["dlib", "none"], default="dlib",
+    p.add_argument("--faces", choices=FACE_MODES, default="dlib",
                    help="dlib: DeepfakeBench's aligned face crop (default); none: whole frames")
     p.add_argument("--size", type=int, default=256, help="face crop size in pixels (default 256)")
     p.add_argument("--margin", type=float, default=1.3, help="face crop margin (default 1.3, DeepfakeBench's scale)")

@@ -4,6 +4,7 @@ import os
 import sys
 
 from ..errors import DeclipError
+from ..media.faces import FACE_MODES
 from .base import Command, add_common, add_flag, add_perturb, overrides
 
 
@@ -82,7 +83,7 @@ def add_predict(p):
                         "video or a folder of frames, one strip PNG: the frames over their per-frame maps")
     video = p.add_argument_group("videos", "how a video's frames are made; default: as the frames of the datasets "
                                            "the checkpoint was trained on (docs/prepare.md)")
-    video.add_argument("--faces", choices=["dlib", "none"],
+    video.add_argument("--faces", choices=FACE_MODES,
                        help="dlib: DeepfakeBench's aligned face crop, as `declip prepare`; none: whole frames")
     video.add_argument("--resize", help="a resize policy (data/transforms.py): deepfakebench (INTER_CUBIC, as "
                                         "DeepfakeBench's loader) or declip (INTER_LINEAR)")

@@ -5,6 +5,9 @@ Order of precedence (later wins): the run keys' defaults (config/run.py) <-
 overrides. Every key must be known to the run schema (DeepfakeBench's keys and the engine's) or to
 the detector's own ``config_class``; an unknown key is an error that names the closest valid key,
 and a wrong value names the key, the type expected and where the value came from.
+
+:func:`load_run_config` and :func:`load_resume_config` give a typed :class:`~.run.RunConfig` (its
+``to_dict()`` is the merged dict a detector is built from); :func:`load_detector_config` the merged dict.
 """
 import copy
 import os
@@ -15,7 +18,9 @@ import yaml
 
 from ..errors import ConfigError
 from ..registry import closest
-from .schema import check_mapping, defaults, fields
+from .run import RunConfig, list_keys
+from .schema import check_mapping, defaults
+
 
 def configs_dir():
     """The bundled ``configs/`` folder (``configs/detector``, ``configs/dataset``, train/test configs)."""
@@ -73,8 +78,6 @@ def merge(base, override):
 def schemas_for(model_name):
     """The schemas a config of ``model_name`` is checked against: the run keys, then the detector's
     own ``config_class`` (whose declarations win for :data:`run.DETECTOR_OWNED` keys)."""
-    from .run import RunConfig
-
     out = [RunConfig]
     if model_name:
         from ..plugins import get_registry
@@ -89,13 +92,6 @@ def validate(config, where="config", origins=None):
     """Check every key and value of ``config`` against the run schema and its detector's schema;
     ``origins`` maps a key to the file or command line it came from. Returns ``config``."""
     return check_mapping(config, schemas_for(config.get("model_name")), where=where, origins=origins)
-
-
-def list_keys():
-    """The run keys that hold a list of names (``StrList`` in config/run.py)."""
-    from .run import RunConfig, StrList
-
-    return tuple(name for name, f in fields(RunConfig).items() if f.type == StrList)
 
 
 def normalise(config):
@@ -152,8 +148,6 @@ def load_detector_config(name_or_path, overrides=None, base=None, validate_keys=
 
 def run_defaults(mode):
     """The run keys' defaults (config/run.py) with ``configs/<mode>_config.yaml`` over them."""
-    from .run import RunConfig
-
     base_path = configs_dir() / f"{mode}_config.yaml"
     mode_yaml = load_yaml(base_path) if base_path.is_file() else {}
     validate(mode_yaml, where=str(base_path))
@@ -161,32 +155,32 @@ def run_defaults(mode):
 
 
 def load_run_config(detector, mode="train", overrides=None):
-    """The merged config of a run: the run keys' defaults <- ``configs/<mode>_config.yaml`` <- the
-    detector YAML (a path, a bundled name or a dict) <- ``overrides`` (the command line); validated and
-    normalised (:func:`normalise`)."""
+    """The typed config of a run (:class:`~.run.RunConfig`): the run keys' defaults <-
+    ``configs/<mode>_config.yaml`` <- the detector YAML (a path, a bundled name or a dict) <-
+    ``overrides`` (the command line); validated (an error names the file or the command line)."""
     base = run_defaults(mode)
     if isinstance(detector, dict):
         origins = _origins(_origins({}, detector, "the detector config"), overrides or {}, "the command line (--opt)")
         merged = merge(merge(base, detector), overrides or {})
         validate(merged, where="config", origins=origins)
-        return normalise(merged)
-    return load_detector_config(detector, overrides=overrides, base=base)
+        return RunConfig.from_dict(merged)
+    merged = load_detector_config(detector, overrides=overrides, base=base)
+    return RunConfig.from_dict(merged, where=merged["_config_path"])
 
 
 def load_resume_config(run_dir, overrides=None):
-    """A run directory's ``config.yaml`` with ``overrides`` on top, validated like a new run."""
+    """A run directory's ``config.yaml`` with ``overrides`` on top, validated like a new run, typed."""
     path = os.path.join(run_dir, "config.yaml")
     saved = load_yaml(path)
     origins = _origins(_origins({}, saved, path), overrides or {}, "the command line (--opt)")
     merged = merge(saved, overrides or {})
     validate(merged, where=path, origins=origins)
-    return normalise(merged)
+    return RunConfig.from_dict(merged, where=path)
 
 
 def keys_markdown():
     """docs/config.md: every run key, then each registered detector's own keys."""
     from ..plugins import get_registry
-    from .run import RunConfig
     from .schema import markdown
 
     parts = ["# Config keys", "",

@@ -1,10 +1,12 @@
 """Typed config schemas: dataclasses whose fields are the YAML keys, each key once with its default.
 
-A field is declared with :func:`key` (default, allowed values, a description, and whether only
-DeepfakeBench reads it). :func:`from_mapping` builds the dataclass from a config dict, checking
-types and allowed values; :func:`check_mapping` validates a dict against one or more schemas (an
-unknown key names the closest valid one; a wrong value names the key, the expected type and where
-the value came from).
+A field is declared with :func:`key` (default, allowed values and bounds, a description, and whether
+only DeepfakeBench reads it); :func:`internal` declares a field that is no YAML key (what loading adds,
+e.g. the file a config came from). :func:`from_mapping` builds the dataclass from a config dict,
+checking types, allowed values and bounds (nested sections become their dataclasses); :func:`check_mapping`
+validates a dict against one or more schemas (an unknown key names the closest valid one; a wrong value
+names the key, the expected type and where the value came from). These checks are the only ones: code
+that reads a parsed config trusts its values.
 """
 import dataclasses
 import typing
@@ -14,26 +16,48 @@ from ..registry import closest
 
 
 def key(default=None, *, choices=None, doc="", dfb_only=False, factory=None, minimum=None, maximum=None,
-        folder_name=False):
+        above=None, below=None, check=None, folder_name=False):
     """A schema field: ``default`` (or ``factory`` for mutable defaults), ``choices`` allowed values,
-    ``minimum`` / ``maximum`` bounds of a number, ``doc`` one line for the docs, ``dfb_only`` when
-    only DeepfakeBench reads the key, ``folder_name`` when the value becomes part of one folder's name
-    (:func:`check_folder_name`)."""
+    ``minimum`` / ``maximum`` bounds of a number (``above`` / ``below``: bounds it must not reach),
+    ``check`` a function of the value that returns what is wrong with it (or None), ``doc`` one line
+    for the docs, ``dfb_only`` when only DeepfakeBench reads the key, ``folder_name`` when the value
+    becomes part of one folder's name (:func:`check_folder_name`)."""
     meta = {"choices": tuple(choices) if choices else None, "doc": doc, "dfb_only": dfb_only,
-            "minimum": minimum, "maximum": maximum, "folder_name": folder_name}
+            "minimum": minimum, "maximum": maximum, "above": above, "below": below, "check": check,
+            "folder_name": folder_name}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
-def fields(schema):
-    """``{name: dataclasses.Field}`` of a schema dataclass (with resolved type hints on ``.type``)."""
+def internal(default=None, *, factory=None, doc=""):
+    """A field that is not a YAML key (no config file sets it; :func:`fields`, the checks and the docs
+    skip it): what loading or the engine adds to a parsed config."""
+    meta = {"internal": True, "doc": doc}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def fields(schema, internal=False):
+    """``{name: dataclasses.Field}`` of the keys of a schema dataclass (with resolved type hints on
+    ``.type``); its :func:`internal` fields too when ``internal``."""
     hints = typing.get_type_hints(schema)
     out = {}
     for f in dataclasses.fields(schema):
+        if f.metadata.get("internal") and not internal:
+            continue
         f.type = hints.get(f.name, f.type)
         out[f.name] = f
     return out
+
+
+def nested_schema(tp):
+    """The dataclass a field of type ``tp`` holds as a nested section (``Section``, ``Optional[Section]``,
+    ``Union[Section, int, None]``), or None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    return next((a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)), None)
 
 
 def _allowed(tp):
@@ -87,11 +111,7 @@ def check_value(name, value, field, where):
         if not ok:
             raise ConfigError(f"{where}: key {name!r} must be {_type_name(types)}, got {value!r} "
                               f"({type(value).__name__})")
-    nested = field.type if dataclasses.is_dataclass(field.type) else None
-    if nested is None:
-        for a in typing.get_args(field.type):
-            if dataclasses.is_dataclass(a):
-                nested = a
+    nested = nested_schema(field.type)
     if nested is not None and isinstance(value, dict):
         check_mapping(value, [nested], where=f"{where}: {name}")
     if field.metadata.get("folder_name"):
@@ -99,11 +119,28 @@ def check_value(name, value, field, where):
     choices = field.metadata.get("choices")
     if choices and value is not None and value not in choices:
         raise ConfigError(f"{where}: key {name!r} is {value!r}; allowed: {', '.join(map(str, choices))}")
-    lo, hi = field.metadata.get("minimum"), field.metadata.get("maximum")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            bounds = (f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"between {lo} and {hi}")
-            raise ConfigError(f"{where}: key {name!r} must be {bounds}, got {value!r}")
+        _check_bounds(name, value, field.metadata, where)
+    problem = field.metadata["check"](value) if field.metadata.get("check") and value is not None else None
+    if problem:
+        raise ConfigError(f"{where}: key {name!r} {problem}, got {value!r}")
+
+
+def _bounds_text(meta):
+    """``at least 1``, ``between 0 and 1``, ``greater than 0``, ``greater than 0 and less than 1``; or ''."""
+    lo, hi, above, below = (meta.get(k) for k in ("minimum", "maximum", "above", "below"))
+    if lo is not None and hi is not None:
+        return f"between {lo} and {hi}"
+    low = f"at least {lo}" if lo is not None else f"greater than {above}" if above is not None else ""
+    high = f"at most {hi}" if hi is not None else f"less than {below}" if below is not None else ""
+    return " and ".join(x for x in (low, high) if x)
+
+
+def _check_bounds(name, value, meta, where):
+    lo, hi, above, below = (meta.get(k) for k in ("minimum", "maximum", "above", "below"))
+    if ((lo is not None and value < lo) or (hi is not None and value > hi) or (above is not None and value <= above)
+            or (below is not None and value >= below)):
+        raise ConfigError(f"{where}: key {name!r} must be {_bounds_text(meta)}, got {value!r}")
 
 
 def check_mapping(config, schemas, where="config", origins=None):
@@ -127,14 +164,19 @@ def check_mapping(config, schemas, where="config", origins=None):
 
 def from_mapping(schema, config, where="config"):
     """An instance of ``schema`` from the keys of ``config`` it declares (other keys ignored; a
-    None value takes the default); values checked."""
+    None value takes the default); values checked; a nested section (a mapping, or an instance
+    already) becomes its dataclass."""
     kwargs = {}
     for name, f in fields(schema).items():
         if name in config and config[name] is not None:
-            check_value(name, config[name], f, where)
             value = config[name]
-            if dataclasses.is_dataclass(f.type) and isinstance(value, dict):
-                value = from_mapping(f.type, value, where=f"{where}: {name}")
+            nested = nested_schema(f.type)
+            if nested is not None and isinstance(value, nested):
+                kwargs[name] = value
+                continue
+            check_value(name, value, f, where)
+            if nested is not None and isinstance(value, dict):
+                value = from_mapping(nested, value, where=f"{where}: {name}")
             kwargs[name] = value
     return schema(**kwargs)
 
@@ -170,11 +212,12 @@ def markdown(schema, title, prefix=""):
         lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
         if lo is not None or hi is not None:
             choices = f"{'' if lo is None else lo} .. {'' if hi is None else hi}".strip()
+        elif f.metadata.get("above") is not None or f.metadata.get("below") is not None:
+            choices = _bounds_text(f.metadata)
         reader = "DeepfakeBench only" if f.metadata.get("dfb_only") else ""
         doc = "; ".join(x for x in (f.metadata.get("doc"), reader) if x)
         rows.append(f"| `{prefix}{name}` | {_type_text(f.type)} | `{default}` | {choices} | {doc} |")
-        sub = f.type if dataclasses.is_dataclass(f.type) else next(
-            (a for a in typing.get_args(f.type) if dataclasses.is_dataclass(a)), None)
+        sub = nested_schema(f.type)
         if sub is not None:
             nested.append(markdown(sub, f"{title}: `{prefix}{name}`", prefix=f"{prefix}{name}."))
     head = [f"### {title}", "", "| key | type | default | allowed | notes |", "|---|---|---|---|---|"]

@@ -7,6 +7,7 @@ the demo-data generator and the catalog of named datasets (configs/dataset/*.yam
 """
 import logging
 
+from ..config import RunConfig
 from ..errors import ConfigError
 from .base import ManipulationDataset, collate_fn, data_root, normalize_split
 from .catalog import dataset_spec, get_adapter, list_datasets
@@ -19,39 +20,26 @@ def build_dataset(name, split, config=None):
     """The ``split`` ('train' | 'val' | 'test'; 'valid' accepted) of dataset ``name``.
 
     ``name`` is a dataset declared in configs/dataset/*.yaml (see :func:`list_datasets`) or a
-    spec dict ``{adapter: ..., root: ..., ...}``. ``config`` is the run config (resolution,
-    mean, std, data_root, mask_size, include_real, augmentation, flip_prob,
-    skip_bad_files, max_samples). Returns a torch Dataset of item dicts; see
-    :class:`~declip_plugin.data.base.ManipulationDataset`.
+    spec dict ``{adapter: ..., root: ..., ...}``. ``config`` is the run config, a
+    :class:`~declip_plugin.config.RunConfig` or a dict of run keys (resolution, mean, std, data_root,
+    mask_size, include_real, augmentation, flip_prob, skip_bad_files, max_samples; the others take their
+    defaults). Returns a torch Dataset of item dicts; see :class:`~declip_plugin.data.base.ManipulationDataset`.
     """
+    config = RunConfig.of(config)
     if isinstance(name, dict):
         spec = dict(name)
         if not isinstance(spec.get("adapter"), str):
             raise ConfigError(f"a dataset spec needs an 'adapter' (one of the registered adapters); got {name!r}")
         spec.setdefault("name", spec["adapter"])
     elif isinstance(name, str):
-        spec = dataset_spec(name, config or {})
+        spec = dataset_spec(name, config)
         spec["name"] = name
     else:
         raise ConfigError(f"a dataset is a declared name or a spec mapping, got {type(name).__name__}")
-    return get_adapter(spec["adapter"])(spec, split, dict(config or {}))
-
-
-def data_config(config, detector):
-    """``config`` with what ``detector``'s training needs of the data (its ``training_data()``):
-    ``include_real`` when the config leaves it null, and whether a train split needs masks."""
-    from ..detectors.base import capability
-    from .base import REQUIRE_MASKS
-
-    needs = capability(detector, "training_data")
-    out = dict(config)
-    if out.get("include_real") is None:
-        out["include_real"] = bool(needs.get("real_images", True))
-    out[REQUIRE_MASKS] = bool(needs.get("needs_masks", False))
-    return out
+    return get_adapter(spec["adapter"])(spec, split, config)
 
 
 __all__ = [
-    "build_dataset", "data_config", "collate_fn", "list_datasets", "dataset_spec", "get_adapter", "make_demo_data",
+    "build_dataset", "collate_fn", "list_datasets", "dataset_spec", "get_adapter", "make_demo_data",
     "ManipulationDataset", "data_root", "normalize_split",
 ]

@@ -3,6 +3,8 @@
 An adapter subclasses :class:`ManipulationDataset`, is constructed as ``Adapter(spec, split,
 config)`` and implements :meth:`ManipulationDataset.collect`, which lists the split's samples.
 Everything else (filtering, ordering, capping, integrity checks, decoding, transforms) is here.
+``config`` is the run config (a :class:`~declip_plugin.config.RunConfig`, or a dict of run keys):
+``self.cfg`` is it typed, ``self.config`` the merged dict (for an adapter's own keys).
 
 Items are dicts::
 
@@ -25,7 +27,7 @@ Bad files raise :class:`~declip_plugin.errors.DataError` naming the file when th
 loaded; with ``skip_bad_files: true`` every sample is checked once at construction instead, and
 the bad ones are left out, listed in ``dataset.skipped`` and logged.
 
-Inspection (the config's ``_inspect``, set by ``declip datasets --check``, data/check.py): nothing
+Inspection (the config's ``inspect``, set by ``declip datasets --check``, data/check.py): nothing
 raises for a problem an adapter finds or for an empty split; every problem is listed in
 ``dataset.problems`` by kind, and nothing is decoded at construction (the check reads each file
 once itself).
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..config.run import FrameNumKeys, RunConfig
 from ..errors import ConfigError, DataError
 from . import images
 from .transforms import SampleTransform
@@ -54,11 +57,6 @@ SPLIT_DIR_NAMES = {"train": ("train",), "val": ("valid", "val", "validation"), "
 DEFAULT_DATA_ROOT = "./datasets"
 DATA_ROOT_ENV = "DECLIP_DATA_ROOT"
 
-
-#: the engine's bookkeeping key: whether the detector's training needs masks
-REQUIRE_MASKS = "_require_masks"
-#: the config key of inspection (``declip datasets --check``): problems listed, never raised
-INSPECT = "_inspect"
 #: the kinds of :meth:`ManipulationDataset.problem`: a file that is missing or cannot be listed as a
 #: sample, a manipulated sample without its mask, a label the dataset's label_dict lacks
 PROBLEM_KINDS = ("file", "mask", "label")
@@ -73,8 +71,8 @@ def normalize_split(split):
 
 
 def data_root(config=None):
-    """``config['data_root']``, else $DECLIP_DATA_ROOT, else ./datasets."""
-    root = (config or {}).get("data_root") or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
+    """The run config's ``data_root``, else $DECLIP_DATA_ROOT, else ./datasets."""
+    root = RunConfig.of(config).data_root or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
     return os.path.expanduser(str(root))
 
 
@@ -208,10 +206,11 @@ class ManipulationDataset(Dataset):
 
     def __init__(self, spec, split, config=None):
         self.spec = dict(spec or {})
-        self.config = dict(config or {})
+        self.cfg = RunConfig.of(config)
+        self.config = self.cfg.to_dict()
         self.split = normalize_split(split)
         self.name = str(self.spec.get("name") or self.adapter)
-        self.data_root = data_root(self.config)
+        self.data_root = data_root(self.cfg)
         self.mask_polarity = self.spec.get("mask_polarity") or self.default_polarity
         if self.mask_polarity not in images.MASK_POLARITIES:
             raise ConfigError(
@@ -219,17 +218,13 @@ class ManipulationDataset(Dataset):
                 f"got {self.mask_polarity!r}"
             )
         # what the detector's training needs (detectors/base.py training_data), set by the engine
-        self.require_masks = bool(self.config.get(REQUIRE_MASKS, False))
-        include_real = self.config.get("include_real")
-        self.include_real = True if include_real is None else bool(include_real)
-        self.skip_bad_files = bool(self.config.get("skip_bad_files", False))
-        self.inspect = bool(self.config.get(INSPECT, False))
+        self.require_masks = self.cfg.require_masks
+        self.include_real = True if self.cfg.include_real is None else self.cfg.include_real
+        self.skip_bad_files = self.cfg.skip_bad_files
+        self.inspect = self.cfg.inspect
         self.problems = []  # (kind, path, reason) while inspecting
-        max_samples = self.config.get("max_samples")
-        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples <= 0):
-            raise ConfigError(f"max_samples must be a positive integer or null, got {max_samples!r}")
-        self.max_samples = max_samples
-        self.transform = SampleTransform(self.config, train=self.split == "train", perturb=self.split == "test",
+        self.max_samples = self.cfg.max_samples
+        self.transform = SampleTransform(self.cfg, train=self.split == "train", perturb=self.split == "test",
                                          resize=self.resize)
         self.skipped = []
         self.looked_in = []  # directories/files an adapter searched, for the empty-split error
@@ -241,16 +236,16 @@ class ManipulationDataset(Dataset):
         if not samples:
             self._raise_empty()
         samples.sort(key=self.sort_key)
-        self.video_mode = bool(self.config.get("video_mode", False))
+        self.video_mode = self.cfg.video_mode
         frame_num = self.spec.get("frame_num")
         frame_num_key = f"dataset {self.name}'s frame_num"  # where the value the user typed lives
         if frame_num is None and self.video_mode:
             frame_num_key = "frame_num" + (f".{'train' if self.split == 'train' else 'test'}"
-                                           if isinstance(self.config.get("frame_num"), dict) else "")
-            frame_num = frame_num_for(self.config, self.split, f"dataset {self.name}")
+                                           if isinstance(self.cfg.frame_num, FrameNumKeys) else "")
+            frame_num = self.cfg.frames_per_video(self.split)
         elif frame_num is not None:
-            frame_num = frame_num_for({"frame_num": frame_num}, self.split, f"dataset {self.name}")
-        clip_size = clip_size_of(self.config, f"dataset {self.name}") if self.video_mode else None
+            frame_num = frame_num_for(frame_num, self.split, f"dataset {self.name}")
+        clip_size = clip_size_of(self.cfg, f"dataset {self.name}") if self.video_mode else None
         check_frame_num(frame_num, clip_size, self.split, frame_num_key)
         samples = limit_frames(samples, frame_num)
         samples = self._cap(samples)
@@ -258,7 +253,7 @@ class ManipulationDataset(Dataset):
             samples = [s._replace(mask=None) for s in samples]
             if self.require_masks and self.split == "train":
                 raise DataError(
-                    f"dataset {self.name} has no masks, but detector {self.config.get('model_name')!r} trains on "
+                    f"dataset {self.name} has no masks, but detector {self.cfg.model_name!r} trains on "
                     f"masks (localization); use a dataset with masks, or a detection config of the detector"
                 )
         if self.skip_bad_files and not self.inspect:

@@ -27,6 +27,7 @@ import os
 
 import yaml
 
+from ..config import RunConfig
 from ..errors import ConfigError, DataError
 from ..plugins import get_registry
 from ..registry import closest
@@ -140,5 +141,5 @@ def locate(name, config=None):
     spec = dataset_spec(name, config)
     cls = get_adapter(spec["adapter"])
     locations = getattr(cls, "locations", None)
-    found = locations(spec, dict(config or {}), data_root(config), name) if locations else []
+    found = locations(spec, RunConfig.of(config), data_root(config), name) if locations else []
     return spec["adapter"], [(what, path, os.path.exists(path)) for what, path in found]

@@ -1,7 +1,7 @@
 """``declip datasets --check``: what would make a dataset's numbers wrong, found before a run.
 
 Every split (train, val, test) of every named dataset is listed by its own adapter in inspection
-mode (data/base.py ``INSPECT``: an adapter's problems are listed, not raised; nothing is decoded at
+mode (the run config's ``inspect``, data/base.py: an adapter's problems are listed, not raised; nothing is decoded at
 construction), then every frame and mask file is read once (shared files once for all datasets and
 splits), hashed from those bytes (digests.py) and checked from them (read_files), on a thread pool.
 A dataset named only as a test dataset is read in its test split alone (its other splits are never
@@ -38,7 +38,8 @@ from typing import List, NamedTuple, Optional
 from ..digests import bytes_digest
 from ..errors import DataError
 from . import images
-from .base import INSPECT, SPLITS
+from ..config import RunConfig
+from .base import SPLITS
 
 CHECKS = ("video_split_leak", "frame_split_leak", "video_train_test_leak", "frame_train_test_leak", "label_dict",
           "masks", "decode")
@@ -91,8 +92,8 @@ def inspect_dataset(name, config, splits=SPLITS):
     being read)."""
     from . import build_dataset
 
-    cfg = {**dict(config or {}), INSPECT: True, "include_real": True, "video_mode": False, "max_samples": None,
-           "skip_bad_files": False}
+    cfg = RunConfig.of(config).replace(inspect=True, include_real=True, video_mode=False, max_samples=None,
+                                       skip_bad_files=False)
     built = {split: build_dataset(name, split, cfg) for split in splits}
     return Inspected(name, next(iter(built.values())).adapter, built)
 
@@ -119,7 +120,7 @@ def read_files(inspected, workers=None):
     """``(frames, masks)``: ``{path: FileResult}`` of every frame and mask of the datasets, each file read once,
     hashed and checked from those bytes (frames by the integrity check of skip_bad_files, ``images.probe_bytes``;
     masks decoded in full, as a sample loads them)."""
-    from ..engine.progress import progress
+    from ..progress import progress
 
     frames, masks = {}, {}
     for item in inspected:

@@ -104,7 +104,7 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
     def _dataset_entry(self, info, path, key):
         if not isinstance(info, dict) or not info:
             raise DataError(f"JSON file {path} is not a DeepfakeBench dataset file (expected {{dataset: {{label: ...}}}})")
-        compression = self.spec.get("compression") or self.config.get("compression") or "c23"
+        compression = self.spec.get("compression") or self.cfg.compression
         if key is None:
             if len(info) != 1:
                 raise ConfigError(
@@ -143,7 +143,7 @@ class DeepfakeBenchJsonAdapter(ManipulationDataset):
         return os.path.normpath(os.path.join(base_dir if frame.startswith(".") else rgb_dir, frame))
 
     def collect(self):
-        lay = layout(self.spec, self.config, self.data_root, self.name)
+        lay = layout(self.spec, self.cfg, self.data_root, self.name)
         info = self._load(lay.json, lay.origin["dataset_json_folder"])
         key, entry, compression = self._dataset_entry(info, lay.json, lay.dataset if not self.spec.get("json")
                                                       else self.spec.get("dataset"))

@@ -25,8 +25,9 @@ import os
 
 import yaml
 
+from .. import deepfakebench_facts as facts
+from ..config import RunConfig
 from ..errors import ConfigError
-from ..integrations.deepfakebench import facts
 from .deepfakebench_lmdb import lmdb_name
 
 FOLDER_KEYS = ("dataset_json_folder", "rgb_dir", "lmdb_dir")
@@ -110,10 +111,10 @@ def _read_host_config(yaml_path, root, mtime):
 
 def host_keys(config):
     """``(keys, origin, checkout root)`` of the run config's ``dfb_config`` (empty when it has none)."""
-    dfb = (config or {}).get("dfb_config")
+    dfb = config.dfb_config
     if not dfb:
         return {}, None, None
-    yaml_path, root = host_config_file(dfb, (config or {}).get("mode"))
+    yaml_path, root = host_config_file(dfb, config.mode)
     return dict(_read_host_config(yaml_path, root, os.path.getmtime(yaml_path))), f"dfb_config {yaml_path}", root
 
 
@@ -122,8 +123,9 @@ def _pick(key, spec, config, host, data_root, self_contained):
     if spec.get(key) is not None:
         return (_absolute(spec[key], data_root) if key in FOLDER_KEYS else spec[key]), "the dataset config"
     if not self_contained:
-        if config.get(key) is not None:
-            return (_absolute(config[key], os.getcwd()) if key in FOLDER_KEYS else config[key]), "the run config"
+        value = getattr(config, key)  # a run key of the same name (config/run.py)
+        if value is not None:
+            return (_absolute(value, os.getcwd()) if key in FOLDER_KEYS else value), "the run config"
         keys, origin, _ = host
         if key in keys:
             return keys[key], origin
@@ -135,8 +137,9 @@ def _pick(key, spec, config, host, data_root, self_contained):
 
 
 def layout(spec, config, data_root, name):
-    """The :class:`Layout` of the dataset ``name`` declared by ``spec`` (see the module docstring)."""
-    config = dict(config or {})
+    """The :class:`Layout` of the dataset ``name`` declared by ``spec`` (see the module docstring); ``config``
+    the run config (a RunConfig, or a dict of run keys)."""
+    config = RunConfig.of(config)
     self_contained = bool(spec.get("json"))
     host = host_keys(config)
     picked = {k: _pick(k, spec, config, host, data_root, self_contained) for k in FOLDER_KEYS + ("lmdb",)}
@@ -150,7 +153,7 @@ def layout(spec, config, data_root, name):
         stem = dataset[: -len(facts.C40_SUFFIX)] if dataset.endswith(facts.C40_SUFFIX) else dataset
         json_path = os.path.join(picked["dataset_json_folder"][0], f"{stem}.json")
     labels = dict(spec.get("label_dict") or {})
-    for source in (host[0].get("label_dict"), config.get("label_dict")):
+    for source in (host[0].get("label_dict"), config.label_dict):
         labels.update(source or {})
     base = spec.get("base_dir")
     base_dir = _absolute(base, os.getcwd()) if base else ((not self_contained and host[2]) or os.getcwd())
@@ -165,8 +168,8 @@ def layout(spec, config, data_root, name):
 def host_json_folder(config):
     """The DeepfakeBench JSON folder the run config points at (its ``dataset_json_folder``, else its
     ``dfb_config``'s), or None."""
-    config = dict(config or {})
-    folder = config.get("dataset_json_folder")
+    config = RunConfig.of(config)
+    folder = config.dataset_json_folder
     return _absolute(folder, os.getcwd()) if folder else host_keys(config)[0].get("dataset_json_folder")
 
 

@@ -27,7 +27,7 @@ import re
 import numpy as np
 
 from ..errors import DataError
-from ..integrations.deepfakebench import facts
+from .. import deepfakebench_facts as facts
 
 KEY_STYLES = ("deepfakebench", "writer", "windows", "posix")
 

@@ -36,11 +36,12 @@ import cv2
 import numpy as np
 import torch
 
+from ..config.run import CLIP_MEAN, CLIP_STD, RunConfig  # noqa: F401 - CLIP_*: null mean/std, re-exported
+from ..config.schema import fields
 from ..errors import ConfigError
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-AUGMENTATIONS = ("none", "blur", "color_jitter", "jpeg_compression", "all")
+#: the values of the run key ``augmentation`` (its schema's choices)
+AUGMENTATIONS = fields(RunConfig)["augmentation"].metadata["choices"]
 
 
 def resize_image(img, size, interpolation=cv2.INTER_LINEAR):
@@ -176,65 +177,28 @@ def mask_to_tensor(mask):
     return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)[None])
 
 
-def _positive_int(config, key, default):
-    value = config.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-    return value
-
-
-def _triple(config, key, default):
-    value = config.get(key)
-    if value is None:
-        return tuple(default)
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        out = ()
-    if len(out) != 3:
-        raise ConfigError(f"{key} must be a list of 3 numbers, got {value!r}")
-    if key == "std" and any(v <= 0 for v in out):
-        raise ConfigError(f"std values must be positive, got {value!r}")
-    return out
-
-
 class SampleTransform:
     """Everything between a decoded image/mask and the tensors of one item.
 
-    Built from the run config (``resolution``, ``mask_size``, ``mean``, ``std``,
-    ``augmentation``, ``flip_prob``); ``train`` enables augmentation and flipping; ``resize`` names
-    the dataset's resize policy (:data:`RESIZES`).
+    Built from the run config (a RunConfig or a dict of run keys: ``resolution``, ``mask_size``, ``mean``,
+    ``std``, ``augmentation``, ``flip_prob``, ``perturb``; their defaults and limits are the schema's,
+    config/run.py); ``train`` enables augmentation and flipping; ``resize`` names the dataset's resize
+    policy (:data:`RESIZES`).
     """
 
     def __init__(self, config=None, train=False, generator=None, perturb=False, resize=DEFAULT_RESIZE):
-        config = config or {}
+        config = RunConfig.of(config)
         # test-time perturbation (robustness; data/perturb.py): image only, before the resize
         from . import perturb as _perturb
 
-        self.perturb = _perturb.parse(config.get("perturb")) if perturb else []
-        self.perturb_seed = int(config.get("perturb_seed") if config.get("perturb_seed") is not None
-                                else config.get("manualSeed", 0))
+        self.perturb = _perturb.parse(config.perturb) if perturb else []
+        self.perturb_seed = config.perturb_seed if config.perturb_seed is not None else config.manualSeed
         self.resize = resize_policy(resize)
-        self.resolution = _positive_int(config, "resolution", 224)
-        self.mask_size = _positive_int(config, "mask_size", 256)
-        if self.resize.mask_at_resolution:
-            self.mask_size = self.resolution
-        self.mean = _triple(config, "mean", CLIP_MEAN)
-        self.std = _triple(config, "std", CLIP_STD)
-        self.augmentation = config.get("augmentation") or "none"
-        if self.augmentation not in AUGMENTATIONS:
-            raise ConfigError(
-                f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {self.augmentation!r}"
-            )
-        flip = config.get("flip_prob")
-        try:
-            self.flip_prob = 0.0 if flip is None else float(flip)
-        except (TypeError, ValueError):
-            self.flip_prob = -1.0
-        if not 0.0 <= self.flip_prob <= 1.0:
-            raise ConfigError(f"flip_prob must be a number in [0, 1], got {flip!r}")
+        self.resolution = config.resolution
+        self.mask_size = self.resolution if self.resize.mask_at_resolution else config.mask_size
+        self.mean, self.std = config.normalisation()
+        self.augmentation = config.augmentation
+        self.flip_prob = float(config.flip_prob)
         self.train = bool(train)
         self.generator = generator
 

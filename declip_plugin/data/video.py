@@ -39,10 +39,10 @@ def select_evenly(items, n):
     return [items[(i * total) // n] for i in range(n)]
 
 
-def frame_num_for(config, split, where):
-    """The config's ``frame_num`` for ``split`` (int, or a mapping {train, test}; val uses test);
-    None when not set."""
-    value = (config or {}).get("frame_num")
+def frame_num_for(frame_num, split, where):
+    """A dataset spec's ``frame_num`` for ``split`` (int, or a mapping {train, test}; val uses test);
+    None when not set. (The run config's is checked by its schema: ``RunConfig.frames_per_video``.)"""
+    value = frame_num
     if value is None:
         return None
     if isinstance(value, dict):
@@ -51,17 +51,16 @@ def frame_num_for(config, split, where):
             return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{where}: frame_num must be a positive integer or {{train: N, test: N}}, got "
-                          f"{config.get('frame_num')!r}")
+                          f"{frame_num!r}")
     return value
 
 
 def clip_size_of(config, where):
-    """``clip_size`` of a video-mode config (a positive integer; required)."""
-    value = config.get("clip_size")
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """``clip_size`` of a video-mode run config (a RunConfig; required there, its bounds the schema's)."""
+    if config.clip_size is None:
         raise ConfigError(f"{where}: video_mode: true needs clip_size, a positive integer (frames per clip), "
-                          f"got {value!r}")
-    return value
+                          f"got None")
+    return config.clip_size
 
 
 def check_frame_num(frame_num, clip_size, split, key):

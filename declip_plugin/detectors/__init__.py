@@ -11,16 +11,19 @@ logger = logging.getLogger(__name__)
 
 
 def build_detector(config, weights_path=None, device=None):
-    """A detector from a config dict, a YAML path or a bundled config name.
+    """A detector from a config dict, a run's typed config (its merged dict), a YAML path or a bundled
+    config name.
 
     The class comes from the detector registry (``model_name``); ``weights_path`` loads a
     checkpoint through the detector's ``load_weights``. When the checkpoint carries the backbone,
     the configured ``pretrained`` weights are not fetched at all.
     """
-    from ..config import load_detector_config
+    from ..config import RunConfig, load_detector_config
     from ..plugins import get_registry
 
-    if not isinstance(config, dict):
+    if isinstance(config, RunConfig):
+        config = config.to_dict()  # DeepfakeBench's contract: cls(config) with the merged dict
+    elif not isinstance(config, dict):
         config = load_detector_config(config)
     config = dict(config)
     name = config.get("model_name")

@@ -22,6 +22,8 @@ detector's own attributes:
 * :meth:`prepare_fast_paths`: channels_last / compile of the parts where they pay off.
 * ``bench_reference()`` (optional): a module whose ``forward(data_dict)`` runs the model the way its
   official code does, for ``declip bench``'s reference configuration.
+* ``bench_configs`` (optional class attribute): ``{"default": name, "quick": name}``, the bundled
+  configs ``declip bench`` measures when no detector is named (DeCLIP declares them).
 
 A detector that only follows DeepfakeBench's duck type (no base class) still runs: the engine
 reads every capability with :func:`capability`, which falls back to the defaults below.

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from ..atomicio import write_png
+from ..config import RunConfig
 from . import runtime, signals
 from .loaders import Batches
-from .progress import progress as progress_bar
+from ..progress import progress as progress_bar
 from .rundir import write_csv, write_json, write_pickle
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, 
     from ..metrics.base import create_metrics
 
     detector.eval()
-    accs = create_metrics(detector, config)
+    accs = create_metrics(detector, RunConfig.of(config).to_dict())  # the metric contract: the merged dict
     rows, seen, t0 = [], 0, time.perf_counter()
     bar = progress_bar(Batches(loader), desc, enabled=progress and runtime.is_main(), summary=summary_line)
     for batch in bar:

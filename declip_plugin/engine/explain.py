@@ -207,12 +207,12 @@ def frame_files(folder, n):
 
 def clip_input(detector, config, frames_rgb):
     """The data_dict of one video: (1, T, 3, H, W) for a clip detector, (T, 3, H, W) frames otherwise."""
-    from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
+    from ..config import RunConfig
+    from ..data.transforms import resize_image, to_tensor
     from ..detectors import capability
 
-    size = int(config.get("resolution", 224))
-    x = torch.stack([to_tensor(resize_image(f, size), config.get("mean") or CLIP_MEAN, config.get("std") or CLIP_STD)
-                     for f in frames_rgb])
+    config = RunConfig.of(config)
+    x = torch.stack([to_tensor(resize_image(f, config.resolution), *config.normalisation()) for f in frames_rgb])
     return {"image": x[None] if capability(detector, "input_kind") == "clip" else x}
 
 

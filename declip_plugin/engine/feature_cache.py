@@ -36,8 +36,8 @@ bf16 autocast on CUDA what the tower returns there), one (1+N, C) or (C, H, W) t
     bounds the size it sees (eviction races are tolerated).
   * neither (``memory: false``, ``dir: null``): a disk cache under ``<run_dir>/feature_cache``.
 
-Config (``feature_cache``): ``enabled`` true | false | 'auto' (default 'auto': on when
-applicable), ``dir`` (default null), ``max_gb`` (default 8, per tier), ``memory`` (default true).
+Config (``feature_cache``, config/run.py ``FeatureCacheKeys``: its defaults and limits): ``enabled``
+true | false | 'auto' (on when applicable), ``dir``, ``max_gb`` (per tier), ``memory``.
 The cache is only applicable with a frozen backbone and a deterministic pipeline
 (``augmentation`` none and ``flip_prob`` 0): see :func:`cache_applicable`.
 
@@ -58,9 +58,9 @@ import zlib
 
 import torch
 
+from ..config import RunConfig
 from ..detectors.base import capability
 from ..digests import file_digest
-from ..errors import ConfigError
 from . import runtime
 
 logger = logging.getLogger(__name__)
@@ -68,40 +68,16 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MAGIC = b"DCLPFC01"
 SUFFIX = ".feat"
-DEFAULTS = {"enabled": "auto", "dir": None, "max_gb": 8.0, "memory": True}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _STALE_TMP_S = 3600.0
 
 
 # --- settings and applicability -----------------------------------------------------------------
-def cache_settings(config):
-    """``config['feature_cache']`` with defaults, checked."""
-    raw = (config or {}).get("feature_cache") or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"feature_cache must be a mapping (enabled, dir, max_gb, memory), got {raw!r}")
-    s = {**DEFAULTS, **{k: v for k, v in raw.items() if v is not None or k == "dir"}}
-    enabled = s["enabled"]
-    if isinstance(enabled, str):
-        low = enabled.strip().lower()
-        if low not in ("auto", "true", "false"):
-            raise ConfigError(f"feature_cache.enabled must be true, false or auto, got {enabled!r}")
-        enabled = "auto" if low == "auto" else low == "true"
-    s["enabled"] = enabled
-    try:
-        s["max_gb"] = float(s["max_gb"])
-    except (TypeError, ValueError):
-        s["max_gb"] = -1.0
-    if not s["max_gb"] > 0:
-        raise ConfigError(f"feature_cache.max_gb must be a positive number of GB, got {raw.get('max_gb')!r}")
-    s["memory"] = bool(s["memory"])
-    return s
-
-
 def cache_applicable(detector, config):
     """``(True, why)`` when the feature cache may be used for this detector and config, else
     ``(False, reason)``; the reason is meant for the run log."""
-    s = cache_settings(config)
-    if s["enabled"] is False:
+    config = RunConfig.of(config)
+    if config.feature_cache.enabled is False:
         return False, "feature_cache.enabled is false"
     tap = capability(detector, "feature_tap")
     if tap is None:
@@ -109,13 +85,11 @@ def cache_applicable(detector, config):
                        f"or it has none), so its features change at every step")
     if not hasattr(tap, "cache_key"):
         return False, f"the feature tap of {type(detector).__name__} has no cache_key"
-    aug = (config or {}).get("augmentation")
-    if aug not in (None, "none"):
-        return False, f"augmentation {aug!r} changes the training images every epoch"
-    flip = (config or {}).get("flip_prob") or 0.0
-    if float(flip) > 0:
-        return False, f"flip_prob {flip} flips training images at random"
-    if (config or {}).get("use_data_augmentation") and (config or {}).get("data_aug"):
+    if config.augmentation != "none":
+        return False, f"augmentation {config.augmentation!r} changes the training images every epoch"
+    if config.flip_prob > 0:
+        return False, f"flip_prob {config.flip_prob} flips training images at random"
+    if config.use_data_augmentation and config.data_aug:
         return False, "use_data_augmentation is on with a data_aug section"
     return True, "frozen backbone and deterministic image pipeline"
 
@@ -123,9 +97,10 @@ def cache_applicable(detector, config):
 def maybe_feature_cache(detector, config, run_dir=None):
     """The run's ``batch_hook``: a :class:`FeatureCache` when :func:`cache_applicable`, else None;
     logs which and why (a warning when ``enabled: true`` was asked for but cannot be honoured)."""
+    config = RunConfig.of(config)
     ok, reason = cache_applicable(detector, config)
     if not ok:
-        asked = cache_settings(config)["enabled"] is True
+        asked = config.feature_cache.enabled is True
         (logger.warning if asked else logger.info)("feature cache off: %s", reason)
         return None
     return FeatureCache(detector, config, run_dir)
@@ -177,12 +152,8 @@ def _compute_tag(device, precision):
 
 
 def pipeline_signature(config, backbone):
-    from ..data.transforms import CLIP_MEAN, CLIP_STD
-
-    config = config or {}
-    mean = [float(v) for v in (config.get("mean") or CLIP_MEAN)]
-    std = [float(v) for v in (config.get("std") or CLIP_STD)]
-    return {"resolution": int(config.get("resolution") or 224), "mean": mean, "std": std,
+    mean, std = config.normalisation()
+    return {"resolution": config.resolution, "mean": list(mean), "std": list(std),
             "backbone_size": getattr(backbone, "image_size", None)}
 
 
@@ -352,15 +323,15 @@ class FeatureCache:
     def __init__(self, detector, config, run_dir=None):
         self.detector = detector
         self.backbone = capability(detector, "feature_tap")
-        self.config = dict(config or {})
-        self.settings = cache_settings(self.config)
-        self.precision = self.config.get("precision", "bf16")
-        self.max_bytes = int(self.settings["max_gb"] * 1e9)
+        self.config = RunConfig.of(config)
+        self.settings = self.config.feature_cache
+        self.precision = self.config.precision
+        self.max_bytes = int(self.settings.max_gb * 1e9)
         self.stats = collections.Counter()
-        self._mem = collections.OrderedDict() if self.settings["memory"] else None
+        self._mem = collections.OrderedDict() if self.settings.memory else None
         self._mem_bytes = 0
-        root = self.settings["dir"]
-        if root is None and not self.settings["memory"]:
+        root = self.settings.dir
+        if root is None and not self.settings.memory:
             if run_dir is None:
                 logger.warning("feature cache: memory: false and no dir; keeping the features in memory")
                 self._mem = collections.OrderedDict()
@@ -376,7 +347,7 @@ class FeatureCache:
         self._refresh_fingerprint()
         tiers = (["host memory"] if self._mem is not None else []) + ([f"disk {self.disk.root}"] if self.disk else [])
         logger.info("feature cache on: %s, at most %.1f GB each; features kept in the dtype they are computed in",
-                    " + ".join(tiers), self.settings["max_gb"])
+                    " + ".join(tiers), self.settings.max_gb)
 
     # -- keys --
     def _refresh_fingerprint(self):

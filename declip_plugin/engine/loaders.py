@@ -1,15 +1,27 @@
-"""Datasets and DataLoaders of a run, from the dataset registry and the config."""
+"""Datasets and DataLoaders of a run, from the dataset registry and the config: where a detector
+meets the data (:func:`data_config`)."""
 import logging
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
+from ..config import RunConfig
 from ..data import build_dataset, collate_fn
+from ..detectors.base import capability
 from ..errors import ConfigError
 from . import runtime
 from .signals import worker_ignores_sigterm
 
 logger = logging.getLogger(__name__)
+
+
+def data_config(config, detector):
+    """``config`` with what ``detector``'s training needs of the data (its ``training_data()``):
+    ``include_real`` when the config leaves it null, and whether a train split needs masks."""
+    needs = capability(detector, "training_data")
+    include_real = config.include_real
+    return config.replace(include_real=bool(needs.get("real_images", True)) if include_real is None else include_real,
+                          require_masks=bool(needs.get("needs_masks", False)))
 
 
 def build_split(names, split, config):
@@ -42,8 +54,9 @@ def _same_mask_size(parts, split):
 
 def make_loader(dataset, config, train, device, batch_size=None, seed=0):
     """DataLoader with DeepfakeBench's batch keys; sharded across ranks under torchrun."""
-    workers = int(config.get("workers", 0))
-    bs = int(batch_size or config.get("train_batchSize" if train else "test_batchSize", 32))
+    config = RunConfig.of(config)
+    workers = config.workers
+    bs = int(batch_size or config.batch_size(train))
     sampler, shuffle = None, train
     if runtime.world_size() > 1:
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed) if train else runtime.ShardSampler(dataset)
@@ -53,10 +66,10 @@ def make_loader(dataset, config, train, device, batch_size=None, seed=0):
         dataset, batch_size=bs, shuffle=shuffle if sampler is None else False, sampler=sampler,
         num_workers=workers, collate_fn=collate_fn, drop_last=False, generator=generator,
         worker_init_fn=worker_ignores_sigterm if workers > 0 else None,  # the main process handles it
-        pin_memory=bool(config.get("pin_memory", True)) and device.type == "cuda",
+        pin_memory=config.pin_memory and device.type == "cuda",
         # persistent workers keep their random streams across epochs, so a resumed run would draw
         # other augmentations than an uninterrupted one: only when the pipeline draws nothing
-        persistent_workers=(bool(config.get("persistent_workers", True)) and workers > 0 and train
+        persistent_workers=(config.persistent_workers and workers > 0 and train
                             and not random_pipeline(config)),
     )
 
@@ -96,7 +109,7 @@ def stop_workers(loader, iterator):
 
 def random_pipeline(config):
     """Whether training images go through random augmentation (``augmentation`` or ``flip_prob``)."""
-    return (config.get("augmentation") not in (None, "none")) or float(config.get("flip_prob") or 0) > 0
+    return config.augmentation != "none" or config.flip_prob > 0
 
 
 def skipped_files(dataset):

@@ -11,7 +11,7 @@ from ..atomicio import check_output_dir, write_png
 from ..checkpoints import read_detector_checkpoint
 from ..config import load_run_config
 from ..data.images import read_image
-from ..data.transforms import CLIP_MEAN, CLIP_STD, resize_image, to_tensor
+from ..data.transforms import resize_image, to_tensor
 from ..detectors import build_detector, capability
 from ..errors import CheckpointError, ConfigError, DataError, DeclipError
 from ..media.video import VIDEO_EXTENSIONS, is_video_file
@@ -82,12 +82,12 @@ def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
     from .explain import explain_frames, frame_files
 
     if not os.path.isdir(folder):
-        raise ConfigError(f"{folder}: detector {config.get('model_name')!r} takes clips of frames; give a video file "
+        raise ConfigError(f"{folder}: detector {config.model_name!r} takes clips of frames; give a video file "
                           f"or a folder of a video's frames (e.g. DeepfakeBench's frames/<video>/)")
-    files = frame_files(folder, int(config.get("clip_size") or 8))
-    if capability(detector, "input_kind") == "clip" and len(files) < int(config.get("clip_size") or 1):
-        raise ConfigError(f"{folder}: {len(files)} frames; {config.get('model_name')!r} takes clips of "
-                          f"{config.get('clip_size')} frames")
+    files = frame_files(folder, config.clip_size or 8)
+    if capability(detector, "input_kind") == "clip" and len(files) < (config.clip_size or 1):
+        raise ConfigError(f"{folder}: {len(files)} frames; {config.model_name!r} takes clips of "
+                          f"{config.clip_size} frames")
     if explain:
         prob, strip, maps = explain_frames(detector, config, files)
     else:
@@ -109,8 +109,8 @@ def _predict_video(detector, config, folder, out_dir, stem, threshold, explain):
 def _predict_image(detector, config, device, path, out_dir, stem, threshold, explain):
     """One image file: p(fake), and the mask and overlay PNGs of a detector with a mask decoder."""
     rgb = read_image(path)
-    size = int(config.get("resolution", 224))
-    x = to_tensor(resize_image(rgb, size), config.get("mean") or CLIP_MEAN, config.get("std") or CLIP_STD)[None]
+    mean, std = config.normalisation()
+    x = to_tensor(resize_image(rgb, config.resolution), mean, std)[None]
     x = x.to(device)
     with torch.inference_mode():
         pred = detector({"image": x}, inference=True)

@@ -33,7 +33,7 @@ import torch
 
 from ..atomicio import write_png
 from ..data.transforms import SampleTransform
-from ..data.video import clip_segments, clip_size_of, frame_num_for, select_evenly
+from ..data.video import clip_segments, clip_size_of, select_evenly
 from ..detectors import capability
 from ..errors import DataError
 from ..media.video import VIDEO_EXTENSIONS, MediaError, is_video_file, open_frames, quiet_decoder_logs
@@ -119,7 +119,7 @@ def _inputs(config, policy, frames):
 
 def _score_frames(detector, config, x):
     """p(fake) (N,) and mask probabilities (N, h, w) or None of frames ``x`` (N, 3, R, R), in batches."""
-    batch = int(config.get("test_batchSize") or 32)
+    batch = config.test_batchSize
     probs, masks = [], []
     with torch.inference_mode():
         for start in range(0, len(x), batch):
@@ -145,8 +145,8 @@ def score(detector, config, policy, decoded, explain_maps=False):
     """Per-frame records, the video's p(fake), per-frame masks (or None) and the strip (or None)."""
     frames = decoded.frames
     clip = capability(detector, "input_kind") == "clip"
-    if clip or config.get("video_mode"):
-        frames = select_evenly(frames, frame_num_for(config, "test", "the checkpoint's config"))
+    if clip or config.video_mode:
+        frames = select_evenly(frames, config.frames_per_video("test"))
     x = _inputs(config, policy, frames)
     rows = [{"frame": i, **({"face_box": box} if box is not None else {})} for i, _, box in frames]
     masks, strip = None, None

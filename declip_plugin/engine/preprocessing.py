@@ -28,7 +28,7 @@ from ..data.catalog import dataset_spec, get_adapter
 from ..data.transforms import RESIZES
 from ..errors import ConfigError, DeclipError
 from ..media.video import SAMPLING_MODES, Sampling
-from ..prepare.writer import FACE_MODES, Settings
+from ..media.faces import DEFAULT_MARGIN, DEFAULT_SIZE, FACE_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +87,9 @@ def from_dataset(name, config=None):
         return None
     rec = _prepared(name, spec, "its dataset config")
     faces = rec.get("faces") or getattr(adapter, "faces", "none")
-    default = Settings()
     cropped = faces == "dlib"
-    return {"faces": faces, "size": (int(rec.get("size") or default.size)) if cropped else None,
-            "margin": float(rec.get("margin") or default.margin) if cropped else None,
+    return {"faces": faces, "size": (int(rec.get("size") or DEFAULT_SIZE)) if cropped else None,
+            "margin": float(rec.get("margin") or DEFAULT_MARGIN) if cropped else None,
             "resize": getattr(adapter, "resize", "declip"),
             "mode": rec.get("mode"), "num_frames": rec.get("num_frames"), "stride": rec.get("stride")}
 
@@ -112,8 +111,7 @@ def _agree(key, found, flag_value, names):
 
 
 def _train_datasets(config):
-    names = config.get("train_dataset") or []
-    return [names] if isinstance(names, str) else [str(n) for n in names]
+    return [str(n) for n in config.train_dataset or []]
 
 
 def resolve(config, faces=None, resize=None, mode=None, num_frames=None, stride=None, checkpoint=""):
@@ -135,9 +133,8 @@ def resolve(config, faces=None, resize=None, mode=None, num_frames=None, stride=
     face_mode, face_src = _agree("faces", found, faces, known)
     size = margin = None
     if face_mode == "dlib":
-        default = Settings()
-        size = _agree("size", found, None, known)[0] or default.size
-        margin = _agree("margin", found, None, known)[0] or default.margin
+        size = _agree("size", found, None, known)[0] or DEFAULT_SIZE
+        margin = _agree("margin", found, None, known)[0] or DEFAULT_MARGIN
     policy, resize_src = _agree("resize", found, resize, known)
     sampling, sampling_src = _sampling(found, known, mode, num_frames, stride)
     return Preprocessing(face_mode, size, margin, policy, sampling,
@@ -145,7 +142,7 @@ def resolve(config, faces=None, resize=None, mode=None, num_frames=None, stride=
 
 
 def _sampling(found, known, mode, num_frames, stride):
-    default = Settings()
+    default = Sampling()  # DeepfakeBench's preprocessing: 32 frames spread over the video
     values, sources = {}, set()
     for key, flag_value, fallback in (("mode", mode, default.mode), ("num_frames", num_frames, default.num_frames),
                                       ("stride", stride, default.stride)):

@@ -9,12 +9,11 @@ import shutil
 
 from ..atomicio import check_output_dir, remove_stale_tmp
 from ..config import load_resume_config, load_run_config
-from ..data import data_config
 from ..detectors import build_detector, capability
 from ..errors import ConfigError
 from . import runtime
 from .evaluator import evaluate, format_metrics, write_results
-from .loaders import build_split, make_loader, skipped_files
+from .loaders import build_split, data_config, make_loader, skipped_files
 from .rundir import add_log_file, new_run_dir, remove_log_file, write_json, write_yaml
 from .signals import handles_sigterm
 
@@ -22,21 +21,21 @@ logger = logging.getLogger(__name__)
 
 
 def run_name(config):
-    if config.get("name"):
-        return str(config["name"])
-    path = config.get("_config_path")
-    return os.path.splitext(os.path.basename(path))[0] if path else str(config.get("model_name", "run"))
+    if config.name:
+        return str(config.name)
+    path = config.config_path
+    return os.path.splitext(os.path.basename(path))[0] if path else str(config.model_name or "run")
 
 
 def run_folder_name(config):
     """``<name>[_<task_target>]``: the run directory's name before its time, as DeepfakeBench's train.py
     names its log folder ``<model_name>[_<task_target>]_<time>``."""
-    task = config.get("task_target")
+    task = config.task_target
     return f"{run_name(config)}_{task}" if task else run_name(config)
 
 
 def in_domain(config):
-    return config["in_domain"] or config["train_dataset"]
+    return config.in_domain or config.train_dataset
 
 
 def prepare_detector(config, device, weights_path=None):
@@ -44,22 +43,22 @@ def prepare_detector(config, device, weights_path=None):
     detector = build_detector(config, weights_path=weights_path).to(device)
     fast = getattr(detector, "prepare_fast_paths", None)  # absent on DeepfakeBench's duck type
     if fast is not None:
-        fast(device, channels_last=bool(config.get("channels_last")), compile=bool(config.get("compile")))
+        fast(device, channels_last=config.channels_last, compile=config.compile)
     summary = capability(detector, "parameter_summary")
-    logger.info("detector %s: %s of %s parameters trainable (%.4f%%)", config.get("model_name"),
+    logger.info("detector %s: %s of %s parameters trainable (%.4f%%)", config.model_name,
                 f"{summary['trainable']:,}", f"{summary['total']:,}", 100 * summary["fraction"])
     return detector
 
 
 def _check_log_dir(config):
-    check_output_dir(config.get("log_dir") or "./logs", "log_dir (--log_dir)")
+    check_output_dir(config.log_dir or "./logs", "log_dir (--log_dir)")
 
 
 def _open_run(config, mode, run_dir=None):
     """The run directory (new unless resuming) and its log file; called once every check passed."""
     if run_dir is None:
         run_dir = runtime.broadcast_object(
-            new_run_dir(config.get("log_dir") or f"./logs/{mode}", run_folder_name(config)) if runtime.is_main() else None)
+            new_run_dir(config.log_dir or f"./logs/{mode}", run_folder_name(config)) if runtime.is_main() else None)
     handler = add_log_file(run_dir, "training.log" if mode == "train" else "test.log") if runtime.is_main() else None
     return run_dir, handler
 
@@ -78,22 +77,22 @@ def _discard_failed_run(run_dir, keep=False):
 def _write_run_files(run_dir, config, detector, extra):
     if not runtime.is_main():
         return
-    clean = {k: v for k, v in config.items() if not k.startswith("_")}
+    clean = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
     clean["name"] = run_name(config)  # so that --resume keeps the method name
     write_yaml(os.path.join(run_dir, "config.yaml"), clean)
     write_json(os.path.join(run_dir, "run.json"), {
-        "name": run_name(config), "model_name": config.get("model_name"),
-        "train_dataset": config["train_dataset"], "test_dataset": config["test_dataset"],
-        "in_domain": in_domain(config), "config_path": config.get("_config_path"),
+        "name": run_name(config), "model_name": config.model_name,
+        "train_dataset": config.train_dataset, "test_dataset": config.test_dataset,
+        "in_domain": in_domain(config), "config_path": config.config_path,
         "parameters": capability(detector, "parameter_summary"), **extra})
 
 
 def build_test_sets(config):
     """Every test split, built (and so checked) before any work starts; ``test_include_real`` (when set)
     decides whether they hold real images, whatever training uses."""
-    if config.get("test_include_real") is not None:
-        config = {**config, "include_real": bool(config["test_include_real"])}
-    return {name: build_split([name], "test", config) for name in config["test_dataset"]}
+    if config.test_include_real is not None:
+        config = config.replace(include_real=config.test_include_real)
+    return {name: build_split([name], "test", config) for name in config.test_dataset}
 
 
 def test_datasets(detector, config, device, run_dir, test_sets, weights=None, batch_hook=None):
@@ -103,8 +102,8 @@ def test_datasets(detector, config, device, run_dir, test_sets, weights=None, ba
     for name, ds in test_sets.items():
         loader = make_loader(ds, config, train=False, device=device)
         folder = os.path.join(run_dir, "test", name)
-        mask_dir = os.path.join(folder, "masks") if config.get("save_masks") else None
-        result = evaluate(detector, loader, device, config, config.get("precision"), mask_dir=mask_dir,
+        mask_dir = os.path.join(folder, "masks") if config.save_masks else None
+        result = evaluate(detector, loader, device, config, config.precision, mask_dir=mask_dir,
                           desc=f"test {name}", batch_hook=batch_hook)
         if runtime.is_main():
             extra = {"method": run_name(config), "weights": weights, "in_domain": name in ids if ids else None,
@@ -132,11 +131,8 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
             logger.info("removed %d unfinished temporary file(s) of the interrupted run in %s", removed, resume)
     else:
         config = load_run_config(detector_config, "train", overrides)
-    if not config["train_dataset"]:
+    if not config.train_dataset:
         raise ConfigError("no train_dataset: set it in the YAML or pass --train_dataset")
-    if int(config.get("nEpochs", 1)) < 1:
-        raise ConfigError(f"nEpochs is {config.get('nEpochs')}: a training run needs at least one epoch "
-                          f"(to evaluate weights without training, use `declip test`)")
     _check_log_dir(config)
     runtime.check_ddp(config)
     runtime.init_distributed(config)
@@ -144,12 +140,12 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
     try:
         device = runtime.resolve_device(config)
         precision = runtime.resolve_precision(config, device)
-        seed = int(config.get("manualSeed", 1024))
+        seed = config.manualSeed
         runtime.seed_everything(seed + runtime.rank())
         detector = prepare_detector(config, device, weights_path)
         config = data_config(config, detector)
-        train_set = build_split(config["train_dataset"], "train", config)
-        val_set = build_split(config["val_dataset"] or config["train_dataset"], "val", config)
+        train_set = build_split(config.train_dataset, "train", config)
+        val_set = build_split(config.val_dataset or config.train_dataset, "val", config)
         test_sets = build_test_sets(config)
         run_dir, handler = _open_run(config, "train", run_dir=resume)
         if not resume:
@@ -170,7 +166,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
                           precision=precision)
         if resume:
             trainer.load_state(trainer.last_path)
-        trainer.fit(int(config.get("nEpochs", 1)))
+        trainer.fit(config.nEpochs)
         if cache is not None:
             cache.log_stats()
         if writer:
@@ -197,7 +193,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
 def test(detector_config, weights_path, overrides=None):
     """Evaluate a checkpoint on ``test_dataset`` into a new run directory. Returns the run dir."""
     config = load_run_config(detector_config, "test", overrides)
-    if not config["test_dataset"]:
+    if not config.test_dataset:
         raise ConfigError("no test_dataset: set it in the YAML or pass --test_dataset")
     _check_log_dir(config)
     runtime.check_ddp(config)
@@ -206,7 +202,7 @@ def test(detector_config, weights_path, overrides=None):
     try:
         device = runtime.resolve_device(config)
         precision = runtime.resolve_precision(config, device)
-        runtime.seed_everything(int(config.get("manualSeed", 1024)) + runtime.rank())
+        runtime.seed_everything(config.manualSeed + runtime.rank())
         detector = prepare_detector(config, device, weights_path)
         config = data_config(config, detector)
         test_sets = build_test_sets(config)

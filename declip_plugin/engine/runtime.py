@@ -10,14 +10,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..config import RunConfig
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_device(config):
-    """``config['device']`` or CUDA when available, else CPU; under torchrun, the local GPU."""
-    want = (config or {}).get("device")
+    """The run config's ``device`` or CUDA when available, else CPU; under torchrun, the local GPU."""
+    want = RunConfig.of(config).device
     if want in (None, "", "auto"):
         want = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -133,7 +134,7 @@ def decide_precision(requested, device):
 
 def resolve_precision(config, device):
     """:func:`decide_precision` for a run's config, stated in one log line."""
-    precision = decide_precision((config or {}).get("precision"), device)
+    precision = decide_precision(RunConfig.of(config).precision, device)
     logger.info("precision: %s (requested %s)%s", precision.name, precision.requested,
                 f": {precision.reason}" if precision.reason else "")
     return precision
@@ -165,7 +166,7 @@ def is_main():
 def check_ddp(config):
     """DeepfakeBench's ``ddp`` flag (``--ddp``): there, as here, the processes come from torchrun
     (which sets WORLD_SIZE); without it the flag is refused, since one process cannot make several."""
-    if (config or {}).get("ddp") and "WORLD_SIZE" not in os.environ:
+    if RunConfig.of(config).ddp and "WORLD_SIZE" not in os.environ:
         raise ConfigError("ddp: true (--ddp) needs one process per GPU started by torchrun: torchrun "
                           "--nproc_per_node=<GPUs> -m declip_plugin train ... (docs/distributed.md)")
 
@@ -174,8 +175,8 @@ def init_distributed(config):
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); nccl on GPU, gloo on CPU."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return False
-    backend = (config or {}).get("dist_backend") or ("nccl" if torch.cuda.is_available() and
-                                                     (config or {}).get("device") != "cpu" else "gloo")
+    config = RunConfig.of(config)
+    backend = config.dist_backend or ("nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
     dist.init_process_group(backend=backend)
     logger.info("distributed: rank %d of %d (%s)", rank(), world_size(), backend)
     return True

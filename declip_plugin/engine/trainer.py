@@ -4,6 +4,7 @@ Each epoch: train, validate (``metric_scoring`` on the validation split), keep t
 drop the lr / 10 on a plateau until ``min_lr`` (the official schedule, :class:`PlateauSchedule`), save the
 resume state. ``--resume RUN_DIR`` continues from the last finished epoch.
 """
+import dataclasses
 import logging
 import math
 import os
@@ -12,43 +13,19 @@ import time
 import torch
 
 from ..checkpoints import atomic_save, read_checkpoint
+from ..config import RunConfig
+from ..config.run import EarlyStoppingKeys
+from ..config.schema import check_mapping
 from ..detectors import capability, load_weights, save_detector_checkpoint
 from ..errors import ConfigError
 from ..metrics.base import info_of
+from ..optim import build_optimizer, build_scheduler
 from . import runtime
-from .progress import PROGRESS, eta_line, progress
+from ..progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
 from .loaders import Batches
 
 logger = logging.getLogger(__name__)
-
-def build_optimizer(params, config):
-    opt = config.get("optimizer") or {}
-    kind = str(opt.get("type", "adam")).lower()
-    if kind in ("adam", "adamw"):
-        a = opt.get("adam") or {}
-        cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
-        return cls(params, lr=a.get("lr", 1e-3), betas=(a.get("beta1", 0.9), a.get("beta2", 0.999)),
-                   eps=a.get("eps", 1e-8), weight_decay=a.get("weight_decay", 0.0), amsgrad=a.get("amsgrad", False))
-    if kind == "sgd":
-        s = opt.get("sgd") or {}
-        return torch.optim.SGD(params, lr=s.get("lr", 1e-3), momentum=s.get("momentum", 0.0),
-                               weight_decay=s.get("weight_decay", 0.0))
-    raise ConfigError(f"optimizer.type {kind!r}: use adam, adamw or sgd")
-
-
-def build_scheduler(optimizer, config):
-    kind = config.get("lr_scheduler")
-    if kind in (None, "none"):
-        return None
-    if kind == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.get("lr_step") or 10,
-                                               gamma=config.get("lr_gamma") or 0.1)
-    if kind == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.get("lr_T_max") or 10,
-                                                          eta_min=config.get("lr_eta_min") or 0.0)
-    raise ConfigError(f"lr_scheduler {kind!r}: use null, step or cosine")
-
 
 def _total_grad_norm(params):
     grads = [p.grad for p in params if p.grad is not None]
@@ -100,20 +77,23 @@ class PlateauSchedule:
     Training stops once a drop takes the lr below ``min_lr``. Separately, ``is_best`` (the checkpoint kept
     as ckpt_best.pth) is an improvement of more than ``delta`` over the best score of the whole run. A
     missing or NaN score counts as no improvement. One boundary differs: a gain of exactly ``delta`` is an
-    improvement to the official ``score < best - (-delta)`` test and not to torch's strict one."""
+    improvement to the official ``score < best - (-delta)`` test and not to torch's strict one.
 
-    def __init__(self, optimizer, patience=5, delta=0.001, delta_after_drop=0.002, lr_factor=0.1, min_lr=1e-6,
-                 enabled=True, higher_is_better=True):
-        if not 0 < lr_factor < 1:
-            raise ConfigError(f"early_stopping.lr_factor is {lr_factor!r}: the lr drop must be a factor between "
-                              f"0 and 1 (e.g. 0.1)")
-        self.optimizer, self.delta, self.delta_after_drop = optimizer, delta, delta_after_drop
-        self.min_lr, self.enabled, self.sign = min_lr, enabled, (1.0 if higher_is_better else -1.0)
+    ``settings`` is the config's ``early_stopping`` section (config/run.py ``EarlyStoppingKeys``: its
+    defaults and limits); keyword ``keys`` replace single keys of it, checked by the same schema."""
+
+    def __init__(self, optimizer, settings=None, higher_is_better=True, **keys):
+        settings = settings or EarlyStoppingKeys()
+        if keys:
+            check_mapping(keys, [EarlyStoppingKeys], where="early_stopping")
+            settings = dataclasses.replace(settings, **keys)
+        self.optimizer, self.delta, self.delta_after_drop = optimizer, settings.delta, settings.delta_after_drop
+        self.min_lr, self.enabled, self.sign = settings.min_lr, settings.enabled, (1.0 if higher_is_better else -1.0)
         self.best = None
         # num_bad_epochs > patience drops, so patience - 1 drops at the patience-th validation as the official
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if higher_is_better else "min", factor=lr_factor, patience=patience - 1,
-            threshold=delta, threshold_mode="abs", min_lr=0.0, eps=0.0)
+            optimizer, mode="max" if higher_is_better else "min", factor=settings.lr_factor,
+            patience=settings.patience - 1, threshold=settings.delta, threshold_mode="abs", min_lr=0.0, eps=0.0)
 
     def step(self, score):
         """Record ``score``; returns (is_best, stop)."""
@@ -152,6 +132,7 @@ class PlateauSchedule:
 class Trainer:
     def __init__(self, config, detector, train_loader, val_loader, run_dir, device, writer=None, batch_hook=None,
                  precision=None):
+        config = RunConfig.of(config)
         self.config, self.run_dir, self.device = config, run_dir, device
         self.detector = detector
         self.model = detector  # the module the optimizer steps (DDP wrapper when distributed)
@@ -164,12 +145,12 @@ class Trainer:
             raise ConfigError("the detector has no trainable parameters")
         self.optimizer = build_optimizer(self.params, config)
         self.scheduler = build_scheduler(self.optimizer, config)
-        self.metric = (config.get("val_metric") or config.get("metric_scoring")
+        self.metric = (config.val_metric or config.metric_scoring
                        or capability(detector, "default_val_metric"))
-        es = dict(config.get("early_stopping") or {})
-        self.early = PlateauSchedule(self.optimizer, higher_is_better=info_of(self.metric).higher_is_better, **es)
+        self.early = PlateauSchedule(self.optimizer, config.early_stopping,
+                                     higher_is_better=info_of(self.metric).higher_is_better)
         # what runs on this device (engine.runtime.decide_precision); fp16 comes with a gradient scaler
-        self.precision = precision or runtime.decide_precision(config.get("precision"), device)
+        self.precision = precision or runtime.decide_precision(config.precision, device)
         self.scaler = self.precision.make_scaler()
         self.skipped_steps = 0  # steps skipped for an inf/NaN loss or gradient
         self.writer = writer
@@ -220,7 +201,7 @@ class Trainer:
     def seed_epoch(self):
         """Every random stream of epoch ``self.epoch`` (sample order, worker seeds, augmentation,
         dropout) from (manualSeed, epoch, rank) alone, so a resumed run repeats an uninterrupted one."""
-        seed = runtime.epoch_seed(int(self.config.get("manualSeed", 1024)), self.epoch, runtime.rank())
+        seed = runtime.epoch_seed(self.config.manualSeed, self.epoch, runtime.rank())
         runtime.seed_everything(seed)
         generator = getattr(self.train_loader, "generator", None)
         if generator is not None:
@@ -232,7 +213,7 @@ class Trainer:
     def train_epoch(self):
         self.model.train()
         self.seed_epoch()
-        log_every = int(self.config.get("log_every", 10))
+        log_every = self.config.log_every
         total, n, n_loss, skipped, t0 = 0.0, 0, 0, 0, time.perf_counter()
         bar = progress(Batches(self.train_loader), f"epoch {self.epoch + 1}", enabled=runtime.is_main(), summary=False)
         for batch in bar:
@@ -276,7 +257,7 @@ class Trainer:
                       "skipped_steps": stats["skipped_steps"]}
             speed = (f" | {record['train_img_s']:.1f} img/s, "
                      f"{eta_line(self.epoch - start_epoch, n_epochs - start_epoch, time.perf_counter() - t_fit)}")
-            val_every = int(self.config.get("val_every", 1))
+            val_every = self.config.val_every
             if self.val_loader is not None and (self.epoch % val_every == 0 or self.epoch == n_epochs):
                 metrics = self.validate()
                 score = metrics.get(self.metric)
@@ -296,7 +277,7 @@ class Trainer:
                             if isinstance(v, (int, float)) and v == v and not k.startswith("n_"):
                                 self.writer.add_scalar(f"val/{k}", v, self.epoch)
                         self._log_masks()
-                    if is_best and self.config.get("save_ckpt", True):
+                    if is_best and self.config.save_ckpt:
                         self.best_epoch = self.epoch
                         save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch,
                                                  metric={self.metric: score})
@@ -304,7 +285,7 @@ class Trainer:
                 logger.info("epoch %d/%d: train loss %.4f, lr %.1e%s", self.epoch, n_epochs, stats["loss"], lr, speed,
                             extra=PROGRESS)
             self.history.append(record)
-            if runtime.is_main() and self.config.get("save_ckpt", True):
+            if runtime.is_main() and self.config.save_ckpt:
                 if self.val_loader is None:
                     self.best_epoch = self.epoch
                     save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch)
@@ -314,7 +295,7 @@ class Trainer:
 
     @torch.inference_mode()
     def _log_masks(self):
-        n = int(self.config.get("tensorboard_masks", 4))
+        n = self.config.tensorboard_masks
         if n <= 0 or self.writer is None:
             return
         batch = next(iter(self.val_loader))

@@ -43,6 +43,7 @@ KEYPOINTS = (37, 44, 30, 49, 55)
 #: the ArcFace template of 112 x 112 faces (the five key points)
 ARCFACE_112 = np.array([[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366], [33.5493, 92.3655],
                         [62.7299, 92.2041]], dtype=np.float32)
+FACE_MODES = ("dlib", "none")  # dlib: DeepfakeBench's aligned face crop; none: whole frames
 DEFAULT_SIZE = 256
 DEFAULT_MARGIN = 1.3
 UPSAMPLE = 1

@@ -25,7 +25,7 @@ from ..atomicio import atomic_write_text
 from ..data.base import SPLITS
 from ..data.catalog import load_catalog, reload_catalog, user_dataset_dir
 from ..errors import DataError
-from ..integrations.deepfakebench import facts
+from .. import deepfakebench_facts as facts
 from ..integrations.deepfakebench.export import json_frame_path, label_dict_for, write_lmdb
 from .writer import LANDMARKS_DIR
 

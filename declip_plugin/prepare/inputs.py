@@ -35,7 +35,7 @@ from ..data.base import SPLITS, hash_split
 from ..data.deepfakebench_json import frame_order
 from ..data.images import is_image_file
 from ..errors import DataError
-from ..integrations.deepfakebench import facts
+from .. import deepfakebench_facts as facts
 from ..media import VIDEO_EXTENSIONS, is_video_file
 from .item import LABEL_WORDS, Item
 

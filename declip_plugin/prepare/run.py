@@ -18,9 +18,9 @@ import time
 from typing import Optional
 
 from ..atomicio import check_output_dir
-from ..engine.progress import PROGRESS, on_terminal, progress, quiet
+from ..progress import PROGRESS, on_terminal, progress, quiet
 from ..errors import DataError
-from ..integrations.deepfakebench import facts
+from .. import deepfakebench_facts as facts
 from ..integrations.deepfakebench.export import check_name, json_frame_path, label_names
 from . import dataset as ds
 from . import worker

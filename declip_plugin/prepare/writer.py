@@ -26,15 +26,15 @@ import numpy as np
 
 from ..atomicio import atomic_write_text
 from ..errors import DataError
-from ..integrations.deepfakebench import facts
+from .. import deepfakebench_facts as facts
 from ..media import Sampling, open_frames
+from ..media.faces import DEFAULT_MARGIN, DEFAULT_SIZE
 
 logger = logging.getLogger(__name__)
 
 LANDMARKS_DIR = "landmarks"
 STATE_DIR = ".prepare"
 MASK_THRESHOLD = 1  # preprocess.py: cv2.threshold(mask, 1, 255, THRESH_BINARY)
-FACE_MODES = ("dlib", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,11 +42,11 @@ class Settings:
     """What decides the files of a video: a rerun must use the same (checked against the state folder)."""
 
     faces: str = "dlib"
-    size: int = 256
-    margin: float = 1.3
-    mode: str = "fixed_num_frames"
-    num_frames: int = 32
-    stride: int = 10
+    size: int = DEFAULT_SIZE
+    margin: float = DEFAULT_MARGIN
+    mode: str = Sampling.mode
+    num_frames: int = Sampling.num_frames
+    stride: int = Sampling.stride
     model: Optional[str] = None  # the landmark model file (faces: dlib)
 
     def sampling(self):
@@ -213,4 +213,4 @@ def recorded_settings(tree):
 
 
 __all__ = ["Settings", "Tree", "ItemWriter", "process_item", "read_marker", "source_key", "write_settings",
-           "recorded_settings", "FACE_MODES", "LANDMARKS_DIR"]
+           "recorded_settings", "LANDMARKS_DIR"]

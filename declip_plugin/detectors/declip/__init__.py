@@ -49,6 +49,9 @@ class DeCLIPDetector(AbstractDetector):
 
     config_class = DeCLIPConfig
     produces_mask = True
+    #: the bundled configs ``declip bench`` measures when no detector is named: ViT-L/14 layer20 + conv-20,
+    #: and with ``--quick`` the tiny ViT + conv-4
+    bench_configs = {"default": "declip", "quick": "declip_quick"}
 
     def __init__(self, config):
         super().__init__(config)

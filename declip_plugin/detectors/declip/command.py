@@ -1,7 +1,7 @@
 """``declip weights list|fetch``: the official DeCLIP checkpoints by name (DeCLIP's own command,
 registered by the built-in plugin beside the engine's commands)."""
-from ...commands.base import Command
 from ...errors import DeclipError
+from ...hookspecs import Command
 
 
 def add_weights(p):

@@ -135,9 +135,9 @@ class DeCLIPReference(nn.Module):
 
     def components(self, detector, config, device, precision, opt_precision, channels_last):
         """Where the time goes (``declip bench --modes components``): each tower and each decoder
-        layout on its own, as dicts ``{name, describe, precision, step, modules, prepare}``."""
-        from ...engine import runtime
-        from ...engine.trainer import build_optimizer
+        layout on its own, as dicts ``{name, describe, precision, step, modules, prepare}``; ``precision``
+        is the engine's on ``device`` (engine.runtime.Precision: its ``autocast()``)."""
+        from ...optim import build_optimizer
 
         tower, ref_decoder = self.tower, self.decoder
 
@@ -145,7 +145,7 @@ class DeCLIPReference(nn.Module):
 
         def prepare(batches):  # the tapped features of every batch, computed once, before the timed steps
             for b in batches:
-                with torch.no_grad(), runtime.autocast(device, precision):
+                with torch.no_grad(), precision.autocast():
                     feats_of[id(b)] = detector.backbone(b["image"].to(device))
 
         def feats(batch):
@@ -164,13 +164,13 @@ class DeCLIPReference(nn.Module):
 
         @torch.inference_mode()
         def tower_cut(batch):
-            with runtime.autocast(device, precision):
+            with precision.autocast():
                 detector.backbone(batch["image"].to(device))
 
         @torch.inference_mode()
         def dec_engine_fwd(batch):
             dec_engine.eval()
-            with runtime.autocast(device, precision):
+            with precision.autocast():
                 dec_engine(feats(batch))
 
         @torch.no_grad()
@@ -180,7 +180,7 @@ class DeCLIPReference(nn.Module):
 
         def step(dec, opt, fwd, batch, amp):
             dec.train()
-            with runtime.autocast(device, precision) if amp else contextlib.nullcontext():
+            with precision.autocast() if amp else contextlib.nullcontext():
                 out = fwd(dec, feats(batch) if amp else feats(batch).float())
             loss = loss_fn(out.float(), (batch["mask"].to(device) > 0.5).float())
             opt.zero_grad(set_to_none=True)

@@ -20,7 +20,8 @@ import re
 import sys
 import types
 
-from . import facts, results
+from ... import deepfakebench_facts as facts
+from . import results
 from .patches import BootstrapError, HostState, LocalizationReporter, check_objects, patch_test_script, \
     patch_trainer, serve_configs, wrap_init_seed
 

@@ -10,7 +10,7 @@ import os
 import re
 
 from ...errors import DeclipError
-from . import facts
+from ... import deepfakebench_facts as facts
 
 ENV_ROOT = "DEEPFAKEBENCH_ROOT"
 
@@ -112,7 +112,7 @@ def check_wrapped(root, mode, localization=True, commit=None):
         raise CheckoutMismatch(
             f"DeepfakeBench checkout {root} (commit {commit or checkout_commit(root)}) differs from what `declip dfb "
             f"{mode}` wraps (tested with {facts.TESTED_COMMIT}): {'; '.join(problems)}. Use DeepfakeBench "
-            f"{facts.TESTED_COMMIT} or update declip_plugin/integrations/deepfakebench/facts.py")
+            f"{facts.TESTED_COMMIT} or update declip_plugin/deepfakebench_facts.py")
 
 
 def _parse(path):

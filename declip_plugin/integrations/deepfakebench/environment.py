@@ -25,7 +25,7 @@ import sysconfig
 
 from ...atomicio import atomic_write_text
 from ...errors import ConfigError, DeclipError
-from . import facts
+from ... import deepfakebench_facts as facts
 from .checkout import validate_checkout
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import tempfile
 from typing import Optional, Sequence, Union
 
 from ...errors import DeclipError
-from . import facts
+from ... import deepfakebench_facts as facts
 from .checkout import dfb_config_problems, validate_checkout
 
 logger = logging.getLogger("declip_plugin.integrations.deepfakebench")

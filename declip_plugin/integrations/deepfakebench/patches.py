@@ -19,7 +19,8 @@ import datetime
 import inspect
 
 from ...errors import DeclipError
-from . import facts, results
+from ... import deepfakebench_facts as facts
+from . import results
 
 logger = results.logger
 

@@ -15,7 +15,7 @@ import os
 import pickle
 
 from ...atomicio import atomic_write_bytes
-from . import facts
+from ... import deepfakebench_facts as facts
 
 logger = logging.getLogger("declip_plugin.integrations.deepfakebench")
 #: printed to stdout without a prefix, as DeepfakeBench prints its metric table

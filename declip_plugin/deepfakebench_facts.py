@@ -4,7 +4,9 @@ Its file names, the YAML keys its scripts read, the keys its own train/test_conf
 the functions the launcher wraps with the signatures they have at the commit the project tests
 against (TESTED_COMMIT, the snapshot in shared/reference). The config schema, the export
 (``declip export-dfb``) and the launcher (``declip dfb``) read these names from here; nothing here
-imports DeepfakeBench or torch.
+imports DeepfakeBench or torch, nor anything of this package: it sits on the lowest floor, so that
+data/ (which reads DeepfakeBench's layout and LMDB keys) and prepare/ use it without importing the
+integration above them.
 """
 
 #: the DeepfakeBench commit the launcher, the export and these facts were checked against
