@@ -25,7 +25,7 @@ import logging
 from typing import Optional
 
 from ..data.catalog import dataset_spec, get_adapter
-from ..data.transforms import RESIZES
+from ..data.transforms import DEFAULT_RESIZE, RESIZES
 from ..errors import ConfigError, DeclipError
 from ..media.video import SAMPLING_MODES, Sampling
 from ..media.faces import DEFAULT_MARGIN, DEFAULT_SIZE, FACE_MODES
@@ -90,7 +90,7 @@ def from_dataset(name, config=None):
     cropped = faces == "dlib"
     return {"faces": faces, "size": (int(rec.get("size") or DEFAULT_SIZE)) if cropped else None,
             "margin": float(rec.get("margin") or DEFAULT_MARGIN) if cropped else None,
-            "resize": getattr(adapter, "resize", "declip"),
+            "resize": getattr(adapter, "resize", DEFAULT_RESIZE),
             "mode": rec.get("mode"), "num_frames": rec.get("num_frames"), "stride": rec.get("stride")}
 
 
