@@ -1,16 +1,17 @@
-"""Published reference blocks (references.py) and protocol presets kept as data (protocol_presets.py): the
+"""Published reference blocks (references.py) and protocol presets kept as data (protocol/presets.py): the
 block forms a preset file may use, the single block of older protocol folders, the rule for the means of
 rows published per test set, and a broken preset file named in one line."""
 import json
 
 import pytest
 
-from declip_plugin import protocol as proto
 from declip_plugin import references
 from declip_plugin.engine.evaluator import EvalResult, write_results
 from declip_plugin.errors import ConfigError
 from declip_plugin.leaderboard import collect, render
-from declip_plugin.protocol_folder import reference_blocks
+from declip_plugin.protocol.folder import reference_blocks
+from declip_plugin.protocol.plan import make_plan
+from declip_plugin.protocol.presets import preset_names
 
 PER_SET = {"source": "a table", "label": "T", "metric": "video_auc", "scale": 100, "columns": ["a", "b", "c"],
            "rows": {"M": [90.0, 70.0, None]}}
@@ -62,10 +63,10 @@ def test_an_older_protocol_folder_with_one_block_is_still_read(tmp_path):
 
 def test_a_broken_preset_file_fails_its_command_in_one_line(tmp_path, monkeypatch):
     (tmp_path / "mine.yaml").write_text("methods: [clip_stan]\ntrain: [FaceForensics++]\ntest: [DFDC]\nheadlin: auc\n")
-    monkeypatch.setattr("declip_plugin.protocol_presets.preset_dir", lambda: str(tmp_path))
-    assert "mine" in proto.preset_names()
+    monkeypatch.setattr("declip_plugin.protocol.presets.preset_dir", lambda: str(tmp_path))
+    assert "mine" in preset_names()
     with pytest.raises(ConfigError, match=r"mine.yaml: unknown key 'headlin'.*did you mean 'headline'"):
-        proto.make_plan("mine")
+        make_plan("mine")
     (tmp_path / "mine.yaml").write_text("methods: [clip_stan]\ntrain: [FaceForensics++]\n")
     with pytest.raises(ConfigError, match=r"mine.yaml: test is required"):
-        proto.make_plan("mine")
+        make_plan("mine")

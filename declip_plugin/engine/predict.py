@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..atomicio import check_output_dir, write_png
+from ..atomicio import check_output_dir, write_json, write_png
 from ..checkpoints import read_detector_checkpoint
 from ..config import load_run_config
 from ..data.images import read_image
@@ -16,7 +16,6 @@ from ..errors import CheckpointError, ConfigError, DeclipError
 from ..plugins import get_registry
 from . import runtime
 from .explain import overlay
-from .rundir import write_json
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ resume state. ``--resume RUN_DIR`` continues from the last finished epoch.
 """
 import logging
 import math
-import os
 import time
 
 import torch
@@ -15,6 +14,7 @@ from ..checkpoints import atomic_save, read_checkpoint
 from ..detectors import capability, load_weights, save_detector_checkpoint
 from ..errors import ConfigError
 from ..metrics.base import info_of
+from ..run_folder import RunDir
 from . import runtime
 from .progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
@@ -180,11 +180,11 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------------
     @property
     def last_path(self):
-        return os.path.join(self.run_dir, "ckpt_last.pth")
+        return RunDir(self.run_dir).last_checkpoint
 
     @property
     def best_path(self):
-        return os.path.join(self.run_dir, "ckpt_best.pth")
+        return RunDir(self.run_dir).best_checkpoint
 
     def save_state(self):
         model_state = capability(self.detector, "state_to_save")  # the rest is rebuilt from the config

@@ -20,6 +20,7 @@ import re
 import sys
 import types
 
+from ...atomicio import write_json
 from . import facts, results
 from .patches import BootstrapError, HostState, LocalizationReporter, check_objects, patch_test_script, \
     patch_trainer, serve_configs, wrap_init_seed
@@ -143,7 +144,7 @@ def write_status(path, data):
     if not path:
         return
     try:
-        results.write_json(path, data)
+        write_json(path, data, sort_keys=True)
     except OSError:
         pass
 

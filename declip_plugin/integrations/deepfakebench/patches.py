@@ -15,10 +15,10 @@ is the rest, kept small, and each wrapped function is checked against facts.WRAP
   localization_metrics.json beside each metric_dict_best.pickle it saves).
 """
 import builtins
-import datetime
 import inspect
 
 from ...errors import DeclipError
+from ...run_folder import timestamp
 from . import facts, results
 
 logger = results.logger
@@ -34,7 +34,7 @@ class HostState:
     def __init__(self, spec):
         self.spec = spec
         self.config = None
-        self.time = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+        self.time = timestamp()
         self.registry = None
         self.ours = {}
 
