@@ -61,23 +61,36 @@ def atomic_write_text(path, text):
 
 
 def _jsonable(obj):
-    """What ``json`` cannot write itself: numpy / torch scalars as numbers, arrays as lists, anything
-    else as its text; a NaN or infinite number as null (JSON has neither)."""
+    """What ``json`` cannot write itself: numpy / torch scalars as numbers (NaN and infinite ones as null),
+    arrays as lists, anything else as its text."""
     size = getattr(obj, "size", None)
     if callable(size):  # a torch tensor: size() is its shape
         size = obj.numel()
     if hasattr(obj, "item") and size in (None, 1):
         obj = obj.item()
     elif hasattr(obj, "tolist"):
-        return obj.tolist()
+        return _finite(obj.tolist())
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     return obj if isinstance(obj, (int, str)) else str(obj)
 
 
+def _finite(obj):
+    """``obj`` with every NaN or infinite float (in dicts, lists, tuples) as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path, obj, sort_keys=False):
-    """``obj`` as indented JSON (see :func:`_jsonable` for what JSON has no type for)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=_jsonable) + "\n")
+    """``obj`` as indented JSON, valid JSON always: NaN and infinite numbers as null, and what JSON has no type
+    for as :func:`_jsonable` says."""
+    return atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=sort_keys, default=_jsonable,
+                                              allow_nan=False) + "\n")
 
 
 def write_yaml(path, obj):

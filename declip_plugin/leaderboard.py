@@ -11,7 +11,7 @@ import os
 from . import references
 from .errors import DeclipError
 from .metrics.base import in_task, info_of, is_count, metric_infos, ordered_infos, tasks
-from .run_folder import DFB_METRICS, METRICS, TestDir, name_of, result_folders
+from .run_folder import DFB_METRICS, METRICS, ResultFolder, name_of, result_folders
 
 
 @dataclasses.dataclass
@@ -80,7 +80,7 @@ def _disambiguate(entries):
 
 
 def _run_of(source):
-    return TestDir(os.path.dirname(source)).run.path
+    return ResultFolder(os.path.dirname(source)).run.path
 
 
 # Which metrics each table shows comes from the metrics' own descriptions (metrics/base.py MetricInfo):

@@ -19,7 +19,7 @@ DeepfakeBench's own log folders (its train.py and Trainer) have the same name pa
 ``test/<dataset>/metric_dict_best.pickle``; ``declip dfb`` writes localization_metrics.json beside that
 pickle, and declip_dfb_run.json for a run of its test.py (integrations/deepfakebench/results.py).
 
-A run directory is a :class:`RunDir`, a test set's folder in it a :class:`TestDir`; ``str()`` of either is
+A run directory is a :class:`RunDir`, a test set's folder in it a :class:`ResultFolder`; ``str()`` of either is
 its path. Writes are atomic (:mod:`declip_plugin.atomicio`).
 """
 import datetime
@@ -49,7 +49,8 @@ DFB_RUN = "declip_dfb_run.json"
 
 #: the time in a run directory's name (DeepfakeBench's train.py: datetime.now().strftime of this)
 TIME_FORMAT = "%Y-%m-%d-%H-%M-%S"
-_NAMED = re.compile(r"^(?P<name>.+)_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
+#: a run directory's name: ``<name>_<time>``, ``-<n>`` after the time when two runs started in the same second
+_NAMED = re.compile("^(?P<name>.+)_" + re.sub("%[mdHMS]", r"\\d{2}", TIME_FORMAT.replace("%Y", r"\d{4}")) + r"(-\d+)?$")
 
 
 def timestamp():
@@ -102,14 +103,14 @@ def find_runs(root):
 
 def result_folders(root):
     """Every test folder with results under ``root``: ours (metrics.json) and DeepfakeBench's
-    (``test/<dataset>/metric_dict_best.pickle``), as :class:`TestDir`, in walk order."""
+    (``test/<dataset>/metric_dict_best.pickle``), as :class:`ResultFolder`, in walk order."""
     out = []
     for folder, dirs, files in os.walk(os.fspath(root)):
         dirs.sort()
         if METRICS in files:
-            out.append(TestDir(folder))
+            out.append(ResultFolder(folder))
         elif DFB_METRICS in files and os.path.basename(os.path.dirname(folder)) == TESTS:
-            out.append(TestDir(folder))
+            out.append(ResultFolder(folder))
     return out
 
 
@@ -141,14 +142,14 @@ class RunDir:
 
     def test(self, dataset, phase=TESTS):
         """The folder of one test set's results (DeepfakeBench's Trainer: ``<phase>/<dataset>``)."""
-        return TestDir(os.path.join(self.path, phase, str(dataset)))
+        return ResultFolder(os.path.join(self.path, phase, str(dataset)))
 
     def tests(self):
         """The test folders of this run, by dataset name."""
         root = self._file(TESTS)
         if not os.path.isdir(root):
             return []
-        return [TestDir(os.path.join(root, d)) for d in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, d))]
+        return [ResultFolder(os.path.join(root, d)) for d in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, d))]
 
     def has_tests(self):
         return os.path.isdir(self._file(TESTS))
@@ -213,7 +214,7 @@ def mask_file_name(image_path, index):
     return f"{index:06d}_{stem}.png"
 
 
-class TestDir:
+class ResultFolder:
     """The results of one test set: ``<run>/test/<dataset>/`` (ours or DeepfakeBench's)."""
 
     def __init__(self, path):

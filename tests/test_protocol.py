@@ -64,6 +64,21 @@ def test_grid_and_id_ood_means_match_a_hand_computation(tmp_path):
     assert again.run(train_fn=fake_train(calls)) == 0 and len(calls) == 4
 
 
+def test_the_report_shows_the_protocols_own_section(tmp_path):
+    """report.py assembles; the protocol's section (protocol/section.py) brings its grids and heat-maps."""
+    from declip_plugin.report import build_html
+
+    p = Protocol(tmp_path / "p", make_plan(methods=["a", "b"], train=["demo-telea", "demo-noise"], test=TESTS))
+    p.run(train_fn=fake_train([]))
+    write_outputs(p)
+    text = build_html([str(tmp_path / "p")])
+    section = text.split(f"<h2>Protocol: {tmp_path / 'p'}</h2>")[1]
+    iou = section.split("<h3>iou</h3>")[1].split("</table>")[0]
+    assert "<td>a</td><td>demo-telea</td><td>90.0</td><td>70.0</td><td>10.0</td><td>90.0</td><td>40.0</td>" in iou
+    assert section.index("<h3>iou</h3>") < section.index("<h3>pixel_auc</h3>")  # the grids in their metrics' order
+    assert 'alt="heatmap_a_iou.png"' in section and 'alt="heatmap_b_iou.png"' in section
+
+
 def test_an_interrupted_cell_is_retrained_and_finished_ones_kept(tmp_path):
     calls = []
     plan = make_plan(methods=["a", "b"], train=["demo-telea"], test=TESTS)

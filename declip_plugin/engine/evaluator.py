@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..atomicio import write_png
-from ..run_folder import TestDir, mask_file_name
+from ..run_folder import ResultFolder, mask_file_name
 from . import runtime, signals
 from .loaders import Batches
 from .progress import progress as progress_bar
@@ -103,9 +103,9 @@ def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, 
 
 
 def write_results(folder, dataset_name, result, extra=None):
-    """The results of one test set in its folder ``folder`` (a path or a :class:`~declip_plugin.run_folder.TestDir`):
+    """The results of one test set in its folder ``folder`` (a path or a :class:`~declip_plugin.run_folder.ResultFolder`):
     metrics.json, per_image.csv, DeepfakeBench's metric_dict_best.pickle and every metric's own files."""
-    folder = TestDir(folder)
+    folder = ResultFolder(folder)
     meta = {"dataset": dataset_name, **(extra or {})}
     folder.write_metrics({**meta, "metrics": _clean(result.metrics)})
     folder.write_per_image(result.rows, result.fields)

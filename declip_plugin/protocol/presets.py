@@ -37,7 +37,8 @@ def preset_files():
     folder = preset_dir()
     if not os.path.isdir(folder):
         return {}
-    return {os.path.splitext(n)[0]: os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".yaml")}
+    files = {os.path.splitext(n)[0]: os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".yaml")}
+    return {name: files[name] for name in sorted(files)}
 
 
 def _names(doc, key, path):
