@@ -103,8 +103,9 @@ def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, 
 
 
 def write_results(folder, dataset_name, result, extra=None):
-    """The results of one test set in its folder ``folder`` (a path or a :class:`~declip_plugin.run_folder.ResultFolder`):
-    metrics.json, per_image.csv, DeepfakeBench's metric_dict_best.pickle and every metric's own files."""
+    """The results of one test set in its folder ``folder`` (a path or a
+    :class:`~declip_plugin.run_folder.ResultFolder`): metrics.json, per_image.csv, DeepfakeBench's
+    metric_dict_best.pickle and every metric's own files."""
     folder = ResultFolder(folder)
     meta = {"dataset": dataset_name, **(extra or {})}
     folder.write_metrics({**meta, "metrics": _clean(result.metrics)})

@@ -72,7 +72,8 @@ SUFFIX = ".feat"
 DEFAULTS = {"enabled": "auto", "dir": None, "max_gb": 8.0, "memory": True}
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _STALE_TMP_S = 3600.0
-TMP_SUFFIX = ".tmp"  # an entry being written (atomicio's temporary file); older than _STALE_TMP_S: left by a dead process
+#: an entry being written (atomicio's temporary file); one older than _STALE_TMP_S was left by a dead process
+TMP_SUFFIX = ".tmp"
 
 
 # --- settings and applicability -----------------------------------------------------------------

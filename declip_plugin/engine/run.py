@@ -115,8 +115,8 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
     """Train per the config; then test the best checkpoint on ``test_dataset``. Returns the run dir."""
     if resume:
         if weights_path:
-            raise ConfigError(f"--resume {resume!r} continues from the run's own {LAST_CHECKPOINT}; drop --weights_path "
-                              f"{weights_path!r} (or start a new run with it)")
+            raise ConfigError(f"--resume {resume!r} continues from the run's own {LAST_CHECKPOINT}; drop "
+                              f"--weights_path {weights_path!r} (or start a new run with it)")
         if not RunDir(resume).resumable():
             raise ConfigError(f"--resume {resume!r}: expected a run directory with {CONFIG} and {LAST_CHECKPOINT} "
                               f"(written after the first finished epoch)")
