@@ -65,3 +65,18 @@ def test_dolos_preset_carries_the_papers_published_iou_as_reference_rows(runs):
     # a preset without a reference block carries none, and an image-detection table shows no iou reference rows
     assert make_plan("demo")["reference"] == []
     assert "(published)" not in render([e for e in runs if e.method == "declip"], reference=ref, columns=(("auc",), ()))
+
+
+def test_the_roles_of_the_built_in_metrics_come_from_their_descriptions():
+    """metrics/base.py: which metrics a protocol grid and a robustness curve show (MetricInfo.grid / .curve, in
+    task / column order), and the heat-maps' metric: the headline of the task the results belong to (a video
+    run's frame AUC does not make it an image-detection run)."""
+    from declip_plugin.metrics.base import curve_metrics, grid_metrics, lead_metric
+
+    assert grid_metrics() == ["iou", "f1_best", "pixel_auc", "empty_gt_fp_rate", "auc", "ap", "eer", "video_auc"]
+    assert grid_metrics({"auc", "eer", "video_auc", "video_eer", "n_real"}) == ["auc", "eer", "video_auc"]
+    assert curve_metrics() == ["auc", "ap", "iou", "f1_best", "pixel_auc"]
+    assert lead_metric(["auc", "ap", "iou", "f1_best"]) == "iou"
+    assert lead_metric(["auc", "video_auc"]) == "video_auc"
+    assert lead_metric(["auc", "eer"]) == "auc"
+    assert lead_metric(["f1_best", "brier"]) is None  # no task's headline among them
