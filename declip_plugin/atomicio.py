@@ -3,10 +3,16 @@
 A process killed mid-write leaves the previous file (or none), never a half-written one; such a
 leftover ``.tmp-*`` file is removed by :func:`remove_stale_tmp`. Every output file of the package
 goes through here, and comes out with the permissions the user's umask gives a new file (mkstemp
-alone would make it 0600).
+alone would make it 0600). The writers of the formats the package writes (bytes, text, JSON, YAML,
+CSV, pickle, PNG) are all here, and nowhere else.
 """
 import contextlib
+import csv
+import io
+import json
+import math
 import os
+import pickle
 import tempfile
 import threading
 
@@ -22,8 +28,10 @@ def _umask():
 
 
 @contextlib.contextmanager
-def atomic_open(path, suffix=""):
-    """``with atomic_open(path) as f: f.write(...)``: ``path`` appears only once ``f`` is complete."""
+def atomic_open(path, suffix="", durable=True):
+    """``with atomic_open(path) as f: f.write(...)``: ``path`` appears only once ``f`` is complete.
+    ``durable=False`` skips the fsync: for files that may be lost in a crash of the machine, never seen
+    half-written (a cache entry, which is recomputed when it is missing)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -33,7 +41,8 @@ def atomic_open(path, suffix=""):
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -49,6 +58,66 @@ def atomic_write_bytes(path, data):
 
 def atomic_write_text(path, text):
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj):
+    """What ``json`` cannot write itself: numpy / torch scalars as numbers (NaN and infinite ones as null),
+    arrays as lists, anything else as its text."""
+    size = getattr(obj, "size", None)
+    if callable(size):  # a torch tensor: size() is its shape
+        size = obj.numel()
+    if hasattr(obj, "item") and size in (None, 1):
+        obj = obj.item()
+    elif hasattr(obj, "tolist"):
+        return _finite(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj if isinstance(obj, (int, str)) else str(obj)
+
+
+def _finite(obj):
+    """``obj`` with every NaN or infinite float (in dicts, lists, tuples) as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path, obj, sort_keys=False):
+    """``obj`` as indented JSON, valid JSON always: NaN and infinite numbers as null, and what JSON has no type
+    for as :func:`_jsonable` says."""
+    return atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=sort_keys, default=_jsonable,
+                                              allow_nan=False) + "\n")
+
+
+def write_yaml(path, obj):
+    import yaml
+
+    return atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=None))
+
+
+def write_pickle(path, obj):
+    return atomic_write_bytes(path, pickle.dumps(obj))
+
+
+def write_csv(path, rows, fieldnames):
+    """Dict ``rows`` under the header ``fieldnames`` (other keys left out, None as an empty cell)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fieldnames})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def write_csv_rows(path, rows):
+    """List ``rows`` (the header first) as CSV."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
 
 
 def remove_stale_tmp(folder, recursive=True):

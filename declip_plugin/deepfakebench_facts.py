@@ -4,10 +4,12 @@ Its file names, the YAML keys its scripts read, the keys its own train/test_conf
 the functions the launcher wraps with the signatures they have at the commit the project tests
 against (TESTED_COMMIT, the snapshot in shared/reference). The config schema, the export
 (``declip export-dfb``) and the launcher (``declip dfb``) read these names from here; nothing here
-imports DeepfakeBench or torch, nor anything of this package: it sits on the lowest floor, so that
-data/ (which reads DeepfakeBench's layout and LMDB keys) and prepare/ use it without importing the
+imports DeepfakeBench or torch, and of this package only the run folder's owner (the result file
+names DeepfakeBench's Trainer and our engine share): it sits on the lowest floor, so that data/
+(which reads DeepfakeBench's layout and LMDB keys) and prepare/ use it without importing the
 integration above them.
 """
+from . import run_folder
 
 #: the DeepfakeBench commit the launcher, the export and these facts were checked against
 TESTED_COMMIT = "8a4a7bf"
@@ -23,10 +25,11 @@ TRAINER_CLASS = "Trainer"
 #: the host configs, exactly as the scripts open them (relative to the checkout root, their cwd)
 HOST_CONFIGS = {"train": "./training/config/train_config.yaml", "test": "./training/config/test_config.yaml"}
 REQUIRED_FILES = (SCRIPTS["train"], SCRIPTS["test"], REGISTRY_FILE)
-#: result files DeepfakeBench's Trainer writes under log_dir/<model_name>_<time>/
-METRICS_FILE = "metric_dict_best.pickle"
-CHECKPOINT_FILE = "ckpt_best.pth"
-TRAINING_LOG = "training.log"
+#: result files DeepfakeBench's Trainer writes under log_dir/<model_name>_<time>/ (the same names as ours: the
+#: run folder's owner, declip_plugin/run_folder.py, holds them)
+METRICS_FILE = run_folder.DFB_METRICS
+CHECKPOINT_FILE = run_folder.BEST_CHECKPOINT
+TRAINING_LOG = run_folder.LOGS["train"]
 
 #: the dataset JSON (dataset/abstract_dataset.py): {dataset: {label: {split: {video: {'label', 'frames'}}}}};
 #: every label has the three splits; a frame's mask path is its path with every FRAMES_DIR replaced

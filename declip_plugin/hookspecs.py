@@ -52,7 +52,12 @@ def deepfakebench_register_datasets(register):
 
 @hookspec
 def deepfakebench_register_metrics(register):
-    """Register metric accumulators: ``register(name, cls)`` with ``update(...)`` / ``compute()``."""
+    """Register metric accumulators: ``register(name, cls)``. The contract (declip_plugin/metrics/base.py):
+    ``keys``; ``applies(detector, config)`` and ``from_config(config)`` (classmethods); per batch
+    ``update_batch(data_dict, pred_dict)``; ``compute() -> {key: value}``; ``state()`` / ``from_state(state)`` /
+    ``merge(other)`` (gathered over DDP ranks); optional ``per_sample()`` (per_image.csv columns) and
+    ``write_files(folder)``; and ``describe``: one ``MetricInfo`` per key (direction, scale, family, the
+    leaderboards, protocol grids and robustness curves that show it)."""
 
 
 @hookspec

@@ -5,17 +5,13 @@ metric_dict_best.pickle``), so DeCLIP ranks beside DeepfakeBench's detectors.
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
-import pickle
-import re
 
 from . import references
 from .errors import DeclipError
-from .metrics.base import FAMILIES, info_of, is_count, metric_infos
-
-_RUN_DIR = re.compile(r"^(?P<model>.+)_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-\d+)?$")
+from .metrics.base import in_task, info_of, is_count, metric_infos, ordered_infos, tasks
+from .run_folder import DFB_METRICS, METRICS, ResultFolder, name_of, result_folders
 
 
 @dataclasses.dataclass
@@ -25,32 +21,6 @@ class Entry:
     metrics: dict
     in_domain: object  # True / False / None (unknown)
     source: str
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """DeepfakeBench's pickles hold dicts of floats and numpy arrays; nothing else is loaded."""
-
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("collections", "defaultdict"), ("builtins", "float")}
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED or (module == "numpy" and name.endswith("DType")):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a metrics pickle")
-
-
-def read_dfb_pickle(path):
-    try:
-        with open(path, "rb") as f:
-            data = _NumpyOnlyUnpickler(f).load()
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, OverflowError, UnicodeDecodeError, MemoryError,
-            AttributeError, ImportError, IndexError, KeyError, TypeError) as exc:  # whatever a malformed file raises
-        raise DeclipError(f"cannot read DeepfakeBench metrics {path}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:120] if str(exc) else 'malformed pickle'}") from exc
-    if not isinstance(data, dict):
-        raise DeclipError(f"{path}: expected a dict of metrics, got {type(data).__name__}")
-    return {k: _number(v) for k, v in data.items() if _number(v) is not None}
 
 
 def _number(v):
@@ -67,57 +37,35 @@ class NoResultsError(DeclipError):
     """A folder with no result file under it."""
 
 
-def _method_of_dfb_run(run_dir):
-    m = _RUN_DIR.match(os.path.basename(os.path.normpath(run_dir)))
-    return m.group("model") if m else os.path.basename(os.path.normpath(run_dir))
-
-
 def collect(paths):
     """Entries from every run directory (ours or DeepfakeBench's) found under ``paths``."""
     entries = []
     for root in paths:
         if not os.path.exists(root):
             raise DeclipError(f"leaderboard: {root} does not exist")
-        found = False
-        for folder, dirs, files in os.walk(root):
-            dirs.sort()
-            if "metrics.json" in files:
-                entries.append(_our_entry(os.path.join(folder, "metrics.json")))
-                found = True
-            elif "metric_dict_best.pickle" in files:
-                test_dir = os.path.dirname(folder)
-                if os.path.basename(test_dir) != "test":
-                    continue
-                run_dir = os.path.dirname(test_dir)
-                metrics = read_dfb_pickle(os.path.join(folder, "metric_dict_best.pickle"))
-                if "localization_metrics.json" in files:  # written beside it by `declip dfb`
-                    with open(os.path.join(folder, "localization_metrics.json"), encoding="utf-8") as f:
-                        loc = json.load(f)
-                    loc = loc.get("metrics", loc)
-                    metrics.update({k: v for k, v in loc.items() if _number(v) is not None and k not in metrics})
-                entries.append(Entry(_method_of_dfb_run(run_dir), os.path.basename(folder), metrics, None,
-                                     os.path.join(folder, "metric_dict_best.pickle")))
-                found = True
+        found = result_folders(root)
         if not found:
-            raise NoResultsError(f"leaderboard: no results under {root} (expected test/<dataset>/metrics.json or "
-                              f"DeepfakeBench's test/<dataset>/metric_dict_best.pickle)")
+            raise NoResultsError(f"leaderboard: no results under {root} (expected test/<dataset>/{METRICS} or "
+                                 f"DeepfakeBench's test/<dataset>/{DFB_METRICS})")
+        entries += [_our_entry(folder) if folder.is_ours() else _dfb_entry(folder) for folder in found]
     return _disambiguate(entries)
 
 
-def _our_entry(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DeclipError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("metrics", {}), dict):
-        raise DeclipError(f"{path}: expected {{'metrics': {{name: value}}, ...}}, as `declip test` writes")
+def _dfb_entry(folder):
+    metrics = {k: _number(v) for k, v in folder.read_dfb_metrics().items() if _number(v) is not None}
+    loc = folder.read_localization()  # written beside it by `declip dfb`
+    metrics.update({k: v for k, v in loc.items() if _number(v) is not None and k not in metrics})
+    return Entry(name_of(folder.run.path), folder.dataset, metrics, None, folder.dfb_metrics)
+
+
+def _our_entry(folder):
+    data = folder.read_metrics()
     metrics = {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float)) and v == v}
     if metrics.get("n_real") == 0 or metrics.get("n_fake") == 0:  # a test set of one class: no detection figure
         infos = metric_infos()
         metrics = {k: v for k, v in metrics.items() if not info_of(k, infos).needs_both_classes}
-    return Entry(data.get("method") or "run", data.get("dataset") or os.path.basename(os.path.dirname(path)),
-                 metrics, data.get("in_domain"), path)
+    return Entry(data.get("method") or "run", data.get("dataset") or folder.dataset, metrics, data.get("in_domain"),
+                 folder.metrics)
 
 
 def _disambiguate(entries):
@@ -132,21 +80,12 @@ def _disambiguate(entries):
 
 
 def _run_of(source):
-    return os.path.dirname(os.path.dirname(os.path.dirname(source)))
+    return ResultFolder(os.path.dirname(source)).run.path
 
 
 # Which metrics each table shows comes from the metrics' own descriptions (metrics/base.py MetricInfo):
 # a family's headline gets one column per test set, the metrics whose ``tables`` name the table get ID / OOD
-# means; families in the order of FAMILIES.
-def _family_rank(info):
-    return FAMILIES.index(info.family) if info.family in FAMILIES else len(FAMILIES)
-
-
-def _ordered_infos():
-    infos = list(metric_infos().values())
-    return sorted(infos, key=_family_rank)  # stable: registry order within a family
-
-
+# means; families in the order of metrics/base.py FAMILIES.
 def known_metrics(entries=()):
     found = {k for e in entries for k in e.metrics if not is_count(k)}
     return sorted(set(metric_infos()) | found)
@@ -163,7 +102,7 @@ def check_metrics(metrics, entries=()):
 
 def _columns_of(table, present):
     """(per-dataset metrics, mean-only metrics) of ``table`` ("default" or a family) among ``present``."""
-    infos = [i for i in _ordered_infos() if i.name in present]
+    infos = [i for i in ordered_infos() if i.name in present]
     if table == "default":
         per_dataset = [i.name for i in infos if i.headline]
     else:
@@ -177,34 +116,16 @@ def default_columns(entries):
     return _columns_of("default", {k for e in entries for k in e.metrics})
 
 
-#: the families whose runs are video runs: such a run belongs to its video task alone
-VIDEO_FAMILIES = ("video",)
-#: task titles, in the order of the per-task leaderboards
-TASK_NAMES = {"localization": "image localization", "detection": "image detection", "video": "video detection"}
-
-
-def _task_member(family, infos):
-    headline = [i.name for i in infos if i.headline and i.family == family]
-    video = [i.name for i in infos if i.family in VIDEO_FAMILIES]
-
-    def member(e):
-        if not any(m in e.metrics for m in headline):
-            return False
-        return family in VIDEO_FAMILIES or not any(m in e.metrics for m in video)
-    return member
-
-
 def by_task(entries):
-    """[(task, its entries, (per-dataset metrics, mean-only metrics))] for every task some entry has: one
-    task per metric family (image localization, image detection, video detection)."""
-    infos = _ordered_infos()
-    families = list(TASK_NAMES) + sorted({i.family for i in infos if i.family and i.family not in TASK_NAMES})
+    """[(task title, its entries, (per-dataset metrics, mean-only metrics))] for every task some entry has: one
+    task per metric family (image localization, image detection, video detection: metrics/base.py ``TASKS``)."""
+    infos = metric_infos()
     out = []
-    for family in families:
-        mine = [e for e in entries if _task_member(family, infos)(e)]
+    for task in tasks(infos):
+        mine = [e for e in entries if in_task(task, e.metrics, infos)]
         if mine:
             present = {k for e in mine for k in e.metrics}
-            out.append((TASK_NAMES.get(family, family), mine, _columns_of(family, present)))
+            out.append((task.title, mine, _columns_of(task.family, present)))
     return out
 
 

@@ -34,8 +34,9 @@ def _short(value, metric):
     return f"{value:.1f}" if info_of(metric).scale > 1 else f"{value:.2f}"
 
 
-def heatmap(path, rows, cols, values, title="", metric="iou"):
-    """``values[i][j]`` (None = missing) of row ``rows[i]`` x column ``cols[j]``, annotated, as a PNG."""
+def heatmap(path, rows, cols, values, *, metric, title=""):
+    """``values[i][j]`` (None = missing) of ``metric`` (its scale and name from its MetricInfo) in row ``rows[i]``
+    x column ``cols[j]``, annotated, as a PNG."""
     plt = _pyplot()
     lo, hi = _scale(metric)
     data = [[math.nan if v is None else float(v) for v in r] for r in values]

@@ -12,7 +12,7 @@ leaderboard and the report read::
 Older protocol folders hold one block without ``label`` and ``datasets`` (the ``dolos`` preset:
 ``{source, metric, rows: {method: {id, ood}}}``): :func:`blocks` reads both that and a list of blocks.
 
-In a preset file (configs/protocol/*.yaml, read by :mod:`declip_plugin.protocol_presets`) a block is
+In a preset file (configs/protocol/*.yaml, read by :mod:`declip_plugin.protocol.presets`) a block is
 written as the publication prints it: either ``rows: {method: {id: .., ood: ..}}``, or ``columns:
 [test sets]`` with ``rows: {method: [one value per column]}`` (null where the table has none); ``scale:
 100`` says the figures are percentages (default: the metric's own scale) and they are converted to the

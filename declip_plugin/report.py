@@ -5,23 +5,20 @@ Everything is inside the file: tables as HTML, figures and images as ``data:`` U
 inline; no script, no font, no link to anything outside. Sections:
 
 * the summary figure, first: per task (image localization, image detection, video detection) and
-  method, the ID and OOD means of the task's headline metric (IoU, AUC, video AUC), with a protocol
-  preset's published reference figures hatched beside them;
+  method, the ID and OOD means of the task's headline metric (metrics/base.py: IoU, AUC, video AUC),
+  with a protocol preset's published reference figures hatched beside them;
 * one leaderboard per task of every run found under the given folders (leaderboard.py), a preset's
   published rows marked as such;
-* protocol folders: the grid of each metric with its ID / OOD means, the heat-maps, the sweep plots;
-* robustness folders: the degradation curves;
+* each producer's own section of its folders: a protocol's grids, heat-maps and sweep plots
+  (protocol/section.py), a robustness sweep's curves (engine/robustness.py); this module assembles them;
 * video strips: for each video run, one test video's frames over their Grad-CAM / attention-rollout
   maps (engine/explain.py), from the run's checkpoint;
-* mask galleries: for each run and test set, its best, median and worst manipulated image by IoU
-  (per_image.csv), each as input | ground truth | prediction | overlay. The prediction is the run's
-  saved mask (``save_masks``) when there is one, otherwise recomputed with the run's checkpoint.
+* mask galleries: for each run and test set, its best, median and worst manipulated image by the
+  per-image headline metric (IoU, per_image.csv), each as input | ground truth | prediction | overlay.
+  The prediction is the run's saved mask (``save_masks``) when there is one, otherwise recomputed with
+  the run's checkpoint (engine/predictor.py).
 """
-import base64
-import csv
-import glob
 import html
-import json
 import logging
 import os
 import re
@@ -29,9 +26,12 @@ import re
 import cv2
 import numpy as np
 
+from .atomicio import atomic_write_text
 from .errors import DeclipError
-from .engine.rundir import atomic_write_text
-from .protocol_folder import finished_cells, is_protocol, read_plan, reference_blocks
+from .metrics.base import info_of, per_image_headline
+from .protocol.folder import PLAN_FILE, finished_cells, is_protocol, reference_blocks
+from .report_html import img_tag
+from .run_folder import METRICS, RunDir, find_runs
 
 logger = logging.getLogger(__name__)
 
@@ -47,90 +47,28 @@ img{max-width:100%}.figs img{margin:4px;border:1px solid #ddd;vertical-align:top
 .note{color:#666;font-size:12px}
 """
 
+def _producers():
+    """The producers' report sections: ``section(folder) -> HTML`` ("" for a folder that is not theirs)."""
+    from .engine.robustness import report_section as robustness
+    from .protocol.section import report_section as protocol
 
-def data_uri(png_or_jpeg_bytes, mime="image/png"):
-    return f"data:{mime};base64," + base64.b64encode(png_or_jpeg_bytes).decode("ascii")
-
-
-def _img_tag(path_or_bytes, alt, mime="image/png", width=None):
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        data = bytes(path_or_bytes)
-    else:
-        with open(path_or_bytes, "rb") as f:
-            data = f.read()
-    w = f' width="{width}"' if width else ""
-    return f'<img src="{data_uri(data, mime)}" alt="{html.escape(alt)}"{w}>'
-
-
-def _table(header, rows):
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(v, metric):
-    from .metrics.base import info_of
-
-    return info_of(metric).format(v)
-
-
-# ---- what a folder is ---------------------------------------------------------------------------------
-
-def find_runs(root):
-    """Our run directories under ``root`` (run.json beside a test/ folder)."""
-    out = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        if "run.json" in files and os.path.isdir(os.path.join(folder, "test")):
-            out.append(folder)
-            dirs[:] = []
-    return out
-
-
-def _protocol_section(folder):
-    parts = [f"<h2>Protocol: {html.escape(folder)}</h2>"]
-    plan = read_plan(folder)
-    parts.append(f'<p class="note">methods: {html.escape(", ".join(plan["methods"]))}; trained on: '
-                 f'{html.escape(", ".join(plan["train"]))}; tested on: {html.escape(", ".join(plan["test"]))}. '
-                 "ID: the test set from the train set's generator; OOD: the others.</p>")
-    grid_path = os.path.join(folder, "grid.json")
-    if os.path.isfile(grid_path):
-        with open(grid_path, encoding="utf-8") as f:
-            summary = json.load(f)
-        tests = summary["test"]
-        for metric, rows in summary["metrics"].items():
-            parts.append(f"<h3>{html.escape(metric)}</h3>")
-            parts.append(_table(["method", "trained on"] + tests + ["ID mean", "OOD mean"],
-                                [[r["method"], r["train"]] + [_fmt(r["values"].get(t), metric) for t in tests]
-                                 + [_fmt(r["id_mean"], metric), _fmt(r["ood_mean"], metric)] for r in rows]))
-    figs = sorted(glob.glob(os.path.join(folder, "heatmap_*.png"))) + sorted(glob.glob(os.path.join(folder, "sweep_*.png")))
-    if figs:
-        parts.append("<h3>Heat-maps and sweeps</h3><div class=\"figs\">"
-                     + "".join(_img_tag(p, os.path.basename(p)) for p in figs) + "</div>")
-    return "\n".join(parts)
-
-
-def _robustness_section(folder):
-    figs = sorted(glob.glob(os.path.join(folder, "robustness_*.png")))
-    parts = [f"<h2>Robustness: {html.escape(folder)}</h2>"]
-    for c in sorted(glob.glob(os.path.join(folder, "robustness_*.csv"))):
-        with open(c, encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        if rows:
-            parts.append(_table(rows[0], rows[1:]))
-    parts.append("<div class=\"figs\">" + "".join(_img_tag(p, os.path.basename(p)) for p in figs) + "</div>")
-    return "\n".join(parts)
+    return (protocol, robustness)
 
 
 # ---- mask galleries -----------------------------------------------------------------------------------
 
-def pick_examples(rows):
-    """Best, median and worst manipulated images by per-image IoU: [(label, row index, row)]."""
-    scored = [(float(r["iou"]), i, r) for i, r in enumerate(rows) if r.get("label") == "1" and r.get("iou") not in
+def pick_examples(rows, metric=None):
+    """Best, median and worst manipulated images by their per-image ``metric`` (default: the per-image headline
+    metric, metrics/base.py ``per_image_headline``: IoU): [(label, row index, row)]."""
+    metric = metric or (per_image_headline(list(rows[0])) if rows else None)
+    if metric is None:
+        return []
+    sign = 1.0 if info_of(metric).higher_is_better else -1.0
+    scored = [(float(r[metric]), i, r) for i, r in enumerate(rows) if r.get("label") == "1" and r.get(metric) not in
               (None, "")]
     if not scored:
         return []
-    scored.sort(key=lambda t: (-t[0], t[1]))
+    scored.sort(key=lambda t: (-sign * t[0], t[1]))
     picks = [("best", scored[0]), ("median", scored[len(scored) // 2]), ("worst", scored[-1])]
     out, seen = [], set()
     for label, (_, i, r) in picks:
@@ -138,47 +76,6 @@ def pick_examples(rows):
             seen.add(i)
             out.append((label, i, r))
     return out
-
-
-class _Predictor:
-    """The run's detector, built once, for images whose mask was not saved."""
-
-    def __init__(self, run_dir, config):
-        self.run_dir, self.config, self.detector, self.error = run_dir, config, None, None
-
-    def weights(self):
-        best = os.path.join(self.run_dir, "ckpt_best.pth")
-        if os.path.isfile(best):
-            return best
-        with open(os.path.join(self.run_dir, "run.json"), encoding="utf-8") as f:
-            w = json.load(f).get("weights")
-        return w if w and os.path.isfile(str(w)) else None
-
-    def load(self):
-        """The run's detector on the CPU, or None (``self.error`` says why)."""
-        if self.detector is None and self.error is None:
-            weights = self.weights()
-            if weights is None:
-                self.error = "no checkpoint in the run (ckpt_best.pth) and no saved masks"
-            else:
-                from . import build_detector
-
-                cfg = {**self.config, "device": "cpu"}
-                self.detector = build_detector(cfg, weights_path=weights).eval()
-        return self.detector
-
-    def __call__(self, image_tensor):
-        import torch
-
-        if self.load() is None:
-            return None
-        with torch.inference_mode():
-            pred = self.detector({"image": image_tensor[None], "label": torch.zeros(1, dtype=torch.long)},
-                                 inference=True)
-        if pred.get("mask") is None:
-            self.error = "the detector gives no mask"
-            return None
-        return torch.sigmoid(pred["mask"].float())[0, 0].numpy()
 
 
 def _panel(img):
@@ -204,61 +101,62 @@ def example_strip(image_rgb, gt, pred):
     return buf.tobytes()
 
 
-def _gallery_section(run_dir):
-    import yaml
+def _gallery_examples(tested, ds, rows, predictor):
+    """The example strips of one test set (``ds``: its dataset, rebuilt); None when the run cannot predict."""
+    from .data import images as dio
 
-    from .data import build_dataset
-    from .engine.evaluator import mask_file_name
-
-    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
-    predictor = _Predictor(run_dir, config)
-    parts = []
-    for ds_name in sorted(os.listdir(os.path.join(run_dir, "test"))):
-        folder = os.path.join(run_dir, "test", ds_name)
-        csv_path = os.path.join(folder, "per_image.csv")
-        if not os.path.isfile(csv_path):
+    metric = per_image_headline(list(rows[0]))
+    info = info_of(metric)
+    index = {str(s[0]): i for i, s in enumerate(ds.samples)}
+    cells = []
+    for label, row_i, row in pick_examples(rows, metric):
+        i = index.get(row["path"])
+        if i is None:
             continue
-        with open(csv_path, encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        picks = pick_examples(rows)
-        if not picks:
+        item = ds[i]
+        image = cv2.resize(dio.read_image(row["path"]), (256, 256), interpolation=cv2.INTER_AREA)
+        gt = item["mask"][0].numpy() if item.get("mask") is not None else np.zeros((256, 256), np.float32)
+        saved = tested.mask(row["path"], row_i)
+        if os.path.isfile(saved):
+            pred = cv2.imread(saved, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+        else:
+            pred = predictor.mask(item["image"])
+            if pred is None:
+                return None
+        strip = example_strip(image, gt, pred)
+        cells.append(f'<div class="ex">{html.escape(label)}: {html.escape(info.label)} {info.format(float(row[metric]))} '
+                     f'({html.escape(os.path.basename(row["path"]))})<br>'
+                     f'{img_tag(strip, f"{tested.dataset} {label}", mime="image/jpeg")}</div>')
+    return cells
+
+
+def _gallery_section(run_dir):
+    from .data import build_dataset
+    from .engine.predictor import RunPredictor
+
+    run = RunDir(run_dir)
+    config = run.read_config()
+    predictor = RunPredictor(run_dir, config)
+    parts = []
+    for tested in run.tests():
+        ds_name = tested.dataset
+        rows = tested.read_per_image()
+        if not pick_examples(rows):
             continue
         try:
             ds = build_dataset(ds_name, "test", config)  # with the run's own perturbation, if any
         except DeclipError as exc:
             parts.append(f'<p class="note">{html.escape(ds_name)}: no gallery ({html.escape(str(exc))})</p>')
             continue
-        index = {str(s[0]): i for i, s in enumerate(ds.samples)}
-        cells = []
-        for label, row_i, row in picks:
-            i = index.get(row["path"])
-            if i is None:
-                continue
-            item = ds[i]
-            from .data import images as dio
-
-            image = cv2.resize(dio.read_image(row["path"]), (256, 256), interpolation=cv2.INTER_AREA)
-            gt = item["mask"][0].numpy() if item.get("mask") is not None else np.zeros((256, 256), np.float32)
-            saved = os.path.join(folder, "masks", mask_file_name(row["path"], row_i))
-            if os.path.isfile(saved):
-                pred = cv2.imread(saved, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
-            else:
-                pred = predictor(item["image"])
-                if pred is None:
-                    parts.append(f'<p class="note">{html.escape(ds_name)}: no gallery ({predictor.error})</p>')
-                    break
-            strip = example_strip(image, gt, pred)
-            cells.append(f'<div class="ex">{html.escape(label)}: IoU {float(row["iou"]):.1f} '
-                         f'({html.escape(os.path.basename(row["path"]))})<br>'
-                         f'{_img_tag(strip, f"{ds_name} {label}", mime="image/jpeg")}</div>')
+        cells = _gallery_examples(tested, ds, rows, predictor)
+        if cells is None:
+            parts.append(f'<p class="note">{html.escape(ds_name)}: no gallery ({predictor.error})</p>')
+            continue
         if cells:
             parts.append(f"<h3>{html.escape(ds_name)}</h3>" + "".join(cells))
     if not parts:
         return ""
-    with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
-        name = json.load(f).get("name") or os.path.basename(run_dir)
-    return (f"<h2>Masks: {html.escape(name)}</h2><p class=\"note\">{html.escape(run_dir)}; each example: input | "
+    return (f"<h2>Masks: {html.escape(run.name())}</h2><p class=\"note\">{html.escape(run_dir)}; each example: input | "
             "ground truth | prediction | overlay (red: predicted, green: ground-truth outline)</p>" + "".join(parts))
 
 
@@ -266,25 +164,22 @@ def _gallery_section(run_dir):
 
 def _video_strip(run_dir):
     """One manipulated in-domain test video of a video run (``per_video.csv``): the frames over their maps."""
-    import yaml
-
     from .engine.explain import explain_frames, frame_files
+    from .engine.predictor import RunPredictor
+    from .metrics.video import CSV_NAME as PER_VIDEO
 
-    test_dir = os.path.join(run_dir, "test")
-    with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
-        info = json.load(f)
-    names = [d for d in info.get("in_domain") or [] if os.path.isfile(os.path.join(test_dir, d, "per_video.csv"))]
-    names += sorted(d for d in os.listdir(test_dir) if os.path.isfile(os.path.join(test_dir, d, "per_video.csv")))
+    run = RunDir(run_dir)
+    info = run.read_info()
+    videos = [t.dataset for t in run.tests() if os.path.isfile(os.path.join(t.path, PER_VIDEO))]
+    names = [d for d in info.get("in_domain") or [] if d in videos] + videos
     if not names:
         return ""
-    with open(os.path.join(test_dir, names[0], "per_image.csv"), encoding="utf-8") as f:
-        fakes = [r["path"] for r in csv.DictReader(f) if r.get("label") == "1"]
+    fakes = [r["path"] for r in run.test(names[0]).read_per_image() if r.get("label") == "1"]
     folder = os.path.dirname(fakes[0]) if fakes else None
     if folder is None or not os.path.isdir(folder):
         return f'<p class="note">{html.escape(info.get("name", run_dir))}: no video strip (frames not found)</p>'
-    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
-    predictor = _Predictor(run_dir, config)
+    config = run.read_config()
+    predictor = RunPredictor(run_dir, config)
     detector = predictor.load()
     if detector is None:
         return f'<p class="note">{html.escape(info.get("name", run_dir))}: no video strip ({predictor.error})</p>'
@@ -295,7 +190,7 @@ def _video_strip(run_dir):
     return (f"<h3>{html.escape(info.get('name') or os.path.basename(run_dir))}</h3><p class=\"note\">"
             f"{html.escape(names[0])}, video {html.escape(os.path.basename(folder))} (manipulated): p(fake) "
             f"{prob:.3f}; Grad-CAM from {html.escape(maps['gradcam_method'])} gradients</p>"
-            + _img_tag(buf.tobytes(), f"{names[0]} video strip", mime="image/jpeg"))
+            + img_tag(buf.tobytes(), f"{names[0]} video strip", mime="image/jpeg"))
 
 
 # ---- the report ---------------------------------------------------------------------------------------
@@ -334,17 +229,13 @@ def _summary_and_leaderboards(with_results, paths):
     entries = collect(list(with_results))
     references = reference_blocks(paths)
     panels = summary_panels(entries, references)
-    figure = _img_tag(summary_figure(None, panels), "summary: ID and OOD per method and task")
+    figure = img_tag(summary_figure(None, panels), "summary: ID and OOD per method and task")
     sections = ['<h2>Summary</h2><p class="note">per task, each method\'s mean over the in-domain (ID) and '
                 "out-of-domain (OOD) test sets of the task's headline metric</p>" + figure]
     tables = "".join(f"<h3>{html.escape(task)}</h3>" + table
                      for task, table in render_by_task(entries, fmt="html", reference=references))
     sections.append("<h2>Leaderboards</h2>" + tables)
     return sections
-
-
-def _is_robustness(folder):
-    return bool(glob.glob(os.path.join(folder, "robustness_*.csv")))
 
 
 def _complete_results(folder):
@@ -355,43 +246,35 @@ def _complete_results(folder):
     return [c["run_dir"] for c in finished_cells(folder)]
 
 
-def _folders_with_results(paths):
-    """The folders of ``paths`` with (complete) test results; a folder with none that is no protocol or
-    robustness folder either is an error naming it (a report of nothing is no report)."""
+def _folders_with_results(paths, produced):
+    """The folders of ``paths`` with (complete) test results; a folder with none that no producer has a
+    section of either (``produced``: {folder: [sections]}) is an error naming it (a report of nothing is no
+    report)."""
     from .leaderboard import NoResultsError, collect
 
     out = []
     for p in paths:
-        if not os.path.isdir(p):
-            raise DeclipError(f"report: {p} is not a folder (give run, protocol, robustness or log folders)")
         folders = _complete_results(p)
         if not folders:
             continue
         try:
             collect(folders)
         except NoResultsError:
-            if is_protocol(p) or _is_robustness(p):
+            if produced[p]:
                 continue
-            raise DeclipError(f"report: nothing to report in {p}: no test results (test/<dataset>/metrics.json), "
-                              f"protocol.json or robustness curves under it; give a run, protocol, robustness or "
+            raise DeclipError(f"report: nothing to report in {p}: no test results (test/<dataset>/{METRICS}), "
+                              f"{PLAN_FILE} or robustness curves under it; give a run, protocol, robustness or "
                               f"log folder") from None
         out += folders
     return out
 
 
-def build_html(paths, title="declip report"):
-    with_results = _folders_with_results(paths)
-    sections = _summary_and_leaderboards(with_results, paths) if with_results else []
-    runs = []
-    for p in paths:
-        if is_protocol(p):
-            sections.append(_protocol_section(p))
-        if _is_robustness(p):
-            sections.append(_robustness_section(p))
-        runs += [r for f in _complete_results(p) for r in find_runs(f)]
+def _run_sections(runs):
+    """The video strips and the mask galleries of ``runs`` (a run that cannot show them gets a note)."""
     quiet = logging.getLogger("declip_plugin")  # the galleries rebuild datasets and detectors: no log lines
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    sections = []
     try:
         strips = []
         for run in runs:
@@ -410,6 +293,21 @@ def build_html(paths, title="declip report"):
                 sections.append(f'<p class="note">{html.escape(run)}: no gallery ({html.escape(str(exc))})</p>')
     finally:
         quiet.setLevel(level)
+    return sections
+
+
+def build_html(paths, title="declip report"):
+    for p in paths:
+        if not os.path.isdir(p):
+            raise DeclipError(f"report: {p} is not a folder (give run, protocol, robustness or log folders)")
+    produced = {p: [s for s in (section(p) for section in _producers()) if s] for p in paths}
+    with_results = _folders_with_results(paths, produced)
+    sections = _summary_and_leaderboards(with_results, paths) if with_results else []
+    runs = []
+    for p in paths:
+        sections += produced[p]
+        runs += [r for f in _complete_results(p) for r in find_runs(f)]
+    sections += _run_sections(runs)
     sources = "".join(f"<li>{html.escape(os.path.abspath(p))}</li>" for p in paths)
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1><ul class=\"note\">{sources}</ul>\n"
@@ -434,7 +332,7 @@ def write_summary_figure(paths, out):
 
     paths = [os.fspath(p) for p in paths]
     out = check_output_file(out, "report --summary_png")
-    with_results = _folders_with_results(paths)
+    with_results = _folders_with_results(paths, {p: [] for p in paths})
     if not with_results:
         raise DeclipError(f"report --summary_png: no test results under {', '.join(paths)} to draw")
     return summary_figure(out, summary_panels(collect(with_results), reference_blocks(paths)))

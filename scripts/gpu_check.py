@@ -147,8 +147,10 @@ def step_ddp(plan, device, work, nproc):
     run_logged(cmd, os.path.join(work["dir"], "torchrun_train.log"),
                env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")))
     seconds = time.perf_counter() - t0
+    from declip_plugin.run_folder import RunDir
+
     run = only_dir(os.path.join(work["dir"], "ddp", "*"))
-    work["weights"] = os.path.join(run, "ckpt_best.pth")
+    work["weights"] = RunDir(run).best_checkpoint
     overrides = {"data_root": work["data"], "device": device.type, "test_dataset": [DEMO],
                  "log_dir": os.path.join(work["dir"], "single"), **plan["demo_opts"]}
     single = test("declip_demo", work["weights"], overrides)
@@ -157,8 +159,7 @@ def step_ddp(plan, device, work, nproc):
     diffs = {k: abs(multi[k] - one[k]) for k in one if isinstance(one[k], float) and isinstance(multi.get(k), float)
              and one[k] == one[k] and multi[k] == multi[k]}
     worst = max(diffs, key=diffs.get)
-    with open(os.path.join(run, "run.json"), encoding="utf-8") as f:
-        precision = json.load(f).get("precision")
+    precision = RunDir(run).read_info().get("precision")
     return {"command": " ".join(cmd[2:]), "processes": nproc, "backend": "nccl" if device.type == "cuda" else "gloo",
             "seconds": round(seconds, 1), "precision": precision, "n_images": one.get("n_images"),
             "torchrun": {k: multi[k] for k in ("iou", "f1", "pixel_ap") if k in multi},
@@ -168,8 +169,9 @@ def step_ddp(plan, device, work, nproc):
 
 
 def _metrics(run_dir):
-    with open(os.path.join(run_dir, "test", DEMO, "metrics.json"), encoding="utf-8") as f:
-        return json.load(f)["metrics"]
+    from declip_plugin.run_folder import RunDir
+
+    return RunDir(run_dir).test(DEMO).read_metrics()["metrics"]
 
 
 # --- step 3: bf16 vs fp32 -----------------------------------------------------------------------------------

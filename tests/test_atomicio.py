@@ -36,3 +36,22 @@ def test_stale_temporaries_are_removed(tmp_path):
     (tmp_path / "keep.pth").write_bytes(b"x")
     assert remove_stale_tmp(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["keep.pth"]
+
+
+def test_json_holds_numpy_and_torch_values_and_no_nan(tmp_path):
+    """The one JSON writer: numpy / torch scalars as numbers, arrays as lists, NaN and inf as null (JSON has
+    neither), anything else as its text; keys sorted only when asked."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from declip_plugin.atomicio import write_json
+
+    obj = {"b": np.float32(0.5), "a": torch.tensor(2), "nan": np.float32("nan"), "inf": float("inf"),
+           "arr": np.array([1, np.nan]), "t": torch.tensor([0.25, 0.5]), "path": tmp_path}
+    text = open(write_json(tmp_path / "x.json", obj), encoding="utf-8").read()
+    assert json.loads(text) == {"b": 0.5, "a": 2, "nan": None, "inf": None, "arr": [1, None], "t": [0.25, 0.5],
+                                "path": str(tmp_path)}
+    assert "NaN" not in text and "Infinity" not in text
+    assert list(json.loads(open(write_json(tmp_path / "y.json", {"b": 1, "a": 2}, sort_keys=True)).read())) == ["a", "b"]

@@ -105,14 +105,16 @@ def test_fake_slurm_jobs_resources_failure_status_requeue_and_resubmission(world
 
 
 def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, tmp_path, monkeypatch, capsys):
-    from declip_plugin import cluster
-    from declip_plugin import protocol as proto
+    from declip_plugin.commands.protocol import job_options
+    from declip_plugin.protocol import cluster
+    from declip_plugin.protocol.cells import Protocol
+    from declip_plugin.protocol.plan import make_plan
 
     out, state = tmp_path / "proto", tmp_path / "state"
     env = _env(world, state)
     monkeypatch.setenv("PATH", env["PATH"])
     monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
-    p = proto.Protocol(out, proto.make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
+    p = Protocol(out, make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
                                             test=["demo-telea"]))
     cid = p.plan["cells"][0]["id"]
     log = out / "jobs" / "submitit" / "77" / "77_0_log"
@@ -120,7 +122,7 @@ def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, 
     (out / "jobs" / f"{cid}.json").write_text(json.dumps({  # submitted by a command that then died
         "cell": cid, "executor": "slurm", "job_id": "77", "state": "submitted", "error": None,
         "stdout": f"{log}.out", "stderr": f"{log}.err"}))
-    run = cluster.run_grid(p, cluster.job_options("slurm", time="60"))
+    run = cluster.run_grid(p, job_options("slurm", time="60"))
     assert run.unknown == [cid] and run.finished == [] and not list(state.glob("*.sbatch"))
     capsys.readouterr()
     assert cli_main(["protocol", "--status", str(out)]) == 0
@@ -131,13 +133,14 @@ def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, 
 def test_a_damaged_job_record_is_named_in_one_line_by_status_and_by_a_rerun(world, tmp_path, monkeypatch, capsys):
     """OUT/jobs/<cell>.json cut short (a full disk, a killed copy): --status and the rerun name the file and
     what to do, in one line, and change nothing (no job submitted, no file written)."""
-    from declip_plugin import protocol as proto
+    from declip_plugin.protocol.cells import Protocol
+    from declip_plugin.protocol.plan import make_plan
 
     out, state = tmp_path / "proto", tmp_path / "state"
     env = _env(world, state)
     monkeypatch.setenv("PATH", env["PATH"])
     monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
-    p = proto.Protocol(out, proto.make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
+    p = Protocol(out, make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
                                             test=["demo-telea"], overrides={"device": "cpu",
                                                                             "data_root": str(world / "data")}))
     cid = p.plan["cells"][0]["id"]
@@ -182,14 +185,14 @@ def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_protocol_folder(w
 @pytest.mark.parametrize("text,minutes", [("90", 90), ("30:30", 31), ("2:00:00", 120), ("1-00:00:00", 1440),
                                           ("1-12", 2160), ("1-1:30", 1530)])
 def test_time_in_slurms_forms(text, minutes):
-    from declip_plugin.cluster import parse_time
+    from declip_plugin.commands.protocol import parse_time
 
     assert parse_time(text) == minutes
 
 
 @pytest.mark.parametrize("text,gb", [("64G", 64.0), ("64GB", 64.0), ("512M", 0.5), ("2T", 2048.0), ("32", 32.0)])
 def test_memory_forms(text, gb):
-    from declip_plugin.cluster import parse_mem
+    from declip_plugin.commands.protocol import parse_mem
 
     assert parse_mem(text) == gb
 
@@ -200,7 +203,7 @@ def test_no_report_reaches_the_slurm_job_that_writes_the_outputs(report, tmp_pat
     report.html either; the flag travels in the submitted job."""
     import contextlib
 
-    from declip_plugin import cluster
+    from declip_plugin.protocol import cluster
 
     submitted = []
 

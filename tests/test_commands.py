@@ -135,7 +135,8 @@ def test_dfb_flags_reach_the_engine(monkeypatch, tmp_path, capsys):
 def test_task_target_names_the_run_directory(tmp_path):
     """DeepfakeBench's train.py logs to <model_name>_<task_target>_<time>; ours to <name>_<task_target>_<time>."""
     from declip_plugin.config import RunConfig
-    from declip_plugin.engine.run import _open_run, remove_log_file
+    from declip_plugin.engine.run import _open_run
+    from declip_plugin.run_folder import close_log as remove_log_file
 
     run_dir, handler = _open_run(RunConfig.of({"name": "mine", "task_target": "ff_c23", "log_dir": str(tmp_path)}), "train")
     remove_log_file(handler)

@@ -11,7 +11,9 @@ import os
 
 import pytest
 
-from declip_plugin import protocol as proto
+from declip_plugin.commands.protocol import split_method_opts
+from declip_plugin.protocol.cells import Protocol
+from declip_plugin.protocol.plan import make_plan
 from declip_plugin.cli import main as cli_main
 from tests.dfb_standin import make_standin
 
@@ -104,7 +106,7 @@ def test_the_frames_came_through_deepfakebench_lmdbs(ran):
 def test_the_leaderboard_command_and_the_report_read_the_published_blocks(ran, capsys):
     out, _ = ran
     from declip_plugin.leaderboard import collect
-    from declip_plugin.protocol_folder import reference_blocks
+    from declip_plugin.protocol.folder import reference_blocks
     from declip_plugin.report import summary_panels
 
     capsys.readouterr()
@@ -151,14 +153,14 @@ def test_a_run_with_missing_sets_names_them_all_before_writing(standin, tmp_path
 def test_method_options_reach_their_methods_cells_only(tmp_path, monkeypatch):
     """What every executor's job runs (cluster.CellJob: local, SLURM and debug alike) reads the per-method
     --opt from protocol.json."""
-    from declip_plugin.cluster import CellJob
+    from declip_plugin.protocol.cluster import CellJob
 
-    plain, scoped = proto.split_method_opts(["nEpochs=2", "timesformer:encoder=test_efficientnet",
+    plain, scoped = split_method_opts(["nEpochs=2", "timesformer:encoder=test_efficientnet",
                                              "clip_stan:optimizer.adam.lr=0.1", "clip_stan:depth=1"])
     assert plain == ["nEpochs=2"] and scoped == {"timesformer": {"encoder": "test_efficientnet"},
                                                  "clip_stan": {"optimizer": {"adam": {"lr": 0.1}}, "depth": 1}}
-    plan = proto.make_plan("ff-cross", overrides={"nEpochs": 2, "optimizer": {"type": "adam"}}, method_overrides=scoped)
-    proto.Protocol(tmp_path / "p", plan)
+    plan = make_plan("ff-cross", overrides={"nEpochs": 2, "optimizer": {"type": "adam"}}, method_overrides=scoped)
+    Protocol(tmp_path / "p", plan)
     seen = {}
 
     def train(config, overrides, resume=None):

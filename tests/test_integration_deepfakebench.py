@@ -21,6 +21,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from declip_plugin import run_folder
 from declip_plugin.config import load_yaml, resolve_config_path
 from declip_plugin.errors import ConfigError, DataError, DeclipError
 from declip_plugin.integrations import deepfakebench as dfb
@@ -545,10 +546,10 @@ def test_test_py_wrapping(tmp_path, with_mask):
         with open(folder / facts.METRICS_FILE, "rb") as f:
             assert pickle.load(f) == {"auc": 0.5, "acc": 0.5}
         if with_mask:
-            loc = _read(folder / results.LOCALIZATION_FILE)["metrics"]
+            loc = _read(folder / run_folder.LOCALIZATION)["metrics"]
             assert loc["iou"] == pytest.approx(100.0) and loc["n_manipulated"] == n and loc["empty_gt_fp_rate"] == 0
         else:
-            assert not (folder / results.LOCALIZATION_FILE).exists()
+            assert not (folder / run_folder.LOCALIZATION).exists()
 
 
 # ---------------------------------------------------------------------------------------------

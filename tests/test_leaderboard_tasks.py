@@ -1,7 +1,7 @@
 """One leaderboard per task, the published reference rows of a preset, and the report's summary figure data."""
 import pytest
 
-from declip_plugin import protocol as proto
+from declip_plugin.protocol.plan import make_plan
 from declip_plugin.engine.evaluator import EvalResult, write_results
 from declip_plugin.leaderboard import by_task, collect, render, render_by_task
 from declip_plugin.report import summary_panels
@@ -43,7 +43,7 @@ def test_summary_panels_are_the_id_and_ood_means_of_each_tasks_headline(runs):
 
 
 def test_dolos_preset_carries_the_papers_published_iou_as_reference_rows(runs):
-    (ref,) = proto.make_plan("dolos")["reference"]  # a plan holds a list of reference blocks
+    (ref,) = make_plan("dolos")["reference"]  # a plan holds a list of reference blocks
     assert ref["metric"] == "iou"
     assert {k: (v["id"], v["ood"]) for k, v in ref["rows"].items()} == {
         "Patch Forensics": (69.3, 20.4), "CLIP-linear": (36.2, 18.5), "DeCLIP ViT-L/14+RN50": (73.8, 34.7),
@@ -63,5 +63,20 @@ def test_dolos_preset_carries_the_papers_published_iou_as_reference_rows(runs):
     rows = dict((task, rows) for task, _, rows in summary_panels(runs, [ref]))["image localization"]
     assert ("PSCC-Net", 81.0, 21.6, True) in rows and rows[0] == ("declip", 60.0, 25.0, False)
     # a preset without a reference block carries none, and an image-detection table shows no iou reference rows
-    assert proto.make_plan("demo")["reference"] == []
+    assert make_plan("demo")["reference"] == []
     assert "(published)" not in render([e for e in runs if e.method == "declip"], reference=ref, columns=(("auc",), ()))
+
+
+def test_the_roles_of_the_built_in_metrics_come_from_their_descriptions():
+    """metrics/base.py: which metrics a protocol grid and a robustness curve show (MetricInfo.grid / .curve, in
+    task / column order), and the heat-maps' metric: the headline of the task the results belong to (a video
+    run's frame AUC does not make it an image-detection run)."""
+    from declip_plugin.metrics.base import curve_metrics, grid_metrics, lead_metric
+
+    assert grid_metrics() == ["iou", "f1_best", "pixel_auc", "empty_gt_fp_rate", "auc", "ap", "eer", "video_auc"]
+    assert grid_metrics({"auc", "eer", "video_auc", "video_eer", "n_real"}) == ["auc", "eer", "video_auc"]
+    assert curve_metrics() == ["auc", "ap", "iou", "f1_best", "pixel_auc"]
+    assert lead_metric(["auc", "ap", "iou", "f1_best"]) == "iou"
+    assert lead_metric(["auc", "video_auc"]) == "video_auc"
+    assert lead_metric(["auc", "eer"]) == "auc"
+    assert lead_metric(["f1_best", "brier"]) is None  # no task's headline among them

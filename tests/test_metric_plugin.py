@@ -1,11 +1,13 @@
 """A metric defined only here, installed through a fake entry point, describes itself (lower is better,
-0-1, detection family): `declip test` logs it and writes it to metrics.json, and the leaderboard's default
-table and the report's leaderboard show its column with the best mark on the LOWEST value."""
+0-1, detection family, a protocol grid and a robustness curve): `declip test` logs it and writes it to
+metrics.json, the leaderboard's default table and the report's leaderboard show its column with the best
+mark on the LOWEST value, `declip protocol` draws its grid and `declip robustness` its curve."""
 import csv
 import importlib.metadata
 import json
 import logging
 import math
+import os
 import re
 import sys
 import types
@@ -27,7 +29,7 @@ class BrierScore:
 
     keys = ("brier",)
     describe = (MetricInfo("brier", "Brier score", higher_is_better=False, family="detection",
-                           tables=("default", "detection")),)
+                           tables=("default", "detection"), grid=True, curve=True),)
 
     def __init__(self, config=None):
         self.sq, self.n = 0.0, 0
@@ -177,6 +179,36 @@ def test_a_plugin_metric_reaches_test_metrics_json_leaderboard_and_report(tmp_pa
             for r in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])}
     i = head.index("brier mean")
     assert body[low][i] == f"<b>{brier[low]:.3f}</b>" and body[high][i] == f"{brier[high]:.3f}"
+
+
+def test_a_plugin_metric_reaches_a_protocol_grid_and_a_robustness_curve(tmp_path, brier_plugin, capsys):
+    """Its description (grid=True, curve=True) is all it takes: the protocol writes grid_brier.csv and its
+    grid.json rows (each value the cell's own metrics.json figure), the robustness sweep its rows and plot."""
+    make_demo_data(tmp_path / "data" / "demo", seed=6, size=64, n_train=4, n_val=2, n_test=4, methods=("telea", "ns"))
+    det_yaml = tmp_path / "colour.yaml"
+    det_yaml.write_text(yaml.safe_dump({"model_name": "colour", "resolution": 64, "train_batchSize": 4,
+                                        "test_batchSize": 4, "workers": 0, "include_real": True, "nEpochs": 1}))
+    common = ["--data_root", str(tmp_path / "data"), "--device", "cpu"]
+    out = tmp_path / "proto"
+    assert cli_main(["protocol", "--method", str(det_yaml), "--train", "demo-telea", "--test", "demo-telea", "demo-ns",
+                     "--executor", "debug", "--out", str(out), "--no-report", *common]) == 0
+    (marker,) = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    measured = {t: m["brier"] for t, m in marker["results"].items()}
+    assert set(measured) == {"demo-telea", "demo-ns"} and all(0 <= v <= 1 for v in measured.values())
+    with open(out / "grid_brier.csv", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert {t: float(row[t]) for t in measured} == pytest.approx(measured, rel=1e-5)
+    (cell,) = json.loads((out / "grid.json").read_text())["metrics"]["brier"]
+    assert cell["values"] == pytest.approx(measured) and cell["id_mean"] == pytest.approx(measured["demo-telea"])
+
+    weights = os.path.join(marker["run_dir"], "ckpt_best.pth")
+    assert cli_main(["robustness", "--detector_path", str(det_yaml), "--weights_path", weights, "--kind", "jpeg",
+                     "--levels", "30", "--test_dataset", "demo-telea", "--out", str(tmp_path / "rob"), *common]) == 0
+    with open(tmp_path / "rob" / "robustness_jpeg.csv", encoding="utf-8") as f:
+        curve = {r["level"]: float(r["value"]) for r in csv.DictReader(f) if r["metric"] == "brier"}
+    assert set(curve) == {"0", "30"}
+    assert curve["0"] == pytest.approx(measured["demo-telea"], rel=1e-5)  # the clean level: the same weights, data
+    assert (tmp_path / "rob" / "robustness_jpeg_brier.png").read_bytes()[:4] == b"\x89PNG"
 
 
 class UndescribedScore(BrierScore):

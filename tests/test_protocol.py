@@ -5,7 +5,10 @@ import os
 
 import pytest
 
-from declip_plugin import protocol as proto
+from declip_plugin.commands.protocol import parse_sweep
+from declip_plugin.protocol.cells import Protocol
+from declip_plugin.protocol.outputs import write_outputs
+from declip_plugin.protocol.plan import make_plan
 from declip_plugin.errors import ConfigError
 
 TESTS = ["demo-telea", "demo-ns", "demo-noise"]
@@ -36,10 +39,10 @@ def fake_train(calls):
 
 def test_grid_and_id_ood_means_match_a_hand_computation(tmp_path):
     calls = []
-    plan = proto.make_plan(methods=["a", "b"], train=["demo-telea", "demo-noise"], test=TESTS)
-    p = proto.Protocol(tmp_path / "p", plan)
+    plan = make_plan(methods=["a", "b"], train=["demo-telea", "demo-noise"], test=TESTS)
+    p = Protocol(tmp_path / "p", plan)
     assert p.run(train_fn=fake_train(calls)) == 4
-    paths = p.write_outputs()
+    paths = write_outputs(p)
     summary = json.loads((tmp_path / "p" / "grid.json").read_text())
     rows = {(r["method"], r["train"]): r for r in summary["metrics"]["iou"]}
     # by hand: ID = the diagonal (same generator), OOD = the mean of the other two
@@ -56,15 +59,30 @@ def test_grid_and_id_ood_means_match_a_hand_computation(tmp_path):
         with open(h, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     # a second run keeps every cell: nothing is trained again
-    again = proto.Protocol(tmp_path / "p", proto.make_plan(methods=["a", "b"], train=["demo-telea", "demo-noise"],
+    again = Protocol(tmp_path / "p", make_plan(methods=["a", "b"], train=["demo-telea", "demo-noise"],
                                                              test=TESTS))
     assert again.run(train_fn=fake_train(calls)) == 0 and len(calls) == 4
 
 
+def test_the_report_shows_the_protocols_own_section(tmp_path):
+    """report.py assembles; the protocol's section (protocol/section.py) brings its grids and heat-maps."""
+    from declip_plugin.report import build_html
+
+    p = Protocol(tmp_path / "p", make_plan(methods=["a", "b"], train=["demo-telea", "demo-noise"], test=TESTS))
+    p.run(train_fn=fake_train([]))
+    write_outputs(p)
+    text = build_html([str(tmp_path / "p")])
+    section = text.split(f"<h2>Protocol: {tmp_path / 'p'}</h2>")[1]
+    iou = section.split("<h3>iou</h3>")[1].split("</table>")[0]
+    assert "<td>a</td><td>demo-telea</td><td>90.0</td><td>70.0</td><td>10.0</td><td>90.0</td><td>40.0</td>" in iou
+    assert section.index("<h3>iou</h3>") < section.index("<h3>pixel_auc</h3>")  # the grids in their metrics' order
+    assert 'alt="heatmap_a_iou.png"' in section and 'alt="heatmap_b_iou.png"' in section
+
+
 def test_an_interrupted_cell_is_retrained_and_finished_ones_kept(tmp_path):
     calls = []
-    plan = proto.make_plan(methods=["a", "b"], train=["demo-telea"], test=TESTS)
-    p = proto.Protocol(tmp_path / "p", plan)
+    plan = make_plan(methods=["a", "b"], train=["demo-telea"], test=TESTS)
+    p = Protocol(tmp_path / "p", plan)
     train = fake_train(calls)
 
     def dies_on_b(config, overrides, resume=None):
@@ -80,9 +98,9 @@ def test_an_interrupted_cell_is_retrained_and_finished_ones_kept(tmp_path):
 
 
 def test_another_plan_in_the_same_folder_is_refused(tmp_path):
-    proto.Protocol(tmp_path / "p", proto.make_plan(methods=["a"], train=["demo-telea"], test=TESTS))
+    Protocol(tmp_path / "p", make_plan(methods=["a"], train=["demo-telea"], test=TESTS))
     with pytest.raises(ConfigError, match="another protocol"):
-        proto.Protocol(tmp_path / "p", proto.make_plan(methods=["b"], train=["demo-telea"], test=TESTS))
+        Protocol(tmp_path / "p", make_plan(methods=["b"], train=["demo-telea"], test=TESTS))
 
 
 def test_sweep_draws_metric_against_value(tmp_path):
@@ -101,22 +119,22 @@ def test_sweep_draws_metric_against_value(tmp_path):
                 json.dump({"dataset": t, "method": overrides["name"], "metrics": {"iou": grid[(layer, t)]}}, f)
         return run_dir
 
-    key, values = proto.parse_sweep("feature_layer=layer10,layer2")
-    p = proto.Protocol(tmp_path / "s", proto.make_plan(methods=["m"], train=["demo-telea"], test=TESTS,
+    key, values = parse_sweep("feature_layer=layer10,layer2")
+    p = Protocol(tmp_path / "s", make_plan(methods=["m"], train=["demo-telea"], test=TESTS,
                                                        sweep=(key, values)))
     p.run(train_fn=train)
-    paths = p.write_outputs()
+    paths = write_outputs(p)
     assert any(x.endswith("sweep_feature_layer_iou.png") for x in paths["sweep"])
     lines = (tmp_path / "s" / "sweep_feature_layer.csv").read_text().splitlines()
     assert lines[0] == "method,feature_layer,metric,id_mean,ood_mean"
     assert lines[1:] == ["m,layer2,iou,80,50", "m,layer10,iou,60,30"]  # numeric order of the layers
     with pytest.raises(ConfigError, match="KEY=V1,V2"):
-        proto.parse_sweep("feature_layer")
+        parse_sweep("feature_layer")
 
 
 def test_unknown_preset_is_refused():
     with pytest.raises(ConfigError, match="demo"):
-        proto.make_plan("nope")
+        make_plan("nope")
 
 
 # ---- leaderboard: every method keeps its row --------------------------------------------------------

@@ -112,7 +112,7 @@ def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path, capsys, fake_
 
 
 def test_unknown_preset_is_refused_by_the_parser_and_the_plan(tmp_path, capsys):
-    from declip_plugin import protocol as proto
+    from declip_plugin.protocol.plan import make_plan
     from declip_plugin.errors import ConfigError
 
     with pytest.raises(SystemExit) as exc:  # the command line: argparse's choices, exit status 2
@@ -120,7 +120,7 @@ def test_unknown_preset_is_refused_by_the_parser_and_the_plan(tmp_path, capsys):
     assert exc.value.code == 2 and "invalid choice: 'dolso'" in capsys.readouterr().err
     assert not (tmp_path / "proto").exists()
     with pytest.raises(ConfigError, match=r"'dolso'.*did you mean 'dolos'"):  # the Python API
-        proto.make_plan("dolso")
+        make_plan("dolso")
 
 
 def test_slurm_without_slurm_on_path_names_the_missing_commands(world, tmp_path, capsys, fake_train, monkeypatch):

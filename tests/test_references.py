@@ -1,16 +1,18 @@
-"""Published reference blocks (references.py) and protocol presets kept as data (protocol_presets.py): the
+"""Published reference blocks (references.py) and protocol presets kept as data (protocol/presets.py): the
 block forms a preset file may use, the single block of older protocol folders, the rule for the means of
 rows published per test set, and a broken preset file named in one line."""
 import json
+import os
 
 import pytest
 
-from declip_plugin import protocol as proto
 from declip_plugin import references
 from declip_plugin.engine.evaluator import EvalResult, write_results
 from declip_plugin.errors import ConfigError
 from declip_plugin.leaderboard import collect, render
-from declip_plugin.protocol_folder import reference_blocks
+from declip_plugin.protocol.folder import reference_blocks
+from declip_plugin.protocol.plan import make_plan
+from declip_plugin.protocol.presets import preset_names
 
 PER_SET = {"source": "a table", "label": "T", "metric": "video_auc", "scale": 100, "columns": ["a", "b", "c"],
            "rows": {"M": [90.0, 70.0, None]}}
@@ -62,10 +64,33 @@ def test_an_older_protocol_folder_with_one_block_is_still_read(tmp_path):
 
 def test_a_broken_preset_file_fails_its_command_in_one_line(tmp_path, monkeypatch):
     (tmp_path / "mine.yaml").write_text("methods: [clip_stan]\ntrain: [FaceForensics++]\ntest: [DFDC]\nheadlin: auc\n")
-    monkeypatch.setattr("declip_plugin.protocol_presets.preset_dir", lambda: str(tmp_path))
-    assert "mine" in proto.preset_names()
+    monkeypatch.setattr("declip_plugin.protocol.presets.preset_dir", lambda: str(tmp_path))
+    assert "mine" in preset_names()
     with pytest.raises(ConfigError, match=r"mine.yaml: unknown key 'headlin'.*did you mean 'headline'"):
-        proto.make_plan("mine")
+        make_plan("mine")
     (tmp_path / "mine.yaml").write_text("methods: [clip_stan]\ntrain: [FaceForensics++]\n")
     with pytest.raises(ConfigError, match=r"mine.yaml: test is required"):
-        proto.make_plan("mine")
+        make_plan("mine")
+
+
+def test_every_preset_is_a_file_of_configs_protocol():
+    """The paper's presets (and DeCLIP's published figures: test_leaderboard_tasks.py), the demos and ff-cross are
+    data: configs/protocol/<name>.yaml, read by protocol/presets.py."""
+    from declip_plugin.protocol.presets import preset_definition
+
+    dolos = ["dolos-lama", "dolos-ldm", "dolos-pluralistic", "dolos-repaint-p2-9k"]
+    expect = {
+        "dolos": (["declip", "clip_linear"], dolos, dolos),
+        "autosplice": (["declip", "clip_linear"], dolos, ["autosplice-75", "autosplice-90", "autosplice-100"]),
+        "demo": (["declip_demo", "clip_linear_demo", "xception_demo"], ["demo-telea"],
+                 ["demo-telea", "demo-ns", "demo-blur", "demo-resample", "demo-noise", "demo-grid"]),
+        "demo-video": (["clip_enhanced_demo_video", "clip_stan_demo", "timesformer_demo"], ["demo-video-flicker"],
+                       ["demo-video-flicker", "demo-video-jitter", "demo-video-freeze"]),
+    }
+    assert preset_names() == sorted(list(expect) + ["ff-cross"])
+    for name, (methods, train, test) in expect.items():
+        plan = make_plan(name)
+        assert (plan["methods"], plan["train"], plan["test"]) == (methods, train, test), name
+        assert plan["headline"] is None and plan["metrics"] is None, name  # the metrics decide (MetricInfo)
+        path = preset_definition(name)["file"]
+        assert os.path.basename(path) == f"{name}.yaml" and os.path.basename(os.path.dirname(path)) == "protocol"

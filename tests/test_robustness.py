@@ -88,3 +88,9 @@ def test_robustness_sweep_writes_curves(tmp_path):
     assert sorted(os.path.basename(p) for p in out["plots"]) == ["robustness_jpeg_auc.png", "robustness_jpeg_iou.png"]
     with pytest.raises(ConfigError, match="kinds"):
         sweep("declip_demo", "w.pth", "rain", [1], out_dir=str(tmp_path / "r"), test_fn=fake_test)
+    # its own section of the report (engine/robustness.py report_section): the curves' table and plots
+    from declip_plugin.report import build_html
+
+    section = build_html([str(tmp_path / "r")]).split(f"<h2>Robustness: {tmp_path / 'r'}</h2>")[1]
+    assert "<tr><td>jpeg</td><td>30</td><td>demo-telea</td><td>iou</td><td>24</td></tr>" in section
+    assert 'alt="robustness_jpeg_auc.png"' in section and 'alt="robustness_jpeg_iou.png"' in section

@@ -26,7 +26,7 @@ def _write_or_print(text, out):
 def run_leaderboard(args):
     from ..atomicio import check_output_file
     from ..leaderboard import collect, render
-    from ..protocol_folder import reference_blocks
+    from ..protocol.folder import reference_blocks
 
     if args.out:
         check_output_file(args.out, "--out")

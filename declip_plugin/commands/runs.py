@@ -66,8 +66,10 @@ def run_test(args):
 
 
 def print_results(run_dir):
+    from ..run_folder import RunDir
+
     print(f"\nrun directory: {run_dir}")
-    if os.path.isdir(os.path.join(run_dir, "test")):
+    if RunDir(run_dir).has_tests():
         print(f"results table: declip leaderboard {run_dir}")
 
 

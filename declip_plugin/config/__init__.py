@@ -170,7 +170,9 @@ def load_run_config(detector, mode="train", overrides=None):
 
 def load_resume_config(run_dir, overrides=None):
     """A run directory's ``config.yaml`` with ``overrides`` on top, validated like a new run, typed."""
-    path = os.path.join(run_dir, "config.yaml")
+    from ..run_folder import RunDir
+
+    path = RunDir(run_dir).config
     saved = load_yaml(path)
     origins = _origins(_origins({}, saved, path), overrides or {}, "the command line (--opt)")
     merged = merge(saved, overrides or {})

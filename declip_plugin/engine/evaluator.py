@@ -9,10 +9,10 @@ import torch
 
 from ..atomicio import write_png
 from ..config import RunConfig
+from ..progress import progress as progress_bar
+from ..run_folder import ResultFolder, mask_file_name
 from . import runtime, signals
 from .loaders import Batches
-from ..progress import progress as progress_bar
-from .rundir import write_csv, write_json, write_pickle
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,6 @@ def to_device(batch, device):
 
 def save_mask_png(path, prob):
     write_png(path, (prob.clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
-
-
-def mask_file_name(image_path, index):
-    stem = os.path.splitext(os.path.basename(str(image_path)))[0]
-    return f"{index:06d}_{stem}.png"
 
 
 def inference_step(detector, batch, device, precision="fp32", batch_hook=None):
@@ -109,18 +104,20 @@ def evaluate(detector, loader, device, config, precision="fp32", mask_dir=None, 
 
 
 def write_results(folder, dataset_name, result, extra=None):
-    """metrics.json, per_image.csv, DeepfakeBench's metric_dict_best.pickle and every metric's own
-    files under ``folder``."""
+    """The results of one test set in its folder ``folder`` (a path or a
+    :class:`~declip_plugin.run_folder.ResultFolder`): metrics.json, per_image.csv, DeepfakeBench's
+    metric_dict_best.pickle and every metric's own files."""
+    folder = ResultFolder(folder)
     meta = {"dataset": dataset_name, **(extra or {})}
-    write_json(os.path.join(folder, "metrics.json"), {**meta, "metrics": _clean(result.metrics)})
-    write_csv(os.path.join(folder, "per_image.csv"), result.rows, result.fields)
+    folder.write_metrics({**meta, "metrics": _clean(result.metrics)})
+    folder.write_per_image(result.rows, result.fields)
     dfb = dict(_clean(result.metrics))
     dfb["pred"] = np.array([r["score"] for r in result.rows], dtype=np.float32)
     dfb["label"] = np.array([r["label"] for r in result.rows], dtype=np.int64)
-    write_pickle(os.path.join(folder, "metric_dict_best.pickle"), dfb)
+    folder.write_dfb_metrics(dfb)
     for acc in result.accumulators.values():
         if hasattr(acc, "write_files"):
-            acc.write_files(folder)
+            acc.write_files(folder.path)
 
 
 def _clean(metrics):

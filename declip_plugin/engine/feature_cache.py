@@ -28,8 +28,8 @@ Keys. An entry's key is the sha256 of
 Storage. Features are stored in the dtype the backbone returns them in (fp32 on the CPU; under
 bf16 autocast on CUDA what the tower returns there), one (1+N, C) or (C, H, W) tensor per image:
   * ``memory: true`` - an LRU dict in host memory, at most ``max_gb``;
-  * ``dir: PATH`` - one file per entry under PATH (two-level fan-out), written atomically (temp
-    file + ``os.replace``), at most ``max_gb`` on disk (least recently used entries removed; a hit
+  * ``dir: PATH`` - one file per entry under PATH (two-level fan-out), written atomically
+    (:func:`declip_plugin.atomicio.atomic_open`), at most ``max_gb`` on disk (least recently used entries removed; a hit
     refreshes the file's mtime). A stale or corrupt entry (unreadable, bad header, wrong key,
     shape or dtype, crc32 mismatch) is logged, removed and recomputed; it never stops the run.
     Several processes (DDP ranks) may share a directory: writes are atomic, and each process
@@ -52,15 +52,16 @@ import logging
 import os
 import struct
 import time
-import uuid
 import weakref
 import zlib
 
 import torch
 
+from ..atomicio import atomic_open
 from ..config import RunConfig
 from ..detectors.base import capability
 from ..digests import file_digest
+from ..run_folder import RunDir
 from . import runtime
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ MAGIC = b"DCLPFC01"
 SUFFIX = ".feat"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _STALE_TMP_S = 3600.0
+#: an entry being written (atomicio's temporary file); one older than _STALE_TMP_S was left by a dead process
+TMP_SUFFIX = ".tmp"
 
 
 # --- settings and applicability -----------------------------------------------------------------
@@ -190,7 +193,7 @@ class DiskStore:
                     continue
                 if e.name.endswith(SUFFIX):
                     found.append((st.st_mtime_ns, e.name[: -len(SUFFIX)], st.st_size))
-                elif e.name.endswith(".tmp") and now - st.st_mtime > _STALE_TMP_S:
+                elif e.name.endswith(TMP_SUFFIX) and now - st.st_mtime > _STALE_TMP_S:
                     _remove(e.path)  # left by a process that died mid-write
         for _, key, size in sorted(found):
             self.index[key] = size
@@ -234,16 +237,13 @@ class DiskStore:
         header += b" " * pad
         path = self.path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(tmp, "wb") as f:
+        try:  # a cache entry: atomic, without the fsync (a lost entry is computed again)
+            with atomic_open(path, suffix=TMP_SUFFIX, durable=False) as f:
                 f.write(MAGIC)
                 f.write(struct.pack("<I", len(header)))
                 f.write(header)
                 f.write(payload)
-            os.replace(tmp, path)
         except OSError as exc:
-            _remove(tmp)
             logger.warning("feature cache: cannot write %s (%s); the entry is not stored", path, exc)
             return
         size = len(MAGIC) + 4 + len(header) + payload.nbytes
@@ -336,7 +336,7 @@ class FeatureCache:
                 logger.warning("feature cache: memory: false and no dir; keeping the features in memory")
                 self._mem = collections.OrderedDict()
             else:
-                root = os.path.join(run_dir, "feature_cache")
+                root = RunDir(run_dir).feature_cache
         self.disk = DiskStore(root, self.max_bytes, self.stats) if root else None
         self._pipeline = pipeline_signature(self.config, self.backbone)
         self._prefix, self._prefix_for = None, None

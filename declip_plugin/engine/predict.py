@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..atomicio import check_output_dir, write_png
+from ..atomicio import check_output_dir, write_csv, write_json, write_png
 from ..checkpoints import read_detector_checkpoint
 from ..config import load_run_config
 from ..data.images import read_image
@@ -19,7 +19,6 @@ from ..plugins import get_registry
 from . import runtime
 from .explain import FRAME_EXTS, overlay
 from .predict_video import face_aligner, find_videos, predict_video
-from .rundir import write_csv, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from ..atomicio import check_output_dir, remove_stale_tmp
 from ..config import load_resume_config, load_run_config
 from ..detectors import build_detector, capability
 from ..errors import ConfigError
+from ..run_folder import CONFIG, LAST_CHECKPOINT, RunDir, close_log, new_run_dir
 from . import runtime
 from .evaluator import evaluate, format_metrics, write_results
 from .loaders import build_split, data_config, make_loader, skipped_files
-from .rundir import add_log_file, new_run_dir, remove_log_file, write_json, write_yaml
 from .signals import handles_sigterm
 
 logger = logging.getLogger(__name__)
@@ -25,13 +25,6 @@ def run_name(config):
         return str(config.name)
     path = config.config_path
     return os.path.splitext(os.path.basename(path))[0] if path else str(config.model_name or "run")
-
-
-def run_folder_name(config):
-    """``<name>[_<task_target>]``: the run directory's name before its time, as DeepfakeBench's train.py
-    names its log folder ``<model_name>[_<task_target>]_<time>``."""
-    task = config.task_target
-    return f"{run_name(config)}_{task}" if task else run_name(config)
 
 
 def in_domain(config):
@@ -58,8 +51,9 @@ def _open_run(config, mode, run_dir=None):
     """The run directory (new unless resuming) and its log file; called once every check passed."""
     if run_dir is None:
         run_dir = runtime.broadcast_object(
-            new_run_dir(config.log_dir or f"./logs/{mode}", run_folder_name(config)) if runtime.is_main() else None)
-    handler = add_log_file(run_dir, "training.log" if mode == "train" else "test.log") if runtime.is_main() else None
+            new_run_dir(config.log_dir or f"./logs/{mode}", run_name(config), config.task_target)
+            if runtime.is_main() else None)
+    handler = RunDir(run_dir).open_log(mode) if runtime.is_main() else None
     return run_dir, handler
 
 
@@ -68,7 +62,7 @@ def _discard_failed_run(run_dir, keep=False):
     keeps its folder: ``--resume`` continues it)."""
     if run_dir is None or keep or not runtime.is_main() or not os.path.isdir(run_dir):
         return
-    if os.path.isfile(os.path.join(run_dir, "ckpt_last.pth")):
+    if RunDir(run_dir).finished_an_epoch():
         logger.info("the run stopped; %s keeps its last finished epoch (continue with --resume)", run_dir)
         return
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -79,8 +73,9 @@ def _write_run_files(run_dir, config, detector, extra):
         return
     clean = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
     clean["name"] = run_name(config)  # so that --resume keeps the method name
-    write_yaml(os.path.join(run_dir, "config.yaml"), clean)
-    write_json(os.path.join(run_dir, "run.json"), {
+    run = RunDir(run_dir)
+    run.write_config(clean)
+    run.write_info({
         "name": run_name(config), "model_name": config.model_name,
         "train_dataset": config.train_dataset, "test_dataset": config.test_dataset,
         "in_domain": in_domain(config), "config_path": config.config_path,
@@ -101,8 +96,8 @@ def test_datasets(detector, config, device, run_dir, test_sets, weights=None, ba
     ids = set(in_domain(config))
     for name, ds in test_sets.items():
         loader = make_loader(ds, config, train=False, device=device)
-        folder = os.path.join(run_dir, "test", name)
-        mask_dir = os.path.join(folder, "masks") if config.save_masks else None
+        folder = RunDir(run_dir).test(name)
+        mask_dir = folder.masks if config.save_masks else None
         result = evaluate(detector, loader, device, config, config.precision, mask_dir=mask_dir,
                           desc=f"test {name}", batch_hook=batch_hook)
         if runtime.is_main():
@@ -119,11 +114,10 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
     """Train per the config; then test the best checkpoint on ``test_dataset``. Returns the run dir."""
     if resume:
         if weights_path:
-            raise ConfigError(f"--resume {resume!r} continues from the run's own ckpt_last.pth; drop --weights_path "
-                              f"{weights_path!r} (or start a new run with it)")
-        if not os.path.isfile(os.path.join(resume, "config.yaml")) or not os.path.isfile(
-                os.path.join(resume, "ckpt_last.pth")):
-            raise ConfigError(f"--resume {resume!r}: expected a run directory with config.yaml and ckpt_last.pth "
+            raise ConfigError(f"--resume {resume!r} continues from the run's own {LAST_CHECKPOINT}; drop "
+                              f"--weights_path {weights_path!r} (or start a new run with it)")
+        if not RunDir(resume).resumable():
+            raise ConfigError(f"--resume {resume!r}: expected a run directory with {CONFIG} and {LAST_CHECKPOINT} "
                               f"(written after the first finished epoch)")
         config = load_resume_config(resume, overrides)
         removed = remove_stale_tmp(resume)
@@ -157,7 +151,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         if runtime.is_main():
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+            writer = SummaryWriter(RunDir(run_dir).tensorboard)
         from .feature_cache import maybe_feature_cache
         from .trainer import Trainer
 
@@ -183,7 +177,7 @@ def train(detector_config, overrides=None, resume=None, weights_path=None):
         return run_dir
     finally:
         if handler:
-            remove_log_file(handler)
+            close_log(handler)
         if not ok:
             _discard_failed_run(run_dir, keep=bool(resume))
         runtime.shutdown_distributed(failed=not ok)
@@ -214,7 +208,7 @@ def test(detector_config, weights_path, overrides=None):
         return run_dir
     finally:
         if handler:
-            remove_log_file(handler)
+            close_log(handler)
         if not ok:
             _discard_failed_run(run_dir)
         runtime.shutdown_distributed(failed=not ok)

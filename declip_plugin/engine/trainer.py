@@ -7,7 +7,6 @@ resume state. ``--resume RUN_DIR`` continues from the last finished epoch.
 import dataclasses
 import logging
 import math
-import os
 import time
 
 import torch
@@ -20,6 +19,7 @@ from ..detectors import capability, load_weights, save_detector_checkpoint
 from ..errors import ConfigError
 from ..metrics.base import info_of
 from ..optim import build_optimizer, build_scheduler
+from ..run_folder import RunDir
 from . import runtime
 from ..progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
@@ -161,11 +161,11 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------------
     @property
     def last_path(self):
-        return os.path.join(self.run_dir, "ckpt_last.pth")
+        return RunDir(self.run_dir).last_checkpoint
 
     @property
     def best_path(self):
-        return os.path.join(self.run_dir, "ckpt_best.pth")
+        return RunDir(self.run_dir).best_checkpoint
 
     def save_state(self):
         model_state = capability(self.detector, "state_to_save")  # the rest is rebuilt from the config

@@ -13,11 +13,13 @@ with:
 * optional ``per_sample() -> [(sample_index, {column: value})]`` for per_image.csv, and
   ``write_files(folder)`` for files of its own (e.g. a per-video CSV);
 * ``describe``: one :class:`MetricInfo` per reported metric (direction, scale, family, display name,
-  where the leaderboards show it), as torchmetrics' ``higher_is_better`` / ``plot_upper_bound`` live
-  on the metric class. The trainer's early stopping, the evaluator's log line, the leaderboard
-  (columns, best marks, default families) and the report read these and nothing else. A key left
-  undescribed counts as higher-is-better on 0-1, in no family (never in a default table), with one
-  warning naming the metric, its plugin and the key.
+  where the leaderboards show it, whether a protocol's grids and a robustness sweep's curves show it),
+  as torchmetrics' ``higher_is_better`` / ``plot_upper_bound`` live on the metric class. The trainer's
+  early stopping, the evaluator's log line, the leaderboards (columns, best marks, default families,
+  one table per task), the protocol (its grids, the metric of its heat-maps), the robustness curves and
+  the report (its summary's metric per task, its galleries' ranking) read these and nothing else. A key
+  left undescribed counts as higher-is-better on 0-1, in no family (never in a default table, a grid or
+  a curve), with one warning naming the metric, its plugin and the key.
 
 Keys named ``n`` or ``n_...`` are counts, not metrics. Metric classes need not inherit from
 :class:`Metric`; it only supplies the defaults.
@@ -26,8 +28,25 @@ import dataclasses
 import logging
 from typing import Optional, Tuple
 
-#: the metric families, in the order the leaderboards show them
+#: the metric families, in the order the leaderboards show their columns
 FAMILIES = ("detection", "localization", "video")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """The task of a metric ``family``: one per-task leaderboard, titled ``title``. ``exclusive``: a run with
+    one of the family's metrics belongs to this task alone (a video run reports frame AUC too, yet it is no
+    image-detection run)."""
+
+    family: str
+    title: str
+    exclusive: bool = False
+
+
+#: the tasks, in the order of the per-task leaderboards (and of a protocol's grids); a family of a plugin
+#: metric that is none of these is a task of its own, titled by its name, after them
+TASKS = (Task("localization", "image localization"), Task("detection", "image detection"),
+         Task("video", "video detection", exclusive=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +54,11 @@ class MetricInfo:
     """What a metric is: ``name`` (its key), ``display`` (its name for people), ``higher_is_better``,
     ``scale`` (the top of its range: 1 for 0-1, 100 for 0-100), ``family`` (one of :data:`FAMILIES`),
     ``needs_both_classes`` (undefined on a test set of real or fake images alone), ``headline`` (the
-    family's metric with a column per test set) and ``tables``: the leaderboards that show its ID / OOD
+    family's metric with a column per test set: the task's metric in the report's summary and in a
+    protocol's heat-maps, :func:`lead_metric`), ``tables``: the leaderboards that show its ID / OOD
     means besides the headline's, ``"default"`` (the table of every family) and family names (that
-    family's task table)."""
+    family's task table), ``grid``: a protocol draws its grid (per cell and test set, with ID / OOD means)
+    and ``curve``: a robustness sweep draws its degradation curve."""
 
     name: str
     display: str = ""
@@ -47,6 +68,8 @@ class MetricInfo:
     needs_both_classes: bool = False
     headline: bool = False
     tables: Tuple[str, ...] = ()
+    grid: bool = False
+    curve: bool = False
 
     @property
     def label(self):
@@ -105,6 +128,68 @@ def info_of(key, infos=None):
     """The :class:`MetricInfo` of ``key`` (defaults for a key no registered metric describes)."""
     infos = metric_infos() if infos is None else infos
     return infos.get(key) or MetricInfo(key)
+
+
+# ---- roles: which metrics a table, a grid, a curve, a heat-map shows --------------------------------------
+
+def ordered_infos(infos=None):
+    """Every :class:`MetricInfo`, families in the order of :data:`FAMILIES` (the leaderboards' columns), the
+    registry's order within a family."""
+    infos = metric_infos() if infos is None else infos
+
+    def rank(info):
+        return FAMILIES.index(info.family) if info.family in FAMILIES else len(FAMILIES)
+    return sorted(infos.values(), key=rank)
+
+
+def tasks(infos=None):
+    """The tasks of every family the metrics have: :data:`TASKS`, then the other families by name."""
+    infos = metric_infos() if infos is None else infos
+    known = {t.family for t in TASKS}
+    return list(TASKS) + [Task(f, f) for f in sorted({i.family for i in infos.values() if i.family} - known)]
+
+
+def in_task(task, keys, infos=None):
+    """Whether results with the metric ``keys`` belong to ``task``: they have its family's headline and, unless the
+    task is exclusive, no metric of an exclusive task's family."""
+    infos = metric_infos() if infos is None else infos
+    keys = [k for k in keys if k in infos]
+    if not any(infos[k].headline and infos[k].family == task.family for k in keys):
+        return False
+    exclusive = {t.family for t in tasks(infos) if t.exclusive}
+    return task.exclusive or not any(infos[k].family in exclusive for k in keys)
+
+
+def lead_metric(keys, infos=None):
+    """The headline metric of the first task (in :func:`tasks` order) that results with the metric ``keys``
+    belong to (:func:`in_task`); None when they belong to none."""
+    infos = metric_infos() if infos is None else infos
+    for task in tasks(infos):
+        if in_task(task, keys, infos):
+            return next(k for k in keys if k in infos and infos[k].headline and infos[k].family == task.family)
+    return None
+
+
+def grid_metrics(keys=None, infos=None):
+    """The metrics a protocol's grids show (``MetricInfo.grid``) among ``keys`` (default: all), task by task
+    (:func:`tasks`), the registry's order within a family."""
+    infos = metric_infos() if infos is None else infos
+    order = [t.family for t in tasks(infos)]
+    shown = [i for i in infos.values() if i.grid and (keys is None or i.name in keys)]
+    return [i.name for i in sorted(shown, key=lambda i: order.index(i.family) if i.family in order else len(order))]
+
+
+def curve_metrics(keys=None, infos=None):
+    """The metrics a robustness sweep draws (``MetricInfo.curve``) among ``keys`` (default: all), in the
+    leaderboards' column order (:func:`ordered_infos`)."""
+    return [i.name for i in ordered_infos(infos) if i.curve and (keys is None or i.name in keys)]
+
+
+def per_image_headline(columns, infos=None):
+    """The first of ``columns`` (per_image.csv's) that is a family's headline metric: what the report's
+    galleries rank images by; None when there is none."""
+    infos = metric_infos() if infos is None else infos
+    return next((c for c in columns if c in infos and infos[c].headline), None)
 
 
 class Metric:

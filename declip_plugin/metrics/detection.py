@@ -265,10 +265,12 @@ class DetectionMetrics(Metric):
 
     keys = ("acc", "auc", "eer", "ap", "acc_best")
     describe = (
-        MetricInfo("auc", "AUC", family="detection", needs_both_classes=True, headline=True, tables=("video",)),
-        MetricInfo("ap", "AP", family="detection", needs_both_classes=True, tables=("default", "detection")),
+        MetricInfo("auc", "AUC", family="detection", needs_both_classes=True, headline=True, tables=("video",),
+                   grid=True, curve=True),
+        MetricInfo("ap", "AP", family="detection", needs_both_classes=True, tables=("default", "detection"), grid=True,
+                   curve=True),
         MetricInfo("eer", "EER", higher_is_better=False, family="detection", needs_both_classes=True,
-                   tables=("default", "detection")),
+                   tables=("default", "detection"), grid=True),
         MetricInfo("acc", "accuracy", family="detection", needs_both_classes=True, tables=("default",)),
         MetricInfo("acc_best", "best-threshold accuracy", family="detection", needs_both_classes=True),
     )

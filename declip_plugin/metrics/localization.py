@@ -224,13 +224,15 @@ class LocalizationMetrics(Metric):
 
     keys = ("iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "empty_gt_fp_rate")
     describe = (
-        MetricInfo("iou", "IoU", scale=100.0, family="localization", headline=True),
+        MetricInfo("iou", "IoU", scale=100.0, family="localization", headline=True, grid=True, curve=True),
         MetricInfo("f1", "F1", family="localization"),
-        MetricInfo("f1_best", "best-threshold F1", family="localization", tables=("default", "localization")),
+        MetricInfo("f1_best", "best-threshold F1", family="localization", tables=("default", "localization"),
+                   grid=True, curve=True),
         MetricInfo("pixel_ap", "pixel AP", family="localization"),
-        MetricInfo("pixel_auc", "pixel AUC", family="localization", tables=("default", "localization")),
+        MetricInfo("pixel_auc", "pixel AUC", family="localization", tables=("default", "localization"),
+                   grid=True, curve=True),
         MetricInfo("empty_gt_fp_rate", "empty-GT false-positive rate", higher_is_better=False, family="localization",
-                   tables=("localization",)),
+                   tables=("localization",), grid=True),
     )
 
     @classmethod

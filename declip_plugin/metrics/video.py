@@ -42,7 +42,7 @@ class VideoMetrics:
 
     keys = ("video_auc", "video_ap", "video_eer", "n_videos")
     describe = (
-        MetricInfo("video_auc", "video AUC", family="video", needs_both_classes=True, headline=True),
+        MetricInfo("video_auc", "video AUC", family="video", needs_both_classes=True, headline=True, grid=True),
         MetricInfo("video_ap", "video AP", family="video", needs_both_classes=True),
         MetricInfo("video_eer", "video EER", higher_is_better=False, family="video", needs_both_classes=True,
                    tables=("video",)),

@@ -21,6 +21,7 @@ import sys
 import types
 
 from ... import deepfakebench_facts as facts
+from ...atomicio import write_json
 from . import results
 from .patches import BootstrapError, HostState, LocalizationReporter, check_objects, patch_test_script, \
     patch_trainer, serve_configs, wrap_init_seed
@@ -144,7 +145,7 @@ def write_status(path, data):
     if not path:
         return
     try:
-        results.write_json(path, data)
+        write_json(path, data, sort_keys=True)
     except OSError:
         pass
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from typing import Optional, Sequence, Union
 
+from ...atomicio import write_yaml
 from ...errors import DeclipError
 from ... import deepfakebench_facts as facts
 from .checkout import dfb_config_problems, validate_checkout
@@ -65,14 +66,6 @@ def _read_yaml(path):
     except (OSError, yaml.YAMLError) as e:
         raise DeclipError(f"cannot read {path}: {e}") from None
     return data if isinstance(data, dict) else {}
-
-
-def _write_yaml(path, data):
-    import yaml
-
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f, sort_keys=False, default_flow_style=None)
-    return path
 
 
 def read_exports(data_dir):
@@ -170,12 +163,12 @@ def prepare_configs(mode, root, det_file, det_path_arg, over, label_dict_extra, 
         det_cfg = merge(det_cfg, det_over)
         if det_labels:
             det_cfg["label_dict"] = {**label_dict_extra, **(det_cfg.get("label_dict") or {})}
-        serve[det_path_arg] = _write_yaml(os.path.join(workdir, "detector.yaml"), det_cfg)
+        serve[det_path_arg] = write_yaml(os.path.join(workdir, "detector.yaml"), det_cfg)
     if host_over or label_dict_extra:
         host_cfg = merge(host_cfg, host_over)
         if label_dict_extra:
             host_cfg["label_dict"] = {**label_dict_extra, **(host_cfg.get("label_dict") or {})}
-        serve[host_rel] = _write_yaml(os.path.join(workdir, os.path.basename(host_rel)), host_cfg)
+        serve[host_rel] = write_yaml(os.path.join(workdir, os.path.basename(host_rel)), host_cfg)
     return serve
 
 
@@ -387,7 +380,7 @@ def _write_bundled_detector(argv, name, workdir):
     from .export import dfb_detector_config
 
     source, cfg, notes = dfb_detector_config(name)
-    path = _write_yaml(os.path.join(workdir, f"{name}.yaml"), cfg)
+    path = write_yaml(os.path.join(workdir, f"{name}.yaml"), cfg)
     logger.info("--detector_path %s is a bundled detector config: passing %s (%s with the keys DeepfakeBench reads: "
                 "%s)", name, path, source, ", ".join(notes) or "none added")
     i, value = _argv_value(argv, "--detector_path")

@@ -15,11 +15,11 @@ is the rest, kept small, and each wrapped function is checked against facts.WRAP
   localization_metrics.json beside each metric_dict_best.pickle it saves).
 """
 import builtins
-import datetime
 import inspect
 
 from ...errors import DeclipError
 from ... import deepfakebench_facts as facts
+from ...run_folder import timestamp
 from . import results
 
 logger = results.logger
@@ -35,7 +35,7 @@ class HostState:
     def __init__(self, spec):
         self.spec = spec
         self.config = None
-        self.time = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+        self.time = timestamp()
         self.registry = None
         self.ours = {}
 

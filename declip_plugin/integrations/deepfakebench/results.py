@@ -8,21 +8,17 @@
 
 The localization metrics are printed in DeepfakeBench's ``key: value`` form after its own table.
 """
-import json
 import logging
 import math
 import os
-import pickle
 
-from ...atomicio import atomic_write_bytes
 from ... import deepfakebench_facts as facts
+from ...run_folder import RunDir, folder_name, write_dfb_run
 
 logger = logging.getLogger("declip_plugin.integrations.deepfakebench")
 #: printed to stdout without a prefix, as DeepfakeBench prints its metric table
 TABLE = logging.getLogger("declip_plugin.integrations.deepfakebench.table")
 
-LOCALIZATION_FILE = "localization_metrics.json"
-RUN_FILE = "declip_dfb_run.json"
 PROTOCOL = ("declip_plugin.metrics.localization (pred mask logits -> sigmoid -> bilinear to GT size; GT binarised at "
             "0.5; IoU 0-100)")
 
@@ -32,18 +28,6 @@ def finite(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def _json_default(o):
-    try:
-        return finite(float(o))
-    except (TypeError, ValueError):
-        return str(o)
-
-
-def write_json(path, data):
-    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def localization_record(config, key, result, where):
@@ -67,8 +51,8 @@ def trainer_line(key, result):
 def run_folder(base, config, time):
     """``<base>/<model_name>[_<task_target>]_<time>``, as train.py / the Trainer name theirs."""
     config = config or {}
-    task = config.get("task_target")
-    return os.path.join(os.path.abspath(base), f"{config.get('model_name', 'model')}{'_' + task if task else ''}_{time}")
+    return os.path.join(os.path.abspath(base), folder_name(config.get("model_name", "model"), config.get("task_target"),
+                                                           time))
 
 
 def save_test_results(folder, spec, config, metrics, localization):
@@ -77,13 +61,13 @@ def save_test_results(folder, spec, config, metrics, localization):
     keys += [k for k in localization if k not in keys]
     try:
         for key in keys:
-            out = os.path.join(folder, "test", str(key))
+            out = RunDir(folder).test(key)
             if isinstance(metrics, dict) and key in metrics:
-                atomic_write_bytes(os.path.join(out, facts.METRICS_FILE), pickle.dumps(metrics[key]))
+                out.write_dfb_metrics(metrics[key])
             if key in localization:
-                write_json(os.path.join(out, LOCALIZATION_FILE),
-                           localization_record(config, key, localization[key], f"DeepfakeBench {facts.SCRIPTS['test']}"))
-        write_json(os.path.join(folder, RUN_FILE), {
+                out.write_localization(localization_record(config, key, localization[key],
+                                                           f"DeepfakeBench {facts.SCRIPTS['test']}"))
+        write_dfb_run(folder, {
             "mode": spec["mode"], "checkout": spec["root"], "commit": spec.get("commit"), "argv": spec["argv"],
             "cpu": spec.get("cpu"), "overrides": spec.get("overrides"), "datasets": keys,
             "localization": sorted(localization)})
@@ -94,8 +78,8 @@ def save_test_results(folder, spec, config, metrics, localization):
 
 
 def save_trainer_localization(log_dir, phase, key, config, result):
-    path = os.path.join(log_dir, phase, key, LOCALIZATION_FILE)
+    out = RunDir(log_dir).test(key, phase=phase)
     try:
-        write_json(path, localization_record(config, key, result, f"DeepfakeBench Trainer ({facts.SCRIPTS['train']})"))
+        out.write_localization(localization_record(config, key, result, f"DeepfakeBench Trainer ({facts.SCRIPTS['train']})"))
     except OSError as e:
-        logger.error("cannot write %s: %s", path, e)
+        logger.error("cannot write %s: %s", out.localization, e)

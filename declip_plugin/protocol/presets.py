@@ -12,15 +12,16 @@ File format (every key but ``methods``, ``train`` and ``test`` optional)::
     references:                     # published figures shown beside the measured rows (references.py)
       - {source: ..., metric: ..., rows: ...}
 
-A preset is read when it is asked for (:func:`load_preset`), so a broken file fails the command that
-uses it with one line naming the file and the key, not every command. The presets written in
-protocol.py (``PRESETS``) have the same fields, ``reference`` instead of ``references``.
+Every preset is such a file: the paper's (``dolos``, ``autosplice``, with DeCLIP's published figures), the
+CPU-sized demos (``demo``, ``demo-video``) and DeepFakesDetection's (``ff-cross``). A preset is read when it
+is asked for (:func:`load_preset`), so a broken file fails the command that uses it with one line naming the
+file and the key, not every command.
 """
 import os
 
-from .config import configs_dir, load_yaml
-from .errors import ConfigError
-from .references import from_data
+from ..config import configs_dir, load_yaml
+from ..errors import ConfigError
+from ..references import from_data
 
 KIND = "protocol"
 KEYS = ("description", "methods", "train", "test", "optional_test", "headline", "metrics", "references")
@@ -36,7 +37,8 @@ def preset_files():
     folder = preset_dir()
     if not os.path.isdir(folder):
         return {}
-    return {os.path.splitext(n)[0]: os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".yaml")}
+    files = {os.path.splitext(n)[0]: os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".yaml")}
+    return {name: files[name] for name in sorted(files)}
 
 
 def _names(doc, key, path):
@@ -51,8 +53,8 @@ def _names(doc, key, path):
 
 
 def _metric(name, path, key):
-    from .metrics.base import metric_infos
-    from .registry import closest
+    from ..metrics.base import metric_infos
+    from ..registry import closest
 
     infos = metric_infos()
     if name not in infos:
@@ -63,9 +65,9 @@ def _metric(name, path, key):
 
 
 def load_preset(name):
-    """The preset ``name`` of its file, in the form :func:`protocol.make_plan` reads: methods, train, test,
-    optional_test, headline, metrics, reference (a list of blocks), description, file."""
-    from .registry import closest
+    """The preset ``name`` of its file, in the form :func:`~declip_plugin.protocol.plan.make_plan` reads: methods,
+    train, test, optional_test, headline, metrics, reference (a list of blocks), description, file."""
+    from ..registry import closest
 
     path = preset_files()[name]
     doc = load_yaml(path)
@@ -90,4 +92,20 @@ def load_preset(name):
     return out
 
 
-__all__ = ["preset_files", "load_preset", "preset_dir", "KEYS"]
+def preset_names():
+    """Every preset name (the files of configs/protocol), sorted."""
+    return list(preset_files())
+
+
+def preset_definition(name):
+    """The preset ``name`` (:func:`load_preset`); an unknown name is a ConfigError listing the known ones."""
+    if name in preset_files():
+        return load_preset(name)
+    from ..registry import closest
+
+    hint = closest(name, preset_names())
+    raise ConfigError(f"--preset {name!r}: unknown protocol preset; known: {', '.join(preset_names())}"
+                      + (f" (did you mean {hint!r}?)" if hint else ""))
+
+
+__all__ = ["preset_files", "preset_names", "preset_definition", "load_preset", "preset_dir", "KEYS"]

@@ -15,9 +15,14 @@ Executors (submitit's):
   fails opens pdb, which is what it is for).
 
 Job records: ``<out>/jobs/<cell id>.json`` (executor, job id, log paths, state when known) and
-submitit's own folder ``<out>/jobs/submitit/`` (pickles and logs). A preempted or timed-out
-SLURM job is requeued by submitit (:class:`CellJob` is a ``Checkpointable``); the requeued job
-finds the cell's run directory and continues from its last finished epoch (``train(resume=...)``).
+submitit's own folder ``<out>/jobs/submitit/`` (pickles and logs), both laid out by
+declip_plugin/protocol/folder.py. A preempted or timed-out SLURM job is requeued by submitit
+(:class:`CellJob` is a ``Checkpointable``); the requeued job finds the cell's run directory and
+continues from its last finished epoch (``train(resume=...)``).
+
+What this module sees of a protocol is :class:`~declip_plugin.protocol.cells.Protocol`'s interface: its
+folder (``out``), its cell ids, whether a cell is done, its result, running it (``complete``). The
+command's flags arrive checked, as a :class:`JobOptions` (declip_plugin/commands/protocol.py parses them).
 """
 import contextlib
 import dataclasses
@@ -28,13 +33,11 @@ import signal
 import threading
 import time
 
-import yaml
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 from submitit.helpers import Checkpointable
 
-from .engine.rundir import write_json
-from .errors import ConfigError, DeclipError
-from .protocol_folder import read_json
+from ..errors import ConfigError, DeclipError
+from .folder import read_record, submitit_folder, write_record as _write_record
 
 logger = logging.getLogger(__name__)
 
@@ -90,96 +93,12 @@ class JobOptions:
     poll_s: float = None  # seconds between looks at running jobs (None: see _poll_interval)
 
 
-def parse_time(text):
-    """``--time`` in SLURM's forms -> whole minutes (rounded up): ``MM``, ``MM:SS``, ``HH:MM:SS``,
-    ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``."""
-    t = str(text).strip()
-    try:
-        days, dash, rest = t.rpartition("-")
-        parts = [int(p) for p in rest.split(":")]
-        if any(p < 0 for p in parts) or len(parts) > 3 or (dash and not days.isdigit()):
-            raise ValueError
-        if dash:  # D-HH[:MM[:SS]]
-            h, m, sec = (parts + [0, 0])[:3]
-            h += int(days) * 24
-        elif len(parts) == 3:  # HH:MM:SS
-            h, m, sec = parts
-        else:  # MM or MM:SS
-            h, m, sec = 0, parts[0], (parts[1] if len(parts) > 1 else 0)
-        minutes = h * 60 + m + (1 if sec else 0)
-    except ValueError:
-        raise ConfigError(f"--time {text!r}: give SLURM's forms: minutes (720), HH:MM:SS (12:00:00) or "
-                          f"D-HH:MM:SS (1-00:00:00)") from None
-    if minutes < 1:
-        raise ConfigError(f"--time {text!r}: a job needs at least one minute")
-    return minutes
-
-
-def parse_mem(text):
-    """``--mem``: ``64G``, ``64GB``, ``500M`` or a number of GB -> GB."""
-    t = str(text).strip().upper().rstrip("B")
-    scale = {"G": 1.0, "M": 1 / 1024, "T": 1024.0}.get(t[-1:], None) if t else None
-    num = t[:-1] if scale is not None else t
-    try:
-        value = float(num) * (scale or 1.0)
-    except ValueError:
-        value = -1
-    if not 0 < value < float("inf"):
-        raise ConfigError(f"--mem {text!r}: give the memory of one job, e.g. 64G, 500M or 32 (GB)")
-    return value
-
-
-def parse_slurm_opts(items):
-    """``--slurm_opt KEY=VALUE`` (repeatable) -> {key: value}; values parsed as YAML scalars."""
-    out = {}
-    for item in items or []:
-        key, sep, raw = str(item).partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
-        if not sep or not key:
-            raise ConfigError(f"--slurm_opt {item!r}: expected KEY=VALUE (e.g. qos=high, account=myproj, "
-                              f"constraint=a100)")
-        try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            out[key] = raw
-    return out
-
-
-def job_options(executor="local", gpus_per_job=None, partition=None, time=None, mem=None, slurm_opt=None,
-                max_parallel=None, wait=True):
-    """The checked options of the command's flags (every bad value named before anything is written)."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
-    for flag, value, least in (("--gpus_per_job", gpus_per_job, 0), ("--max_parallel", max_parallel, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ConfigError(f"{flag} {value!r}: give a whole number (at least {least})")
-        if value is not None and executor == "debug":
-            raise ConfigError(f"{flag} does not apply to --executor debug (every cell in this process, one by one)")
-    opts = JobOptions(executor=executor, gpus_per_job=gpus_per_job, partition=partition,
-                      time_min=parse_time(time) if time is not None else None,
-                      mem_gb=parse_mem(mem) if mem is not None else None, slurm_opts=parse_slurm_opts(slurm_opt),
-                      max_parallel=max_parallel, wait=wait)
-    for key in opts.slurm_opts:
-        _check_slurm_key(key)
-    slurm_only = [f for f, v in (("--partition", partition), ("--mem", mem), ("--slurm_opt", slurm_opt)) if v]
-    if executor != "slurm" and slurm_only:
-        raise ConfigError(f"{', '.join(slurm_only)} only apply to --executor slurm (this is --executor {executor})")
-    if executor == "slurm" and opts.time_min is None:
-        raise ConfigError("--executor slurm needs --time (the time limit of one cell's job, e.g. --time 12:00:00); "
-                          "a job that reaches it is requeued and continues from its last epoch")
-    if executor != "slurm" and not wait:
-        raise ConfigError(f"--no-wait applies to --executor slurm; --executor {executor} runs its jobs from this command")
-    if executor == "local":
-        _check_local_gpus(opts)
-    return opts
-
-
-def _check_slurm_key(key):
+def check_slurm_key(key):
     """A --slurm_opt key the command sets itself, or one neither sbatch nor submitit knows (a misspelling:
     sbatch would fail with a traceback after the protocol folder was written), named with the closest."""
     from submitit.slurm.slurm import SlurmExecutor
 
-    from .registry import closest
+    from ..registry import closest
 
     if key in _OWN_SLURM_KEYS:
         raise ConfigError(f"--slurm_opt {key}=...: {_OWN_SLURM_KEYS[key]}")
@@ -191,7 +110,8 @@ def _check_slurm_key(key):
                           + " (sbatch's long options, with - or _: man sbatch)")
 
 
-def _check_local_gpus(opts):
+def check_local_gpus(opts):
+    """Local jobs: ``--gpus_per_job`` defaults to 1 with CUDA (else 0), and the jobs at a time fit this machine."""
     import torch
 
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -217,20 +137,17 @@ class CellJob(Checkpointable):
         self.finish, self.report = finish, report
 
     def __call__(self):
-        from .protocol import Protocol
+        from .cells import Protocol
 
         _log_to_job_output()
         _take_signals_back()
         _export_torch_distributed()
         p = Protocol(self.out)
-        cell = p.cell(self.cell_id)
-        if p.done(cell):  # a job requeued after its cell was complete (scontrol requeue, a node lost late)
-            logger.info("protocol: cell %s is complete already (%s); nothing to do", self.cell_id, p.marker(cell))
-            result = p.read_cell(cell)
-        else:
-            result = p.run_cell(cell)
+        result = p.complete(self.cell_id)  # nothing to do when it is complete (a job requeued late)
         if self.finish and _is_rank0() and p.all_done():
-            p.finish(report=self.report)
+            from .outputs import finish
+
+            finish(p, report=self.report)
         return {"cell": self.cell_id, "run_dir": result["run_dir"]}
 
 
@@ -272,10 +189,6 @@ def _is_rank0():
 
 
 # ---- executors ------------------------------------------------------------------------------------
-
-def submitit_folder(out):
-    return os.path.join(os.fspath(out), "jobs", "submitit", "%j")
-
 
 def make_executor(out, opts):
     """The submitit executor of ``opts`` (parameters set; the local GPUs are set per job)."""
@@ -365,22 +278,9 @@ def _option_text(opts):
 
 # ---- job records and states -------------------------------------------------------------------------
 
-def record_path(out, cell_id):
-    return os.path.join(os.fspath(out), "jobs", f"{cell_id}.json")
-
-
-def read_record(out, cell_id):
-    """The job record of a cell (None without one); a damaged one is named (DeclipError)."""
-    path = record_path(out, cell_id)
-    if not os.path.isfile(path):
-        return None
-    return read_json(path, "job record", "delete it once the cell's job no longer runs (squeue, sacct) and rerun the "
-                     "command: the cell is submitted again", keys=("executor", "job_id", "stdout", "stderr"))
-
-
 def write_record(out, cell_id, executor, job, state, error=None):
     paths = job.paths
-    write_json(record_path(out, cell_id), {
+    _write_record(out, cell_id, {
         "cell": cell_id, "executor": executor, "job_id": str(job.job_id), "state": state, "error": error,
         "stdout": str(paths.stdout), "stderr": str(paths.stderr), "time": time.strftime("%Y-%m-%d %H:%M:%S")})
 
@@ -479,20 +379,20 @@ def run_grid(p, opts):
     is still queued or running is waited for, not submitted twice. Returns a :class:`GridRun`."""
     executor = make_executor(p.out, opts)
     run, todo, active = GridRun(), [], {}
-    for cell in p.plan["cells"]:
-        if p.done(cell):
-            run.kept.append(cell["id"])
+    for cid in p.cell_ids():
+        if p.done(cid):
+            run.kept.append(cid)
             continue
-        rec = read_record(p.out, cell["id"])
+        rec = read_record(p.out, cid)
         state = job_state(p.out, rec)
         if state in ("queued", "running"):
-            logger.info("protocol: cell %s: job %s is %s (an earlier command's); waiting for it", cell["id"],
+            logger.info("protocol: cell %s: job %s is %s (an earlier command's); waiting for it", cid,
                         rec["job_id"], state)
-            active[cell["id"]] = _attach(p.out, rec)
+            active[cid] = _attach(p.out, rec)
         elif state == "unknown":  # neither resubmitted (it may still run) nor waited for (it may be gone)
-            run.unknown.append(cell["id"])
+            run.unknown.append(cid)
         else:
-            todo.append(cell["id"])
+            todo.append(cid)
     if opts.executor == "debug":
         for cid in todo:
             job = executor.submit(CellJob(p.out, cid))
@@ -627,8 +527,7 @@ def _ask_slurm():
 
 
 def _gather(p, executor_name, cid, job, run):
-    cell = p.cell(cid)
-    if p.done(cell):
+    if p.done(cid):
         write_record(p.out, cid, executor_name, job, "done")
         run.finished.append(cid)
         return
@@ -641,20 +540,20 @@ def _gather(p, executor_name, cid, job, run):
 def status_rows(p):
     """One row per cell: (cell, method, train, state, job id, where: run dir or log path, error)."""
     rows = []
-    for cell in p.plan["cells"]:
-        rec = read_record(p.out, cell["id"])
-        if p.done(cell):
-            rows.append((cell["id"], cell["method"], cell["train"], "done", rec["job_id"] if rec else "",
-                         p.read_cell(cell)["run_dir"], ""))
+    for cid in p.cell_ids():
+        cell, rec = p.cell(cid), read_record(p.out, cid)
+        if p.done(cid):
+            rows.append((cid, cell["method"], cell["train"], "done", rec["job_id"] if rec else "",
+                         p.result(cid)["run_dir"], ""))
             continue
         state, detail = job_state_detail(p.out, rec)
         if state is None:
-            rows.append((cell["id"], cell["method"], cell["train"], "missing", "", "", "not submitted"))
+            rows.append((cid, cell["method"], cell["train"], "missing", "", "", "not submitted"))
             continue
         if state == "ended":
             state, detail = "failed", f"ended without a result ({detail})"  # the job is gone, the cell not done
         log = rec["stderr"] if state == "failed" else rec["stdout"]
-        rows.append((cell["id"], cell["method"], cell["train"], state, rec["job_id"], log,
+        rows.append((cid, cell["method"], cell["train"], state, rec["job_id"], log,
                      detail if state in ("failed", "unknown") else ""))
     return rows
 
