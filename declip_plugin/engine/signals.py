@@ -54,6 +54,15 @@ def _raise_terminated(signum, frame):
         raise Terminated(signum)
 
 
+def _raise_interrupt(signum, frame):
+    """Ctrl-C inside the block: a KeyboardInterrupt as Python's own handler raises, and a SIGTERM that
+    follows (a job controller stopping its job after the same Ctrl-C, a scheduler) no longer cuts the
+    clean-up short; a second Ctrl-C still does."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.unraisablehook = _quiet_unraisable
+    raise KeyboardInterrupt
+
+
 def _quiet_unraisable(unraisable):
     """After Ctrl-C or a SIGTERM, objects torn down half-built (a DataLoader iterator the signal
     interrupted in its constructor) raise in ``__del__``: expected, so logged at debug level instead of
@@ -74,6 +83,8 @@ def _ignore_in_forked_child():
     main process handles SIGTERM and stops its workers."""
     if signal.getsignal(signal.SIGTERM) is _raise_terminated:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if signal.getsignal(signal.SIGINT) is _raise_interrupt:  # Ctrl-C there: Python's own KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _after_fork_in_child():
@@ -97,6 +108,9 @@ def sigterm_as_interrupt():
         return
     _received.clear()
     signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:  # Python's own (not ignored, not a launcher's)
+        signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         yield
     except KeyboardInterrupt:  # Ctrl-C (or the SIGTERM above): what it cut short is torn down quietly
@@ -108,6 +122,8 @@ def sigterm_as_interrupt():
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
         _received.clear()
 
 

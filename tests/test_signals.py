@@ -1,0 +1,49 @@
+"""engine/signals.py: SIGTERM ends a command like Ctrl-C, and neither cuts the other's clean-up short."""
+import os
+import signal
+import time
+
+import pytest
+
+from declip_plugin.engine.signals import Terminated, sigterm_as_interrupt
+
+
+def _wait_for_signal():
+    deadline = time.time() + 5
+    while time.time() < deadline:  # the handler runs between two bytecodes of this loop
+        time.sleep(0.01)
+    pytest.fail("no signal arrived")
+
+
+def test_a_sigterm_after_ctrl_c_does_not_cut_the_clean_up_short():
+    """Ctrl-C at a terminal, then the SIGTERM a job controller sends its job for the same Ctrl-C: the run's
+    clean-up (removing a run folder, logging where its last epoch is) runs to its end."""
+    cleaned = []
+    with pytest.raises(KeyboardInterrupt) as exc:
+        with sigterm_as_interrupt():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                _wait_for_signal()
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                cleaned.append("done")
+    assert not isinstance(exc.value, Terminated)
+    assert cleaned == ["done"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # both handlers were the block's only
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_raises_terminated_and_a_second_one_is_ignored_during_the_clean_up():
+    cleaned = []
+    with pytest.raises(Terminated):
+        with sigterm_as_interrupt():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                _wait_for_signal()
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                cleaned.append("done")
+    assert cleaned == ["done"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
