@@ -47,3 +47,24 @@ def test_sigterm_raises_terminated_and_a_second_one_is_ignored_during_the_clean_
                 cleaned.append("done")
     assert cleaned == ["done"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("signum,exc", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_signal_while_a_fork_runs_its_hooks_ends_the_run_at_the_next_batch(signum, exc):
+    """Inside os.fork's hooks (a DataLoader starting its workers) an exception would be dropped by Python
+    and the run would go on with its workers gone: the signal is raised by the next batch's check."""
+    from declip_plugin.engine import signals
+
+    reached = []
+    with pytest.raises(exc):
+        with sigterm_as_interrupt():
+            signals._forking.append(1)  # as os.fork's before-hook sets it
+            try:
+                os.kill(os.getpid(), signum)
+                time.sleep(0.05)  # the handler runs here and raises nothing
+            finally:
+                signals._forking.clear()
+            reached.append("after the fork")
+            signals.check()  # the next batch (engine.evaluator.to_device)
+            reached.append("a batch after the signal")
+    assert reached == ["after the fork"]

@@ -6,7 +6,10 @@ created for a run that never finished an epoch stays behind, empty of checkpoint
 :func:`sigterm_as_interrupt` SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main
 thread instead: a run without a finished epoch is removed, one with ``ckpt_last.pth`` keeps it
 for ``--resume`` (engine/run.py), and every atomic write in flight leaves the previous file.
-Further SIGTERMs are ignored while that clean-up runs.
+Further SIGTERMs are ignored while that clean-up runs, and so after Ctrl-C (a local job's controller
+stops its job with SIGTERM after the Ctrl-C that reached both). A signal that lands while ``os.fork``
+runs its hooks (a DataLoader starting its workers), where Python would drop the exception, is raised
+at the next batch instead (:func:`check`).
 
 A SIGTERM handler someone else installed (a job launcher's) is left in place. DataLoader workers
 ignore SIGTERM (:func:`worker_ignores_sigterm`): SLURM signals every process of a job, and a worker
@@ -42,25 +45,35 @@ _received = []  # the signal received inside the block (its exception may be swa
 _forking = []  # set while os.fork runs its hooks, where an exception would only be printed and dropped
 
 
-def _raise_terminated(signum, frame):
-    signal.signal(signum, signal.SIG_IGN)  # the clean-up that follows is not cut short by a second one
-    # workers killed by the same signal (SLURM signals every process) are expected now: torch's SIGCHLD
-    # handler would raise "DataLoader worker ... is killed" in the middle of the clean-up
+def _interruption(signum):
+    """The exception a signal received inside the block ends the command with."""
+    return Terminated(signum) if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _stopping(signum):
+    """What both handlers do first: a SIGTERM that follows no longer cuts the clean-up short (SLURM signals
+    again; a job controller stops its job after the same Ctrl-C), workers ended by the same signal are
+    expected (torch's SIGCHLD handler would raise "DataLoader worker ... is killed" in the middle of the
+    clean-up), and what the signal tore down half-built is quiet. The signal is recorded for :func:`check`."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     sys.unraisablehook = _quiet_unraisable
     _received.append(signum)
+
+
+def _raise_terminated(signum, frame):
+    _stopping(signum)
     logger.warning("received %s: stopping the run", signal.Signals(signum).name)
     if not _forking:
         raise Terminated(signum)
 
 
 def _raise_interrupt(signum, frame):
-    """Ctrl-C inside the block: a KeyboardInterrupt as Python's own handler raises, and a SIGTERM that
-    follows (a job controller stopping its job after the same Ctrl-C, a scheduler) no longer cuts the
-    clean-up short; a second Ctrl-C still does."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sys.unraisablehook = _quiet_unraisable
-    raise KeyboardInterrupt
+    """Ctrl-C inside the block: a KeyboardInterrupt, as Python's own handler raises (a second Ctrl-C
+    raises again), with :func:`_stopping`'s care."""
+    _stopping(signum)
+    if not _forking:
+        raise KeyboardInterrupt
 
 
 def _quiet_unraisable(unraisable):
@@ -71,11 +84,12 @@ def _quiet_unraisable(unraisable):
 
 
 def check():
-    """Raise :class:`Terminated` again when a SIGTERM was received: an exception raised by the handler
-    at an unlucky moment (inside a fork hook or a ``__del__``) is printed and dropped by Python, and
-    the handler then ignores further SIGTERMs; the batch loops call this so the run still ends."""
+    """Raise the interruption again when SIGTERM or Ctrl-C was received: an exception raised by a handler
+    at an unlucky moment (inside a fork hook or a ``__del__``) is dropped by Python (a handler inside a
+    fork hook does not raise at all), and further SIGTERMs are then ignored; the batch loops call this
+    so the run still ends."""
     if _received:
-        raise Terminated(_received[0])
+        raise _interruption(_received[0])
 
 
 def _ignore_in_forked_child():
@@ -116,9 +130,9 @@ def sigterm_as_interrupt():
     except KeyboardInterrupt:  # Ctrl-C (or the SIGTERM above): what it cut short is torn down quietly
         sys.unraisablehook = _quiet_unraisable
         raise
-    except Exception as exc:  # e.g. DataLoader's "worker killed" noticed first: the cause is the SIGTERM
+    except Exception as exc:  # e.g. DataLoader's "worker killed" noticed first: the cause is the signal
         if _received:
-            raise Terminated(_received[0]) from exc
+            raise _interruption(_received[0]) from exc
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
