@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from conftest import TINY_RN, TINY_VIT
+from conftest import TINY_RN, TINY_VIT, assert_one_line, run_cli
 from declip_plugin import bench
 from declip_plugin.backbones import build_backbone
 from declip_plugin.detectors.declip.reference import ReferenceTower
@@ -125,3 +125,9 @@ def test_without_a_detector_the_bench_measures_the_config_a_detector_declares(mo
     with pytest.raises(ConfigError, match=r"name the detector config to measure \(detectors that declare bench "
                                           r"configs: mine, theirs\)"):
         bench.default_config_name()
+
+
+def test_bench_json_that_is_a_folder(tmp_path, capsys):
+    code, _, err = run_cli(["bench", "--quick", "--device", "cpu", "--json", tmp_path], capsys)
+    assert code == 2
+    assert_one_line(err, "--json", "is a folder")

@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -5,7 +7,7 @@ from declip_plugin import build_detector
 from declip_plugin.checkpoints import read_detector_checkpoint
 from declip_plugin.detectors.base import save_detector_checkpoint
 from declip_plugin.errors import CheckpointError
-from tests.conftest import TINY_RN, TINY_VIT, tiny_config
+from tests.conftest import TINY_RN, TINY_VIT, assert_one_line, data_args, run_cli, tiny_config
 
 X = {"image": torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))}
 
@@ -166,3 +168,30 @@ def test_missing_openai_weights_fail_fast_with_where_to_put_them(tmp_path, monke
     with pytest.raises(CheckpointError, match=r"not on this machine.*put it at .*cache"):
         build_detector(tiny_config(backbone="RN50", feature_layer="layer1", pretrained="openai"))
     assert time.monotonic() - t < 30
+
+
+# --- the commands name a checkpoint they cannot use -------------------------------------------------------
+def test_checkpoint_without_the_backbone_it_needs(world, tmp_path, capsys):
+    code, _, err = run_cli(["test", "--detector_path", world / "tiny.yaml", "--weights_path",
+                            world / "decoder_only.pth", "--log_dir", tmp_path / "logs", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "decoder_only.pth", "holds no backbone weights")
+    assert not (tmp_path / "logs").exists()
+
+
+def test_corrupt_checkpoint_is_called_corrupt(world, tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes((world / "tiny.pth").read_bytes()[:1000])
+    code, _, err = run_cli(["test", "--detector_path", world / "tiny.yaml", "--weights_path", bad,
+                            "--log_dir", tmp_path / "logs", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "bad.pth", "is corrupt")
+
+
+def test_checkpoint_that_runs_code_is_refused(world, tmp_path, capsys):
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": {}, "hook": shutil.rmtree}, evil)
+    code, _, err = run_cli(["predict", next((world / "data").rglob("*.png")), "--weights_path", evil,
+                            "--out", tmp_path / "p"], capsys)
+    assert code == 2
+    assert_one_line(err, "evil.pth", "arbitrary pickled objects")

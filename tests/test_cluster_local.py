@@ -13,6 +13,7 @@ import yaml
 
 from declip_plugin.cli import main as cli_main
 from declip_plugin.data.demo import make_demo_data
+from tests.conftest import tiny_rn112_config
 
 TRAIN = ["demo-telea", "demo-noise"]
 TEST = ["demo-telea", "demo-noise"]
@@ -24,11 +25,9 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("grid")
     make_demo_data(root / "data" / "demo", seed=3, size=64, n_train=4, n_val=2, n_test=2, methods=("telea", "noise"))
     for name, epochs, lr in (("tiny_a", 1, 2.0), ("tiny_b", 2, 0.5)):  # SGD: the cells' numbers differ
-        cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none",
-               "feature_layer": "layer1", "resolution": 112, "mask_size": 64, "decoder_type": "linear",
-               "fully_supervised": True, "fix_backbone": True, "train_batchSize": 4, "test_batchSize": 4,
-               "workers": 0, "nEpochs": epochs, "early_stopping": {"enabled": False}, "tensorboard_masks": 0,
-               "optimizer": {"type": "sgd", "sgd": {"lr": lr}}}
+        cfg = tiny_rn112_config(train_batchSize=4, test_batchSize=4, workers=0, nEpochs=epochs,
+                                early_stopping={"enabled": False}, tensorboard_masks=0,
+                                optimizer={"type": "sgd", "sgd": {"lr": lr}})
         (root / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     return root
 

@@ -8,7 +8,8 @@ scheduler refuses named before anything is written.
 Against a fake SLURM (sbatch/srun/sacct/squeue/scancel/scontrol on PATH, tests/fake_slurm.py), for what a
 one-node cluster cannot produce: one job per training cell with the requested resources (GPUs, qos,
 account), a lost node (NODE_FAIL) reported in --status with its log, a preempted job (USR2) requeued and
-continued from its last epoch, the failed cell resubmitted by the same command."""
+continued from its last epoch, the failed cell resubmitted by the same command. The command's bad input
+(a damaged job record, a submission sbatch refuses): tests/test_protocol_bad_input.py."""
 import json
 import os
 import shutil
@@ -20,21 +21,18 @@ import pytest
 import yaml
 
 from declip_plugin.cli import main as cli_main
-from declip_plugin.data.demo import make_demo_data
 from tests import fake_slurm
+from tests.conftest import make_world, tiny_rn112_config
 
 CELLS = ["tiny__demo-telea", "tiny__demo-noise"]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("slurm")
-    make_demo_data(root / "data" / "demo", seed=3, size=64, n_train=4, n_val=2, n_test=2, methods=("telea", "noise"))
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
-           "resolution": 112, "mask_size": 64, "decoder_type": "linear", "fully_supervised": True,
-           "fix_backbone": True, "train_batchSize": 4, "test_batchSize": 4, "workers": 0, "nEpochs": 3,
-           "early_stopping": {"enabled": False}, "tensorboard_masks": 0}
-    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    cfg = tiny_rn112_config(train_batchSize=4, test_batchSize=4, workers=0, nEpochs=3, early_stopping={"enabled": False},
+                            tensorboard_masks=0)
+    root = make_world(tmp_path_factory.mktemp("slurm"), cfg, seed=3, size=64, n_train=4, n_val=2, n_test=2,
+                      methods=("telea", "noise"))
     fake_slurm.install(str(root / "bin"))
     return root
 
@@ -128,58 +126,6 @@ def test_a_job_sacct_does_not_know_is_neither_resubmitted_nor_waited_for(world, 
     assert cli_main(["protocol", "--status", str(out)]) == 0
     row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f"| {cid} |"))
     assert "| unknown | 77 |" in row
-
-
-def test_a_damaged_job_record_is_named_in_one_line_by_status_and_by_a_rerun(world, tmp_path, monkeypatch, capsys):
-    """OUT/jobs/<cell>.json cut short (a full disk, a killed copy): --status and the rerun name the file and
-    what to do, in one line, and change nothing (no job submitted, no file written)."""
-    from declip_plugin.protocol.cells import Protocol
-    from declip_plugin.protocol.plan import make_plan
-
-    out, state = tmp_path / "proto", tmp_path / "state"
-    env = _env(world, state)
-    monkeypatch.setenv("PATH", env["PATH"])
-    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
-    p = Protocol(out, make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
-                                            test=["demo-telea"], overrides={"device": "cpu",
-                                                                            "data_root": str(world / "data")}))
-    cid = p.plan["cells"][0]["id"]
-    record = out / "jobs" / f"{cid}.json"
-    os.makedirs(record.parent)
-    record.write_text('{"cell": "%s", "executor": "slurm", "job_id": "7' % cid)  # truncated mid-write
-    before = sorted(str(f.relative_to(out)) for f in out.rglob("*"))
-    argv = ["protocol", "--method", str(world / "tiny.yaml"), "--train", "demo-telea", "--test", "demo-telea", "--out",
-            str(out), "--data_root", str(world / "data"), "--device", "cpu", "--executor", "slurm", "--time", "60"]
-    for args in (["protocol", "--status", str(out)], argv):
-        capsys.readouterr()
-        assert cli_main(args) == 2
-        err = capsys.readouterr().err
-        (line,) = err.strip().splitlines()
-        assert line.startswith(f"error: job record {record} is damaged (Unterminated string"), line
-        assert line.endswith("delete it once the cell's job no longer runs (squeue, sacct) and rerun the command: the "
-                             "cell is submitted again")
-    assert sorted(str(f.relative_to(out)) for f in out.rglob("*")) == before and not list(state.glob("*.sbatch"))
-
-
-def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_protocol_folder(world, tmp_path, monkeypatch,
-                                                                              capsys):
-    """sbatch --test-only passed, the submission itself failed (a QOS limit reached meanwhile): one line with
-    sbatch's own error (not submitit's traceback and sbatch's lines), and the folder the command had just
-    created is gone, so the same command can simply be run again."""
-    out, state = tmp_path / "proto", tmp_path / "state"
-    env = _env(world, state, FAKE_SLURM_REFUSE="Job violates accounting/QOS policy (job submit limit)")
-    for key in ("PATH", "FAKE_SLURM_STATE", "FAKE_SLURM_REFUSE"):
-        monkeypatch.setenv(key, env[key])
-    capsys.readouterr()
-    code = cli_main(["protocol", "--method", str(world / "tiny.yaml"), "--train", "demo-telea", "--test", "demo-telea",
-                     "--out", str(out), "--data_root", str(world / "data"), "--device", "cpu", "--executor", "slurm",
-                     "--time", "60", "--partition", "gpu"])
-    err = capsys.readouterr().err
-    assert code == 2
-    (line,) = err.strip().splitlines()
-    assert line == ("error: sbatch refused the jobs of cell(s) tiny__demo-telea: sbatch: error: Batch job submission "
-                    "failed: Job violates accounting/QOS policy (job submit limit)")
-    assert not out.exists() and not list(state.glob("*.sbatch"))
 
 
 @pytest.mark.parametrize("text,minutes", [("90", 90), ("30:30", 31), ("2:00:00", 120), ("1-00:00:00", 1440),

@@ -178,3 +178,12 @@ def test_the_commands_the_own_data_docs_give_parse(path, section):
             parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)  # as cli.main splits it
         except SystemExit:
             pytest.fail(f"{path}: {line!r} does not parse")
+
+
+# --- --debug: the traceback instead of the one line (the `world` is tests/conftest.py's) -------------------
+def test_debug_raises_instead_of_one_line(world, tmp_path):
+    from declip_plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train_batchSize"):
+        cli.main(["--debug", "train", "--detector_path", str(world / "tiny.yaml"), "--opt", "train_batchSize=0",
+                  "--log_dir", str(tmp_path / "logs")])

@@ -10,6 +10,7 @@ import pytest
 from declip_plugin.data import build_dataset, list_datasets
 from declip_plugin.data.demo import METHODS, TRACES, make_demo_data
 from declip_plugin.errors import DataError
+from tests.conftest import assert_one_line, run_cli
 
 SMALL = dict(size=48, n_train=2, n_val=1, n_test=2)
 
@@ -143,3 +144,11 @@ def test_demo_localization_configs_test_on_reals_too_and_train_on_fakes_only(dem
         assert labels == [0] * SMALL["n_test"] + [1] * SMALL["n_test"], name
         train = build_split(["demo-grid"], "train", cfg)
         assert {s[1] for s in train.samples} == {1}, name
+
+
+# --- `declip make-demo-data` with bad input ---------------------------------------------------------------
+def test_make_demo_data_into_a_file(tmp_path, capsys):
+    (tmp_path / "demo").write_text("keep")
+    code, _, err = run_cli(["make-demo-data", tmp_path / "demo"], capsys)
+    assert code == 2
+    assert_one_line(err, "make-demo-data OUT", "is a file")

@@ -13,6 +13,7 @@ import torch
 
 from declip_plugin.cli import main as cli_main
 from declip_plugin.data.demo import make_demo_data
+from tests.conftest import tiny_config
 
 DETECTION = ["acc", "auc", "eer", "ap", "acc_best"]
 LOCALIZATION = ["iou", "f1", "f1_best", "pixel_ap", "pixel_auc", "empty_gt_fp_rate"]
@@ -26,11 +27,10 @@ def data_root(tmp_path_factory):
 
 
 def tiny_yaml(tmp_path, **extra):
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-vit", "pretrained": "none", "feature_layer": "layer0",
-           "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "train_batchSize": 4,
-           "test_batchSize": 4, "workers": 0, "nEpochs": 2, "include_real": True, "log_every": 1,
-           "train_dataset": ["demo-telea"], "test_dataset": ["demo-telea", "demo-ns"], "in_domain": ["demo-telea"],
-           "early_stopping": {"enabled": False}, "tensorboard_masks": 2}
+    cfg = tiny_config(feature_layer="layer0", decoder_type="linear", train_batchSize=4, test_batchSize=4, workers=0,
+                      nEpochs=2, include_real=True, log_every=1, train_dataset=["demo-telea"],
+                      test_dataset=["demo-telea", "demo-ns"], in_domain=["demo-telea"],
+                      early_stopping={"enabled": False}, tensorboard_masks=2)
     cfg.update(extra)
     import yaml
 

@@ -1,12 +1,13 @@
-"""The package's import drawing has no circle: every ``import`` of a package module, including the
-ones inside functions, is an edge; a strongly connected component of more than one module fails."""
+"""The package's import drawing: every ``import`` of a package module, including the ones inside
+functions, is an edge. It has no circle (a strongly connected component of more than one module fails),
+no import from a lower floor to a higher one (FLOORS below; the few that go up on purpose are listed in
+ALLOWED_UP, each with its reason), and nothing imports the built-in plugin module."""
 import ast
 import pathlib
 
 import declip_plugin
 
 PACKAGE_DIR = pathlib.Path(declip_plugin.__file__).parent
-
 
 
 def module_names(pkg_dir):

@@ -29,6 +29,8 @@ from declip_plugin import deepfakebench_facts as facts
 from declip_plugin.integrations.deepfakebench import bootstrap, checkout as dfb_checkout, launcher, patches, results
 from declip_plugin.integrations.deepfakebench.export import export_dfb, label_dict_for, read_summaries
 from dfb_support import checkout_root
+from declip_plugin.cli import main as cli_main
+from tests.conftest import TINY_RN, assert_one_line, copy_data, files_under, run_cli, tiny_config
 
 REGISTRY_PY = '''
 class Registry(object):
@@ -150,9 +152,8 @@ def make_checkout(root, registry_py=REGISTRY_PY, host_detector="xception"):
     return str(root)
 
 
-TINY = {"model_name": "declip", "backbone": "declip-tiny-rn", "pretrained": "none", "feature_layer": "layer2",
-        "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "with_mask": True,
-        "resolution": 224, "log_dir": "./logs/declip"}
+TINY = tiny_config(backbone=TINY_RN, feature_layer="layer2", decoder_type="linear", with_mask=True, resolution=224,
+                   log_dir="./logs/declip")
 
 
 def _yaml(path, data):
@@ -310,6 +311,14 @@ def test_not_a_checkout_names_missing_files(tmp_path):
         dfb.validate_checkout(str(tmp_path / "nope"))
 
 
+def test_deepfakebench_root_that_is_no_checkout(tmp_path, capsys):
+    (tmp_path / "notdfb").mkdir()
+    code, _, err = run_cli(["dfb", "test", "--bench-root", tmp_path / "notdfb", "--cpu", "--", "--detector_path",
+                            "x.yaml"], capsys)
+    assert code == 2
+    assert_one_line(err, str(tmp_path / "notdfb"))
+
+
 def test_registry_without_detector_is_rejected(tmp_path):
     root = make_checkout(tmp_path / "c", registry_py="DETECTORS = {}\nBACKBONE = {}\n")
     with pytest.raises(DeclipError) as e:
@@ -416,6 +425,23 @@ def test_test_without_cpu_on_a_machine_without_cuda_is_refused_up_front(checkout
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith("error: DeepfakeBench's training/test.py imports its dataset package, which needs CUDA")
     assert "pass --cpu" in err and "Traceback" not in err
+
+
+def test_deepfakebench_train_without_cuda_is_refused_before_the_child(tmp_path_factory, capsys, monkeypatch):
+    """On a machine without CUDA, `declip dfb train` stops before DeepfakeBench's train.py starts."""
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    root = checkout_root(tmp_path_factory)
+    started = []
+    monkeypatch.setattr(launcher, "_run_child", lambda *a, **k: started.append(a) or 0)
+    code, _, err = run_cli(["dfb", "train", "--bench-root", root, "--python", sys.executable, "--",
+                            "--detector_path", "training/config/detector/meso4.yaml"], capsys)
+    assert code == 2 and not started
+    assert_one_line(err, "needs CUDA", sys.executable)
 
 
 @pytest.mark.parametrize("mode", ["test", "train"])
@@ -685,6 +711,50 @@ def test_export_refuses_a_name_that_vanishes_or_escapes(demo_root, tmp_path, cap
     (line,) = err.strip().splitlines()
     assert line.startswith(f"error: DeepfakeBench dataset name (--name) {name!r}: use letters, digits and . _ + -")
     assert list(tmp_path.iterdir()) == []
+
+
+# `declip export-dfb` into a file, over an export (the `world` of tests/conftest.py): one line, nothing lost
+def test_export_into_a_file(world, tmp_path, capsys):
+    (tmp_path / "exp").write_text("keep")
+    code, _, err = run_cli(["export-dfb", "demo-telea", tmp_path / "exp", "--data_root", world / "data"], capsys)
+    assert code == 2
+    assert_one_line(err, "is a file")
+    assert (tmp_path / "exp").read_text() == "keep"
+
+
+def test_failed_overwrite_keeps_the_previous_export(world, tmp_path, capsys):
+    data = copy_data(world, tmp_path)
+    out = tmp_path / "exp"
+    assert cli_main(["export-dfb", "demo-telea", str(out), "--data_root", str(data), "--no-lmdb"]) == 0
+    before = {p: (out / p).read_bytes() for p in files_under(out) if (out / p).is_file()}
+    bad = sorted((data / "demo" / "celebahq" / "fake" / "telea" / "images" / "test").iterdir())[0]
+    truncated = bad.read_bytes()[:40]
+    bad.unlink()  # a new file: the export hard-linked the old one
+    bad.write_bytes(truncated)
+    code, _, err = run_cli(["export-dfb", "demo-telea", out, "--data_root", data, "--no-lmdb", "--overwrite"], capsys)
+    assert code == 2
+    assert_one_line(err, bad.name)
+    after = {p: (out / p).read_bytes() for p in files_under(out) if (out / p).is_file()}
+    assert after == before  # every frame the old JSON lists is still there, and nothing new
+
+
+def test_failed_first_export_leaves_nothing(world, tmp_path, capsys):
+    data = copy_data(world, tmp_path)
+    bad = sorted((data / "demo" / "celebahq" / "fake" / "telea" / "masks" / "valid").iterdir())[0]
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "exp"
+    code, _, err = run_cli(["export-dfb", "demo-telea", out, "--data_root", data, "--no-lmdb"], capsys)
+    assert code == 2
+    assert_one_line(err, bad.name)
+    assert files_under(out) == []
+
+
+def test_existing_export_is_not_replaced_without_overwrite(world, tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert cli_main(["export-dfb", "demo-telea", str(out), "--data_root", str(world / "data"), "--no-lmdb"]) == 0
+    code, _, err = run_cli(["export-dfb", "demo-telea", out, "--data_root", world / "data", "--no-lmdb"], capsys)
+    assert code == 2
+    assert_one_line(err, "--overwrite")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Official DeCLIP checkpoints by name: catalog, cache, download (from a local server), offline failure."""
+"""Official DeCLIP checkpoints by name: catalog, cache, download (from a local server), offline failure;
+`declip weights fetch` with a bad name or a damaged cached file."""
 import base64
 import hashlib
 import http.server
@@ -8,10 +9,12 @@ import threading
 import time
 
 import pytest
+import torch
 
 from declip_plugin.detectors.declip import official_weights as ow
 from declip_plugin.cli import main as cli_main
 from declip_plugin.errors import CheckpointError
+from tests.conftest import assert_one_line, run_cli
 
 NAME = "declip:vit-l14_layer20_conv-20_lama"
 
@@ -184,3 +187,55 @@ def test_weights_list_cli(cache, capsys):
     assert cli_main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     assert out.count("declip:") == 9 and "not downloaded" in out and str(cache) in out
+
+
+# --- `declip weights fetch`: a bad name, and a damaged file in the cache refused and never remembered ------
+def test_unknown_official_weights_name(capsys):
+    code, _, err = run_cli(["weights", "fetch", "declip:vit-l14_layer20_conv-20_lamma"], capsys)
+    assert code == 2
+    assert_one_line(err, "lamma")
+
+
+def _weights_bytes():
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"model": {"fc.weight": torch.arange(4000, dtype=torch.float32)}}, buf)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def weights_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DECLIP_WEIGHTS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DECLIP_WEIGHTS_URL", "http://127.0.0.1:9/declip")  # nothing listens: no download
+    path = ow.path_of(NAME)
+    os.makedirs(os.path.dirname(path))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["bit flip", "truncation"])
+def test_damaged_official_weights_are_refused(weights_cache, capsys, damage):
+    good = _weights_bytes()
+    bad = bytearray(good)
+    if damage == "bit flip":
+        bad[len(good) // 2] ^= 0x01
+    else:
+        del bad[len(good) - 300:]
+    with open(weights_cache, "wb") as f:
+        f.write(bad)
+    code, _, err = run_cli(["weights", "fetch", NAME], capsys)
+    assert code == 2
+    assert_one_line(err, weights_cache, "corrupt")
+    assert not os.path.exists(weights_cache + ".json")
+
+
+def test_a_corrupt_cached_file_replaced_by_a_good_one_is_accepted(weights_cache, capsys):
+    good = _weights_bytes()
+    with open(weights_cache, "wb") as f:
+        f.write(good[:-10])
+    assert run_cli(["weights", "fetch", NAME], capsys)[0] == 2
+    with open(weights_cache, "wb") as f:
+        f.write(good)
+    code, _, err = run_cli(["weights", "fetch", NAME], capsys)
+    assert code == 0, err
+    assert json.loads(open(weights_cache + ".json").read())["size"] == len(good)

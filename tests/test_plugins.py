@@ -12,6 +12,7 @@ from declip_plugin.detectors.base import AbstractDetector
 from declip_plugin.errors import RegistryError
 from declip_plugin.hookspecs import hookimpl
 from declip_plugin.registry import Registry
+from tests.conftest import tiny_config
 
 
 class TinyDetector(AbstractDetector):
@@ -95,8 +96,7 @@ def test_external_plugin_is_discovered_through_entry_points(external_plugin):
     tiny = build_detector({"model_name": "tiny_external"})
     out = tiny({"image": torch.randn(2, 3, 32, 32)})
     assert out["cls"].shape == (2, 2)
-    declip = build_detector({"model_name": "declip", "backbone": "declip-tiny-vit", "pretrained": "none",
-                             "feature_layer": "layer0", "decoder_type": "linear"})
+    declip = build_detector(tiny_config(feature_layer="layer0", decoder_type="linear"))
     assert type(declip).__name__ == "DeCLIPDetector"
 
 

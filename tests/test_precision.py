@@ -12,6 +12,7 @@ from declip_plugin.data.demo import make_demo_data
 from declip_plugin.engine import runtime
 from declip_plugin.engine.trainer import optimizer_step
 from declip_plugin.errors import ConfigError
+from tests.conftest import tiny_config
 
 CUDA = torch.device("cuda", 0)
 T4 = {"name": "Tesla T4 (compute capability 7.5)", "bf16": False}
@@ -130,10 +131,9 @@ def data_root(tmp_path_factory):
 def _yaml(tmp_path, **extra):
     import yaml
 
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-vit", "pretrained": "none", "feature_layer": "layer0",
-           "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "train_batchSize": 2,
-           "test_batchSize": 2, "workers": 0, "nEpochs": 2, "include_real": True, "train_dataset": ["demo-telea"],
-           "early_stopping": {"enabled": False}, "tensorboard_masks": 0, "feature_cache": {"enabled": False}}
+    cfg = tiny_config(feature_layer="layer0", decoder_type="linear", train_batchSize=2, test_batchSize=2, workers=0,
+                      nEpochs=2, include_real=True, train_dataset=["demo-telea"], early_stopping={"enabled": False},
+                      tensorboard_masks=0, feature_cache={"enabled": False})
     cfg.update(extra)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))

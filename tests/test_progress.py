@@ -4,24 +4,19 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-from declip_plugin.data.demo import make_demo_data
 from declip_plugin import progress as prog
+from tests.conftest import make_world, tiny_rn112_config
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("progress")
-    make_demo_data(root / "data" / "demo", seed=5, size=48, n_train=4, n_val=2, n_test=2, methods=("telea",))
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
-           "resolution": 112, "mask_size": 48, "decoder_type": "linear", "fully_supervised": True,
-           "fix_backbone": True, "train_batchSize": 2, "test_batchSize": 2, "workers": 0, "nEpochs": 2,
-           "early_stopping": {"enabled": False}, "train_dataset": ["demo-telea"], "test_dataset": ["demo-telea"],
-           "data_root": str(root / "data"), "device": "cpu", "test_include_real": True}
-    path = root / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return root, path
+    cfg = tiny_rn112_config(mask_size=48, train_batchSize=2, test_batchSize=2, workers=0, nEpochs=2,
+                            early_stopping={"enabled": False}, train_dataset=["demo-telea"], test_dataset=["demo-telea"],
+                            data_root=str(root / "data"), device="cpu", test_include_real=True)
+    make_world(root, cfg, seed=5, size=48, n_train=4, n_val=2, n_test=2, methods=("telea",))
+    return root, root / "tiny.yaml"
 
 
 def _train(root, path, *extra):

@@ -1,29 +1,39 @@
 """`declip protocol` with bad input, as a careless user types it: one `error:` line naming what was
 typed, exit status 2, and nothing written (so the corrected command on the same --out runs); a grid
-killed mid-cell shows only complete cells. Training is a stand-in here (the real jobs:
+killed mid-cell shows only complete cells; with --executor slurm (a fake SLURM on PATH, tests/fake_slurm.py)
+a damaged job record and a submission sbatch refuses. Training is a stand-in here (the real jobs:
 tests/test_cluster_local.py, tests/test_cluster_slurm.py)."""
 import json
 import os
 import shutil
 
 import pytest
-import yaml
 
 from declip_plugin.cli import main as cli_main
-from declip_plugin.data.demo import make_demo_data
+from tests import fake_slurm
+from tests.conftest import assert_one_line, data_args, files_under, make_world, run_cli, tiny_rn112_config
 
 TESTS = ["demo-telea", "demo-noise"]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pbad")
-    make_demo_data(root / "data" / "demo", seed=4, size=64, n_train=2, n_val=2, n_test=2, methods=("telea", "noise"))
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
-           "resolution": 112, "mask_size": 64, "decoder_type": "linear", "fully_supervised": True,
-           "fix_backbone": True, "workers": 0, "nEpochs": 1}
-    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    return root
+    return make_world(tmp_path_factory.mktemp("pbad"), tiny_rn112_config(workers=0, nEpochs=1), seed=4, size=64,
+                      n_train=2, n_val=2, n_test=2, methods=("telea", "noise"))
+
+
+@pytest.fixture(scope="module")
+def slurm_bin(tmp_path_factory):
+    """A fake SLURM's commands (tests/fake_slurm.py) in a folder to put first on PATH."""
+    return fake_slurm.install(str(tmp_path_factory.mktemp("slurm_bin")))
+
+
+def fake_slurm_env(monkeypatch, slurm_bin, state, **extra):
+    """The fake SLURM first on PATH, its jobs' states in ``state``, and ``extra`` (FAKE_SLURM_*) set."""
+    monkeypatch.setenv("PATH", f"{slurm_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
+    for key, value in extra.items():
+        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture
@@ -48,21 +58,6 @@ def fake_train(monkeypatch):
     train.calls = calls
     monkeypatch.setattr("declip_plugin.engine.run.train", train)
     return train
-
-
-def run(argv, capsys):
-    capsys.readouterr()
-    code = cli_main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_error_line(err, *words):
-    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
 
 
 def base(world, out, *extra):
@@ -105,9 +100,9 @@ CASES = [
 @pytest.mark.parametrize("what,argv,words", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_writes_nothing(world, tmp_path, capsys, fake_train, what, argv, words):
     out = tmp_path / "proto"
-    code, _, err = run(argv(world, out), capsys)
+    code, _, err = run_cli(argv(world, out), capsys)
     assert code == 2
-    one_error_line(err, *words)
+    assert_one_line(err, *words)
     assert not out.exists() and fake_train.calls == []
 
 
@@ -126,17 +121,17 @@ def test_unknown_preset_is_refused_by_the_parser_and_the_plan(tmp_path, capsys):
 def test_slurm_without_slurm_on_path_names_the_missing_commands(world, tmp_path, capsys, fake_train, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     out = tmp_path / "proto"
-    code, _, err = run(base(world, out)[:-1] + ["slurm", "--time", "60"], capsys)
+    code, _, err = run_cli(base(world, out)[:-1] + ["slurm", "--time", "60"], capsys)
     assert code == 2
-    one_error_line(err, "sbatch", "not found on PATH")
+    assert_one_line(err, "sbatch", "not found on PATH")
     assert not out.exists()
 
 
 def test_corrected_sweep_runs_on_the_same_out(world, tmp_path, capsys, fake_train):
     out = tmp_path / "proto"
-    code, _, err = run(base(world, out, "--sweep", "feature_layr=layer0,layer1"), capsys)
+    code, _, err = run_cli(base(world, out, "--sweep", "feature_layr=layer0,layer1"), capsys)
     assert code == 2 and not out.exists()
-    code, stdout, err = run(base(world, out, "--sweep", "feature_layer=layer0,layer1"), capsys)
+    code, stdout, err = run_cli(base(world, out, "--sweep", "feature_layer=layer0,layer1"), capsys)
     assert code == 0, err
     assert "0 kept, 2 trained now, 0 failed" in stdout
     assert sorted(p.name for p in (out / "cells").iterdir()) == [
@@ -151,11 +146,11 @@ def test_corrupt_image_in_one_test_set_is_named_before_any_training(world, tmp_p
     out = tmp_path / "proto"
     argv = base(world, out)
     argv[argv.index("--data_root") + 1] = data
-    code, _, err = run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert code == 2
-    one_error_line(err, str(bad), "demo-noise/test", "skip_bad_files")
+    assert_one_line(err, str(bad), "demo-noise/test", "skip_bad_files")
     assert not out.exists() and fake_train.calls == []
-    code, stdout, err = run(argv + ["--opt", "skip_bad_files=true"], capsys)  # the way the message names
+    code, stdout, err = run_cli(argv + ["--opt", "skip_bad_files=true"], capsys)  # the way the message names
     assert code == 0, err
 
 
@@ -169,7 +164,7 @@ def test_killed_mid_cell_report_only_shows_complete_cells_and_the_rerun_finishes
     partial = sorted((out / "runs").glob("tiny__demo-noise_*"))
     assert len(partial) == 1 and (partial[0] / "test" / "demo-telea" / "metrics.json").is_file()
 
-    code, stdout, err = run(argv + ["--report_only"], capsys)
+    code, stdout, err = run_cli(argv + ["--report_only"], capsys)
     assert code == 0, err
     assert "2 cell(s): 1 done" in stdout and "kept" not in stdout
     assert "not finished (not in the grids or the leaderboard): tiny__demo-noise" in stdout
@@ -181,10 +176,86 @@ def test_killed_mid_cell_report_only_shows_complete_cells_and_the_rerun_finishes
     assert not (out / "report.html").exists()
 
     fake_train.fail_after = None
-    code, stdout, err = run(argv, capsys)
+    code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     assert "1 kept, 1 trained now, 0 failed" in stdout
     assert fake_train.calls == ["tiny__demo-telea", "tiny__demo-noise", "tiny__demo-noise"]
     assert not partial[0].exists()  # the dead run folder (no finished epoch) is gone
     grid = json.loads((out / "grid.json").read_text())
     assert grid["missing"] == [] and len(grid["metrics"]["iou"]) == 2
+
+
+# --- the protocol's methods and presets, like the other commands' --------------------------------------------
+def test_protocol_with_an_unknown_method(world, tmp_path, capsys):
+    code, _, err = run_cli(["protocol", "--method", "declip_dmeo", "--train", "demo-telea", "--test", "demo-ns",
+                            "--out", tmp_path / "proto", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "declip_dmeo", "did you mean 'declip_demo'")
+
+
+def test_protocol_with_a_misspelled_test_set(world, tmp_path, capsys):
+    code, _, err = run_cli(["protocol", "--method", world / "tiny.yaml", "--train", "demo-telea", "--test", "demo-nss",
+                            "--out", tmp_path / "proto", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "demo-nss")
+    assert not list((tmp_path / "proto").rglob("ckpt_*.pth"))  # nothing trained
+
+
+def test_protocol_with_an_unknown_preset(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["protocol", "--preset", "dolo", "--out", str(tmp_path / "proto")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'dolo'" in err and "dolos" in err and "Traceback" not in err
+    assert not (tmp_path / "proto").exists()
+
+
+# --- --executor slurm (a fake SLURM on PATH): a damaged job record, a submission sbatch refuses -------------
+def test_a_damaged_job_record_is_named_in_one_line_by_status_and_by_a_rerun(world, slurm_bin, tmp_path, monkeypatch,
+                                                                             capsys):
+    """OUT/jobs/<cell>.json cut short (a full disk, a killed copy): --status and the rerun name the file and
+    what to do, in one line, and change nothing (no job submitted, no file written)."""
+    from declip_plugin.protocol.cells import Protocol
+    from declip_plugin.protocol.plan import make_plan
+
+    out, state = tmp_path / "proto", tmp_path / "state"
+    fake_slurm_env(monkeypatch, slurm_bin, state)
+    p = Protocol(out, make_plan(methods=[str(world / "tiny.yaml")], train=["demo-telea"],
+                                            test=["demo-telea"], overrides={"device": "cpu",
+                                                                            "data_root": str(world / "data")}))
+    cid = p.plan["cells"][0]["id"]
+    record = out / "jobs" / f"{cid}.json"
+    os.makedirs(record.parent)
+    record.write_text('{"cell": "%s", "executor": "slurm", "job_id": "7' % cid)  # truncated mid-write
+    before = files_under(out)
+    argv = ["protocol", "--method", str(world / "tiny.yaml"), "--train", "demo-telea", "--test", "demo-telea", "--out",
+            str(out), "--data_root", str(world / "data"), "--device", "cpu", "--executor", "slurm", "--time", "60"]
+    for args in (["protocol", "--status", str(out)], argv):
+        capsys.readouterr()
+        assert cli_main(args) == 2
+        err = capsys.readouterr().err
+        (line,) = err.strip().splitlines()
+        assert line.startswith(f"error: job record {record} is damaged (Unterminated string"), line
+        assert line.endswith("delete it once the cell's job no longer runs (squeue, sacct) and rerun the command: the "
+                             "cell is submitted again")
+    assert files_under(out) == before and not list(state.glob("*.sbatch"))
+
+
+def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_protocol_folder(world, slurm_bin, tmp_path,
+                                                                              monkeypatch, capsys):
+    """sbatch --test-only passed, the submission itself failed (a QOS limit reached meanwhile): one line with
+    sbatch's own error (not submitit's traceback and sbatch's lines), and the folder the command had just
+    created is gone, so the same command can simply be run again."""
+    out, state = tmp_path / "proto", tmp_path / "state"
+    fake_slurm_env(monkeypatch, slurm_bin, state,
+                   FAKE_SLURM_REFUSE="Job violates accounting/QOS policy (job submit limit)")
+    capsys.readouterr()
+    code = cli_main(["protocol", "--method", str(world / "tiny.yaml"), "--train", "demo-telea", "--test", "demo-telea",
+                     "--out", str(out), "--data_root", str(world / "data"), "--device", "cpu", "--executor", "slurm",
+                     "--time", "60", "--partition", "gpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line == ("error: sbatch refused the jobs of cell(s) tiny__demo-telea: sbatch: error: Batch job submission "
+                    "failed: Job violates accounting/QOS policy (job submit limit)")
+    assert not out.exists() and not list(state.glob("*.sbatch"))

@@ -1,4 +1,7 @@
-"""`declip report`: one self-contained HTML file (no external reference), rendered in headless Chromium."""
+"""`declip report`: one self-contained HTML file (no external reference), rendered in headless Chromium; bad
+input (a missing folder, no results, a truncated metrics.json, --out that cannot be written): one line, no
+report."""
+import json
 import os
 import shutil
 import subprocess
@@ -7,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from declip_plugin.data.demo import make_demo_data
 from tests.dfb_support import in_ci
+from tests.conftest import assert_one_line, files_under, make_world, run_cli, tiny_rn112_config
 from declip_plugin.report import external_references, pick_examples, write_report
 
 
@@ -17,16 +20,11 @@ def tiny_run(tmp_path_factory):
     from declip_plugin.engine.run import train
 
     root = tmp_path_factory.mktemp("report")
-    make_demo_data(root / "data" / "demo", seed=4, size=64, n_train=4, n_val=2, n_test=4, methods=("telea", "grid"))
-    cfg = {"model_name": "declip", "backbone": "declip-tiny-rn112", "pretrained": "none", "feature_layer": "layer1",
-           "resolution": 112, "mask_size": 64,
-           "decoder_type": "linear", "fully_supervised": True, "fix_backbone": True, "train_batchSize": 4,
-           "test_batchSize": 4, "workers": 0, "nEpochs": 1, "early_stopping": {"enabled": False},
-           "data_root": str(root / "data"), "log_dir": str(root / "logs"), "device": "cpu",
-           "train_dataset": ["demo-telea"], "test_dataset": ["demo-telea", "demo-grid"], "test_include_real": True}
-    import yaml
-
-    (root / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    cfg = tiny_rn112_config(train_batchSize=4, test_batchSize=4, workers=0, nEpochs=1, early_stopping={"enabled": False},
+                            data_root=str(root / "data"), log_dir=str(root / "logs"), device="cpu",
+                            train_dataset=["demo-telea"], test_dataset=["demo-telea", "demo-grid"],
+                            test_include_real=True)
+    make_world(root, cfg, seed=4, size=64, n_train=4, n_val=2, n_test=4, methods=("telea", "grid"))
     return root, train(str(root / "tiny.yaml"))
 
 
@@ -168,3 +166,51 @@ def test_report_renders_in_headless_chromium(tiny_run, tiny_video_run, tmp_path)
                          capture_output=True, text=True, timeout=120).stdout
     assert f"IMAGES {n_images} BROKEN 0" in dom, dom[-500:]
     assert n_images >= 8  # summary, heat-map-free run: 6 gallery strips, 1 video strip
+
+
+# --- bad input: an error exits 2, names what the user gave, and writes no report -------------------------
+def test_report_of_a_missing_folder(tmp_path, capsys):
+    code, _, err = run_cli(["report", tmp_path / "nothing"], capsys)
+    assert code == 2
+    assert_one_line(err, "nothing")
+
+
+def _finished_run(tmp_path):
+    folder = tmp_path / "runs" / "r_2026" / "test" / "demo"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"method": "m", "metrics": {"iou": 50.0, "auc": 0.9}}))
+    (tmp_path / "runs" / "r_2026" / "run.json").write_text(json.dumps({"name": "m"}))
+    return tmp_path / "runs"
+
+
+def test_report_of_a_folder_without_results(tmp_path, capsys):
+    (tmp_path / "empty" / "notes").mkdir(parents=True)
+    (tmp_path / "empty" / "notes" / "a.txt").write_text("hello")
+    code, _, err = run_cli(["report", tmp_path / "empty"], capsys)
+    assert code == 2
+    assert_one_line(err, str(tmp_path / "empty"), "nothing to report")
+    assert not (tmp_path / "empty" / "report.html").exists()
+
+
+def test_report_of_a_truncated_metrics_json(tmp_path, capsys):
+    runs = _finished_run(tmp_path)
+    metrics = runs / "r_2026" / "test" / "demo" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:20])
+    code, _, err = run_cli(["report", runs], capsys)
+    assert code == 2
+    assert_one_line(err, str(metrics))
+    assert not (runs / "report.html").exists()
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_report_out_that_cannot_be_written(tmp_path, capsys, where):
+    runs = _finished_run(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "outdir" if where == "a folder" else tmp_path / "afile" / "report.html"
+    if where == "a folder":
+        out.mkdir()
+    code, _, err = run_cli(["report", runs, "--out", out], capsys)
+    assert code == 2
+    assert_one_line(err, "--out", str(out))
+    assert ".tmp-" not in err
+    assert files_under(tmp_path / "outdir") == [] and (tmp_path / "afile").read_text() == "x"

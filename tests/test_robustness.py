@@ -1,4 +1,5 @@
-"""Test-time perturbations: image only, deterministic per seed; the robustness sweep's curve files."""
+"""Test-time perturbations: image only, deterministic per seed; the robustness sweep's curve files; bad
+--perturb and --levels values refused in one line before any work."""
 import csv
 import json
 import os
@@ -10,6 +11,7 @@ from declip_plugin.data import perturb
 from declip_plugin.data.demo import make_demo_data
 from declip_plugin.data.transforms import SampleTransform
 from declip_plugin.errors import ConfigError
+from tests.conftest import assert_nothing_under, assert_one_line, data_args, run_cli
 
 
 def _img(seed=0, size=64):
@@ -94,3 +96,36 @@ def test_robustness_sweep_writes_curves(tmp_path):
     section = build_html([str(tmp_path / "r")]).split(f"<h2>Robustness: {tmp_path / 'r'}</h2>")[1]
     assert "<tr><td>jpeg</td><td>30</td><td>demo-telea</td><td>iou</td><td>24</td></tr>" in section
     assert 'alt="robustness_jpeg_auc.png"' in section and 'alt="robustness_jpeg_iou.png"' in section
+
+
+# --- bad --perturb and --levels values are refused before any work (the `world`: tests/conftest.py) -------
+PERTURB_CASES = [("inf", "blur=inf", "inf"), ("nan", "noise=nan", "nan"), ("not a number", "jpeg=high", "'high'"),
+                 ("negative", "blur=-1", "-1"), ("above the range", "downscale=1e9", "1e9"), ("jpeg 0", "jpeg=0", "0"),
+                 ("unknown kind", "fog=3", "'fog=3'")]
+
+
+@pytest.mark.parametrize("case,spec,word", PERTURB_CASES, ids=[c[0] for c in PERTURB_CASES])
+def test_perturbation_values_are_refused_before_any_work(world, tmp_path, capsys, case, spec, word):
+    code, _, err = run_cli(["test", "--detector_path", world / "tiny.yaml", "--weights_path", world / "tiny.pth",
+                            "--perturb", spec, "--log_dir", tmp_path / "logs", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "perturb", word)
+    assert_nothing_under(tmp_path / "logs")
+
+
+def test_robustness_with_a_bad_level(world, tmp_path, capsys):
+    code, _, err = run_cli(["robustness", "--detector_path", world / "tiny.yaml", "--weights_path", world / "tiny.pth",
+                            "--kind", "jpeg", "--levels", "90,abc", "--out", tmp_path / "rob", *data_args(world)],
+                           capsys)
+    assert code == 2
+    assert_one_line(err, "abc")
+    assert not (tmp_path / "rob").exists()
+
+
+@pytest.mark.parametrize("levels", ["1,inf", "nan", "2,1e9"])
+def test_robustness_levels_out_of_range_are_refused(world, tmp_path, capsys, levels):
+    code, _, err = run_cli(["robustness", "--detector_path", world / "tiny.yaml", "--weights_path", world / "tiny.pth",
+                            "--kind", "blur", "--levels", levels, "--out", tmp_path / "rob", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "blur=", "out of range")
+    assert not (tmp_path / "rob").exists()

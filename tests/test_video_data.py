@@ -1,6 +1,8 @@
-"""Video data: frames per video, clip sampling (count, contiguity, fixed at test, random at train)."""
+"""Video data: frames per video, clip sampling (count, contiguity, fixed at test, random at train); bad video
+data named in one line before any run folder, videos shorter than the clip left out and listed."""
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 from declip_plugin.data import build_dataset, collate_fn
 from declip_plugin.data.video import clip_segments, select_evenly
 from declip_plugin.errors import ConfigError
+from tests.conftest import assert_nothing_under, assert_one_line, data_args, run_cli
 
 SMALL = {"resolution": 16, "mask_size": 8, "fully_supervised": False, "mean": [0, 0, 0], "std": [1, 1, 1]}
 LENGTHS = {"a": 10, "b": 16, "c": 3}  # frames per video
@@ -140,3 +143,80 @@ def test_folder_video_dirs(tmp_path):
     assert len(ds) == 8  # 8 frames per video: 2 clips each
     assert sorted({ds[k]["video"] for k in range(8)}) == ["F/fake/x", "F/fake/y", "F/real/x", "F/real/y"]
     assert [frame_index(ds[0]["image"][t]) for t in range(4)] == [0, 1, 2, 10]  # integer frame order
+
+
+# --- bad video data: every case names the value or file at fault before (or instead of) any run folder ----
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from declip_plugin.data.demo_video import make_demo_videos
+
+    root = tmp_path_factory.mktemp("videos")
+    make_demo_videos(root / "demo_video", seed=1, size=32, n_frames=16, n_train=1, n_val=1, n_test=1)
+    return root
+
+
+def _video_json(root):
+    return root / "demo_video" / "dataset_json" / "DemoVideo.json"
+
+
+def _edit_videos(videos, tmp_path, edit, split="train"):
+    """A copy of the demo videos with ``edit(root, the first fake video's entry of split)`` applied."""
+    root = tmp_path / "vdata"
+    shutil.copytree(videos, root)
+    info = json.loads(_video_json(root).read_text())
+    by_video = info["DemoVideo"]["DemoVideo_flicker"][split]
+    edit(root, by_video[sorted(by_video)[0]])
+    _video_json(root).write_text(json.dumps(info))
+    return root
+
+
+def _missing_frame(root, entry):
+    os.remove(root / "demo_video" / entry["frames"][3])
+
+
+def _other_size(root, entry):
+    cv2.imwrite(str(root / "demo_video" / entry["frames"][3]), np.zeros((48, 40, 3), np.uint8))
+
+
+VIDEO_CASES = [
+    ("a frame missing", _missing_frame, [], ["003.png", "does not exist"]),
+    ("a frame of another size than its mask", _other_size, [], ["003.png", "does not match"]),
+    ("an entry without frames", lambda r, e: e.pop("frames"), [], ["has no 'frames' list", "DemoVideo.json"]),
+    ("an entry with an empty frame list", lambda r, e: e.update(frames=[]), [], ["empty 'frames' list"]),
+    ("every video shorter than the clip", None, ["--opt", "clip_size=20", "--opt", "frame_num=32"],
+     ["clip_size=20", "has 16"]),
+    ("frame_num below clip_size", None, ["--opt", "frame_num={train: 16, test: 4}"],
+     ["frame_num.test is 4", "clip_size=8"]),
+]
+
+
+@pytest.mark.parametrize("case,edit,extra,words", VIDEO_CASES, ids=[c[0] for c in VIDEO_CASES])
+def test_bad_video_data(videos, tmp_path, capsys, case, edit, extra, words):
+    root = _edit_videos(videos, tmp_path, edit) if edit else videos
+    code, _, err = run_cli(["train", "--detector_path", "clip_stan_demo", "--data_root", root, "--device", "cpu",
+                            "--log_dir", tmp_path / "logs", "--opt", "nEpochs=1", "--opt", "train_batchSize=2", *extra],
+                           capsys)
+    assert code == 2
+    assert_one_line(err, *words)
+    assert_nothing_under(tmp_path / "logs")
+
+
+def test_a_clip_detector_on_image_data(world, tmp_path, capsys):
+    code, _, err = run_cli(["train", "--detector_path", "clip_stan_demo", "--train_dataset", "demo-telea",
+                            "--test_dataset", "demo-telea", "--log_dir", tmp_path / "logs", *data_args(world)], capsys)
+    assert code == 2
+    assert_one_line(err, "demo-telea", "images, not frames of videos", "video_mode")
+    assert_nothing_under(tmp_path / "logs")
+
+
+def test_videos_shorter_than_the_clip_are_left_out_and_listed(videos, tmp_path, capsys):
+    """As DeepfakeBench, a video shorter than clip_size gives no clip; the results say which were left out."""
+    root = _edit_videos(videos, tmp_path, lambda r, e: e.update(frames=e["frames"][:4]), split="test")
+    code, _, err = run_cli(["train", "--detector_path", "clip_stan_demo", "--data_root", root, "--device", "cpu",
+                            "--log_dir", tmp_path / "logs", "--opt", "nEpochs=1", "--opt", "train_batchSize=2",
+                            "--test_dataset", "demo-video"], capsys)
+    assert code == 0, err
+    (metrics,) = (tmp_path / "logs").glob("*/test/demo-video/metrics.json")
+    skipped = json.loads(metrics.read_text())["skipped"]
+    assert [s["path"] for s in skipped] == ["DemoVideo/DemoVideo_flicker/fte000"]
+    assert "4 frame(s), fewer than clip_size=8" in skipped[0]["reason"]
