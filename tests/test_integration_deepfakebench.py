@@ -26,7 +26,7 @@ from declip_plugin.config import load_yaml, resolve_config_path
 from declip_plugin.errors import ConfigError, DataError, DeclipError
 from declip_plugin.integrations import deepfakebench as dfb
 from declip_plugin import deepfakebench_facts as facts
-from declip_plugin.integrations.deepfakebench import bootstrap, checkout as dfb_checkout, launcher, patches, results
+from declip_plugin.integrations.deepfakebench import bootstrap, checkout as dfb_checkout, launcher, patches
 from declip_plugin.integrations.deepfakebench.export import export_dfb, label_dict_for, read_summaries
 from dfb_support import checkout_root
 from declip_plugin.cli import main as cli_main
