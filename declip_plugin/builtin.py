@@ -16,7 +16,7 @@ def deepfakebench_register_detectors(register):
     register("declip", DeCLIPDetector)
     register("clip_enhanced", ClipEnhancedDetector)
     register("clip_stan", ClipSTANDetector)
-    # the seed's name, for its configs in the embedded engine; DeepfakeBench registers a `timesformer`
+    # DeepFakesDetection's name, for its configs in the embedded engine; DeepfakeBench registers a `timesformer`
     # of its own, so inside a checkout ours runs as `timesformer_effb0` (the bundled YAMLs use that)
     register("timesformer", TimeSformerDetector)
     register("timesformer_effb0", TimeSformerDetector)
