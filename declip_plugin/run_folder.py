@@ -114,8 +114,8 @@ def result_folders(root):
     return out
 
 
-class RunDir:
-    """One run directory (see the module docstring)."""
+class _Folder:
+    """A folder of the layout, given by its path: usable wherever a path is (``os.fspath``, ``str``)."""
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -128,6 +128,10 @@ class RunDir:
 
     def _file(self, name):
         return os.path.join(self.path, name)
+
+
+class RunDir(_Folder):
+    """One run directory (see the module docstring)."""
 
     config = property(lambda self: self._file(CONFIG))
     info = property(lambda self: self._file(INFO))
@@ -214,20 +218,8 @@ def mask_file_name(image_path, index):
     return f"{index:06d}_{stem}.png"
 
 
-class ResultFolder:
+class ResultFolder(_Folder):
     """The results of one test set: ``<run>/test/<dataset>/`` (ours or DeepfakeBench's)."""
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-
-    def __fspath__(self):
-        return self.path
-
-    def __str__(self):
-        return self.path
-
-    def _file(self, name):
-        return os.path.join(self.path, name)
 
     dataset = property(lambda self: os.path.basename(os.path.normpath(self.path)))
     run = property(lambda self: RunDir(os.path.dirname(os.path.dirname(os.path.normpath(self.path)))))
