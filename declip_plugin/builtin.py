@@ -49,8 +49,5 @@ def deepfakebench_register_metrics(register):
 @hookimpl
 def deepfakebench_register_commands(register):
     from .commands import register_builtin
-    from .detectors.declip.command import COMMANDS as DECLIP_COMMANDS
 
     register_builtin(register)
-    for name, command in DECLIP_COMMANDS.items():  # DeCLIP's own: `declip weights`
-        register(name, command)

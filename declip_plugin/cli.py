@@ -18,9 +18,9 @@ logger = logging.getLogger("declip_plugin.cli")
 def _resolve_weights_name(args):
     """A --weights_path that names published weights (e.g. ``declip:<name>``) becomes the cached (or
     downloaded) file; see checkpoints.resolve_weights."""
-    from .checkpoints import resolve_weights
-
     if getattr(args, "weights_path", None) is not None:
+        from .checkpoints import resolve_weights  # torch: only for a command given weights
+
         args.weights_path = resolve_weights(args.weights_path)
 
 

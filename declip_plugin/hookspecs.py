@@ -15,7 +15,7 @@ in group ``deepfakebench``::
         register("my_detector", MyDetector)
 
 The hooks' contract types live here too (:class:`Command`), on the package's lowest floor, so that a
-plugin's module (DeCLIP's own command among them) imports them without reaching up into the CLI.
+plugin's module imports them without reaching up into the CLI.
 """
 import dataclasses
 from typing import Callable, Optional

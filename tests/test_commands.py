@@ -187,3 +187,17 @@ def test_debug_raises_instead_of_one_line(world, tmp_path):
     with pytest.raises(ConfigError, match="train_batchSize"):
         cli.main(["--debug", "train", "--detector_path", str(world / "tiny.yaml"), "--opt", "train_batchSize=0",
                   "--log_dir", str(tmp_path / "logs")])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["prepare", "--help"], ["make-demo-videos", "--help"],
+                                  ["weights", "--help"], ["leaderboard", "--help"]])
+def test_a_command_line_that_runs_no_detector_imports_no_torch(argv):
+    """Every command line builds every command's parser; none of them may import torch or open_clip (about
+    3.5 s here before `declip --help` printed anything, before `declip prepare` started on its videos)."""
+    import subprocess
+
+    code = ("import sys\nfrom declip_plugin.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('torch', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", f"declip {' '.join(argv)} imported {out.stdout.splitlines()[-1]}"

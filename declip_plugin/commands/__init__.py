@@ -12,7 +12,7 @@ from .base import Command, add_flag
 __all__ = ["BUILTIN", "Command", "add_flag", "register_builtin"]
 
 # the built-in command families, named as strings: imported when the registry is built
-BUILTIN = ("runs", "demo", "results", "dfb", "bench", "protocol", "robustness", "info", "prepare")
+BUILTIN = ("runs", "demo", "results", "dfb", "bench", "protocol", "robustness", "info", "prepare", "weights")
 
 
 def register_builtin(register):

@@ -5,15 +5,24 @@ the demo-data generator and the catalog of named datasets (configs/dataset/*.yam
     ds = build_dataset("dolos-lama", "train", config)
     loader = DataLoader(ds, batch_size=64, collate_fn=collate_fn)
 """
-import logging
+import importlib
 
 from ..config import RunConfig
 from ..errors import ConfigError
-from .base import ManipulationDataset, collate_fn, data_root, normalize_split
-from .catalog import dataset_spec, get_adapter, list_datasets
-from .demo import make_demo_data
 
-logger = logging.getLogger(__name__)
+# the exports that live in submodules, imported on first use: importing a light submodule (the demo video
+# generator, whose methods `declip make-demo-videos` lists in its help) then imports no torch, so a
+# `declip` command line that trains nothing starts in about a second
+_FROM = {"ManipulationDataset": "base", "collate_fn": "base", "data_root": "base", "normalize_split": "base",
+         "dataset_spec": "catalog", "get_adapter": "catalog", "list_datasets": "catalog", "make_demo_data": "demo"}
+
+
+def __getattr__(name):
+    if name not in _FROM:  # AttributeError lets `from declip_plugin.data import <submodule>` import it
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 def build_dataset(name, split, config=None):
@@ -25,6 +34,8 @@ def build_dataset(name, split, config=None):
     mask_size, include_real, augmentation, flip_prob, skip_bad_files, max_samples; the others take their
     defaults). Returns a torch Dataset of item dicts; see :class:`~declip_plugin.data.base.ManipulationDataset`.
     """
+    from .catalog import dataset_spec, get_adapter
+
     config = RunConfig.of(config)
     if isinstance(name, dict):
         spec = dict(name)

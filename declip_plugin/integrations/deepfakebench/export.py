@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from ...atomicio import atomic_write_text, check_output_dir, staging_dir, swap_in, write_png
-from ...data.transforms import CLIP_MEAN, CLIP_STD
+from ...config.run import CLIP_MEAN, CLIP_STD
 from ...errors import ConfigError, DataError, DeclipError
 from ... import deepfakebench_facts as facts
 

@@ -1,7 +1,11 @@
-"""``declip weights list|fetch``: the official DeCLIP checkpoints by name (DeCLIP's own command,
-registered by the built-in plugin beside the engine's commands)."""
-from ...errors import DeclipError
-from ...hookspecs import Command
+"""``declip weights list|fetch``: the official DeCLIP checkpoints by name
+(declip_plugin/detectors/declip/official_weights.py).
+
+It lives here, not in DeCLIP's package, because every ``declip`` command line builds every command's parser:
+importing declip_plugin.detectors.declip would import torch and open_clip (about 3.5 s) before
+``declip --help``, ``prepare`` or ``leaderboard`` could start."""
+from ..errors import DeclipError
+from ..hookspecs import Command
 
 
 def add_weights(p):
@@ -10,7 +14,7 @@ def add_weights(p):
 
 
 def run_weights(args):
-    from . import official_weights as ow
+    from ..detectors.declip import official_weights as ow
 
     if args.action == "list":
         rows = ow.listing()
