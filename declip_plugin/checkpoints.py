@@ -1,7 +1,9 @@
 """Checkpoints: our format, the official DeCLIP format, and DeepfakeBench's plain state dicts.
 
 Formats read (all with ``torch.load(weights_only=True)``):
-  ours        {'format': 'declip-plugin', 'model': state_dict, 'detector': describe(), 'config': {...}, ...}
+  ours        {'format': 'declip-plugin', 'model': state_dict, 'detector': describe(), 'config': {...}, ...};
+              from declip train also 'frames': how each training dataset's frames were made
+              (engine/preprocessing.py frames_record: what declip predict makes a new video's frames by)
   plain       a state dict of the detector module (DeepfakeBench's ``ckpt_best.pth``)
   a detector's own release format, recognised by its class's ``convert_checkpoint(obj, path)``
               (DeCLIP: the official files)
@@ -31,6 +33,7 @@ class DetectorCheckpoint:
     state: dict  # canonical keys: decoder.* / backbone.*
     meta: dict  # what the detector's describe() recorded (ours) or the file's own fields
     config: dict = None  # ours: the detector config it was trained with
+    frames: dict = None  # ours, from declip train: how each training dataset's frames were made (engine/preprocessing.py)
 
     def section(self, prefix):
         return {k[len(prefix):]: v for k, v in self.state.items() if k.startswith(prefix)}
@@ -47,7 +50,8 @@ def read_detector_checkpoint(path):
         raise CheckpointError(f"checkpoint {path!r} is not a dict of weights")
     if obj.get("format") == FORMAT:
         return DetectorCheckpoint(str(path), FORMAT, dict(obj["model"]), dict(obj.get("detector", {})),
-                                  dict(obj["config"]) if isinstance(obj.get("config"), dict) else None)
+                                  dict(obj["config"]) if isinstance(obj.get("config"), dict) else None,
+                                  obj.get("frames"))
     if obj.get("format") is None:  # a detector's own release format (e.g. the official DeCLIP files)
         for _, cls in get_registry("detectors").items():
             convert = getattr(cls, "convert_checkpoint", None)

@@ -201,6 +201,25 @@ def test_unknown_training_data_is_refused_until_the_flags_say(world, tmp_path, c
                                                 "sampling": "--mode and --stride"}
 
 
+def test_a_damaged_frames_record_in_the_checkpoint_is_named(world, tmp_path, capsys):
+    """The checkpoint's record of how its training frames were made (declip train saves it) is checked, not
+    trusted: a value no frame maker knows gets one line naming the checkpoint and the dataset; the flags then
+    decide without it."""
+    root, _ = world
+    ckpt = save_detector_checkpoint(str(tmp_path / "mine.pth"),
+                                    build_detector({**DECLIP, "train_dataset": ["MyFaces"]}),
+                                    frames={"MyFaces": {"faces": "maybe", "resize": "declip"}})
+    assert _predict(root / "videos" / "a.avi", "--weights_path", ckpt, "--out", tmp_path / "out") == 2
+    assert _errors(capsys) == [f"error: checkpoint {ckpt}: its record of how the training frames were made "
+                               f"('frames') is damaged at MyFaces; pass --faces and --resize (and the sampling "
+                               f"flags) to decide without it"]
+    assert not (tmp_path / "out").exists()
+    assert _predict(root / "videos" / "a.avi", "--weights_path", ckpt, "--out", tmp_path / "out", "--faces", "none",
+                    "--resize", "declip", "--num_frames", 3) == 0
+    summary = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert summary["preprocessing"]["from"] == {"faces": "--faces", "resize": "--resize", "sampling": "--num_frames"}
+
+
 def test_bad_sampling_flag(world, tmp_path, capsys):
     root, ckpt = world
     assert _predict(root / "videos" / "a.avi", "--weights_path", ckpt["declip"], "--out", tmp_path / "out",

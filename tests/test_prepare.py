@@ -278,6 +278,47 @@ def test_predict_on_the_raw_videos_gives_the_scores_of_declip_test_on_the_prepar
     assert [line.split(",")[0] for line in table[1:]] == (["frame"] * 6 + ["video"]) * 2
 
 
+def test_the_checkpoint_alone_says_how_its_frames_were_made(trained, src, tmp_path, monkeypatch, capsys):
+    """On a machine without the training set's dataset config (another $XDG_CONFIG_HOME), predict makes a video's
+    frames from the record `declip train` saved in the checkpoint: the same crop, sampling, resize and scores as
+    where the config is. A checkpoint without that record (saved before it existed) gets one line asking for
+    the flags, exit 2, and nothing is written."""
+    import torch
+
+    from declip_plugin.data.catalog import reload_catalog
+
+    ckpt = os.path.join(trained, "ckpt_best.pth")
+    video = os.path.join(src, "fake", f"{fv.TEST_STEM}.mp4")
+    here, away = tmp_path / "here", tmp_path / "away"
+    assert _declip("predict", video, "--weights_path", ckpt, "--out", here, "--device", "cpu") == 0
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "another_machine"))
+    reload_catalog()
+    try:
+        assert _declip("predict", video, "--weights_path", ckpt, "--out", away, "--device", "cpu") == 0
+        a, b = (json.loads((d / "predictions.json").read_text()) for d in (here, away))
+        assert b["preprocessing"]["from"]["faces"] == f"as in dataset {NAME} (recorded in the checkpoint)"
+        assert b["preprocessing"] == a["preprocessing"]  # the record wins where the dataset config is too
+        assert [r["prob_fake"] for r in b["predictions"][0]["per_frame"]] == \
+            [r["prob_fake"] for r in a["predictions"][0]["per_frame"]]
+
+        obj = torch.load(ckpt, map_location="cpu", weights_only=True)
+        assert obj["frames"][NAME]["faces"] == "dlib"
+        del obj["frames"]
+        old = str(tmp_path / "old.pth")
+        torch.save(obj, old)
+        capsys.readouterr()
+        assert _declip("predict", video, "--weights_path", old, "--out", tmp_path / "none", "--device", "cpu") == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"error: checkpoint {old} was trained on dataset {NAME}, which no dataset config here declares, so how "
+            f"its frames were made is unknown: pass --faces dlib|none and --resize declip|deepfakebench (`declip "
+            f"datasets` lists the declared datasets)")
+        assert not (tmp_path / "none").exists()
+    finally:
+        monkeypatch.delenv("XDG_CONFIG_HOME")
+        monkeypatch.undo()
+        reload_catalog()
+
+
 def test_predict_lists_a_video_without_a_face_and_writes_the_rest(trained, src, tmp_path, capsys):
     """A video without a face in any sampled frame (faces required: the checkpoint's set was cropped): one
     line naming it, exit status 1, the other video written."""

@@ -154,7 +154,7 @@ def _check_frame_folder(folder):
                         f"in this folder")
 
 
-def _video_setup(config, inputs, options, weights_path):
+def _video_setup(config, inputs, options, ckpt):
     """The :class:`~.preprocessing.Preprocessing` and face aligner of the run's videos (None, None
     without videos); everything checked here, before any file is written."""
     if not any(kind == "video" for kind, _ in inputs):
@@ -164,7 +164,7 @@ def _video_setup(config, inputs, options, weights_path):
         return None, None
     from .preprocessing import resolve
 
-    policy = resolve(config, checkpoint=weights_path, **options)
+    policy = resolve(config, checkpoint=ckpt.path, recorded=ckpt.frames, **options)
     logger.info("%s", policy.describe())
     return policy, face_aligner(policy)
 
@@ -185,7 +185,7 @@ def predict(images, weights_path, detector_path=None, out_dir="predictions", thr
     detector = build_detector(config, weights_path=ckpt).to(device).eval()
     clips = capability(detector, "input_kind") != "frame"
     inputs = expand_inputs(images)
-    policy, aligner = _video_setup(config, inputs, video_options or {}, weights_path)
+    policy, aligner = _video_setup(config, inputs, video_options or {}, ckpt)
     records, errors, used = [], [], set()
     for kind, path in inputs:
         try:

@@ -6,8 +6,10 @@ data. :func:`resolve` decides each, from the first source that says:
 
 1. the command line: ``--faces dlib|none``, ``--resize declip|deepfakebench``, ``--mode``,
    ``--num_frames``, ``--stride``;
-2. the datasets the checkpoint was trained on (its config's ``train_dataset``), as the dataset
-   configs here declare them (data/catalog.py):
+2. the datasets the checkpoint was trained on (its config's ``train_dataset``): as the checkpoint
+   records them (``declip train`` saves :func:`frames_record` in every checkpoint, so the checkpoint
+   alone says it on a machine without those datasets), else as the dataset configs here declare them
+   (data/catalog.py; checkpoints saved without the record):
 
    * faces and sampling: a set made by ``declip prepare`` records its settings in its dataset config
      (``prepared: {faces, size, margin, mode, num_frames, stride}``); without that record the
@@ -94,6 +96,30 @@ def from_dataset(name, config=None):
             "mode": rec.get("mode"), "num_frames": rec.get("num_frames"), "stride": rec.get("stride")}
 
 
+def frames_record(config):
+    """``{dataset: how its frames were made}`` (:func:`from_dataset`) for the training datasets of run
+    ``config`` that a dataset config here declares: what ``declip train`` saves in its checkpoints."""
+    found = {n: from_dataset(n, config) for n in _train_datasets(config)}
+    return {n: f for n, f in found.items() if f is not None}
+
+
+def _recorded(recorded, checkpoint, flags_given):
+    """A checkpoint's ``frames`` record, checked ({} when it has none). A damaged one is an error, unless
+    ``--faces`` and ``--resize`` are both given: then it is left unread, with a warning."""
+    recorded = recorded or {}
+    keys = {"faces", "size", "margin", "resize", "mode", "num_frames", "stride"}
+    bad = [n for n, r in recorded.items() if not isinstance(r, dict) or not set(r) <= keys
+           or r.get("faces") not in FACE_MODES or r.get("resize") not in RESIZES] if isinstance(recorded, dict) else []
+    if isinstance(recorded, dict) and not bad:
+        return recorded
+    what = (f"checkpoint {checkpoint}: its record of how the training frames were made ('frames') is damaged"
+            f"{' at ' + ', '.join(map(str, bad)) if bad else ''}")
+    if not flags_given:
+        raise ConfigError(f"{what}; pass --faces and --resize (and the sampling flags) to decide without it")
+    logger.warning("%s; not read: --faces and --resize decide", what)
+    return {}
+
+
 def _agree(key, found, flag_value, names):
     """The one value of ``key`` the training sets give (or the flag's); ConfigError when they disagree."""
     if flag_value is not None:
@@ -114,12 +140,14 @@ def _train_datasets(config):
     return [str(n) for n in config.train_dataset or []]
 
 
-def resolve(config, faces=None, resize=None, mode=None, num_frames=None, stride=None, checkpoint=""):
-    """The :class:`Preprocessing` for a checkpoint's run ``config`` (see the module docstring)."""
+def resolve(config, faces=None, resize=None, mode=None, num_frames=None, stride=None, checkpoint="", recorded=None):
+    """The :class:`Preprocessing` for a checkpoint's run ``config`` and its ``frames`` record (``recorded``; see
+    the module docstring)."""
     if resize is not None and resize not in RESIZES:
         raise ConfigError(f"--resize {resize!r}: use one of {', '.join(sorted(RESIZES))}")
+    recorded = _recorded(recorded, checkpoint, faces is not None and resize is not None)
     names = _train_datasets(config)
-    found = {n: from_dataset(n, config) for n in names}
+    found = {n: recorded.get(n) or from_dataset(n, config) for n in names}
     unknown = [n for n, f in found.items() if f is None]
     found = {n: f for n, f in found.items() if f is not None}
     missing = [flag for flag, value in (("--faces dlib|none", faces), (f"--resize {'|'.join(sorted(RESIZES))}",
@@ -129,7 +157,7 @@ def resolve(config, faces=None, resize=None, mode=None, num_frames=None, stride=
                 "without a train_dataset in its config")
         raise ConfigError(f"checkpoint {checkpoint} was trained {what}, so how its frames were made is unknown: pass "
                           f"{' and '.join(missing)} (`declip datasets` lists the declared datasets)")
-    known = list(found)
+    known = [f"{n} (recorded in the checkpoint)" if n in recorded else n for n in found]
     face_mode, face_src = _agree("faces", found, faces, known)
     size = margin = None
     if face_mode == "dlib":
@@ -157,4 +185,4 @@ def _sampling(found, known, mode, num_frames, stride):
         raise ConfigError(f"frame sampling {values}: {e}") from None
 
 
-__all__ = ["Preprocessing", "from_dataset", "resolve"]
+__all__ = ["Preprocessing", "frames_record", "from_dataset", "resolve"]

@@ -24,6 +24,7 @@ from . import runtime
 from ..progress import PROGRESS, eta_line, progress
 from .evaluator import evaluate, format_metrics, to_device
 from .loaders import Batches
+from .preprocessing import frames_record
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 detector, device_ids=[device.index] if device.type == "cuda" else None)
         self.train_loader, self.val_loader = train_loader, val_loader
+        self.frames = frames_record(config)  # saved in each checkpoint: `declip predict` makes video frames alike
         self.params = [p for p in detector.parameters() if p.requires_grad]
         if not self.params:
             raise ConfigError("the detector has no trainable parameters")
@@ -280,7 +282,7 @@ class Trainer:
                     if is_best and self.config.save_ckpt:
                         self.best_epoch = self.epoch
                         save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch,
-                                                 metric={self.metric: score})
+                                                 metric={self.metric: score}, frames=self.frames)
             elif runtime.is_main():
                 logger.info("epoch %d/%d: train loss %.4f, lr %.1e%s", self.epoch, n_epochs, stats["loss"], lr, speed,
                             extra=PROGRESS)
@@ -288,7 +290,7 @@ class Trainer:
             if runtime.is_main() and self.config.save_ckpt:
                 if self.val_loader is None:
                     self.best_epoch = self.epoch
-                    save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch)
+                    save_detector_checkpoint(self.best_path, self.detector, epoch=self.epoch, frames=self.frames)
                 self.save_state()
             runtime.barrier()
         return self.history
